@@ -1,0 +1,43 @@
+//! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
+//! This file holds the command tree and dispatch only; each task lives in its module.
+
+mod project;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use project::{Exit, UserError};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "Automation for this repository", version)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result: anyhow::Result<()> = match cli.task {};
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => report(err),
+    }
+}
+
+/// Maps an error to its exit code: 2 for user mistakes (one line), the task's own code
+/// for failures it already reported, 1 with the cause chain for everything else.
+fn report(err: anyhow::Error) -> ExitCode {
+    if let Some(Exit(code)) = err.downcast_ref::<Exit>() {
+        return ExitCode::from(*code);
+    }
+    if let Some(user) = err.downcast_ref::<UserError>() {
+        eprintln!("error: {user}");
+        return ExitCode::from(2);
+    }
+    eprintln!("error: {err:#}");
+    ExitCode::from(1)
+}

@@ -1,0 +1,125 @@
+//! Where things are and how to touch them safely: the workspace root, the target
+//! directory, the `cargo` command, atomic file writes and the error kinds that decide
+//! the exit code. Every task resolves its paths from here, so it works from any
+//! subdirectory.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::Context as _;
+
+/// The workspace root: the parent of this crate's manifest directory.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives one level below the workspace root")
+        .to_path_buf()
+}
+
+/// The cargo target directory (`CARGO_TARGET_DIR` when set, else `<root>/target`).
+pub fn target_dir() -> PathBuf {
+    match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => {
+            let dir = PathBuf::from(dir);
+            if dir.is_absolute() { dir } else { root().join(dir) }
+        }
+        None => root().join("target"),
+    }
+}
+
+/// Scratch space owned by xtask (`target/xtask`): state files, logs, timings.
+pub fn xtask_dir() -> PathBuf {
+    target_dir().join("xtask")
+}
+
+/// A `cargo` command: the one that runs us (`$CARGO`), run from the workspace root.
+pub fn cargo() -> Command {
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(root());
+    cmd
+}
+
+/// `path` relative to the workspace root when it is inside it, for messages.
+pub fn display_path(path: &Path) -> String {
+    let root = root();
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
+}
+
+/// Writes `contents` to `path` atomically: a temporary file in the same directory is
+/// renamed over the target, so a reader never sees a half-written file and a failure
+/// leaves the old file untouched.
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file_name = path.file_name().context("output path has no file name")?;
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        file_name.to_string_lossy(),
+        std::process::id()
+    ));
+    let result = std::fs::write(&tmp, contents)
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A mistake in the user's input (flags, files, environment): printed as one line and
+/// exits with code 2. Internal failures stay plain `anyhow` errors and exit 1.
+#[derive(Debug)]
+pub struct UserError(pub String);
+
+impl fmt::Display for UserError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UserError {}
+
+/// Returns early from a task with a [`UserError`].
+#[macro_export]
+macro_rules! user_error {
+    ($($arg:tt)*) => {
+        return Err(anyhow::Error::new($crate::project::UserError(format!($($arg)*))))
+    };
+}
+
+/// A task that already reported why it failed and only needs to exit with `code`
+/// (e.g. `--check` found a stale file: exit 1 after printing the diff).
+#[derive(Debug)]
+pub struct Exit(pub u8);
+
+impl fmt::Display for Exit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "exit status {}", self.0)
+    }
+}
+
+impl std::error::Error for Exit {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn root_holds_the_workspace_manifest() {
+        let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
+        assert!(manifest.contains("[workspace]"));
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        let path = dir.join("out.txt");
+        write_atomic(&path, "one").unwrap();
+        write_atomic(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(entries.len(), 1, "temporary file left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
