@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod deps;
 mod project;
 
 use std::process::ExitCode;
@@ -10,18 +11,26 @@ use clap::{Parser, Subcommand};
 use project::{Exit, UserError};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Automation for this repository", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Automation for this repository",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
 }
 
 #[derive(Subcommand)]
-enum Task {}
+enum Task {
+    Deps(deps::DepsArgs),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.task {};
+    let result: anyhow::Result<()> = match cli.task {
+        Task::Deps(args) => deps::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(err),

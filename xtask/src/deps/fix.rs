@@ -1,0 +1,354 @@
+//! `--verified-only` and `--with-verification`: turn findings into manifest changes,
+//! apply them inside a [`Transaction`], and keep them only when cargo agrees.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+use super::analyze::{Analysis, Class, Table};
+use super::edit;
+use super::load::{Workspace, inherited_keys};
+use super::verify::{Cargo, Transaction};
+use crate::project::Exit;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    Remove,
+    MoveToDev,
+    RemoveWorkspaceEntry,
+}
+
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// Member name, or `[workspace.dependencies]`.
+    pub member: String,
+    pub manifest: PathBuf,
+    pub key: String,
+    pub table: Table,
+    pub target: Option<String>,
+    pub action: Action,
+    pub class: Class,
+}
+
+impl Change {
+    pub fn describe(&self) -> String {
+        let table = match (&self.action, &self.target) {
+            (Action::RemoveWorkspaceEntry, _) => "workspace.dependencies".to_string(),
+            (_, Some(t)) => format!("target.'{t}'.{}", self.table.toml_name()),
+            (_, None) => self.table.toml_name().to_string(),
+        };
+        let verb = if self.action == Action::MoveToDev {
+            "move to dev-dependencies"
+        } else {
+            "remove"
+        };
+        format!(
+            "{}: {verb} `{}` ({table}, {})",
+            self.member,
+            self.key,
+            self.class.label()
+        )
+    }
+}
+
+/// The changes for the given classes; misplaced ones become moves when `fix_misplaced`.
+pub fn changes(
+    ws: &Workspace,
+    analysis: &Analysis,
+    classes: &[Class],
+    fix_misplaced: bool,
+) -> Vec<Change> {
+    let mut out = Vec::new();
+    for m in &analysis.members {
+        let manifest = ws.manifests[&m.name].clone();
+        for f in &m.findings {
+            if f.ignored_by.is_some() {
+                continue;
+            }
+            let action = match f.class {
+                Class::Misplaced if fix_misplaced => Action::MoveToDev,
+                ref c if classes.contains(c) && *c != Class::Misplaced => Action::Remove,
+                _ => continue,
+            };
+            out.push(Change {
+                member: m.name.clone(),
+                manifest: manifest.clone(),
+                key: f.key.clone(),
+                table: f.table,
+                target: f.target.clone(),
+                action,
+                class: f.class.clone(),
+            });
+        }
+    }
+    for w in &analysis.workspace {
+        if classes.contains(&w.class) && w.ignored_by.is_none() {
+            out.push(Change {
+                member: "[workspace.dependencies]".into(),
+                manifest: ws.root_manifest.clone(),
+                key: w.key.clone(),
+                table: Table::Normal,
+                target: None,
+                action: Action::RemoveWorkspaceEntry,
+                class: w.class.clone(),
+            });
+        }
+    }
+    out
+}
+
+/// The new text of every manifest the changes touch (only those that differ), and notes
+/// about what could not be done or was done on the side.
+pub fn apply(
+    ws: &Workspace,
+    changes: &[Change],
+) -> anyhow::Result<(BTreeMap<PathBuf, (String, String)>, Vec<String>)> {
+    let mut docs: BTreeMap<PathBuf, (String, toml_edit::DocumentMut)> = BTreeMap::new();
+    let mut paths: Vec<PathBuf> = ws.manifests.values().cloned().collect();
+    paths.push(ws.root_manifest.clone());
+    for path in paths {
+        if !docs.contains_key(&path) {
+            let text = std::fs::read_to_string(&path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            let doc = text
+                .parse()
+                .with_context(|| format!("parsing {}", path.display()))?;
+            docs.insert(path, (text, doc));
+        }
+    }
+    let mut notes = Vec::new();
+    let mut orphan_candidates = Vec::new();
+    for c in changes {
+        let (_, doc) = docs
+            .get_mut(&c.manifest)
+            .context("manifest of a change was not loaded")?;
+        match c.action {
+            Action::Remove => {
+                let was_inherited =
+                    inherited_keys(doc).contains(&(c.table, c.target.clone(), c.key.clone()));
+                if edit::remove_dep(doc, &c.key, c.table, c.target.as_deref()) {
+                    let gone = edit::cleanup_features(doc, &c.key);
+                    if !gone.is_empty() {
+                        notes.push(format!(
+                            "{}: removed feature(s) left empty: {}",
+                            c.member,
+                            gone.join(", ")
+                        ));
+                    }
+                    if was_inherited {
+                        orphan_candidates.push(c.key.clone());
+                    }
+                }
+            }
+            Action::MoveToDev => {
+                if let Err(why) = edit::move_to_dev(doc, &c.key, c.target.as_deref()) {
+                    notes.push(format!(
+                        "{}: not moving `{}` to dev-dependencies: {why}",
+                        c.member, c.key
+                    ));
+                }
+            }
+            Action::RemoveWorkspaceEntry => {
+                edit::remove_workspace_dep(doc, &c.key);
+            }
+        }
+    }
+    // A `[workspace.dependencies]` entry that no member inherits any more goes too.
+    for key in orphan_candidates {
+        let still = docs
+            .values()
+            .any(|(_, d)| inherited_keys(d).iter().any(|(_, _, k)| *k == key));
+        if !still {
+            let (_, root) = docs
+                .get_mut(&ws.root_manifest)
+                .context("root manifest was not loaded")?;
+            if edit::remove_workspace_dep(root, &key) {
+                notes.push(format!(
+                    "[workspace.dependencies]: removed `{key}`, no member inherits it any more"
+                ));
+            }
+        }
+    }
+    let changed = docs
+        .into_iter()
+        .filter_map(|(path, (old, doc))| {
+            let new = doc.to_string();
+            (new != old).then_some((path, (old, new)))
+        })
+        .collect();
+    Ok((changed, notes))
+}
+
+fn lockfile(ws: &Workspace) -> PathBuf {
+    ws.root.join("Cargo.lock")
+}
+
+fn rel(ws: &Workspace, p: &Path) -> String {
+    p.strip_prefix(&ws.root).unwrap_or(p).display().to_string()
+}
+
+/// `--verified-only`: remove every verified-unused declaration (and move misplaced ones
+/// with `fix_misplaced`), then confirm with `cargo metadata` and `cargo check`; restore
+/// everything if either fails.
+pub fn verified_only(
+    ws: &Workspace,
+    analysis: &Analysis,
+    fix_misplaced: bool,
+    dry_run: bool,
+    cargo: &Cargo,
+) -> anyhow::Result<()> {
+    let changes = changes(ws, analysis, &[Class::VerifiedUnused], fix_misplaced);
+    if changes.is_empty() {
+        println!(
+            "nothing to remove: no verified-unused dependencies{}",
+            if fix_misplaced {
+                " or misplaced ones"
+            } else {
+                ""
+            }
+        );
+        return Ok(());
+    }
+    let (texts, notes) = apply(ws, &changes)?;
+    for c in &changes {
+        println!("{}", c.describe());
+    }
+    for n in &notes {
+        println!("note: {n}");
+    }
+    if dry_run {
+        for (path, (old, new)) in &texts {
+            print!("{}", edit::unified_diff(&rel(ws, path), old, new));
+        }
+        println!("dry run: nothing written");
+        return Ok(());
+    }
+    let mut files: Vec<PathBuf> = texts.keys().cloned().collect();
+    files.push(lockfile(ws));
+    let txn = Transaction::begin(&files)?;
+    for (path, (_, new)) in &texts {
+        txn.write(path, new)?;
+    }
+    let verdict = match cargo.metadata()? {
+        Err(e) => Err(format!("cargo metadata failed: {e}")),
+        Ok(()) => cargo
+            .check(false)?
+            .map_err(|e| format!("cargo check failed: {e}")),
+    };
+    match verdict {
+        Ok(()) => {
+            txn.commit();
+            println!(
+                "removed {} declaration(s); cargo check --workspace --all-targets passes",
+                changes.len()
+            );
+            Ok(())
+        }
+        Err(why) => {
+            txn.restore()?;
+            eprintln!(
+                "{why}\nrestored every file; nothing was changed (try --with-verification to keep the removals that hold)"
+            );
+            Err(Exit(1).into())
+        }
+    }
+}
+
+/// One candidate's outcome in `--with-verification`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Removed,
+    Kept(String),
+    Skipped(String),
+}
+
+/// `--with-verification`: each candidate on its own: change, check (and test), keep or revert.
+pub fn with_verification(
+    ws: &Workspace,
+    analysis: &Analysis,
+    run_tests: bool,
+    cargo: &Cargo,
+) -> anyhow::Result<Vec<(Change, Outcome)>> {
+    let candidates = changes(
+        ws,
+        analysis,
+        &[Class::VerifiedUnused, Class::NeedsInvestigation],
+        true,
+    );
+    if candidates.is_empty() {
+        println!("no candidates: nothing is unused, misplaced or in need of investigation");
+        return Ok(Vec::new());
+    }
+    // The baseline must build, or every removal would look harmful.
+    let all_features = match cargo.check(true)? {
+        Ok(()) => true,
+        Err(_) => match cargo.check(false)? {
+            Ok(()) => {
+                println!(
+                    "note: the workspace does not build with --all-features; checking with default features"
+                );
+                false
+            }
+            Err(e) => crate::user_error!(
+                "the workspace does not build before any change ({e}); fix that first"
+            ),
+        },
+    };
+    let mut results = Vec::new();
+    for c in candidates {
+        let (texts, _) = apply(ws, std::slice::from_ref(&c))?;
+        if texts.is_empty() {
+            // e.g. the workspace entry went with an earlier member removal.
+            let why = if c.action == Action::MoveToDev {
+                "cannot be moved (optional or named by a feature)"
+            } else {
+                "already gone"
+            };
+            println!("{}: skipped, {why}", c.describe());
+            results.push((c, Outcome::Skipped(why.into())));
+            continue;
+        }
+        let mut files: Vec<PathBuf> = texts.keys().cloned().collect();
+        files.push(lockfile(ws));
+        let txn = Transaction::begin(&files)?;
+        for (path, (_, new)) in &texts {
+            txn.write(path, new)?;
+        }
+        let mut verdict = cargo
+            .metadata()?
+            .map_err(|e| format!("cargo metadata: {e}"));
+        if verdict.is_ok() {
+            verdict = cargo.check(all_features)?;
+        }
+        if verdict.is_ok() && run_tests {
+            verdict = cargo.test(all_features)?;
+        }
+        let outcome = match verdict {
+            Ok(()) => {
+                txn.commit();
+                Outcome::Removed
+            }
+            Err(e) => {
+                txn.restore()?;
+                Outcome::Kept(e)
+            }
+        };
+        match &outcome {
+            Outcome::Removed => println!("{}: done, the workspace still builds", c.describe()),
+            Outcome::Kept(e) => println!("{}: kept, {e}", c.describe()),
+            Outcome::Skipped(_) => {}
+        }
+        results.push((c, outcome));
+    }
+    let removed = results
+        .iter()
+        .filter(|(_, o)| *o == Outcome::Removed)
+        .count();
+    println!(
+        "{} candidate(s): {removed} changed, {} kept or skipped",
+        results.len(),
+        results.len() - removed
+    );
+    Ok(results)
+}

@@ -1,0 +1,347 @@
+//! The effects side of the analysis: runs `cargo metadata`, reads manifests, follows
+//! each target's modules from its root file and scans them, and builds the pure
+//! [`Member`] model that `analyze` classifies.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, TargetKind};
+
+use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
+use super::scan::{FileScan, scan};
+
+/// Everything the analysis needs about a workspace.
+pub struct Workspace {
+    pub root: PathBuf,
+    pub root_manifest: PathBuf,
+    pub members: Vec<Member>,
+    /// Keys of the root's `[workspace.dependencies]`.
+    pub workspace_entries: Vec<String>,
+    pub workspace_ignore: Vec<(String, String)>,
+    /// Manifest path of each member, by member name.
+    pub manifests: BTreeMap<String, PathBuf>,
+}
+
+pub fn metadata(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
+    let mut cmd = MetadataCommand::new();
+    if offline {
+        cmd.other_options(vec!["--offline".to_string()]);
+    }
+    cmd.manifest_path(manifest)
+        .features(cargo_metadata::CargoOpt::AllFeatures)
+        .exec()
+        .with_context(|| format!("running `cargo metadata` for {}", manifest.display()))
+}
+
+pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
+    let meta = metadata(manifest, offline)?;
+    let root = meta.workspace_root.clone().into_std_path_buf();
+    let root_manifest = root.join("Cargo.toml");
+    let root_doc = read_manifest(&root_manifest)?;
+    let workspace_entries = root_doc
+        .get("workspace")
+        .and_then(|w| w.get("dependencies"))
+        .and_then(|d| d.as_table_like())
+        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+        .unwrap_or_default();
+    let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
+
+    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (&p.id, p)).collect();
+    let nodes: HashMap<_, _> = meta
+        .resolve
+        .as_ref()
+        .map(|r| r.nodes.iter().map(|n| (&n.id, n)).collect())
+        .unwrap_or_default();
+    let mut scans: HashMap<PathBuf, FileScan> = HashMap::new();
+    let mut members = Vec::new();
+    let mut manifests = BTreeMap::new();
+    for id in &meta.workspace_members {
+        let pkg = packages[id];
+        let manifest_path = pkg.manifest_path.clone().into_std_path_buf();
+        let doc = if manifest_path == root_manifest {
+            root_doc.clone()
+        } else {
+            read_manifest(&manifest_path)?
+        };
+        let inherited = inherited_keys(&doc);
+        let mut member = Member {
+            name: pkg.name.to_string(),
+            manifest: relative(&root, &manifest_path),
+            ignore: ignore_lists(&pkg.metadata, "package.metadata"),
+            features: pkg
+                .features
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        for dep in &pkg.dependencies {
+            let table = match dep.kind {
+                DependencyKind::Development => Table::Dev,
+                DependencyKind::Build => Table::Build,
+                _ => Table::Normal,
+            };
+            let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
+            let target = dep.target.as_ref().map(|t| t.to_string());
+            let resolved = nodes.get(id).and_then(|node| {
+                node.deps.iter().map(|nd| packages[&nd.pkg]).find(|p| {
+                    p.name.as_str() == dep.name
+                        && match &dep.path {
+                            Some(path) => p.manifest_path.parent() == Some(path.as_path()),
+                            None => dep.req.matches(&p.version),
+                        }
+                })
+            });
+            // Not in the resolve graph (e.g. a package with no library): any package of that name.
+            let resolved = resolved.or_else(|| {
+                meta.packages
+                    .iter()
+                    .find(|p| p.name.as_str() == dep.name && dep.req.matches(&p.version))
+            });
+            let facts = resolved.map(facts_of).unwrap_or(DepFacts {
+                has_lib: true,
+                ..Default::default()
+            });
+            let lib_name = resolved.and_then(|p| lib_target(p).map(|t| t.name.clone()));
+            let crate_name = match (&dep.rename, lib_name) {
+                (Some(rename), _) => rename.replace('-', "_"),
+                (None, Some(lib)) => lib.replace('-', "_"),
+                (None, None) => dep.name.replace('-', "_"),
+            };
+            member.decls.push(Decl {
+                inherited: inherited.contains(&(table, target.clone(), key.clone())),
+                key,
+                package: dep.name.clone(),
+                crate_name,
+                table,
+                target,
+                optional: dep.optional,
+                facts,
+            });
+        }
+        scan_targets(&root, pkg, &mut member, &mut scans);
+        manifests.insert(member.name.clone(), manifest_path);
+        members.push(member);
+    }
+    Ok(Workspace {
+        root,
+        root_manifest,
+        members,
+        workspace_entries,
+        workspace_ignore,
+        manifests,
+    })
+}
+
+pub fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    text.parse()
+        .with_context(|| format!("parsing {}", path.display()))
+}
+
+fn relative(root: &Path, path: &Path) -> String {
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+fn lib_target(p: &Package) -> Option<&cargo_metadata::Target> {
+    p.targets.iter().find(|t| {
+        t.kind.iter().any(|k| {
+            matches!(
+                k,
+                TargetKind::Lib
+                    | TargetKind::RLib
+                    | TargetKind::ProcMacro
+                    | TargetKind::DyLib
+                    | TargetKind::CDyLib
+                    | TargetKind::StaticLib
+            )
+        })
+    })
+}
+
+fn facts_of(p: &Package) -> DepFacts {
+    DepFacts {
+        proc_macro: p.targets.iter().any(|t| t.is_kind(TargetKind::ProcMacro)),
+        links: p.links.clone(),
+        has_lib: lib_target(p).is_some(),
+    }
+}
+
+/// `(table, target, key)` of every declaration written `workspace = true`.
+pub fn inherited_keys(doc: &toml_edit::DocumentMut) -> HashSet<(Table, Option<String>, String)> {
+    let mut out = HashSet::new();
+    let mut collect = |tables: &dyn toml_edit::TableLike, target: Option<String>| {
+        for (name, table) in [
+            ("dependencies", Table::Normal),
+            ("dev-dependencies", Table::Dev),
+            ("dev_dependencies", Table::Dev),
+            ("build-dependencies", Table::Build),
+            ("build_dependencies", Table::Build),
+        ] {
+            let Some(deps) = tables.get(name).and_then(|d| d.as_table_like()) else {
+                continue;
+            };
+            for (key, item) in deps.iter() {
+                let inherits = item
+                    .as_table_like()
+                    .and_then(|t| t.get("workspace"))
+                    .and_then(|w| w.as_bool())
+                    .unwrap_or(false);
+                if inherits {
+                    out.insert((table, target.clone(), key.to_string()));
+                }
+            }
+        }
+    };
+    collect(doc.as_table(), None);
+    if let Some(targets) = doc.get("target").and_then(|t| t.as_table_like()) {
+        for (cfg, tables) in targets.iter() {
+            if let Some(tables) = tables.as_table_like() {
+                collect(tables, Some(cfg.to_string()));
+            }
+        }
+    }
+    out
+}
+
+/// Ignore entries from `<prefix>.xtask-deps.ignore`, `.cargo-machete.ignored` and
+/// `.cargo-shear.ignored`, each with the list it came from.
+fn ignore_lists(metadata: &serde_json::Value, prefix: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for (tool, field) in [
+        ("xtask-deps", "ignore"),
+        ("cargo-machete", "ignored"),
+        ("cargo-shear", "ignored"),
+    ] {
+        let names = metadata
+            .get(tool)
+            .and_then(|t| t.get(field))
+            .and_then(|v| v.as_array());
+        for name in names.into_iter().flatten().filter_map(|v| v.as_str()) {
+            out.push((name.to_string(), format!("{prefix}.{tool}")));
+        }
+    }
+    out
+}
+
+/// Scans every target of `pkg`, following modules from each root file, and records
+/// each crate reference in `member` with the context it is used in.
+fn scan_targets(
+    root: &Path,
+    pkg: &Package,
+    member: &mut Member,
+    scans: &mut HashMap<PathBuf, FileScan>,
+) {
+    let mut targets: Vec<_> = pkg.targets.iter().collect();
+    // Lib and bins first, so the first recorded use is the most telling one.
+    targets.sort_by_key(|t| target_context(t));
+    for target in targets {
+        let context = target_context(target);
+        let files = module_files(target.src_path.as_std_path(), scans);
+        for (file, test_file) in files {
+            let Some(scan) = scans.get(&file) else {
+                continue;
+            };
+            if context == Context::Normal && !test_file && scan.includes_generated {
+                member.includes_generated = true;
+            }
+            let rel = relative(root, &file);
+            for r in scan.crate_refs() {
+                let ctx = if context == Context::Normal && (r.test || test_file) {
+                    Context::Dev
+                } else {
+                    context
+                };
+                member.record_use(
+                    &r.name,
+                    ctx,
+                    Location {
+                        file: rel.clone(),
+                        line: r.line,
+                    },
+                );
+            }
+        }
+    }
+}
+
+fn target_context(t: &cargo_metadata::Target) -> Context {
+    if t.is_kind(TargetKind::CustomBuild) {
+        Context::Build
+    } else if t.is_kind(TargetKind::Test)
+        || t.is_kind(TargetKind::Bench)
+        || t.is_kind(TargetKind::Example)
+    {
+        Context::Dev
+    } else {
+        Context::Normal
+    }
+}
+
+/// The files of the module tree rooted at `root_file` (each scanned into `scans`), with
+/// whether the file is test-only (reached through a `#[cfg(test)] mod x;`).
+fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec<(PathBuf, bool)> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    // (file, directory its child modules live in, test-only)
+    let mut queue = vec![(
+        root_file.to_path_buf(),
+        root_file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default(),
+        false,
+    )];
+    while let Some((file, child_dir, test)) = queue.pop() {
+        if !seen.insert(file.clone()) {
+            continue;
+        }
+        if !scans.contains_key(&file) {
+            let Ok(src) = std::fs::read_to_string(&file) else {
+                continue;
+            };
+            scans.insert(file.clone(), scan(&src));
+        }
+        let scan = &scans[&file];
+        let file_dir = file.parent().map(Path::to_path_buf).unwrap_or_default();
+        for m in &scan.mods {
+            let mut dir = child_dir.clone();
+            for parent in &m.inline_parents {
+                dir.push(parent);
+            }
+            let test = test || m.test;
+            if let Some(path) = &m.path {
+                let base = if m.inline_parents.is_empty() {
+                    &file_dir
+                } else {
+                    &dir
+                };
+                let target = base.join(path);
+                let target_dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
+                queue.push((target, target_dir, test));
+                continue;
+            }
+            let flat = dir.join(format!("{}.rs", m.name));
+            let nested = dir.join(&m.name).join("mod.rs");
+            if flat.is_file() {
+                queue.push((flat, dir.join(&m.name), test));
+            } else if nested.is_file() {
+                queue.push((nested, dir.join(&m.name), test));
+            }
+        }
+        for inc in &scan.includes {
+            let target = file_dir.join(inc);
+            if target.extension().is_some_and(|e| e == "rs") {
+                queue.push((target, child_dir.clone(), test));
+            }
+        }
+        out.push((file, test));
+    }
+    out.sort();
+    out
+}

@@ -1,0 +1,307 @@
+//! Renders an [`Analysis`]: the terminal table, JSON, and the Markdown report.
+
+use std::fmt::Write as _;
+
+use serde_json::json;
+
+use super::analyze::{Analysis, Class, Finding};
+
+fn table_label(f: &Finding) -> String {
+    match &f.target {
+        Some(target) => format!("target.'{target}'.{}", f.table.toml_name()),
+        None => f.table.toml_name().to_string(),
+    }
+}
+
+/// The per-member tables and the summary line.
+pub fn text(a: &Analysis) -> String {
+    let mut out = String::new();
+    let widths = |rows: &[[String; 4]]| {
+        let mut w = [10, 5, 5, 8];
+        for r in rows {
+            for (i, c) in r.iter().enumerate().take(3) {
+                w[i] = w[i].max(c.len());
+            }
+        }
+        w
+    };
+    let mut emit = |title: String, rows: Vec<[String; 4]>| {
+        if rows.is_empty() {
+            return;
+        }
+        let w = widths(&rows);
+        let _ = writeln!(out, "{title}");
+        let _ = writeln!(
+            out,
+            "  {:w0$}  {:w1$}  {:w2$}  evidence",
+            "dependency",
+            "table",
+            "class",
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2]
+        );
+        for r in rows {
+            let _ = writeln!(
+                out,
+                "  {:w0$}  {:w1$}  {:w2$}  {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                w0 = w[0],
+                w1 = w[1],
+                w2 = w[2]
+            );
+        }
+        let _ = writeln!(out);
+    };
+    for m in &a.members {
+        let rows = m
+            .findings
+            .iter()
+            .map(|f| {
+                let name = if f.package != f.key {
+                    format!("{} ({})", f.key, f.package)
+                } else {
+                    f.key.clone()
+                };
+                [
+                    name,
+                    table_label(f),
+                    f.class.label().to_string(),
+                    f.evidence.clone(),
+                ]
+            })
+            .collect();
+        emit(format!("{} ({})", m.name, m.manifest), rows);
+    }
+    let rows = a
+        .workspace
+        .iter()
+        .map(|w| {
+            [
+                w.key.clone(),
+                "workspace.dependencies".into(),
+                w.class.label().into(),
+                w.evidence.clone(),
+            ]
+        })
+        .collect();
+    emit(
+        format!("[workspace.dependencies] ({})", a.root_manifest),
+        rows,
+    );
+    for w in &a.warnings {
+        let _ = writeln!(out, "warning: {w}");
+    }
+    let _ = writeln!(out, "{}", summary(a));
+    out
+}
+
+pub fn summary(a: &Analysis) -> String {
+    format!(
+        "{} dependency declarations analyzed, {} potentially unused ({} verified unused, {} misplaced, {} need investigation)",
+        a.declarations(),
+        a.count(&Class::VerifiedUnused)
+            + a.count(&Class::Misplaced)
+            + a.count(&Class::NeedsInvestigation),
+        a.count(&Class::VerifiedUnused),
+        a.count(&Class::Misplaced),
+        a.count(&Class::NeedsInvestigation),
+    )
+}
+
+pub fn json(a: &Analysis) -> serde_json::Value {
+    let members: Vec<_> = a
+        .members
+        .iter()
+        .map(|m| {
+            let deps: Vec<_> = m
+                .findings
+                .iter()
+                .map(|f| {
+                    json!({
+                        "key": f.key,
+                        "package": f.package,
+                        "table": f.table.toml_name(),
+                        "target": f.target,
+                        "optional": f.optional,
+                        "class": f.class.label(),
+                        "evidence": f.evidence,
+                        "location": f.location.as_ref().map(|l| json!({"file": l.file, "line": l.line})),
+                        "ignored_by": f.ignored_by,
+                    })
+                })
+                .collect();
+            json!({"name": m.name, "manifest": m.manifest, "dependencies": deps})
+        })
+        .collect();
+    let workspace: Vec<_> = a
+        .workspace
+        .iter()
+        .map(|w| json!({"key": w.key, "class": w.class.label(), "evidence": w.evidence, "ignored_by": w.ignored_by}))
+        .collect();
+    json!({
+        "members": members,
+        "workspace_dependencies": workspace,
+        "warnings": a.warnings,
+        "summary": {
+            "declarations": a.declarations(),
+            "verified_unused": a.count(&Class::VerifiedUnused),
+            "misplaced": a.count(&Class::Misplaced),
+            "needs_investigation": a.count(&Class::NeedsInvestigation),
+            "used": a.count(&Class::Used),
+        },
+    })
+}
+
+/// `docs/analysis/unused-dependencies-analysis.md`: the three sections of the original
+/// analysis (verified unused, likely unused, needs investigation), methodology and
+/// limitations.
+pub fn markdown(a: &Analysis) -> String {
+    let mut out = String::new();
+    let rows = |class: &dyn Fn(&Finding) -> bool| -> Vec<String> {
+        let mut rows = Vec::new();
+        for m in &a.members {
+            for f in m.findings.iter().filter(|f| class(f)) {
+                let name = if f.package != f.key {
+                    format!("`{}` (package `{}`)", f.key, f.package)
+                } else {
+                    format!("`{}`", f.key)
+                };
+                rows.push(format!(
+                    "| {} | `{}` | {} | {} |",
+                    m.name,
+                    table_label(f),
+                    name,
+                    f.evidence.replace('|', "\\|")
+                ));
+            }
+        }
+        rows
+    };
+    let section = |out: &mut String, title: &str, intro: &str, rows: Vec<String>| {
+        let _ = writeln!(out, "## {title}\n\n{intro}\n");
+        if rows.is_empty() {
+            let _ = writeln!(out, "None.\n");
+        } else {
+            let _ = writeln!(
+                out,
+                "| member | table | dependency | evidence |\n| --- | --- | --- | --- |"
+            );
+            for r in rows {
+                let _ = writeln!(out, "{r}");
+            }
+            let _ = writeln!(out);
+        }
+    };
+    let _ = writeln!(out, "# Unused dependencies analysis\n");
+    let _ = writeln!(
+        out,
+        "Generated by `cargo xtask deps --report`; do not edit by hand.\n"
+    );
+    let _ = writeln!(out, "{}.\n", summary(a));
+    let no_lib = |f: &Finding| f.evidence.starts_with("has no library target");
+
+    let mut verified = rows(&|f| f.class == Class::VerifiedUnused);
+    for w in a
+        .workspace
+        .iter()
+        .filter(|w| w.class == Class::VerifiedUnused)
+    {
+        verified.push(format!(
+            "| (workspace) | `workspace.dependencies` | `{}` | {} |",
+            w.key, w.evidence
+        ));
+    }
+    section(
+        &mut out,
+        "Verified Unused",
+        "Referenced nowhere in the targets that can use them, with nothing that could need them \
+         without a reference. `cargo xtask deps --verified-only` removes them and confirms the \
+         workspace still builds.",
+        verified,
+    );
+    section(
+        &mut out,
+        "Likely Unused",
+        "Normal dependencies used only by tests, benches, examples or doc tests (they belong in \
+         `[dev-dependencies]`; `--verified-only --fix-misplaced` moves them), and packages without \
+         a library target (tools listed as dependencies).",
+        rows(&|f| {
+            f.class == Class::Misplaced || (f.class == Class::NeedsInvestigation && no_lib(f))
+        }),
+    );
+    let mut investigate = rows(&|f| f.class == Class::NeedsInvestigation && !no_lib(f));
+    for w in a
+        .workspace
+        .iter()
+        .filter(|w| w.class == Class::NeedsInvestigation)
+    {
+        investigate.push(format!(
+            "| (workspace) | `workspace.dependencies` | `{}` | {} |",
+            w.key, w.evidence
+        ));
+    }
+    section(
+        &mut out,
+        "Needs Investigation",
+        "Not referenced by path, but possibly needed anyway. `cargo xtask deps --with-verification` \
+         removes each one, builds, and keeps the removal only if the workspace still compiles.",
+        investigate,
+    );
+    if !a.warnings.is_empty() {
+        let _ = writeln!(out, "## Warnings\n");
+        for w in &a.warnings {
+            let _ = writeln!(out, "- {w}");
+        }
+        let _ = writeln!(out);
+    }
+    out.push_str(METHODOLOGY);
+    out
+}
+
+const METHODOLOGY: &str = "## Methodology
+
+- Declarations come from `cargo metadata --all-features` (no compilation): every member's
+  `[dependencies]`, `[dev-dependencies]`, `[build-dependencies]` and their
+  `[target.'cfg(..)'.*]` variants, and the root's `[workspace.dependencies]`. Each is
+  resolved to the name code uses: the rename (`package = ...`), else the dependency's
+  library name (`[lib] name`), with `-` read as `_`.
+- Sources are found the way the compiler finds them: from each target's root file
+  (lib, bins, tests, benches, examples, `build.rs`) through `mod x;` to `x.rs` or
+  `x/mod.rs`, honouring `#[path]`, inline modules and `include!(\"file.rs\")`.
+- A small lexer skips comments, strings, char literals and lifetimes. A reference is the
+  first segment of a path (`foo::x`, `::foo::x`, `#[foo::attr]`, `foo::m!()`), a root of a
+  `use` tree (`use foo;`, `use foo as bar;`, `use {foo::x, bar};`), `extern crate foo`,
+  a path inside an attribute string (`#[serde(with = \"foo::bar\")]`, `crate = \"foo\"`),
+  or one of these inside a Rust code block of a doc comment (a doc test).
+- Contexts: code in lib and bins is normal; tests, benches, examples, `#[cfg(test)]`
+  items (and modules declared under it) and doc tests are dev; `build.rs` is build. A
+  normal dependency must be referenced somewhere, a dev dependency in dev (or normal)
+  code, a build dependency in `build.rs`. A normal dependency referenced only in dev code
+  is misplaced.
+- A path whose first segment is a module declared or imported (`use crate::..::foo`) in
+  the same file is local, not a crate.
+- Unreferenced declarations that could be needed without a reference are \"needs
+  investigation\": proc-macro crates, crates other crates' macros expand to (a known list,
+  and `X` for a used proc-macro `X_derive`/`X_macros`/...), crates with `links`, optional
+  dependencies, packages without a library, dependencies of packages that include code
+  generated by `build.rs`, and entries of an ignore list (`[package.metadata.xtask-deps]
+  ignore`, `[package.metadata.cargo-machete] ignored`, `[package.metadata.cargo-shear]
+  ignored`, and the `workspace.metadata` equivalents).
+
+## Limitations
+
+- Macro expansion is not performed: a crate used only inside another crate's macro
+  expansion is found only through the known list above; `--with-verification` settles
+  such cases by compiling.
+- `cfg` conditions other than `test` are not evaluated: code under any `cfg` counts.
+- A dependency kept only to select features of a transitive dependency (feature
+  unification) looks unused; list it in an ignore list.
+- Modules declared by macros other than through literal `mod x;` tokens, and files
+  included through computed paths, are not followed.
+- Glob imports of local modules (`use super::*`) that bring a module named like a crate
+  into scope are not tracked.
+";

@@ -1,0 +1,337 @@
+//! Applying removals safely: every touched file (manifests and `Cargo.lock`) is saved
+//! first and restored when the change does not hold up (cargo metadata or cargo check
+//! fails), on error, on panic (drop) and on Ctrl-C/SIGTERM (signal handler).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, Once};
+
+use anyhow::Context as _;
+
+use crate::project::write_atomic;
+
+/// Saved contents of the files of every open [`Transaction`] (None: did not exist),
+/// by transaction id, so the signal handler can put them back.
+static SAVED: Mutex<BTreeMap<u64, Vec<(PathBuf, Option<Vec<u8>>)>>> = Mutex::new(BTreeMap::new());
+/// Child processes (cargo) we started and have not reaped.
+static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static HANDLER: Once = Once::new();
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn restore_files(files: &[(PathBuf, Option<Vec<u8>>)]) -> anyhow::Result<()> {
+    let mut first_err = None;
+    for (path, contents) in files {
+        let result = match contents {
+            Some(bytes) => write_atomic(path, bytes),
+            None => match std::fs::remove_file(path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.into()),
+                _ => Ok(()),
+            },
+        };
+        if let Err(e) = result {
+            first_err.get_or_insert(e);
+        }
+    }
+    first_err.map_or(Ok(()), Err)
+}
+
+/// Installs (once) the Ctrl-C/SIGTERM handler: stop our cargo children, restore every
+/// open transaction's files, exit 130.
+fn install_signal_handler() {
+    HANDLER.call_once(|| {
+        let _ = ctrlc::set_handler(|| {
+            for pid in lock(&CHILDREN).iter() {
+                // Only children we spawned and have not reaped: the pid cannot be reused yet.
+                let _ = Command::new("kill")
+                    .arg("-TERM")
+                    .arg(pid.to_string())
+                    .status();
+            }
+            let saved = lock(&SAVED);
+            for files in saved.values() {
+                let _ = restore_files(files);
+            }
+            eprintln!(
+                "interrupted: restored {} file(s)",
+                saved.values().map(Vec::len).sum::<usize>()
+            );
+            std::process::exit(130);
+        });
+    });
+}
+
+/// A set of files that are restored unless the change is committed.
+pub struct Transaction {
+    id: u64,
+    files: Vec<(PathBuf, Option<Vec<u8>>)>,
+    done: bool,
+}
+
+impl Transaction {
+    /// Saves `paths` (missing files are remembered as missing).
+    pub fn begin(paths: &[PathBuf]) -> anyhow::Result<Self> {
+        install_signal_handler();
+        let mut files = Vec::new();
+        for path in paths {
+            let contents = match std::fs::read(path) {
+                Ok(bytes) => Some(bytes),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+            };
+            files.push((path.clone(), contents));
+        }
+        let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+        lock(&SAVED).insert(id, files.clone());
+        Ok(Transaction {
+            id,
+            files,
+            done: false,
+        })
+    }
+
+    /// Writes a file of the transaction (atomically, and never while the signal handler
+    /// is restoring).
+    pub fn write(&self, path: &Path, contents: &str) -> anyhow::Result<()> {
+        anyhow::ensure!(
+            self.files.iter().any(|(p, _)| p == path),
+            "{} is not part of the change",
+            path.display()
+        );
+        let _guard = lock(&SAVED);
+        write_atomic(path, contents)
+    }
+
+    pub fn restore(mut self) -> anyhow::Result<()> {
+        self.done = true;
+        let mut saved = lock(&SAVED);
+        saved.remove(&self.id);
+        restore_files(&self.files)
+    }
+
+    pub fn commit(mut self) {
+        self.done = true;
+        lock(&SAVED).remove(&self.id);
+    }
+}
+
+impl Drop for Transaction {
+    fn drop(&mut self) {
+        if !self.done {
+            let mut saved = lock(&SAVED);
+            saved.remove(&self.id);
+            if let Err(e) = restore_files(&self.files) {
+                eprintln!("error: restoring files after a failure: {e:#}");
+            }
+        }
+    }
+}
+
+/// How to run cargo against the workspace being changed.
+#[derive(Debug, Clone)]
+pub struct Cargo {
+    pub manifest: PathBuf,
+    /// `CARGO_TARGET_DIR` for the checks (tests give each fixture its own).
+    pub target_dir: Option<PathBuf>,
+    pub offline: bool,
+}
+
+impl Cargo {
+    fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+        cmd.args(args).arg("--manifest-path").arg(&self.manifest);
+        if self.offline {
+            cmd.arg("--offline");
+        }
+        if let Some(dir) = &self.target_dir {
+            cmd.env("CARGO_TARGET_DIR", dir);
+        }
+        if let Some(root) = self.manifest.parent() {
+            cmd.current_dir(root);
+        }
+        cmd
+    }
+
+    /// Runs cargo; Err holds the first error line of its output.
+    fn run(&self, args: &[&str]) -> anyhow::Result<Result<(), String>> {
+        let mut cmd = self.command(args);
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let child = cmd
+            .spawn()
+            .with_context(|| format!("starting cargo {}", args.join(" ")))?;
+        let pid = child.id();
+        lock(&CHILDREN).push(pid);
+        let output = child.wait_with_output();
+        lock(&CHILDREN).retain(|p| *p != pid);
+        let output = output.with_context(|| format!("waiting for cargo {}", args.join(" ")))?;
+        if output.status.success() {
+            return Ok(Ok(()));
+        }
+        let text = format!(
+            "{}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            String::from_utf8_lossy(&output.stdout)
+        );
+        Ok(Err(first_error(&text)))
+    }
+
+    /// The manifests still load and resolve.
+    pub fn metadata(&self) -> anyhow::Result<Result<(), String>> {
+        self.run(&["metadata", "--format-version", "1", "--quiet"])
+    }
+
+    /// `cargo check --workspace --all-targets` (with `--all-features` when asked).
+    pub fn check(&self, all_features: bool) -> anyhow::Result<Result<(), String>> {
+        let mut args = vec![
+            "check",
+            "--workspace",
+            "--all-targets",
+            "--quiet",
+            "--message-format",
+            "short",
+        ];
+        if all_features {
+            args.push("--all-features");
+        }
+        self.run(&args)
+    }
+
+    pub fn test(&self, all_features: bool) -> anyhow::Result<Result<(), String>> {
+        let mut args = vec![
+            "test",
+            "--workspace",
+            "--quiet",
+            "--message-format",
+            "short",
+        ];
+        if all_features {
+            args.push("--all-features");
+        }
+        self.run(&args)
+    }
+}
+
+/// The first compiler error in cargo's output (short message format), else its last line.
+pub fn first_error(output: &str) -> String {
+    let lines: Vec<&str> = output
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    let is_summary =
+        |l: &str| l.starts_with("error: could not compile") || l.starts_with("error: aborting");
+    lines
+        .iter()
+        .find(|l| (l.contains(": error") || l.starts_with("error")) && !is_summary(l))
+        .or_else(|| {
+            lines
+                .iter()
+                .find(|l| l.contains("panicked") || l.contains("FAILED"))
+        })
+        .or(lines.last())
+        .map(|l| l.to_string())
+        .unwrap_or_else(|| "cargo failed without output".into())
+}
+
+/// Refuses to edit a tree with uncommitted changes (they would be mixed with ours).
+pub fn ensure_clean(root: &Path) -> anyhow::Result<()> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["status", "--porcelain"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            if !o.stdout.is_empty() {
+                crate::user_error!(
+                    "{} has uncommitted changes; commit or stash them first, or pass --allow-dirty",
+                    root.display()
+                );
+            }
+            Ok(())
+        }
+        _ => crate::user_error!(
+            "cannot tell whether {} is clean (not a git repository?); pass --allow-dirty to edit it anyway",
+            root.display()
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp(name: &str) -> PathBuf {
+        let dir =
+            std::env::temp_dir().join(format!("xtask-deps-verify-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn restore_and_drop_put_files_back_and_commit_keeps_them() {
+        let dir = temp("txn");
+        let a = dir.join("a.toml");
+        let missing = dir.join("Cargo.lock");
+        std::fs::write(&a, "old").unwrap();
+        let t = Transaction::begin(&[a.clone(), missing.clone()]).unwrap();
+        t.write(&a, "new").unwrap();
+        t.write(&missing, "created").unwrap();
+        t.restore().unwrap();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old");
+        assert!(!missing.exists());
+
+        {
+            let t = Transaction::begin(std::slice::from_ref(&a)).unwrap();
+            t.write(&a, "dropped").unwrap();
+        }
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old");
+
+        let t = Transaction::begin(std::slice::from_ref(&a)).unwrap();
+        t.write(&a, "kept").unwrap();
+        t.commit();
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "kept");
+        assert!(
+            Transaction::begin(&[]).unwrap().write(&a, "x").is_err(),
+            "files outside the change are refused"
+        );
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn panic_restores() {
+        let dir = temp("panic");
+        let a = dir.join("a.toml");
+        std::fs::write(&a, "old").unwrap();
+        let path = a.clone();
+        let result = std::panic::catch_unwind(move || {
+            let t = Transaction::begin(std::slice::from_ref(&path)).unwrap();
+            t.write(&path, "half").unwrap();
+            panic!("boom");
+        });
+        assert!(result.is_err());
+        assert_eq!(std::fs::read_to_string(&a).unwrap(), "old");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn first_error_picks_the_compiler_message() {
+        let out = "    Checking a v0.1.0\nsrc/lib.rs:1:5: error[E0432]: unresolved import `foo`\nerror: could not compile `a` (lib) due to 1 previous error\n";
+        assert_eq!(
+            first_error(out),
+            "src/lib.rs:1:5: error[E0432]: unresolved import `foo`"
+        );
+        assert_eq!(
+            first_error("error: failed to load manifest\n"),
+            "error: failed to load manifest"
+        );
+    }
+}
