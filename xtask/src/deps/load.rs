@@ -99,10 +99,8 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
                     .iter()
                     .find(|p| p.name.as_str() == dep.name && dep.req.matches(&p.version))
             });
-            let facts = resolved.map(facts_of).unwrap_or(DepFacts {
-                has_lib: true,
-                ..Default::default()
-            });
+            // Cargo drops a dependency without a library target from the graph entirely.
+            let facts = resolved.map(facts_of).unwrap_or_default();
             let lib_name = resolved.and_then(|p| lib_target(p).map(|t| t.name.clone()));
             let crate_name = match (&dep.rename, lib_name) {
                 (Some(rename), _) => rename.replace('-', "_"),
