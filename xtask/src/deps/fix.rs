@@ -98,17 +98,19 @@ pub fn changes(
     out
 }
 
+/// Old and new text of each changed file.
+pub type NewTexts = BTreeMap<PathBuf, (String, String)>;
+
 /// The new text of every manifest the changes touch (only those that differ), and notes
 /// about what could not be done or was done on the side.
-pub fn apply(
-    ws: &Workspace,
-    changes: &[Change],
-) -> anyhow::Result<(BTreeMap<PathBuf, (String, String)>, Vec<String>)> {
+pub fn apply(ws: &Workspace, changes: &[Change]) -> anyhow::Result<(NewTexts, Vec<String>)> {
     let mut docs: BTreeMap<PathBuf, (String, toml_edit::DocumentMut)> = BTreeMap::new();
     let mut paths: Vec<PathBuf> = ws.manifests.values().cloned().collect();
     paths.push(ws.root_manifest.clone());
+    paths.sort();
+    paths.dedup();
     for path in paths {
-        if !docs.contains_key(&path) {
+        {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
             let doc = text

@@ -129,10 +129,8 @@ impl<'a> Lexer<'a> {
         let text = &self.src[start..self.pos];
         let doc = if text.starts_with("///") && !text.starts_with("////") {
             Some(&text[3..])
-        } else if let Some(rest) = text.strip_prefix("//!") {
-            Some(rest)
         } else {
-            None
+            text.strip_prefix("//!")
         };
         if let Some(doc) = doc {
             self.push(Tok::Doc(doc));

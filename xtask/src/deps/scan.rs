@@ -158,10 +158,10 @@ impl<'t, 'a> Scanner<'t, 'a> {
                 Tok::Ident("extern") if toks.get(i + 1).is_some_and(|t| t.is_ident("crate")) => {
                     if let Some(name) = toks.get(i + 2).and_then(Token::ident) {
                         self.add_ref(name, i + 2, true);
-                        if toks.get(i + 3).is_some_and(|t| t.is_ident("as")) {
-                            if let Some(alias) = toks.get(i + 4).and_then(Token::ident) {
-                                self.out.local_names.remove(alias);
-                            }
+                        if toks.get(i + 3).is_some_and(|t| t.is_ident("as"))
+                            && let Some(alias) = toks.get(i + 4).and_then(Token::ident)
+                        {
+                            self.out.local_names.remove(alias);
                         }
                     }
                     i += 3;
@@ -266,8 +266,8 @@ impl<'t, 'a> Scanner<'t, 'a> {
             let close = matching(toks, j).min(end);
             let mut seg_start = true;
             let mut depth = 0;
-            for k in j + 1..close {
-                match &toks[k].tok {
+            for (k, tok) in toks.iter().enumerate().take(close).skip(j + 1) {
+                match &tok.tok {
                     Tok::Punct("{") => depth += 1,
                     Tok::Punct("}") => depth -= 1,
                     Tok::Punct(",") if depth == 0 => {
@@ -279,18 +279,18 @@ impl<'t, 'a> Scanner<'t, 'a> {
                 }
                 seg_start = false;
             }
-        } else if let Some(name) = toks.get(j).and_then(Token::ident) {
-            if j < end {
-                self.add_ref(name, j, explicit);
-            }
+        } else if let Some(name) = toks.get(j).and_then(Token::ident)
+            && j < end
+        {
+            self.add_ref(name, j, explicit);
         }
         // Names brought in from the crate itself shadow crates of the same name.
-        if let Some(first) = toks.get(j).and_then(Token::ident) {
-            if matches!(first, "crate" | "self" | "super") {
-                let last = toks[j..end].iter().rev().find_map(Token::ident);
-                if let Some(last) = last.filter(|l| !matches!(*l, "crate" | "self" | "super")) {
-                    self.out.local_names.insert(last.to_string());
-                }
+        if let Some(first) = toks.get(j).and_then(Token::ident)
+            && matches!(first, "crate" | "self" | "super")
+        {
+            let last = toks[j..end].iter().rev().find_map(Token::ident);
+            if let Some(last) = last.filter(|l| !matches!(*l, "crate" | "self" | "super")) {
+                self.out.local_names.insert(last.to_string());
             }
         }
         end + 1

@@ -14,7 +14,9 @@ use crate::project::write_atomic;
 
 /// Saved contents of the files of every open [`Transaction`] (None: did not exist),
 /// by transaction id, so the signal handler can put them back.
-static SAVED: Mutex<BTreeMap<u64, Vec<(PathBuf, Option<Vec<u8>>)>>> = Mutex::new(BTreeMap::new());
+static SAVED: Mutex<BTreeMap<u64, Vec<Saved>>> = Mutex::new(BTreeMap::new());
+/// A file and its contents before the change (None: it did not exist).
+type Saved = (PathBuf, Option<Vec<u8>>);
 /// Child processes (cargo) we started and have not reaped.
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
