@@ -23,20 +23,196 @@ pub struct Workspace {
     pub manifests: BTreeMap<String, PathBuf>,
 }
 
-pub fn metadata(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
+pub fn metadata(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Metadata> {
     let mut cmd = MetadataCommand::new();
     if offline {
         cmd.other_options(vec!["--offline".to_string()]);
     }
+    if no_deps {
+        cmd.no_deps();
+    } else {
+        cmd.features(cargo_metadata::CargoOpt::AllFeatures);
+    }
     cmd.manifest_path(manifest)
-        .features(cargo_metadata::CargoOpt::AllFeatures)
         .exec()
         .with_context(|| format!("running `cargo metadata` for {}", manifest.display()))
 }
 
+/// Identifies one declaration across metadata runs: (member, table, target, key).
+type DeclId = (String, Table, Option<String>, String);
+
+/// What the resolve graph says about a declaration: the crate name code uses, and facts.
+type Resolved = HashMap<DeclId, (String, DepFacts)>;
+
+fn decl_id(member: &str, dep: &cargo_metadata::Dependency) -> DeclId {
+    let table = match dep.kind {
+        DependencyKind::Development => Table::Dev,
+        DependencyKind::Build => Table::Build,
+        _ => Table::Normal,
+    };
+    let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
+    (
+        member.to_string(),
+        table,
+        dep.target.as_ref().map(|t| t.to_string()),
+        key,
+    )
+}
+
+/// Resolves every member declaration against the full graph (`--all-features`).
+fn resolve_decls(meta: &Metadata) -> Resolved {
+    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (&p.id, p)).collect();
+    let nodes: HashMap<_, _> = meta
+        .resolve
+        .as_ref()
+        .map(|r| r.nodes.iter().map(|n| (&n.id, n)).collect())
+        .unwrap_or_default();
+    let mut out = Resolved::new();
+    for id in &meta.workspace_members {
+        let pkg = packages[id];
+        for dep in &pkg.dependencies {
+            let resolved = nodes.get(id).and_then(|node| {
+                node.deps.iter().map(|nd| packages[&nd.pkg]).find(|p| {
+                    p.name.as_str() == dep.name
+                        && match &dep.path {
+                            Some(path) => p.manifest_path.parent() == Some(path.as_path()),
+                            None => dep.req.matches(&p.version),
+                        }
+                })
+            });
+            let resolved = resolved.or_else(|| {
+                meta.packages
+                    .iter()
+                    .find(|p| p.name.as_str() == dep.name && dep.req.matches(&p.version))
+            });
+            // Cargo drops a dependency without a library target from the graph entirely.
+            let facts = resolved.map(facts_of).unwrap_or_default();
+            let lib_name = resolved.and_then(|p| lib_target(p).map(|t| t.name.clone()));
+            let crate_name = match (&dep.rename, lib_name) {
+                (Some(rename), _) => rename.replace('-', "_"),
+                (None, Some(lib)) => lib.replace('-', "_"),
+                (None, None) => dep.name.replace('-', "_"),
+            };
+            out.insert(decl_id(&pkg.name, dep), (crate_name, facts));
+        }
+    }
+    out
+}
+
+/// The resolve results are cached (in `<target>/xtask/deps-resolve.tsv`) under a hash of
+/// everything they depend on: `Cargo.lock`, every member manifest and the manifests of
+/// path dependencies. A hit saves the full `cargo metadata` resolve, most of the run time.
+fn cache_key(meta: &Metadata, root: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    std::fs::read(root.join("Cargo.lock")).ok().hash(&mut h);
+    let mut manifests: Vec<PathBuf> = Vec::new();
+    for p in meta.workspace_packages() {
+        manifests.push(p.manifest_path.clone().into_std_path_buf());
+        for d in &p.dependencies {
+            if let Some(path) = &d.path {
+                manifests.push(path.join("Cargo.toml").into_std_path_buf());
+            }
+        }
+    }
+    manifests.push(root.join("Cargo.toml"));
+    manifests.sort();
+    manifests.dedup();
+    for m in manifests {
+        m.hash(&mut h);
+        std::fs::read(&m).ok().hash(&mut h);
+    }
+    format!("{:016x}", h.finish())
+}
+
+/// The cache is tab-separated lines (a first line with the key), cheap to read back.
+fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != key {
+        return None;
+    }
+    let mut out = Resolved::new();
+    for line in lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let [
+            member,
+            table,
+            target,
+            dep,
+            krate,
+            proc_macro,
+            links,
+            has_lib,
+        ] = f[..]
+        else {
+            return None;
+        };
+        let table = match table {
+            "dev" => Table::Dev,
+            "build" => Table::Build,
+            _ => Table::Normal,
+        };
+        let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        let facts = DepFacts {
+            proc_macro: proc_macro == "1",
+            links: opt(links),
+            has_lib: has_lib == "1",
+        };
+        out.insert(
+            (member.into(), table, opt(target), dep.into()),
+            (krate.into(), facts),
+        );
+    }
+    Some(out)
+}
+
+fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
+    let mut text = format!("{key}\n");
+    for ((member, table, target, dep), (krate, facts)) in resolved {
+        let table = match table {
+            Table::Dev => "dev",
+            Table::Build => "build",
+            Table::Normal => "normal",
+        };
+        let fields = [
+            member.as_str(),
+            table,
+            target.as_deref().unwrap_or(""),
+            dep,
+            krate,
+            if facts.proc_macro { "1" } else { "0" },
+            facts.links.as_deref().unwrap_or(""),
+            if facts.has_lib { "1" } else { "0" },
+        ];
+        if fields.iter().any(|f| f.contains(['\t', '\n'])) {
+            return; // not representable: run without a cache
+        }
+        text.push_str(&fields.join("\t"));
+        text.push('\n');
+    }
+    // A cache that cannot be written only costs time on the next run.
+    let _ = crate::project::write_atomic(path, text);
+}
+
 pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
-    let meta = metadata(manifest, offline)?;
+    let meta = metadata(manifest, offline, true)?;
     let root = meta.workspace_root.clone().into_std_path_buf();
+    let cache = meta
+        .target_directory
+        .as_std_path()
+        .join("xtask/deps-resolve.tsv");
+    let resolved = match read_cache(&cache, &cache_key(&meta, &root)) {
+        Some(resolved) => resolved,
+        None => {
+            let full = metadata(manifest, offline, false)?;
+            let resolved = resolve_decls(&full);
+            // Keyed after the full run, which may have written Cargo.lock.
+            write_cache(&cache, &cache_key(&meta, &root), &resolved);
+            resolved
+        }
+    };
     let root_manifest = root.join("Cargo.toml");
     let root_doc = read_manifest(&root_manifest)?;
     let workspace_entries = root_doc
@@ -47,17 +223,10 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
         .unwrap_or_default();
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
 
-    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (&p.id, p)).collect();
-    let nodes: HashMap<_, _> = meta
-        .resolve
-        .as_ref()
-        .map(|r| r.nodes.iter().map(|n| (&n.id, n)).collect())
-        .unwrap_or_default();
     let mut scans: HashMap<PathBuf, FileScan> = HashMap::new();
     let mut members = Vec::new();
     let mut manifests = BTreeMap::new();
-    for id in &meta.workspace_members {
-        let pkg = packages[id];
+    for pkg in meta.workspace_packages() {
         let manifest_path = pkg.manifest_path.clone().into_std_path_buf();
         let doc = if manifest_path == root_manifest {
             root_doc.clone()
@@ -77,36 +246,14 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
             ..Default::default()
         };
         for dep in &pkg.dependencies {
-            let table = match dep.kind {
-                DependencyKind::Development => Table::Dev,
-                DependencyKind::Build => Table::Build,
-                _ => Table::Normal,
-            };
-            let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
-            let target = dep.target.as_ref().map(|t| t.to_string());
-            let resolved = nodes.get(id).and_then(|node| {
-                node.deps.iter().map(|nd| packages[&nd.pkg]).find(|p| {
-                    p.name.as_str() == dep.name
-                        && match &dep.path {
-                            Some(path) => p.manifest_path.parent() == Some(path.as_path()),
-                            None => dep.req.matches(&p.version),
-                        }
-                })
+            let id = decl_id(&pkg.name, dep);
+            let (crate_name, facts) = resolved.get(&id).cloned().unwrap_or_else(|| {
+                (
+                    dep.rename.as_deref().unwrap_or(&dep.name).replace('-', "_"),
+                    DepFacts::default(),
+                )
             });
-            // Not in the resolve graph (e.g. a package with no library): any package of that name.
-            let resolved = resolved.or_else(|| {
-                meta.packages
-                    .iter()
-                    .find(|p| p.name.as_str() == dep.name && dep.req.matches(&p.version))
-            });
-            // Cargo drops a dependency without a library target from the graph entirely.
-            let facts = resolved.map(facts_of).unwrap_or_default();
-            let lib_name = resolved.and_then(|p| lib_target(p).map(|t| t.name.clone()));
-            let crate_name = match (&dep.rename, lib_name) {
-                (Some(rename), _) => rename.replace('-', "_"),
-                (None, Some(lib)) => lib.replace('-', "_"),
-                (None, None) => dep.name.replace('-', "_"),
-            };
+            let (_, table, target, key) = id;
             member.decls.push(Decl {
                 inherited: inherited.contains(&(table, target.clone(), key.clone())),
                 key,

@@ -454,7 +454,7 @@ fn report_formats_name_every_finding() {
         )),
         "{summary}"
     );
-    let json = super::report::json(&a);
+    let json: serde_json::Value = serde_json::from_str(&super::report::json(&a)).unwrap();
     let deps = json["members"][0]["dependencies"].as_array().unwrap();
     let bare = deps.iter().find(|d| d["key"] == "bare").unwrap();
     assert_eq!(bare["location"]["file"], "app/src/lib.rs");
@@ -630,4 +630,28 @@ fn with_verification_removes_the_unused_and_keeps_the_macro_needed_with_the_reas
 fn manifest_path_must_exist() {
     let err = super::resolve_manifest(Path::new("/nonexistent/dir/Cargo.toml")).unwrap_err();
     assert!(err.downcast_ref::<crate::project::UserError>().is_some());
+}
+
+#[test]
+fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
+    let fx = Fixture::new("cache");
+    fx.ext("lib_pkg", "lib-pkg\n[lib]\nname = \"first\"\n", TRIVIAL);
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlib-pkg = { path = \"../../ext/lib_pkg\" }\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() { first::f() }\n");
+    let cold = fx.analyze();
+    let cache = fx.dir.join("ws/target/xtask/deps-resolve.tsv");
+    assert!(cache.is_file(), "the resolve is cached");
+    let warm = fx.analyze();
+    assert_eq!(cold, warm);
+    assert_eq!(class_of(&warm, "app", "lib-pkg", "dependencies").0, "used");
+    // The dependency's library is renamed: the cached crate name must not be used.
+    fx.ext("lib_pkg", "lib-pkg\n[lib]\nname = \"second\"\n", TRIVIAL);
+    assert_eq!(
+        class_of(&fx.analyze(), "app", "lib-pkg", "dependencies").0,
+        "verified-unused"
+    );
 }
