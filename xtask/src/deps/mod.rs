@@ -109,13 +109,7 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
         fix::with_verification(&ws, &analysis, args.test, &cargo)?;
         return Ok(());
     }
-    match args.format {
-        Format::Text => print!("{}", report::text(&analysis)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&report::json(&analysis))?
-        ),
-    }
+    print!("{}", render(&analysis, args.format));
     if args.report {
         let path = ws
             .root
@@ -130,6 +124,13 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+fn render(analysis: &analyze::Analysis, format: Format) -> String {
+    match format {
+        Format::Text => report::text(analysis),
+        Format::Json => report::json(analysis),
+    }
 }
 
 fn resolve_manifest(p: &Path) -> anyhow::Result<PathBuf> {

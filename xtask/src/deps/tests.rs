@@ -439,7 +439,7 @@ fn every_rule_on_one_member() {
 fn report_formats_name_every_finding() {
     let fx = rules_fixture();
     let a = fx.analyze();
-    let text = super::report::text(&a);
+    let text = super::render(&a, super::Format::Text);
     assert!(text.contains("app (app/Cargo.toml)"), "{text}");
     assert!(
         text.lines()
@@ -454,7 +454,7 @@ fn report_formats_name_every_finding() {
         )),
         "{summary}"
     );
-    let json: serde_json::Value = serde_json::from_str(&super::report::json(&a)).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&super::render(&a, super::Format::Json)).unwrap();
     let deps = json["members"][0]["dependencies"].as_array().unwrap();
     let bare = deps.iter().find(|d| d["key"] == "bare").unwrap();
     assert_eq!(bare["location"]["file"], "app/src/lib.rs");
