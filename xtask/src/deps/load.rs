@@ -434,15 +434,15 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     // (file, directory its child modules live in, test-only)
-    let mut queue = vec![(
+    let mut queue = std::collections::VecDeque::from([(
         root_file.to_path_buf(),
         root_file
             .parent()
             .map(Path::to_path_buf)
             .unwrap_or_default(),
         false,
-    )];
-    while let Some((file, child_dir, test)) = queue.pop() {
+    )]);
+    while let Some((file, child_dir, test)) = queue.pop_front() {
         if !seen.insert(file.clone()) {
             continue;
         }
@@ -468,25 +468,24 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
                 };
                 let target = base.join(path);
                 let target_dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
-                queue.push((target, target_dir, test));
+                queue.push_back((target, target_dir, test));
                 continue;
             }
             let flat = dir.join(format!("{}.rs", m.name));
             let nested = dir.join(&m.name).join("mod.rs");
             if flat.is_file() {
-                queue.push((flat, dir.join(&m.name), test));
+                queue.push_back((flat, dir.join(&m.name), test));
             } else if nested.is_file() {
-                queue.push((nested, dir.join(&m.name), test));
+                queue.push_back((nested, dir.join(&m.name), test));
             }
         }
         for inc in &scan.includes {
             let target = file_dir.join(inc);
             if target.extension().is_some_and(|e| e == "rs") {
-                queue.push((target, child_dir.clone(), test));
+                queue.push_back((target, child_dir.clone(), test));
             }
         }
         out.push((file, test));
     }
-    out.sort();
     out
 }

@@ -454,7 +454,8 @@ fn report_formats_name_every_finding() {
         )),
         "{summary}"
     );
-    let json: serde_json::Value = serde_json::from_str(&super::render(&a, super::Format::Json)).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&super::render(&a, super::Format::Json)).unwrap();
     let deps = json["members"][0]["dependencies"].as_array().unwrap();
     let bare = deps.iter().find(|d| d["key"] == "bare").unwrap();
     assert_eq!(bare["location"]["file"], "app/src/lib.rs");
