@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 use anyhow::Context as _;
@@ -21,6 +21,8 @@ type Saved = (PathBuf, Option<Vec<u8>>);
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static HANDLER: Once = Once::new();
+/// Set by the signal handler; the main thread then waits for it to restore and exit.
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -48,12 +50,18 @@ fn restore_files(files: &[(PathBuf, Option<Vec<u8>>)]) -> anyhow::Result<()> {
 fn install_signal_handler() {
     HANDLER.call_once(|| {
         let _ = ctrlc::set_handler(|| {
-            for pid in lock(&CHILDREN).iter() {
+            INTERRUPTED.store(true, Ordering::SeqCst);
+            let children = lock(&CHILDREN).clone();
+            for pid in &children {
                 // Only children we spawned and have not reaped: the pid cannot be reused yet.
                 let _ = Command::new("kill")
                     .arg("-TERM")
                     .arg(pid.to_string())
                     .status();
+            }
+            // Let them stop before restoring, so none writes Cargo.lock after us.
+            for pid in &children {
+                wait_gone(*pid);
             }
             let saved = lock(&SAVED);
             for files in saved.values() {
@@ -66,6 +74,23 @@ fn install_signal_handler() {
             std::process::exit(130);
         });
     });
+}
+
+/// Waits (up to 5 s) until process `pid` has exited (gone or a zombie).
+fn wait_gone(pid: u32) {
+    for _ in 0..250 {
+        match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+            Ok(stat)
+                if !stat
+                    .rsplit(')')
+                    .next()
+                    .is_some_and(|rest| rest.trim_start().starts_with('Z')) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            _ => return,
+        }
+    }
 }
 
 /// A set of files that are restored unless the change is committed.
@@ -172,6 +197,10 @@ impl Cargo {
         lock(&CHILDREN).push(pid);
         let output = child.wait_with_output();
         lock(&CHILDREN).retain(|p| *p != pid);
+        while INTERRUPTED.load(Ordering::SeqCst) {
+            // The child died of our signal: leave restoring and exiting to the handler.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
         let output = output.with_context(|| format!("waiting for cargo {}", args.join(" ")))?;
         if output.status.success() {
             return Ok(Ok(()));
