@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, TargetKind};
 
 use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
-use super::scan::{FileScan, scan};
+use super::scan::{self, FileScan, scan};
 
 /// Everything the analysis needs about a workspace.
 pub struct Workspace {
@@ -286,6 +286,21 @@ pub fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
         .with_context(|| format!("parsing {}", path.display()))
 }
 
+/// `a/b/../c` -> `a/c` without touching the file system.
+fn normalize(path: &Path) -> PathBuf {
+    let mut out = PathBuf::new();
+    for c in path.components() {
+        match c {
+            std::path::Component::ParentDir if out.file_name().is_some() => {
+                out.pop();
+            }
+            std::path::Component::CurDir => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
 fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root)
         .unwrap_or(path)
@@ -396,6 +411,23 @@ fn scan_targets(
                 member.includes_generated = true;
             }
             let rel = relative(root, &file);
+            for inc in &scan.doc_includes {
+                let md = normalize(&file.parent().unwrap_or(Path::new("")).join(inc));
+                let Ok(text) = std::fs::read_to_string(&md) else {
+                    continue;
+                };
+                let md_rel = relative(root, &md);
+                for r in scan::scan_markdown(&text) {
+                    member.record_use(
+                        &r.name,
+                        Context::Dev,
+                        Location {
+                            file: md_rel.clone(),
+                            line: r.line,
+                        },
+                    );
+                }
+            }
             for r in scan.crate_refs() {
                 let ctx = if context == Context::Normal && (r.test || test_file) {
                     Context::Dev

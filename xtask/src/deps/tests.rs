@@ -171,6 +171,7 @@ fn rules_fixture() -> Fixture {
         "path_attr",
         "test_mod_file",
         "unreached",
+        "readme_only",
         "ignored_unused",
         "ignored_used",
         "opt",
@@ -236,7 +237,7 @@ fn rules_fixture() -> Fixture {
          [target.'cfg(unix)'.dependencies]\n{}\n[target.'cfg(windows)'.dependencies]\n{}\n\
          [features]\nextra = [\"dep:opt\"]\n\n\
          [package.metadata.cargo-machete]\nignored = [\"ignored_unused\"]\n[package.metadata.cargo-shear]\nignored = [\"ignored_used\"]\n",
-        dep("doc_only"),
+        dep("doc_only") + &dep("readme_only"),
         dep("dev_cfg_test"),
         "toolbin = { path = \"../../ext/toolbin\" }\n",
         dep("build_used"),
@@ -257,6 +258,7 @@ fn rules_fixture() -> Fixture {
 //! ```
 //! doc_only::f();
 //! ```
+#![doc = include_str!("../README.md")]
 #[macro_use]
 extern crate mac_use;
 extern crate ext_extern;
@@ -306,6 +308,7 @@ mod tests {
 }
 "##,
     )
+    .file("app/README.md", "# App\n\n```\nreadme_only::f();\n```\n")
     .file("app/src/shadowed.rs", "pub fn f() {}\n")
     .file("app/src/nested_mod.rs", "mod inner;\n#[cfg(test)]\nmod tests;\n")
     .file("app/src/nested_mod/inner.rs", "pub fn f() { nested_mod::f(); }\n")
@@ -363,7 +366,7 @@ fn every_rule_on_one_member() {
             c(misplaced)
         );
     }
-    assert_eq!(c("bare").1, "app/src/lib.rs:27");
+    assert_eq!(c("bare").1, "app/src/lib.rs:28");
     assert_eq!(
         c("in_tests_dir").1.split(" (first at ").nth(1).unwrap(),
         "app/tests/it.rs:2); belongs in [dev-dependencies]"
@@ -399,6 +402,7 @@ fn every_rule_on_one_member() {
         "a doc test is dev usage"
     );
     assert_eq!(dev("dev_cfg_test").0, "used");
+    assert_eq!(dev("readme_only"), ("used".into(), "app/README.md:4".into()), "README doc tests count");
     assert!(
         dev("toolbin").1.contains("no library target"),
         "{:?}",
