@@ -223,20 +223,17 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
         .unwrap_or_default();
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
 
-    let mut scans: HashMap<PathBuf, FileScan> = HashMap::new();
-    let mut members = Vec::new();
-    let mut manifests = BTreeMap::new();
-    for pkg in meta.workspace_packages() {
-        let manifest_path = pkg.manifest_path.clone().into_std_path_buf();
+    let build = |pkg: &Package, scans: &mut HashMap<PathBuf, FileScan>| -> anyhow::Result<Member> {
+        let manifest_path = pkg.manifest_path.as_std_path();
         let doc = if manifest_path == root_manifest {
             root_doc.clone()
         } else {
-            read_manifest(&manifest_path)?
+            read_manifest(manifest_path)?
         };
         let inherited = inherited_keys(&doc);
         let mut member = Member {
             name: pkg.name.to_string(),
-            manifest: relative(&root, &manifest_path),
+            manifest: relative(&root, manifest_path),
             ignore: ignore_lists(&pkg.metadata, "package.metadata"),
             features: pkg
                 .features
@@ -265,8 +262,40 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
                 facts,
             });
         }
-        scan_targets(&root, pkg, &mut member, &mut scans);
-        manifests.insert(member.name.clone(), manifest_path);
+        scan_targets(&root, pkg, &mut member, scans);
+        Ok(member)
+    };
+    // Members are independent: two threads parse manifests and scan sources.
+    let packages = meta.workspace_packages();
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> = packages
+        .iter()
+        .map(|_| std::sync::Mutex::new(None))
+        .collect();
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                let mut scans = HashMap::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(pkg) = packages.get(i) else { break };
+                    let member = build(pkg, &mut scans);
+                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(member);
+                }
+            });
+        }
+    });
+    let mut members = Vec::new();
+    let mut manifests = BTreeMap::new();
+    for (pkg, slot) in packages.iter().zip(slots) {
+        let member = slot
+            .into_inner()
+            .unwrap_or_else(|e| e.into_inner())
+            .context("a member was not analyzed")??;
+        manifests.insert(
+            member.name.clone(),
+            pkg.manifest_path.clone().into_std_path_buf(),
+        );
         members.push(member);
     }
     Ok(Workspace {
@@ -498,7 +527,7 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
                 } else {
                     &dir
                 };
-                let target = base.join(path);
+                let target = normalize(&base.join(path));
                 let target_dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
                 queue.push_back((target, target_dir, test));
                 continue;

@@ -402,7 +402,11 @@ fn every_rule_on_one_member() {
         "a doc test is dev usage"
     );
     assert_eq!(dev("dev_cfg_test").0, "used");
-    assert_eq!(dev("readme_only"), ("used".into(), "app/README.md:4".into()), "README doc tests count");
+    assert_eq!(
+        dev("readme_only"),
+        ("used".into(), "app/README.md:4".into()),
+        "README doc tests count"
+    );
     assert!(
         dev("toolbin").1.contains("no library target"),
         "{:?}",
