@@ -308,6 +308,9 @@ const METHODOLOGY: &str = "## Methodology
   `[target.'cfg(..)'.*]` variants, and the root's `[workspace.dependencies]`. Each is
   resolved to the name code uses: the rename (`package = ...`), else the dependency's
   library name (`[lib] name`), with `-` read as `_`.
+- Only the resolve facts (library names, proc-macro, `links`) need the full graph; they
+  are cached in `target/xtask/deps-resolve.tsv` under a hash of `Cargo.lock` and every
+  manifest involved, so a repeated run only calls `cargo metadata --no-deps`.
 - Sources are found the way the compiler finds them: from each target's root file
   (lib, bins, tests, benches, examples, `build.rs`) through `mod x;` to `x.rs` or
   `x/mod.rs`, honouring `#[path]`, inline modules and `include!(\"file.rs\")`.
