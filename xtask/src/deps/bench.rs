@@ -243,8 +243,9 @@ fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
             c
         }
         "cargo-machete" => {
+            // Its binary takes the paths directly (`cargo machete` strips the subcommand).
             let mut c = Command::new("cargo-machete");
-            c.arg("machete").arg(ws);
+            c.arg(ws);
             c
         }
         _ => {
@@ -260,7 +261,6 @@ fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
 fn installed(tool: &str) -> bool {
     tool == "cargo xtask deps"
         || Command::new(tool)
-            .arg(tool.trim_start_matches("cargo-"))
             .arg("--version")
             .stdout(Stdio::null())
             .stderr(Stdio::null())

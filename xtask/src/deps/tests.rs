@@ -103,6 +103,11 @@ impl Fixture {
 
 impl Drop for Fixture {
     fn drop(&mut self) {
+        // Set XTASK_DEPS_KEEP_FIXTURES to inspect a fixture (or run other tools on it).
+        if std::env::var_os("XTASK_DEPS_KEEP_FIXTURES").is_some() {
+            eprintln!("kept fixture {}", self.dir.display());
+            return;
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
