@@ -33,9 +33,30 @@ pub fn metadata(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result
     } else {
         cmd.features(cargo_metadata::CargoOpt::AllFeatures);
     }
-    cmd.manifest_path(manifest)
-        .exec()
-        .with_context(|| format!("running `cargo metadata` for {}", manifest.display()))
+    match cmd.manifest_path(manifest).exec() {
+        Ok(meta) => Ok(meta),
+        // The workspace does not load: a mistake in its manifests, reported in one line.
+        Err(cargo_metadata::Error::CargoMetadata { stderr }) => {
+            let first = stderr
+                .lines()
+                .map(str::trim)
+                .find(|l| l.starts_with("error"))
+                .unwrap_or("failed");
+            let cause = stderr
+                .lines()
+                .map(str::trim)
+                .filter(|l| !l.is_empty())
+                .last()
+                .unwrap_or("");
+            crate::user_error!(
+                "cargo metadata for {}: {first} ({cause}); fix the manifest and run again",
+                manifest.display()
+            )
+        }
+        Err(e) => {
+            Err(e).with_context(|| format!("running `cargo metadata` for {}", manifest.display()))
+        }
+    }
 }
 
 /// Identifies one declaration across metadata runs: (member, table, target, key).

@@ -669,3 +669,21 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
         "verified-unused"
     );
 }
+
+#[test]
+fn a_broken_manifest_is_a_user_error() {
+    let fx = Fixture::new("broken");
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\n")
+        .file("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\nmissing = { path = \"../nowhere\" }\n")
+        .file("app/src/lib.rs", "");
+    let err = load::load(&fx.manifest(), true).err().expect("must fail");
+    let user = err
+        .downcast_ref::<crate::project::UserError>()
+        .expect("a user error (exit 2)");
+    assert!(
+        user.0.contains("Cargo.toml") && user.0.contains("fix the manifest"),
+        "{}",
+        user.0
+    );
+    assert!(!user.0.contains('\n'), "one line: {}", user.0);
+}
