@@ -40,13 +40,12 @@ pub fn metadata(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result
             let first = stderr
                 .lines()
                 .map(str::trim)
-                .find(|l| l.starts_with("error"))
+                .find_map(|l| l.strip_prefix("error: "))
                 .unwrap_or("failed");
             let cause = stderr
                 .lines()
                 .map(str::trim)
-                .filter(|l| !l.is_empty())
-                .last()
+                .rfind(|l| !l.is_empty())
                 .unwrap_or("");
             crate::user_error!(
                 "cargo metadata for {}: {first} ({cause}); fix the manifest and run again",
