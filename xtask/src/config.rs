@@ -29,11 +29,7 @@ pub const GENERATED: &[Generated] = &[
         contexts: &["common", "orchestration"],
         environment: "test",
     },
-    Generated {
-        name: "worker-test",
-        contexts: &["common", "worker"],
-        environment: "test",
-    },
+    Generated { name: "worker-test", contexts: &["common", "worker"], environment: "test" },
 ];
 
 pub struct Generated {
@@ -156,35 +152,22 @@ fn jobs_from_args(args: Args) -> anyhow::Result<Vec<Job>> {
     for context in &args.contexts {
         command.push_str(&format!(" --context {context}"));
     }
-    command.push_str(&format!(
-        " --environment {environment} --output {}",
-        shown_for_shell(&output)
-    ));
+    command
+        .push_str(&format!(" --environment {environment} --output {}", shown_for_shell(&output)));
     command.push_str(source_flag.as_deref().unwrap_or_default());
-    let job = Job {
-        contexts: args.contexts,
-        environment,
-        source_dir,
-        output,
-        command,
-    };
+    let job = Job { contexts: args.contexts, environment, source_dir, output, command };
     Ok(vec![job])
 }
 
 fn all_jobs(source_dir: &Path, source_flag: Option<&str>) -> Vec<Job> {
-    let command = format!(
-        "cargo xtask config --all{}",
-        source_flag.unwrap_or_default()
-    );
+    let command = format!("cargo xtask config --all{}", source_flag.unwrap_or_default());
     GENERATED
         .iter()
         .map(|generated| Job {
             contexts: generated.contexts.iter().map(|c| c.to_string()).collect(),
             environment: generated.environment.to_owned(),
             source_dir: source_dir.to_owned(),
-            output: source_dir
-                .join("generated")
-                .join(format!("{}.toml", generated.name)),
+            output: source_dir.join("generated").join(format!("{}.toml", generated.name)),
             command: command.clone(),
         })
         .collect()
@@ -242,9 +225,7 @@ fn render(command: &str, sources: &[&str], merged: &DocumentMut) -> String {
         "# GENERATED FILE - DO NOT EDIT. Edit the sources listed below, then regenerate\n\
          # from the workspace root with:\n",
     );
-    out.push_str(&format!(
-        "#   {command}\n# Sources, merged in this order:\n"
-    ));
+    out.push_str(&format!("#   {command}\n# Sources, merged in this order:\n"));
     for source in sources {
         out.push_str(&format!("#   {source}\n"));
     }
@@ -263,9 +244,7 @@ fn read_layer(path: &Path) -> anyhow::Result<Option<Layer>> {
     };
     let name = project::display_path(path);
     let doc = text.parse::<DocumentMut>().map_err(|err| {
-        let (line, column) = err
-            .span()
-            .map_or((1, 1), |span| line_column(&text, span.start));
+        let (line, column) = err.span().map_or((1, 1), |span| line_column(&text, span.start));
         let message = err.message().trim().replace('\n', "; ");
         UserError(format!("{name}:{line}:{column}: malformed TOML: {message}"))
     })?;
@@ -293,11 +272,7 @@ fn find_stale(outputs: &[(Job, String)]) -> anyhow::Result<Vec<Stale>> {
         };
         if current != *expected {
             let diff = diff::unified(&current, expected, &label, &format!("{shown} (generated)"));
-            stale.push(Stale {
-                output: job.output.clone(),
-                diff,
-                command: job.command.clone(),
-            });
+            stale.push(Stale { output: job.output.clone(), diff, command: job.command.clone() });
         }
     }
     Ok(stale)
@@ -321,24 +296,16 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 fn shown_for_shell(path: &Path) -> String {
     let shown = project::display_path(path);
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c);
-    if shown.chars().all(plain) {
-        shown
-    } else {
-        format!("'{}'", shown.replace('\'', r"'\''"))
-    }
+    if shown.chars().all(plain) { shown } else { format!("'{}'", shown.replace('\'', r"'\''")) }
 }
 
 fn subdirectories(dir: &Path) -> anyhow::Result<Vec<String>> {
-    list_dir(dir, |path| {
-        path.is_dir().then(|| path.file_name()).flatten()
-    })
+    list_dir(dir, |path| path.is_dir().then(|| path.file_name()).flatten())
 }
 
 fn toml_stems(dir: &Path) -> anyhow::Result<Vec<String>> {
     list_dir(dir, |path| {
-        (path.extension()? == "toml" && path.is_file())
-            .then(|| path.file_stem())
-            .flatten()
+        (path.extension()? == "toml" && path.is_file()).then(|| path.file_stem()).flatten()
     })
 }
 
@@ -354,9 +321,7 @@ fn list_dir(
     };
     let mut names = Vec::new();
     for entry in entries {
-        let path = entry
-            .with_context(|| format!("listing {}", dir.display()))?
-            .path();
+        let path = entry.with_context(|| format!("listing {}", dir.display()))?.path();
         if let Some(name) = pick(&path) {
             names.push(name.to_string_lossy().into_owned());
         }
@@ -366,19 +331,11 @@ fn list_dir(
 }
 
 fn list_or_none(names: &[String]) -> String {
-    if names.is_empty() {
-        "none".to_owned()
-    } else {
-        names.join(", ")
-    }
+    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
 }
 
 fn describe_count(n: usize) -> String {
-    if n == 1 {
-        "1 file".to_owned()
-    } else {
-        format!("{n} files")
-    }
+    if n == 1 { "1 file".to_owned() } else { format!("{n} files") }
 }
 
 #[cfg(test)]
@@ -406,10 +363,7 @@ mod tests {
         let on_disk = toml_stems(&default_source_dir().join("generated")).unwrap();
         let mut declared: Vec<String> = GENERATED.iter().map(|g| g.name.to_owned()).collect();
         declared.sort();
-        assert_eq!(
-            on_disk, declared,
-            "every file in config/tasker/generated/ is in GENERATED"
-        );
+        assert_eq!(on_disk, declared, "every file in config/tasker/generated/ is in GENERATED");
     }
 
     /// A scratch folder with a source tree, removed on drop.
@@ -421,14 +375,8 @@ mod tests {
                 std::env::temp_dir().join(format!("xtask-config-{test}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let sources = Sources(dir);
-            sources.write(
-                "base/common.toml",
-                "[database]\nurl = \"${DATABASE_URL}\"\npool = 10\n",
-            );
-            sources.write(
-                "base/orchestration.toml",
-                "[web]\nbind = \"${BIND:-0.0.0.0:8080}\"\n",
-            );
+            sources.write("base/common.toml", "[database]\nurl = \"${DATABASE_URL}\"\npool = 10\n");
+            sources.write("base/orchestration.toml", "[web]\nbind = \"${BIND:-0.0.0.0:8080}\"\n");
             sources.write("base/worker.toml", "[worker]\nthreads = 4\n");
             sources.write("environments/test/common.toml", "[database]\npool = 2\n");
             sources.write("environments/production/.keep", "");
@@ -482,9 +430,7 @@ mod tests {
     }
 
     fn exit_code(result: anyhow::Result<()>) -> Option<u8> {
-        result
-            .err()
-            .map(|err| err.downcast_ref::<Exit>().expect("expected an exit code").0)
+        result.err().map(|err| err.downcast_ref::<Exit>().expect("expected an exit code").0)
     }
 
     #[test]
@@ -492,10 +438,7 @@ mod tests {
         let sources = Sources::new("writes");
         run(sources.args(&["common", "worker"], "test", false)).unwrap();
         let text = std::fs::read_to_string(sources.output()).unwrap();
-        assert!(
-            text.starts_with("# GENERATED FILE - DO NOT EDIT."),
-            "{text}"
-        );
+        assert!(text.starts_with("# GENERATED FILE - DO NOT EDIT."), "{text}");
         assert!(
             text.contains("#   cargo xtask config --context common --context worker"),
             "{text}"
@@ -512,27 +455,15 @@ mod tests {
     #[test]
     fn check_passes_on_fresh_and_fails_on_stale_output_without_writing() {
         let sources = Sources::new("check");
-        assert_eq!(
-            exit_code(run(sources.args(&["common"], "test", true))),
-            Some(1)
-        );
+        assert_eq!(exit_code(run(sources.args(&["common"], "test", true))), Some(1));
         assert!(!sources.output().exists(), "--check must not write");
 
         run(sources.args(&["common"], "test", false)).unwrap();
-        assert_eq!(
-            exit_code(run(sources.args(&["common"], "test", true))),
-            None
-        );
+        assert_eq!(exit_code(run(sources.args(&["common"], "test", true))), None);
 
-        sources.write(
-            "base/common.toml",
-            "[database]\nurl = \"${DATABASE_URL}\"\nssl = true\n",
-        );
+        sources.write("base/common.toml", "[database]\nurl = \"${DATABASE_URL}\"\nssl = true\n");
         let before = std::fs::read_to_string(sources.output()).unwrap();
-        assert_eq!(
-            exit_code(run(sources.args(&["common"], "test", true))),
-            Some(1)
-        );
+        assert_eq!(exit_code(run(sources.args(&["common"], "test", true))), Some(1));
         assert_eq!(std::fs::read_to_string(sources.output()).unwrap(), before);
     }
 
@@ -545,35 +476,19 @@ mod tests {
         sources.write("base/worker.toml", "[worker]\nthreads = 8\n");
         let outputs = generate_all(jobs_from_args(sources.all_args(true)).unwrap()).unwrap();
         let stale = find_stale(&outputs).unwrap();
-        let names: Vec<_> = stale
-            .iter()
-            .map(|s| s.output.file_name().unwrap())
-            .collect();
+        let names: Vec<_> = stale.iter().map(|s| s.output.file_name().unwrap()).collect();
         assert_eq!(names, ["complete-test.toml", "worker-test.toml"]);
         let shown = shown_for_shell(&sources.0);
-        assert_eq!(
-            stale[0].command,
-            format!("cargo xtask config --all --source-dir {shown}")
-        );
-        assert!(
-            stale[0].diff.contains("\n-threads = 4\n+threads = 8\n"),
-            "{}",
-            stale[0].diff
-        );
+        assert_eq!(stale[0].command, format!("cargo xtask config --all --source-dir {shown}"));
+        assert!(stale[0].diff.contains("\n-threads = 4\n+threads = 8\n"), "{}", stale[0].diff);
     }
 
     #[test]
     fn unknown_environment_lists_the_existing_ones() {
         let sources = Sources::new("unknown-env");
         let message = user_error(run(sources.args(&["common"], "staging", false)));
-        assert!(
-            message.starts_with("unknown environment `staging`"),
-            "{message}"
-        );
-        assert!(
-            message.ends_with("(environments: production, test)"),
-            "{message}"
-        );
+        assert!(message.starts_with("unknown environment `staging`"), "{message}");
+        assert!(message.ends_with("(environments: production, test)"), "{message}");
         assert!(!sources.output().exists());
     }
 
@@ -582,10 +497,7 @@ mod tests {
         let sources = Sources::new("missing-base");
         let message = user_error(run(sources.args(&["common", "metrics"], "test", false)));
         let base = project::display_path(&sources.0.join("base/metrics.toml"));
-        assert!(
-            message.starts_with(&format!("missing base file {base} for context")),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("missing base file {base} for context")), "{message}");
         assert!(
             message.contains("(contexts with a base file: common, orchestration, worker)"),
             "{message}"
@@ -596,16 +508,10 @@ mod tests {
     #[test]
     fn malformed_toml_is_reported_with_file_line_and_column() {
         let sources = Sources::new("malformed");
-        sources.write(
-            "environments/test/common.toml",
-            "[database]\npool = 2\nbroken = = 3\n",
-        );
+        sources.write("environments/test/common.toml", "[database]\npool = 2\nbroken = = 3\n");
         let message = user_error(run(sources.args(&["common"], "test", false)));
         let env = project::display_path(&sources.0.join("environments/test/common.toml"));
-        assert!(
-            message.starts_with(&format!("{env}:3:10: malformed TOML: ")),
-            "{message}"
-        );
+        assert!(message.starts_with(&format!("{env}:3:10: malformed TOML: ")), "{message}");
         assert!(!message.contains('\n'), "one line: {message}");
         assert!(!sources.output().exists());
     }

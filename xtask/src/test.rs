@@ -43,10 +43,7 @@ pub struct Step {
 /// The suite's steps, in order. Pure, so the shape of the suite is unit-tested.
 pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
     let with_extra = |args: &[&str]| -> Vec<String> {
-        args.iter()
-            .map(|a| a.to_string())
-            .chain(extra.iter().cloned())
-            .collect()
+        args.iter().map(|a| a.to_string()).chain(extra.iter().cloned()).collect()
     };
     let tests = match runner {
         Runner::Nextest => with_extra(&["nextest", "run", "--workspace"]),
@@ -55,11 +52,7 @@ pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
         Runner::CargoTest => with_extra(&["test", "--workspace", "--tests"]),
     };
     vec![
-        Step {
-            name: "unit and integration tests",
-            cargo_args: tests,
-            env: Vec::new(),
-        },
+        Step { name: "unit and integration tests", cargo_args: tests, env: Vec::new() },
         Step {
             name: "doc tests",
             cargo_args: with_extra(&["test", "--workspace", "--doc"]),
@@ -69,11 +62,7 @@ pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runner = if nextest_installed() {
-        Runner::Nextest
-    } else {
-        Runner::CargoTest
-    };
+    let runner = if nextest_installed() { Runner::Nextest } else { Runner::CargoTest };
     if runner == Runner::CargoTest {
         eprintln!("note: cargo-nextest is not installed; running the tests with `cargo test`");
     }
@@ -119,28 +108,18 @@ mod tests {
     #[test]
     fn nextest_runs_the_workspace_then_doc_tests() {
         let steps = plan(Runner::Nextest, &[]);
-        assert_eq!(
-            args_of(&steps),
-            ["nextest run --workspace", "test --workspace --doc"]
-        );
+        assert_eq!(args_of(&steps), ["nextest run --workspace", "test --workspace --doc"]);
     }
 
     #[test]
     fn without_nextest_cargo_test_skips_doc_tests_in_the_first_step() {
         let steps = plan(Runner::CargoTest, &[]);
-        assert_eq!(
-            args_of(&steps),
-            ["test --workspace --tests", "test --workspace --doc"]
-        );
+        assert_eq!(args_of(&steps), ["test --workspace --tests", "test --workspace --doc"]);
     }
 
     #[test]
     fn extra_arguments_reach_every_step() {
         let steps = plan(Runner::Nextest, &["merge".to_owned()]);
-        assert!(
-            steps
-                .iter()
-                .all(|s| s.cargo_args.last().map(String::as_str) == Some("merge"))
-        );
+        assert!(steps.iter().all(|s| s.cargo_args.last().map(String::as_str) == Some("merge")));
     }
 }

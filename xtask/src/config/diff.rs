@@ -34,14 +34,8 @@ pub fn unified(old: &str, new: &str, old_label: &str, new_label: &str) -> String
     for (start, end) in hunks {
         let hunk = &ops[start..end];
         // Line numbers (1-based) where the hunk starts in each file.
-        let old_before = ops[..start]
-            .iter()
-            .filter(|(op, _)| *op != Op::Added)
-            .count();
-        let new_before = ops[..start]
-            .iter()
-            .filter(|(op, _)| *op != Op::Removed)
-            .count();
+        let old_before = ops[..start].iter().filter(|(op, _)| *op != Op::Added).count();
+        let new_before = ops[..start].iter().filter(|(op, _)| *op != Op::Removed).count();
         let old_len = hunk.iter().filter(|(op, _)| *op != Op::Added).count();
         let new_len = hunk.iter().filter(|(op, _)| *op != Op::Removed).count();
         let first = |before: usize, len: usize| if len == 0 { before } else { before + 1 };
@@ -69,11 +63,8 @@ fn edit_script<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<(Op, &'a str)> {
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+            lcs[i][j] =
+                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     let (mut i, mut j) = (0, 0);
@@ -94,9 +85,7 @@ fn edit_script<'a>(a: &[&'a str], b: &[&'a str]) -> Vec<(Op, &'a str)> {
     // Show removals before additions within a change, as `diff -u` does.
     let mut k = 0;
     while k < ops.len() {
-        let run_end = (k..ops.len())
-            .find(|&x| ops[x].0 == Op::Same)
-            .unwrap_or(ops.len());
+        let run_end = (k..ops.len()).find(|&x| ops[x].0 == Op::Same).unwrap_or(ops.len());
         ops[k..run_end].sort_by_key(|(op, _)| *op == Op::Added);
         k = run_end + 1;
     }
@@ -125,29 +114,17 @@ mod tests {
         let old: String = (1..=20).map(|n| format!("{n}\n")).collect();
         let new: String = (1..=20)
             .filter(|&n| n != 19)
-            .map(|n| {
-                if n == 2 {
-                    "two\n".to_owned()
-                } else {
-                    format!("{n}\n")
-                }
-            })
+            .map(|n| if n == 2 { "two\n".to_owned() } else { format!("{n}\n") })
             .collect();
         let diff = unified(&old, &new, "old", "new");
         assert_eq!(diff.matches("@@ -").count(), 2, "{diff}");
         assert!(diff.contains("-2\n+two\n"), "{diff}");
         assert!(diff.contains("@@ -1,5 +1,5 @@\n 1\n-2\n+two\n"), "{diff}");
-        assert!(
-            diff.contains("@@ -16,5 +16,4 @@\n 16\n 17\n 18\n-19\n 20\n"),
-            "{diff}"
-        );
+        assert!(diff.contains("@@ -16,5 +16,4 @@\n 16\n 17\n 18\n-19\n 20\n"), "{diff}");
     }
 
     #[test]
     fn diff_against_an_empty_file() {
-        assert_eq!(
-            unified("", "a\n", "old", "new"),
-            "--- old\n+++ new\n@@ -0,0 +1,1 @@\n+a\n"
-        );
+        assert_eq!(unified("", "a\n", "old", "new"), "--- old\n+++ new\n@@ -0,0 +1,1 @@\n+a\n");
     }
 }

@@ -114,11 +114,7 @@ pub fn merge(layers: &[Layer]) -> Result<DocumentMut, TypeConflict> {
             merged.as_item_mut(),
             layer.doc.as_table(),
             &mut path,
-            &mut Merging {
-                layers,
-                index,
-                origins: &mut origins,
-            },
+            &mut Merging { layers, index, origins: &mut origins },
         )?;
     }
     Ok(merged)
@@ -137,10 +133,7 @@ impl Origins {
     }
 
     fn of(&self, path: &[String]) -> usize {
-        (0..=path.len())
-            .rev()
-            .find_map(|len| self.0.get(&path[..len]).copied())
-            .unwrap_or(0)
+        (0..=path.len()).rev().find_map(|len| self.0.get(&path[..len]).copied()).unwrap_or(0)
     }
 }
 
@@ -163,9 +156,7 @@ fn merge_table(
             continue;
         };
         path.push(key.to_owned());
-        let base_table = base
-            .as_table_like_mut()
-            .expect("merge_table is given tables");
+        let base_table = base.as_table_like_mut().expect("merge_table is given tables");
         match base_table.get_mut(key) {
             None => {
                 let formatted_key = overlay.key(key).cloned().unwrap_or_else(|| Key::new(key));
@@ -218,11 +209,8 @@ fn replace(slot: &mut Item, mut item: Item, in_inline_table: bool) {
         item = Item::Value(item.into_value().expect("Item::None is skipped"));
     }
     if let (Some(old), Some(new)) = (slot.as_value(), item.as_value_mut()) {
-        let new_has_comment = new
-            .decor()
-            .suffix()
-            .and_then(|raw| raw.as_str())
-            .is_some_and(|s| s.contains('#'));
+        let new_has_comment =
+            new.decor().suffix().and_then(|raw| raw.as_str()).is_some_and(|s| s.contains('#'));
         if !new_has_comment {
             *new.decor_mut() = old.decor().clone();
         }
@@ -270,10 +258,7 @@ mod tests {
     use super::*;
 
     fn layer(name: &str, text: &str) -> Layer {
-        Layer {
-            name: name.to_owned(),
-            doc: text.parse().unwrap(),
-        }
+        Layer { name: name.to_owned(), doc: text.parse().unwrap() }
     }
 
     fn merged(layers: &[(&str, &str)]) -> String {
@@ -287,22 +272,14 @@ mod tests {
         for key in path.split('.') {
             item = &item[key];
         }
-        item.as_value()
-            .unwrap_or_else(|| panic!("no value at {path} in:\n{text}"))
-            .to_string()
+        item.as_value().unwrap_or_else(|| panic!("no value at {path} in:\n{text}")).to_string()
     }
 
     #[test]
     fn nested_tables_merge_key_by_key() {
         let out = merged(&[
-            (
-                "base",
-                "[database.pool]\nmax = 10\nmin = 1\n\n[queues]\nbatch = 10\n",
-            ),
-            (
-                "env",
-                "[database.pool]\nmax = 5\n[database.extra]\nnew = true\n",
-            ),
+            ("base", "[database.pool]\nmax = 10\nmin = 1\n\n[queues]\nbatch = 10\n"),
+            ("env", "[database.pool]\nmax = 5\n[database.extra]\nnew = true\n"),
         ]);
         assert_eq!(value_at(&out, "database.pool.max").trim(), "5");
         assert_eq!(value_at(&out, "database.pool.min").trim(), "1");
@@ -324,19 +301,13 @@ mod tests {
         assert_eq!(value_at(&out, "web.limits.a").trim(), "1");
         assert_eq!(value_at(&out, "web.limits.b").trim(), "3");
         assert_eq!(value_at(&out, "web.limits.c").trim(), "4");
-        assert!(
-            out.contains("limits = {"),
-            "base kept its inline form:\n{out}"
-        );
+        assert!(out.contains("limits = {"), "base kept its inline form:\n{out}");
     }
 
     #[test]
     fn arrays_are_replaced_not_concatenated() {
         let out = merged(&[
-            (
-                "base",
-                "queues = [\"a\", \"b\", \"c\"]\n[[hosts]]\nname = \"x\"\n",
-            ),
+            ("base", "queues = [\"a\", \"b\", \"c\"]\n[[hosts]]\nname = \"x\"\n"),
             ("env", "queues = [\"z\"]\n[[hosts]]\nname = \"y\"\n"),
         ]);
         assert_eq!(value_at(&out, "queues").trim(), "[\"z\"]");
@@ -349,14 +320,8 @@ mod tests {
     #[test]
     fn placeholders_are_kept_verbatim() {
         let out = merged(&[
-            (
-                "base",
-                "[database]\nurl = \"${DATABASE_URL}\"\nport = 5432\n",
-            ),
-            (
-                "env",
-                "[database]\nport = \"${PGPORT:-5433}\"\nenv = '${TASKER_ENV:-test}'\n",
-            ),
+            ("base", "[database]\nurl = \"${DATABASE_URL}\"\nport = 5432\n"),
+            ("env", "[database]\nport = \"${PGPORT:-5433}\"\nenv = '${TASKER_ENV:-test}'\n"),
         ]);
         assert!(out.contains("url = \"${DATABASE_URL}\""), "{out}");
         assert!(out.contains("port = \"${PGPORT:-5433}\""), "{out}");
@@ -367,18 +332,12 @@ mod tests {
     fn keys_only_in_the_override_are_added_with_their_comments() {
         let out = merged(&[
             ("base", "[queues]\nbatch = 10\n"),
-            (
-                "env",
-                "[queues]\n# Why 7: see the runbook.\nretries = 7\n[metrics]\nport = 9\n",
-            ),
+            ("env", "[queues]\n# Why 7: see the runbook.\nretries = 7\n[metrics]\nport = 9\n"),
         ]);
         assert_eq!(value_at(&out, "queues.batch").trim(), "10");
         assert_eq!(value_at(&out, "queues.retries").trim(), "7");
         assert_eq!(value_at(&out, "metrics.port").trim(), "9");
-        assert!(
-            out.contains("# Why 7: see the runbook.\nretries = 7"),
-            "{out}"
-        );
+        assert!(out.contains("# Why 7: see the runbook.\nretries = 7"), "{out}");
     }
 
     #[test]
@@ -422,22 +381,13 @@ mod tests {
             layer("c.toml", "[q]\nsize = \"big\"\n"),
         ];
         let err = merge(&layers).unwrap_err();
-        assert_eq!(
-            (err.key.as_str(), err.earlier_file.as_str()),
-            ("q.size", "b.toml")
-        );
-        assert_eq!(
-            (err.earlier_kind, err.later_kind),
-            (Kind::Integer, Kind::String)
-        );
+        assert_eq!((err.key.as_str(), err.earlier_file.as_str()), ("q.size", "b.toml"));
+        assert_eq!((err.earlier_kind, err.later_kind), (Kind::Integer, Kind::String));
     }
 
     #[test]
     fn output_is_deterministic() {
-        let layers = [
-            ("a", "[x]\nb = 1\n[y]\nc = 2\n"),
-            ("b", "[z]\nd = 3\n[x]\ne = 4\n"),
-        ];
+        let layers = [("a", "[x]\nb = 1\n[y]\nc = 2\n"), ("b", "[z]\nd = 3\n[x]\ne = 4\n")];
         assert_eq!(merged(&layers), merged(&layers));
     }
 }
