@@ -83,7 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("==> all {} test steps passed", steps.len());
         Ok(())
     } else {
-        eprintln!("error: failed: {}", failed.join(", "));
+        eprintln!("error: failing test steps: {}", failed.join(", "));
         Err(Exit(1).into())
     }
 }

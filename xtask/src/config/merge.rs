@@ -228,10 +228,10 @@ fn placed(mut item: Item, index: usize) -> Item {
             table.set_position(Some(position + offset));
         }
         let decor = table.decor_mut();
-        if let Some(prefix) = decor.prefix().and_then(|raw| raw.as_str()) {
-            if !prefix.starts_with('\n') {
-                decor.set_prefix(format!("\n{prefix}"));
-            }
+        if let Some(prefix) = decor.prefix().and_then(|raw| raw.as_str())
+            && !prefix.starts_with('\n')
+        {
+            decor.set_prefix(format!("\n{prefix}"));
         }
         for (_, item) in table.iter_mut() {
             match item {
