@@ -1,8 +1,10 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod config;
 mod deps;
 mod project;
+mod test;
 
 use std::process::ExitCode;
 
@@ -13,6 +15,7 @@ use project::{Exit, UserError};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Automation for this repository",
     version
 )]
@@ -23,13 +26,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Task {
+    /// Generate a service config file from the layered sources in config/tasker/
+    Config(config::Args),
+    /// Find unused dependencies; remove them safely
     Deps(deps::DepsArgs),
+    /// Run the whole test suite: unit, integration and doc tests of the workspace
+    Test(test::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.task {
+    let result = match cli.task {
+        Task::Config(args) => config::run(args),
         Task::Deps(args) => deps::run(args),
+        Task::Test(args) => test::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -17,10 +17,7 @@ fn fixture(dir: &Path) -> PathBuf {
         "[package]\nname = \"unused\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
     );
     write(&dir.join("ext/unused/src/lib.rs"), "pub fn f() {}\n");
-    write(
-        &dir.join("ws/Cargo.toml"),
-        "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n",
-    );
+    write(&dir.join("ws/Cargo.toml"), "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n");
     write(
         &dir.join("ws/app/Cargo.toml"),
         "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nunused = { path = \"../../ext/unused\" } # planted\n",
@@ -37,10 +34,8 @@ fn fixture(dir: &Path) -> PathBuf {
 }
 
 fn interrupted_run_restores(signal: &str) {
-    let dir = std::env::temp_dir().join(format!(
-        "xtask-deps-interrupt-{signal}-{}",
-        std::process::id()
-    ));
+    let dir =
+        std::env::temp_dir().join(format!("xtask-deps-interrupt-{signal}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     let ws = fixture(&dir);
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -54,19 +49,11 @@ fn interrupted_run_restores(signal: &str) {
     assert!(status.success());
     let manifest = ws.join("app/Cargo.toml");
     let lock = ws.join("Cargo.lock");
-    let (manifest_before, lock_before) = (
-        std::fs::read(&manifest).unwrap(),
-        std::fs::read(&lock).unwrap(),
-    );
+    let (manifest_before, lock_before) =
+        (std::fs::read(&manifest).unwrap(), std::fs::read(&lock).unwrap());
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args([
-            "deps",
-            "--with-verification",
-            "--allow-dirty",
-            "--offline",
-            "--manifest-path",
-        ])
+        .args(["deps", "--with-verification", "--allow-dirty", "--offline", "--manifest-path"])
         .arg(ws.join("Cargo.toml"))
         .env("CARGO_TARGET_DIR", &target)
         .stdin(Stdio::null())
@@ -99,11 +86,7 @@ fn interrupted_run_restores(signal: &str) {
         manifest_before,
         "manifest restored byte for byte"
     );
-    assert_eq!(
-        std::fs::read(&lock).unwrap(),
-        lock_before,
-        "Cargo.lock restored byte for byte"
-    );
+    assert_eq!(std::fs::read(&lock).unwrap(), lock_before, "Cargo.lock restored byte for byte");
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -91,11 +91,7 @@ pub struct Member {
 impl Member {
     /// Records a use of `name` in `context` (the first one wins: callers feed files in order).
     pub fn record_use(&mut self, name: &str, context: Context, location: Location) {
-        self.uses
-            .entry(name.to_string())
-            .or_default()
-            .entry(context)
-            .or_insert(location);
+        self.uses.entry(name.to_string()).or_default().entry(context).or_insert(location);
     }
 }
 
@@ -164,11 +160,7 @@ impl Analysis {
     }
 
     pub fn count(&self, class: &Class) -> usize {
-        self.members
-            .iter()
-            .flat_map(|m| &m.findings)
-            .filter(|f| &f.class == class)
-            .count()
+        self.members.iter().flat_map(|m| &m.findings).filter(|f| &f.class == class).count()
             + self.workspace.iter().filter(|w| &w.class == class).count()
     }
 
@@ -261,33 +253,23 @@ pub fn analyze(
     workspace_entries: &[String],
     workspace_ignore: &[(String, String)],
 ) -> Analysis {
-    let mut analysis = Analysis {
-        root_manifest: "Cargo.toml".into(),
-        ..Default::default()
-    };
+    let mut analysis = Analysis { root_manifest: "Cargo.toml".into(), ..Default::default() };
     let mut inherited_by: BTreeMap<&str, Vec<Class>> = BTreeMap::new();
     for member in members {
         let report = analyze_member(member, workspace_ignore, &mut analysis.warnings);
         for (decl, finding) in member.decls.iter().zip(&report.findings) {
             if decl.inherited {
-                inherited_by
-                    .entry(decl.key.as_str())
-                    .or_default()
-                    .push(finding.class.clone());
+                inherited_by.entry(decl.key.as_str()).or_default().push(finding.class.clone());
             }
         }
         analysis.members.push(report);
     }
     for key in workspace_entries {
-        let ignored_by = workspace_ignore
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, s)| s.clone());
+        let ignored_by = workspace_ignore.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone());
         let (class, evidence) = match inherited_by.get(key.as_str()) {
-            None => (
-                Class::VerifiedUnused,
-                "no member inherits it (`workspace = true`)".to_string(),
-            ),
+            None => {
+                (Class::VerifiedUnused, "no member inherits it (`workspace = true`)".to_string())
+            }
             Some(classes) if classes.iter().all(|c| *c == Class::VerifiedUnused) => (
                 Class::VerifiedUnused,
                 format!(
@@ -295,24 +277,17 @@ pub fn analyze(
                     classes.len()
                 ),
             ),
-            Some(classes) => (
-                Class::Used,
-                format!("inherited by {} declaration(s)", classes.len()),
-            ),
+            Some(classes) => {
+                (Class::Used, format!("inherited by {} declaration(s)", classes.len()))
+            }
         };
         let (class, evidence) = match (&ignored_by, class) {
-            (Some(source), Class::VerifiedUnused) => (
-                Class::NeedsInvestigation,
-                format!("ignored by {source}; otherwise: {evidence}"),
-            ),
+            (Some(source), Class::VerifiedUnused) => {
+                (Class::NeedsInvestigation, format!("ignored by {source}; otherwise: {evidence}"))
+            }
             (_, class) => (class, evidence),
         };
-        analysis.workspace.push(WorkspaceFinding {
-            key: key.clone(),
-            class,
-            evidence,
-            ignored_by,
-        });
+        analysis.workspace.push(WorkspaceFinding { key: key.clone(), class, evidence, ignored_by });
     }
     analysis
 }
@@ -329,9 +304,7 @@ fn analyze_member(
         let named = referenced(&decl.crate_name) || decl.table == Table::Build;
         if named {
             for target in expansion_targets(&decl.crate_name, decl.facts.proc_macro) {
-                expanders
-                    .entry(target)
-                    .or_insert_with(|| decl.crate_name.clone());
+                expanders.entry(target).or_insert_with(|| decl.crate_name.clone());
             }
         }
     }
@@ -339,11 +312,7 @@ fn analyze_member(
     for decl in &member.decls {
         let uses = member.uses.get(&decl.crate_name);
         let first = |contexts: &[Context]| {
-            uses.and_then(|u| {
-                contexts
-                    .iter()
-                    .find_map(|c| u.get(c).map(|l| (*c, l.clone())))
-            })
+            uses.and_then(|u| contexts.iter().find_map(|c| u.get(c).map(|l| (*c, l.clone()))))
         };
         let used = match decl.table {
             Table::Normal => first(&[Context::Normal]).or_else(|| first(&[Context::Dev])),
@@ -392,11 +361,7 @@ fn analyze_member(
             optional: decl.optional,
         });
     }
-    MemberReport {
-        name: member.name.clone(),
-        manifest: member.manifest.clone(),
-        findings,
-    }
+    MemberReport { name: member.name.clone(), manifest: member.manifest.clone(), findings }
 }
 
 /// Why an unreferenced declaration may still be needed, or that it is verified unused.
@@ -429,15 +394,9 @@ fn unused_class(
             .map(|(name, _)| name.as_str())
             .collect();
         return investigate(if features.is_empty() {
-            format!(
-                "optional, enabled only by its implicit feature `{}`",
-                decl.key
-            )
+            format!("optional, enabled only by its implicit feature `{}`", decl.key)
         } else {
-            format!(
-                "optional, enabled only by feature(s) {}",
-                features.join(", ")
-            )
+            format!("optional, enabled only by feature(s) {}", features.join(", "))
         });
     }
     if let Some(by) = expanders.get(&decl.crate_name) {
@@ -446,19 +405,14 @@ fn unused_class(
     if member.includes_generated && decl.table == Table::Normal {
         return investigate("the package compiles code generated by build.rs (include! of OUT_DIR), which may use it".into());
     }
-    (
-        Class::VerifiedUnused,
-        format!("referenced nowhere in {}", context_names(decl.table)),
-    )
+    (Class::VerifiedUnused, format!("referenced nowhere in {}", context_names(decl.table)))
 }
 
 /// Whether a feature value names dependency `key` (`dep:key`, `key/f`, `key?/f`, `key`).
 pub fn names_dep(value: &str, key: &str) -> bool {
     value == key
         || value.strip_prefix("dep:") == Some(key)
-        || value
-            .split_once('/')
-            .is_some_and(|(d, _)| d.trim_end_matches('?') == key)
+        || value.split_once('/').is_some_and(|(d, _)| d.trim_end_matches('?') == key)
 }
 
 #[cfg(test)]
@@ -474,35 +428,22 @@ mod tests {
             target: None,
             optional: false,
             inherited: false,
-            facts: DepFacts {
-                has_lib: true,
-                ..Default::default()
-            },
+            facts: DepFacts { has_lib: true, ..Default::default() },
         }
     }
 
     fn loc(file: &str, line: u32) -> Location {
-        Location {
-            file: file.into(),
-            line,
-        }
+        Location { file: file.into(), line }
     }
 
     fn classes(a: &Analysis) -> Vec<(String, &'static str)> {
-        a.members[0]
-            .findings
-            .iter()
-            .map(|f| (f.key.clone(), f.class.label()))
-            .collect()
+        a.members[0].findings.iter().map(|f| (f.key.clone(), f.class.label())).collect()
     }
 
     #[test]
     fn tables_are_judged_by_the_contexts_that_can_use_them() {
-        let mut m = Member {
-            name: "m".into(),
-            manifest: "m/Cargo.toml".into(),
-            ..Default::default()
-        };
+        let mut m =
+            Member { name: "m".into(), manifest: "m/Cargo.toml".into(), ..Default::default() };
         m.decls = vec![
             decl("lib_used", Table::Normal),
             decl("test_only", Table::Normal),
@@ -555,8 +496,7 @@ mod tests {
             decl("ign", Table::Normal),
         ];
         m.features.insert("extra".into(), vec!["dep:opt".into()]);
-        m.ignore
-            .push(("ign".into(), "package.metadata.cargo-machete".into()));
+        m.ignore.push(("ign".into(), "package.metadata.cargo-machete".into()));
         m.record_use("strum_macros", Context::Normal, loc("src/lib.rs", 1));
         let a = analyze(&[m], &[], &[]);
         let f = &a.members[0].findings;
@@ -565,10 +505,7 @@ mod tests {
         assert!(f[2].evidence.contains("no library target"));
         assert_eq!(f[3].evidence, "optional, enabled only by feature(s) extra");
         assert_eq!(f[4].class, Class::Used);
-        assert_eq!(
-            f[5].evidence,
-            "macros of `strum_macros` expand to paths in this crate"
-        );
+        assert_eq!(f[5].evidence, "macros of `strum_macros` expand to paths in this crate");
         assert_eq!(f[6].evidence, "ignored by package.metadata.cargo-machete");
         assert!(
             f.iter()
@@ -605,17 +542,10 @@ mod tests {
 
     #[test]
     fn ignored_but_used_warns() {
-        let mut m = Member {
-            manifest: "a/Cargo.toml".into(),
-            ..Default::default()
-        };
+        let mut m = Member { manifest: "a/Cargo.toml".into(), ..Default::default() };
         m.decls = vec![decl("foo", Table::Normal)];
         m.record_use("foo", Context::Normal, loc("a/src/lib.rs", 3));
-        let a = analyze(
-            &[m],
-            &[],
-            &[("foo".into(), "workspace.metadata.xtask-deps".into())],
-        );
+        let a = analyze(&[m], &[], &[("foo".into(), "workspace.metadata.xtask-deps".into())]);
         assert_eq!(a.members[0].findings[0].class, Class::Used);
         assert_eq!(
             a.warnings,
@@ -635,16 +565,9 @@ mod tests {
         a.decls = vec![used, dead];
         a.record_use("used", Context::Normal, loc("src/lib.rs", 1));
         let entries = ["used", "dead", "orphan", "kept"].map(String::from);
-        let ws = analyze(
-            &[a],
-            &entries,
-            &[("kept".into(), "workspace.metadata.cargo-shear".into())],
-        );
-        let got: Vec<_> = ws
-            .workspace
-            .iter()
-            .map(|w| (w.key.as_str(), w.class.label()))
-            .collect();
+        let ws =
+            analyze(&[a], &entries, &[("kept".into(), "workspace.metadata.cargo-shear".into())]);
+        let got: Vec<_> = ws.workspace.iter().map(|w| (w.key.as_str(), w.class.label())).collect();
         assert_eq!(
             got,
             [

@@ -195,14 +195,8 @@ mod tests {{
         let base = format!("ws/crates/{name}");
         write(format!("{base}/Cargo.toml"), manifest)?;
         write(format!("{base}/src/lib.rs"), lib)?;
-        write(
-            format!("{base}/src/{}.rs", krate(17)),
-            "pub fn f() {}\n".into(),
-        )?;
-        write(
-            format!("{base}/build.rs"),
-            format!("fn main() {{\n    {}::f();\n}}\n", krate(7)),
-        )?;
+        write(format!("{base}/src/{}.rs", krate(17)), "pub fn f() {}\n".into())?;
+        write(format!("{base}/build.rs"), format!("fn main() {{\n    {}::f();\n}}\n", krate(7)))?;
         write(
             format!("{base}/tests/it.rs"),
             format!("#[test]\nfn t() {{\n    {}::f();\n}}\n", krate(9)),
@@ -217,18 +211,9 @@ struct Tool {
 }
 
 const TOOLS: &[Tool] = &[
-    Tool {
-        name: "cargo xtask deps",
-        install: "",
-    },
-    Tool {
-        name: "cargo-machete",
-        install: "cargo install --locked cargo-machete",
-    },
-    Tool {
-        name: "cargo-shear",
-        install: "cargo install --locked cargo-shear@1.13.2",
-    },
+    Tool { name: "cargo xtask deps", install: "" },
+    Tool { name: "cargo-machete", install: "cargo install --locked cargo-machete" },
+    Tool { name: "cargo-shear", install: "cargo install --locked cargo-shear@1.13.2" },
 ];
 
 fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
@@ -358,10 +343,7 @@ fn collect_shear(v: &serde_json::Value, ws: &Path, out: &mut Findings) {
 
 fn package_name(manifest: &Path) -> Option<String> {
     let doc: toml_edit::DocumentMut = std::fs::read_to_string(manifest).ok()?.parse().ok()?;
-    doc.get("package")?
-        .get("name")?
-        .as_str()
-        .map(str::to_string)
+    doc.get("package")?.get("name")?.as_str().map(str::to_string)
 }
 
 fn median(mut times: Vec<Duration>) -> Duration {
@@ -370,9 +352,7 @@ fn median(mut times: Vec<Duration>) -> Duration {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
-    let dir = args
-        .dir
-        .unwrap_or_else(|| project::xtask_dir().join("deps-bench"));
+    let dir = args.dir.unwrap_or_else(|| project::xtask_dir().join("deps-bench"));
     let planted = generate(&dir, args.members)?;
     let generated = dir.join("ws");
     let this = project::root();
@@ -380,10 +360,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         "| workspace | tool | median time | reported unused | true positives | false positives | missed | needs investigation |\n\
          | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
-    for (label, ws, truth) in [
-        ("this repository", &this, None),
-        ("generated", &generated, Some(&planted)),
-    ] {
+    for (label, ws, truth) in
+        [("this repository", &this, None), ("generated", &generated, Some(&planted))]
+    {
         let tools: Vec<&Tool> = TOOLS
             .iter()
             .filter(|tool| {

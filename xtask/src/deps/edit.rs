@@ -23,23 +23,15 @@ fn deps_table<'d>(
 ) -> Option<&'d mut dyn TableLike> {
     let parent: &mut dyn TableLike = match target {
         None => doc.as_table_mut(),
-        Some(t) => doc
-            .get_mut("target")?
-            .as_table_like_mut()?
-            .get_mut(t)?
-            .as_table_like_mut()?,
+        Some(t) => doc.get_mut("target")?.as_table_like_mut()?.get_mut(t)?.as_table_like_mut()?,
     };
-    let name = table_names(table)
-        .into_iter()
-        .find(|n| parent.contains_key(n))?;
+    let name = table_names(table).into_iter().find(|n| parent.contains_key(n))?;
     parent.get_mut(name)?.as_table_like_mut()
 }
 
 /// Removes declaration `key` from `table`; true when it was there.
 pub fn remove_dep(doc: &mut DocumentMut, key: &str, table: Table, target: Option<&str>) -> bool {
-    deps_table(doc, table, target)
-        .and_then(|t| t.remove(key))
-        .is_some()
+    deps_table(doc, table, target).and_then(|t| t.remove(key)).is_some()
 }
 
 /// Whether any dependency table of the manifest still declares `key`.
@@ -53,12 +45,7 @@ fn still_declared(doc: &DocumentMut, key: &str) -> bool {
             "build_dependencies",
         ]
         .iter()
-        .any(|n| {
-            parent
-                .get(n)
-                .and_then(Item::as_table_like)
-                .is_some_and(|t| t.contains_key(key))
-        })
+        .any(|n| parent.get(n).and_then(Item::as_table_like).is_some_and(|t| t.contains_key(key)))
     };
     has(doc.as_table())
         || doc
@@ -133,19 +120,15 @@ pub fn remove_workspace_dep(doc: &mut DocumentMut, key: &str) -> bool {
 /// Refuses when the feature table names it (dev-dependencies cannot be enabled by
 /// features) or when it is optional.
 pub fn move_to_dev(doc: &mut DocumentMut, key: &str, target: Option<&str>) -> Result<(), String> {
-    let named_by_feature = doc
-        .get("features")
-        .and_then(Item::as_table_like)
-        .and_then(|f| {
-            f.iter()
-                .find(|(_, v)| {
-                    v.as_array().is_some_and(|a| {
-                        a.iter()
-                            .any(|x| x.as_str().is_some_and(|s| names_dep(s, key)))
-                    })
+    let named_by_feature = doc.get("features").and_then(Item::as_table_like).and_then(|f| {
+        f.iter()
+            .find(|(_, v)| {
+                v.as_array().is_some_and(|a| {
+                    a.iter().any(|x| x.as_str().is_some_and(|s| names_dep(s, key)))
                 })
-                .map(|(name, _)| name.to_string())
-        });
+            })
+            .map(|(name, _)| name.to_string())
+    });
     if let Some(feature) = named_by_feature {
         return Err(format!(
             "feature `{feature}` names it; dev-dependencies cannot be enabled by features"
@@ -153,11 +136,8 @@ pub fn move_to_dev(doc: &mut DocumentMut, key: &str, target: Option<&str>) -> Re
     }
     let deps = deps_table(doc, Table::Normal, target).ok_or("its table is missing")?;
     let (k, item) = take(deps, key).ok_or("it is not declared")?;
-    let optional = item
-        .as_table_like()
-        .and_then(|t| t.get("optional"))
-        .and_then(Item::as_bool)
-        == Some(true);
+    let optional =
+        item.as_table_like().and_then(|t| t.get("optional")).and_then(Item::as_bool) == Some(true);
     if optional {
         put(deps, &k, item);
         return Err("it is optional; dev-dependencies cannot be optional".into());
@@ -211,11 +191,8 @@ pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
     let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
     for i in (0..a.len()).rev() {
         for j in (0..b.len()).rev() {
-            lcs[i][j] = if a[i] == b[j] {
-                lcs[i + 1][j + 1] + 1
-            } else {
-                lcs[i + 1][j].max(lcs[i][j + 1])
-            };
+            lcs[i][j] =
+                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
         }
     }
     // Edit script: (' ' | '-' | '+', old index, new index, text)
@@ -303,10 +280,7 @@ mod tests {
         assert!(remove_dep(&mut d, "bar", Table::Dev, None));
         assert!(remove_dep(&mut d, "nix", Table::Normal, Some("cfg(unix)")));
         let s = d.to_string();
-        assert!(
-            !s.contains("foo") && !s.contains("bar") && !s.contains("nix ="),
-            "{s}"
-        );
+        assert!(!s.contains("foo") && !s.contains("bar") && !s.contains("nix ="), "{s}");
         assert!(s.contains("libc = \"1\""));
     }
 
@@ -343,10 +317,7 @@ mod tests {
         remove_dep(&mut d, "foo", Table::Normal, None);
         cleanup_features(&mut d, "foo");
         assert!(d.to_string().contains("x = [\"y\"]"), "{d}");
-        assert!(
-            d.to_string().contains("y = []"),
-            "originally empty features stay"
-        );
+        assert!(d.to_string().contains("y = []"), "originally empty features stay");
     }
 
     #[test]
@@ -378,16 +349,8 @@ mod tests {
         );
         move_to_dev(&mut d, "foo", None).unwrap();
         let s = d.to_string();
-        assert!(
-            s.contains("[dev-dependencies]\n# used in tests\nfoo = \"1\"\n"),
-            "{s}"
-        );
-        assert!(
-            !s.split("[dev-dependencies]")
-                .next()
-                .unwrap()
-                .contains("foo")
-        );
+        assert!(s.contains("[dev-dependencies]\n# used in tests\nfoo = \"1\"\n"), "{s}");
+        assert!(!s.split("[dev-dependencies]").next().unwrap().contains("foo"));
         let mut d = doc(
             "[dependencies]\nfoo = \"1\"\n[dev-dependencies]\nfoo = { version = \"1\", features = [\"t\"] }\n",
         );
@@ -401,18 +364,10 @@ mod tests {
     #[test]
     fn move_to_dev_refuses_feature_named_and_optional() {
         let mut d = doc("[dependencies]\nfoo = \"1\"\n[features]\nf = [\"foo/x\"]\n");
-        assert!(
-            move_to_dev(&mut d, "foo", None)
-                .unwrap_err()
-                .contains("feature `f`")
-        );
+        assert!(move_to_dev(&mut d, "foo", None).unwrap_err().contains("feature `f`"));
         let mut d = doc("[dependencies]\nfoo = { version = \"1\", optional = true }\n");
         let before = d.to_string();
-        assert!(
-            move_to_dev(&mut d, "foo", None)
-                .unwrap_err()
-                .contains("optional")
-        );
+        assert!(move_to_dev(&mut d, "foo", None).unwrap_err().contains("optional"));
         assert_eq!(d.to_string(), before);
     }
 

@@ -38,17 +38,9 @@ impl Change {
             (_, Some(t)) => format!("target.'{t}'.{}", self.table.toml_name()),
             (_, None) => self.table.toml_name().to_string(),
         };
-        let verb = if self.action == Action::MoveToDev {
-            "move to dev-dependencies"
-        } else {
-            "remove"
-        };
-        format!(
-            "{}: {verb} `{}` ({table}, {})",
-            self.member,
-            self.key,
-            self.class.label()
-        )
+        let verb =
+            if self.action == Action::MoveToDev { "move to dev-dependencies" } else { "remove" };
+        format!("{}: {verb} `{}` ({table}, {})", self.member, self.key, self.class.label())
     }
 }
 
@@ -113,18 +105,14 @@ pub fn apply(ws: &Workspace, changes: &[Change]) -> anyhow::Result<(NewTexts, Ve
         {
             let text = std::fs::read_to_string(&path)
                 .with_context(|| format!("reading {}", path.display()))?;
-            let doc = text
-                .parse()
-                .with_context(|| format!("parsing {}", path.display()))?;
+            let doc = text.parse().with_context(|| format!("parsing {}", path.display()))?;
             docs.insert(path, (text, doc));
         }
     }
     let mut notes = Vec::new();
     let mut orphan_candidates = Vec::new();
     for c in changes {
-        let (_, doc) = docs
-            .get_mut(&c.manifest)
-            .context("manifest of a change was not loaded")?;
+        let (_, doc) = docs.get_mut(&c.manifest).context("manifest of a change was not loaded")?;
         match c.action {
             Action::Remove => {
                 let was_inherited =
@@ -158,13 +146,10 @@ pub fn apply(ws: &Workspace, changes: &[Change]) -> anyhow::Result<(NewTexts, Ve
     }
     // A `[workspace.dependencies]` entry that no member inherits any more goes too.
     for key in orphan_candidates {
-        let still = docs
-            .values()
-            .any(|(_, d)| inherited_keys(d).iter().any(|(_, _, k)| *k == key));
+        let still = docs.values().any(|(_, d)| inherited_keys(d).iter().any(|(_, _, k)| *k == key));
         if !still {
-            let (_, root) = docs
-                .get_mut(&ws.root_manifest)
-                .context("root manifest was not loaded")?;
+            let (_, root) =
+                docs.get_mut(&ws.root_manifest).context("root manifest was not loaded")?;
             if edit::remove_workspace_dep(root, &key) {
                 notes.push(format!(
                     "[workspace.dependencies]: removed `{key}`, no member inherits it any more"
@@ -204,11 +189,7 @@ pub fn verified_only(
     if changes.is_empty() {
         println!(
             "nothing to remove: no verified-unused dependencies{}",
-            if fix_misplaced {
-                " or misplaced ones"
-            } else {
-                ""
-            }
+            if fix_misplaced { " or misplaced ones" } else { "" }
         );
         return Ok(());
     }
@@ -234,9 +215,7 @@ pub fn verified_only(
     }
     let verdict = match cargo.metadata()? {
         Err(e) => Err(format!("cargo metadata failed: {e}")),
-        Ok(()) => cargo
-            .check(false)?
-            .map_err(|e| format!("cargo check failed: {e}")),
+        Ok(()) => cargo.check(false)?.map_err(|e| format!("cargo check failed: {e}")),
     };
     match verdict {
         Ok(()) => {
@@ -272,12 +251,8 @@ pub fn with_verification(
     run_tests: bool,
     cargo: &Cargo,
 ) -> anyhow::Result<Vec<(Change, Outcome)>> {
-    let candidates = changes(
-        ws,
-        analysis,
-        &[Class::VerifiedUnused, Class::NeedsInvestigation],
-        true,
-    );
+    let candidates =
+        changes(ws, analysis, &[Class::VerifiedUnused, Class::NeedsInvestigation], true);
     if candidates.is_empty() {
         println!("no candidates: nothing is unused, misplaced or in need of investigation");
         return Ok(Vec::new());
@@ -317,9 +292,7 @@ pub fn with_verification(
         for (path, (_, new)) in &texts {
             txn.write(path, new)?;
         }
-        let mut verdict = cargo
-            .metadata()?
-            .map_err(|e| format!("cargo metadata: {e}"));
+        let mut verdict = cargo.metadata()?.map_err(|e| format!("cargo metadata: {e}"));
         if verdict.is_ok() {
             verdict = cargo.check(all_features)?;
         }
@@ -343,10 +316,7 @@ pub fn with_verification(
         }
         results.push((c, outcome));
     }
-    let removed = results
-        .iter()
-        .filter(|(_, o)| *o == Outcome::Removed)
-        .count();
+    let removed = results.iter().filter(|(_, o)| *o == Outcome::Removed).count();
     println!(
         "{} candidate(s): {removed} changed, {} kept or skipped",
         results.len(),

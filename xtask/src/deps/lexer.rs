@@ -42,14 +42,7 @@ impl<'a> Token<'a> {
 /// Splits `src` into tokens. Never fails: malformed input (an unterminated string or
 /// comment) simply ends the token stream, because a scan must not stop on odd files.
 pub fn tokenize(src: &str) -> Vec<Token<'_>> {
-    Lexer {
-        src,
-        bytes: src.as_bytes(),
-        pos: 0,
-        line: 1,
-        out: Vec::new(),
-    }
-    .run()
+    Lexer { src, bytes: src.as_bytes(), pos: 0, line: 1, out: Vec::new() }.run()
 }
 
 struct Lexer<'a> {
@@ -107,10 +100,7 @@ impl<'a> Lexer<'a> {
     }
 
     fn push(&mut self, tok: Tok<'a>) {
-        self.out.push(Token {
-            tok,
-            line: self.line,
-        });
+        self.out.push(Token { tok, line: self.line });
     }
 
     fn count_lines(&mut self, from: usize, to: usize) {
@@ -159,10 +149,7 @@ impl<'a> Lexer<'a> {
             || text.starts_with("/*!");
         if is_doc && text.len() >= 5 {
             let inner = &text[3..text.len() - 2];
-            self.out.push(Token {
-                tok: Tok::Doc(inner),
-                line: start_line,
-            });
+            self.out.push(Token { tok: Tok::Doc(inner), line: start_line });
         }
     }
 
@@ -176,11 +163,7 @@ impl<'a> Lexer<'a> {
                 None => break None,
                 Some(b'\\') if hashes == 0 => i += 2,
                 Some(b'"')
-                    if self.bytes[i + 1..]
-                        .iter()
-                        .take(hashes)
-                        .filter(|&&b| b == b'#')
-                        .count()
+                    if self.bytes[i + 1..].iter().take(hashes).filter(|&&b| b == b'#').count()
                         == hashes
                         && self.bytes.len() >= i + 1 + hashes =>
                 {
@@ -196,10 +179,7 @@ impl<'a> Lexer<'a> {
         };
         let content = &self.src[content_start..end];
         self.count_lines(self.pos, end);
-        self.out.push(Token {
-            tok: Tok::Str(content),
-            line: start_line,
-        });
+        self.out.push(Token { tok: Tok::Str(content), line: start_line });
         self.pos = end + 1 + hashes;
         // A literal suffix (`"x"suffix`) is part of the literal.
         while self.pos < self.bytes.len() && is_ident_continue(self.bytes[self.pos] as char) {
@@ -292,11 +272,7 @@ impl<'a> Lexer<'a> {
         let start = self.pos;
         let mut first = true;
         while let Some(c) = self.src[self.pos..].chars().next() {
-            let ok = if first {
-                is_ident_start(c)
-            } else {
-                is_ident_continue(c)
-            };
+            let ok = if first { is_ident_start(c) } else { is_ident_continue(c) };
             if !ok {
                 break;
             }
@@ -305,10 +281,7 @@ impl<'a> Lexer<'a> {
         }
         if self.pos == start {
             // Not an identifier character (e.g. a non-ASCII symbol): skip it.
-            let c = self.src[self.pos..]
-                .chars()
-                .next()
-                .map_or(1, char::len_utf8);
+            let c = self.src[self.pos..].chars().next().map_or(1, char::len_utf8);
             self.pos += c;
             return;
         }
@@ -321,10 +294,7 @@ mod tests {
     use super::*;
 
     fn idents(src: &str) -> Vec<&str> {
-        tokenize(src)
-            .into_iter()
-            .filter_map(|t| t.ident())
-            .collect()
+        tokenize(src).into_iter().filter_map(|t| t.ident()).collect()
     }
 
     #[test]
@@ -336,14 +306,8 @@ mod tests {
     #[test]
     fn strings_keep_content_but_are_not_identifiers() {
         let toks = tokenize(r#"let s = "tokio::spawn \" x"; t"#);
-        assert!(
-            toks.iter()
-                .any(|t| t.tok == Tok::Str(r#"tokio::spawn \" x"#))
-        );
-        assert_eq!(
-            toks.iter().filter_map(|t| t.ident()).collect::<Vec<_>>(),
-            ["let", "s", "t"]
-        );
+        assert!(toks.iter().any(|t| t.tok == Tok::Str(r#"tokio::spawn \" x"#)));
+        assert_eq!(toks.iter().filter_map(|t| t.ident()).collect::<Vec<_>>(), ["let", "s", "t"]);
     }
 
     #[test]
@@ -352,22 +316,10 @@ mod tests {
         let toks = tokenize(src);
         let strs: Vec<_> = toks
             .iter()
-            .filter_map(|t| {
-                if let Tok::Str(s) = t.tok {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|t| if let Tok::Str(s) = t.tok { Some(s) } else { None })
             .collect();
-        assert_eq!(
-            strs,
-            [r#"serde "quoted" "#, "x", r#"y\""#, "z", r##"a"#b"##]
-        );
-        assert_eq!(
-            toks.iter().filter_map(|t| t.ident()).collect::<Vec<_>>(),
-            ["end"]
-        );
+        assert_eq!(strs, [r#"serde "quoted" "#, "x", r#"y\""#, "z", r##"a"#b"##]);
+        assert_eq!(toks.iter().filter_map(|t| t.ident()).collect::<Vec<_>>(), ["end"]);
     }
 
     #[test]
@@ -399,13 +351,7 @@ mod tests {
             tokenize("/// outer\n//! inner\n//// not doc\n/** block */\n/*! inner block */\n/***/");
         let docs: Vec<_> = toks
             .iter()
-            .filter_map(|t| {
-                if let Tok::Doc(s) = t.tok {
-                    Some(s)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|t| if let Tok::Doc(s) = t.tok { Some(s) } else { None })
             .collect();
         assert_eq!(docs, [" outer", " inner", " block ", " inner block "]);
     }

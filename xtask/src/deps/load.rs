@@ -42,11 +42,7 @@ pub fn metadata(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result
                 .map(str::trim)
                 .find_map(|l| l.strip_prefix("error: "))
                 .unwrap_or("failed");
-            let cause = stderr
-                .lines()
-                .map(str::trim)
-                .rfind(|l| !l.is_empty())
-                .unwrap_or("");
+            let cause = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("");
             crate::user_error!(
                 "cargo metadata for {}: {first} ({cause}); fix the manifest and run again",
                 manifest.display()
@@ -71,12 +67,7 @@ fn decl_id(member: &str, dep: &cargo_metadata::Dependency) -> DeclId {
         _ => Table::Normal,
     };
     let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
-    (
-        member.to_string(),
-        table,
-        dep.target.as_ref().map(|t| t.to_string()),
-        key,
-    )
+    (member.to_string(), table, dep.target.as_ref().map(|t| t.to_string()), key)
 }
 
 /// Resolves every member declaration against the full graph (`--all-features`).
@@ -156,17 +147,7 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
     let mut out = Resolved::new();
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
-        let [
-            member,
-            table,
-            target,
-            dep,
-            krate,
-            proc_macro,
-            links,
-            has_lib,
-        ] = f[..]
-        else {
+        let [member, table, target, dep, krate, proc_macro, links, has_lib] = f[..] else {
             return None;
         };
         let table = match table {
@@ -175,15 +156,9 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
             _ => Table::Normal,
         };
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let facts = DepFacts {
-            proc_macro: proc_macro == "1",
-            links: opt(links),
-            has_lib: has_lib == "1",
-        };
-        out.insert(
-            (member.into(), table, opt(target), dep.into()),
-            (krate.into(), facts),
-        );
+        let facts =
+            DepFacts { proc_macro: proc_macro == "1", links: opt(links), has_lib: has_lib == "1" };
+        out.insert((member.into(), table, opt(target), dep.into()), (krate.into(), facts));
     }
     Some(out)
 }
@@ -219,10 +194,7 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
 pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
     let meta = metadata(manifest, offline, true)?;
     let root = meta.workspace_root.clone().into_std_path_buf();
-    let cache = meta
-        .target_directory
-        .as_std_path()
-        .join("xtask/deps-resolve.tsv");
+    let cache = meta.target_directory.as_std_path().join("xtask/deps-resolve.tsv");
     let resolved = match read_cache(&cache, &cache_key(&meta, &root)) {
         Some(resolved) => resolved,
         None => {
@@ -255,20 +227,13 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
             name: pkg.name.to_string(),
             manifest: relative(&root, manifest_path),
             ignore: ignore_lists(&pkg.metadata, "package.metadata"),
-            features: pkg
-                .features
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            features: pkg.features.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
             ..Default::default()
         };
         for dep in &pkg.dependencies {
             let id = decl_id(&pkg.name, dep);
             let (crate_name, facts) = resolved.get(&id).cloned().unwrap_or_else(|| {
-                (
-                    dep.rename.as_deref().unwrap_or(&dep.name).replace('-', "_"),
-                    DepFacts::default(),
-                )
+                (dep.rename.as_deref().unwrap_or(&dep.name).replace('-', "_"), DepFacts::default())
             });
             let (_, table, target, key) = id;
             member.decls.push(Decl {
@@ -288,10 +253,8 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
     // Members are independent: two threads parse manifests and scan sources.
     let packages = meta.workspace_packages();
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> = packages
-        .iter()
-        .map(|_| std::sync::Mutex::new(None))
-        .collect();
+    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> =
+        packages.iter().map(|_| std::sync::Mutex::new(None)).collect();
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
@@ -312,27 +275,16 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .context("a member was not analyzed")??;
-        manifests.insert(
-            member.name.clone(),
-            pkg.manifest_path.clone().into_std_path_buf(),
-        );
+        manifests.insert(member.name.clone(), pkg.manifest_path.clone().into_std_path_buf());
         members.push(member);
     }
-    Ok(Workspace {
-        root,
-        root_manifest,
-        members,
-        workspace_entries,
-        workspace_ignore,
-        manifests,
-    })
+    Ok(Workspace { root, root_manifest, members, workspace_entries, workspace_ignore, manifests })
 }
 
 pub fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.parse()
-        .with_context(|| format!("parsing {}", path.display()))
+    text.parse().with_context(|| format!("parsing {}", path.display()))
 }
 
 /// `a/b/../c` -> `a/c` without touching the file system.
@@ -351,10 +303,7 @@ fn normalize(path: &Path) -> PathBuf {
 }
 
 fn relative(root: &Path, path: &Path) -> String {
-    path.strip_prefix(root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
 fn lib_target(p: &Package) -> Option<&cargo_metadata::Target> {
@@ -422,15 +371,10 @@ pub fn inherited_keys(doc: &toml_edit::DocumentMut) -> HashSet<(Table, Option<St
 /// `.cargo-shear.ignored`, each with the list it came from.
 fn ignore_lists(metadata: &serde_json::Value, prefix: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for (tool, field) in [
-        ("xtask-deps", "ignore"),
-        ("cargo-machete", "ignored"),
-        ("cargo-shear", "ignored"),
-    ] {
-        let names = metadata
-            .get(tool)
-            .and_then(|t| t.get(field))
-            .and_then(|v| v.as_array());
+    for (tool, field) in
+        [("xtask-deps", "ignore"), ("cargo-machete", "ignored"), ("cargo-shear", "ignored")]
+    {
+        let names = metadata.get(tool).and_then(|t| t.get(field)).and_then(|v| v.as_array());
         for name in names.into_iter().flatten().filter_map(|v| v.as_str()) {
             out.push((name.to_string(), format!("{prefix}.{tool}")));
         }
@@ -470,10 +414,7 @@ fn scan_targets(
                     member.record_use(
                         &r.name,
                         Context::Dev,
-                        Location {
-                            file: md_rel.clone(),
-                            line: r.line,
-                        },
+                        Location { file: md_rel.clone(), line: r.line },
                     );
                 }
             }
@@ -483,14 +424,7 @@ fn scan_targets(
                 } else {
                     context
                 };
-                member.record_use(
-                    &r.name,
-                    ctx,
-                    Location {
-                        file: rel.clone(),
-                        line: r.line,
-                    },
-                );
+                member.record_use(&r.name, ctx, Location { file: rel.clone(), line: r.line });
             }
         }
     }
@@ -517,10 +451,7 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
     // (file, directory its child modules live in, test-only)
     let mut queue = std::collections::VecDeque::from([(
         root_file.to_path_buf(),
-        root_file
-            .parent()
-            .map(Path::to_path_buf)
-            .unwrap_or_default(),
+        root_file.parent().map(Path::to_path_buf).unwrap_or_default(),
         false,
     )]);
     while let Some((file, child_dir, test)) = queue.pop_front() {
@@ -542,11 +473,7 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
             }
             let test = test || m.test;
             if let Some(path) = &m.path {
-                let base = if m.inline_parents.is_empty() {
-                    &file_dir
-                } else {
-                    &dir
-                };
+                let base = if m.inline_parents.is_empty() { &file_dir } else { &dir };
                 let target = normalize(&base.join(path));
                 let target_dir = target.parent().map(Path::to_path_buf).unwrap_or_default();
                 queue.push_back((target, target_dir, test));

@@ -111,14 +111,9 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
     }
     print!("{}", render(&analysis, args.format));
     if args.report {
-        let path = ws
-            .root
-            .join("docs/analysis/unused-dependencies-analysis.md");
+        let path = ws.root.join("docs/analysis/unused-dependencies-analysis.md");
         project::write_atomic(&path, report::markdown(&analysis))?;
-        eprintln!(
-            "wrote {}",
-            path.strip_prefix(&ws.root).unwrap_or(&path).display()
-        );
+        eprintln!("wrote {}", path.strip_prefix(&ws.root).unwrap_or(&path).display());
     }
     if analysis.failing() > 0 {
         return Err(Exit(1).into());
@@ -134,11 +129,7 @@ fn render(analysis: &analyze::Analysis, format: Format) -> String {
 }
 
 fn resolve_manifest(p: &Path) -> anyhow::Result<PathBuf> {
-    let p = if p.is_dir() {
-        p.join("Cargo.toml")
-    } else {
-        p.to_path_buf()
-    };
+    let p = if p.is_dir() { p.join("Cargo.toml") } else { p.to_path_buf() };
     if !p.is_file() {
         crate::user_error!(
             "--manifest-path {}: no such manifest; give a Cargo.toml or its directory",

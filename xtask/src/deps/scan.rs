@@ -49,9 +49,7 @@ pub struct FileScan {
 impl FileScan {
     /// References that can be crates: those not shadowed by a local name.
     pub fn crate_refs(&self) -> impl Iterator<Item = &Reference> {
-        self.refs
-            .iter()
-            .filter(|r| r.explicit || !self.local_names.contains(&r.name))
+        self.refs.iter().filter(|r| r.explicit || !self.local_names.contains(&r.name))
     }
 }
 
@@ -76,12 +74,7 @@ struct Scanner<'t, 'a> {
 impl<'t, 'a> Scanner<'t, 'a> {
     fn new(toks: &'t [Token<'a>], out: &'t mut FileScan, line_map: Option<&'t [u32]>) -> Self {
         let test = test_mask(toks);
-        Scanner {
-            toks,
-            test,
-            out,
-            line_map,
-        }
+        Scanner { toks, test, out, line_map }
     }
 
     fn line(&self, i: usize) -> u32 {
@@ -102,12 +95,7 @@ impl<'t, 'a> Scanner<'t, 'a> {
         }
         let test = self.test[i] || self.is_doctest();
         let line = self.line(i);
-        self.out.refs.push(Reference {
-            name: name.to_string(),
-            line,
-            test,
-            explicit,
-        });
+        self.out.refs.push(Reference { name: name.to_string(), line, test, explicit });
     }
 
     fn punct(&self, i: usize, p: &str) -> bool {
@@ -193,24 +181,11 @@ impl<'t, 'a> Scanner<'t, 'a> {
                     }
                 }
                 Tok::Ident("include") if self.punct(i + 1, "!") => {
-                    let close = if self.punct(i + 2, "(") {
-                        matching(toks, i + 2)
-                    } else {
-                        i + 2
-                    };
+                    let close = if self.punct(i + 2, "(") { matching(toks, i + 2) } else { i + 2 };
                     let args = &toks[(i + 3).min(close)..close];
-                    if args
-                        .iter()
-                        .any(|t| t.is_ident("OUT_DIR") || t.tok == Tok::Str("OUT_DIR"))
-                    {
+                    if args.iter().any(|t| t.is_ident("OUT_DIR") || t.tok == Tok::Str("OUT_DIR")) {
                         self.out.includes_generated = true;
-                    } else if let [
-                        Token {
-                            tok: Tok::Str(path),
-                            ..
-                        },
-                    ] = args
-                    {
+                    } else if let [Token { tok: Tok::Str(path), .. }] = args {
                         self.out.includes.push(path.to_string());
                     }
                 }
@@ -254,9 +229,7 @@ impl<'t, 'a> Scanner<'t, 'a> {
     /// A `use` tree starting at `start` (after `use`); returns the index after its `;`.
     fn use_tree(&mut self, start: usize) -> usize {
         let toks = self.toks;
-        let end = (start..toks.len())
-            .find(|&j| toks[j].is_punct(";"))
-            .unwrap_or(toks.len());
+        let end = (start..toks.len()).find(|&j| toks[j].is_punct(";")).unwrap_or(toks.len());
         // Roots: the first segment, or each first segment of a leading group
         // (`use {a::b, c};`, `use ::{a, b};`).
         let mut j = start;
@@ -306,9 +279,7 @@ impl<'t, 'a> Scanner<'t, 'a> {
         match head {
             Some("doc") => {
                 // `#[doc = include_str!("../README.md")]`: its code blocks are doc tests too.
-                let include = toks
-                    .get(start + 2)
-                    .is_some_and(|t| t.is_ident("include_str"))
+                let include = toks.get(start + 2).is_some_and(|t| t.is_ident("include_str"))
                     && self.punct(start + 3, "!")
                     && self.punct(start + 4, "(");
                 if let (true, Some(Tok::Str(path))) = (include, toks.get(start + 5).map(|t| &t.tok))
@@ -373,10 +344,7 @@ impl<'t, 'a> Scanner<'t, 'a> {
         let mut inner = FileScan::default();
         Scanner::new(&tokens, &mut inner, Some(&lines)).run();
         for r in inner.crate_refs() {
-            self.out.refs.push(Reference {
-                test: true,
-                ..r.clone()
-            });
+            self.out.refs.push(Reference { test: true, ..r.clone() });
         }
     }
 }
@@ -387,13 +355,7 @@ pub fn scan_markdown(text: &str) -> Vec<Reference> {
     let tokens = tokenize(&code);
     let mut inner = FileScan::default();
     Scanner::new(&tokens, &mut inner, Some(&lines)).run();
-    inner
-        .crate_refs()
-        .map(|r| Reference {
-            test: true,
-            ..r.clone()
-        })
-        .collect()
+    inner.crate_refs().map(|r| Reference { test: true, ..r.clone() }).collect()
 }
 
 /// The Rust code of the fenced blocks in doc text, and for each of its lines the file
@@ -417,9 +379,7 @@ pub fn doc_code(docs: &[(u32, &str)]) -> (String, Vec<u32>) {
                 (Some((open, _)), Some(m)) if open == m => fence = None,
                 (Some((_, true)), _) => {
                     // Hidden lines (`# use foo;`) are compiled too.
-                    let l = trimmed
-                        .strip_prefix("# ")
-                        .or_else(|| (trimmed == "#").then_some(""));
+                    let l = trimmed.strip_prefix("# ").or_else(|| (trimmed == "#").then_some(""));
                     code.push_str(l.unwrap_or(trimmed));
                     code.push('\n');
                     lines.push(line);
@@ -492,11 +452,7 @@ fn test_mask(toks: &[Token<'_>]) -> Vec<bool> {
             i = close + 1;
             continue;
         }
-        let end = if inner {
-            toks.len()
-        } else {
-            item_end(toks, close + 1)
-        };
+        let end = if inner { toks.len() } else { item_end(toks, close + 1) };
         for m in &mut mask[i..end.min(toks.len())] {
             *m = true;
         }
@@ -618,10 +574,7 @@ mod tests {
         assert_eq!(names("use ::baz::{self};"), ["baz"]);
         assert_eq!(names("use std::{io, fmt};"), Vec::<String>::new());
         // Segments inside a group are not roots: `http` here is axum's module.
-        assert_eq!(
-            names("use axum::{http::StatusCode, extract::State};"),
-            ["axum"]
-        );
+        assert_eq!(names("use axum::{http::StatusCode, extract::State};"), ["axum"]);
     }
 
     #[test]
@@ -636,10 +589,7 @@ mod tests {
     fn macro_calls_and_attributes() {
         assert_eq!(names("fn f() { m::mac!(x); }"), ["m"]);
         assert_eq!(names("#[tokio::main]\nasync fn main() {}"), ["tokio"]);
-        assert_eq!(
-            names("#[derive(Debug, serde::Serialize)] struct S;"),
-            ["serde"]
-        );
+        assert_eq!(names("#[derive(Debug, serde::Serialize)] struct S;"), ["serde"]);
     }
 
     #[test]
@@ -676,10 +626,7 @@ mod tests {
 
     #[test]
     fn local_module_shadows_a_crate_name() {
-        assert_eq!(
-            names("mod tokio;\nfn f() { tokio::run(); }"),
-            Vec::<String>::new()
-        );
+        assert_eq!(names("mod tokio;\nfn f() { tokio::run(); }"), Vec::<String>::new());
         assert_eq!(
             names("mod tokio { pub fn run() {} }\nfn f() { tokio::run(); }"),
             Vec::<String>::new()
@@ -695,10 +642,7 @@ mod tests {
     #[test]
     fn cfg_test_items_are_test_code() {
         let src = "use a::x;\n#[cfg(test)]\nmod tests {\n    use b::y;\n    fn f() { c::z(); }\n}\nfn g() { d::w(); }\n#[cfg(test)]\nuse e::v;\nuse f::u;";
-        assert_eq!(
-            refs(src),
-            ["a@1", "b@4+test", "c@5+test", "d@7", "e@9+test", "f@10"]
-        );
+        assert_eq!(refs(src), ["a@1", "b@4+test", "c@5+test", "d@7", "e@9+test", "f@10"]);
     }
 
     #[test]
@@ -723,10 +667,7 @@ mod tests {
         let inner =
             "//! ```no_run\n//! a::b();\n//! ```\n/** ```\n * c::d();\n * ```\n */\nfn g() {}";
         assert_eq!(refs(inner), ["a@2+test", "c@5+test"]);
-        assert_eq!(
-            refs("#[doc = \"```\\nq::r();\\n```\"]\nfn h() {}"),
-            ["q@1+test"]
-        );
+        assert_eq!(refs("#[doc = \"```\\nq::r();\\n```\"]\nfn h() {}"), ["q@1+test"]);
     }
 
     #[test]
@@ -737,14 +678,7 @@ mod tests {
         let got: Vec<_> = s
             .mods
             .iter()
-            .map(|m| {
-                (
-                    m.name.as_str(),
-                    m.path.as_deref(),
-                    m.inline_parents.join("/"),
-                    m.test,
-                )
-            })
+            .map(|m| (m.name.as_str(), m.path.as_deref(), m.inline_parents.join("/"), m.test))
             .collect();
         assert_eq!(
             got,
@@ -763,10 +697,7 @@ mod tests {
         let s = scan("#![doc = include_str!(\"../README.md\")]\nfn f() {}");
         assert_eq!(s.doc_includes, ["../README.md"]);
         let md = "# Title\n\nSee tokio::spawn in prose.\n\n```rust\nuse readme_dep::X;\n```\n\n```toml\nnot_rust::x = 1\n```\n";
-        let got: Vec<_> = scan_markdown(md)
-            .into_iter()
-            .map(|r| (r.name, r.line, r.test))
-            .collect();
+        let got: Vec<_> = scan_markdown(md).into_iter().map(|r| (r.name, r.line, r.test)).collect();
         assert_eq!(got, [("readme_dep".to_string(), 6, true)]);
     }
 

@@ -44,15 +44,9 @@ impl Fixture {
     fn ext(&self, dir: &str, manifest_extra: &str, lib: &str) -> &Self {
         let root = self.dir.join("ext").join(dir);
         std::fs::create_dir_all(root.join("src")).unwrap();
-        let (name, rest) = manifest_extra
-            .split_once('\n')
-            .unwrap_or((manifest_extra, ""));
+        let (name, rest) = manifest_extra.split_once('\n').unwrap_or((manifest_extra, ""));
         let name = if name.is_empty() { dir } else { name };
-        let version = if rest.starts_with("version") {
-            ""
-        } else {
-            "version = \"0.1.0\"\n"
-        };
+        let version = if rest.starts_with("version") { "" } else { "version = \"0.1.0\"\n" };
         let manifest = format!(
             "[package]\nname = \"{name}\"\n{version}edition = \"2021\"\n{rest}\n[workspace]\n"
         );
@@ -190,11 +184,7 @@ fn rules_fixture() -> Fixture {
         .ext("dup1", "dup", TRIVIAL)
         .ext("dup2", "dup\nversion = \"0.2.0\"", TRIVIAL)
         .ext("pm", "pm\n[lib]\nproc-macro = true\n", "")
-        .ext(
-            "native",
-            "native\nlinks = \"nativelib\"\nbuild = \"build.rs\"\n",
-            TRIVIAL,
-        )
+        .ext("native", "native\nlinks = \"nativelib\"\nbuild = \"build.rs\"\n", TRIVIAL)
         .ext("toolbin", "", "");
     // A package with only a binary: no src/lib.rs, so cargo finds no library.
     std::fs::remove_file(fx.dir.join("ext/toolbin/src/lib.rs")).unwrap();
@@ -364,12 +354,7 @@ fn every_rule_on_one_member() {
         assert_eq!(c(unused).0, "verified-unused", "{unused}: {:?}", c(unused));
     }
     for misplaced in ["test_only", "in_tests_dir", "in_example", "test_mod_file"] {
-        assert_eq!(
-            c(misplaced).0,
-            "misplaced",
-            "{misplaced}: {:?}",
-            c(misplaced)
-        );
+        assert_eq!(c(misplaced).0, "misplaced", "{misplaced}: {:?}", c(misplaced));
     }
     assert_eq!(c("bare").1, "app/src/lib.rs:28");
     assert_eq!(
@@ -380,17 +365,11 @@ fn every_rule_on_one_member() {
     assert!(c("native").1.contains("`nativelib`"), "{:?}", c("native"));
     assert_eq!(
         c("opt"),
-        (
-            "needs-investigation".into(),
-            "optional, enabled only by feature(s) extra".into()
-        )
+        ("needs-investigation".into(), "optional, enabled only by feature(s) extra".into())
     );
     assert_eq!(
         c("ignored_unused"),
-        (
-            "needs-investigation".into(),
-            "ignored by package.metadata.cargo-machete".into()
-        )
+        ("needs-investigation".into(), "ignored by package.metadata.cargo-machete".into())
     );
     assert!(
         a.warnings
@@ -412,40 +391,20 @@ fn every_rule_on_one_member() {
         ("used".into(), "app/README.md:4".into()),
         "README doc tests count"
     );
-    assert!(
-        dev("toolbin").1.contains("no library target"),
-        "{:?}",
-        dev("toolbin")
-    );
+    assert!(dev("toolbin").1.contains("no library target"), "{:?}", dev("toolbin"));
     let build = |key: &str| class_of(&a, "app", key, "build-dependencies");
-    assert_eq!(
-        build("build_used"),
-        ("used".into(), "app/build.rs:1".into())
-    );
+    assert_eq!(build("build_used"), ("used".into(), "app/build.rs:1".into()));
     assert_eq!(build("build_unused").0, "verified-unused");
-    assert_eq!(
-        class_of(&a, "app", "unix_used", "cfg(unix).dependencies").0,
-        "used"
-    );
-    assert_eq!(
-        class_of(&a, "app", "win_unused", "cfg(windows).dependencies").0,
-        "verified-unused"
-    );
+    assert_eq!(class_of(&a, "app", "unix_used", "cfg(unix).dependencies").0, "used");
+    assert_eq!(class_of(&a, "app", "win_unused", "cfg(windows).dependencies").0, "verified-unused");
 
     let ws = |key: &str| class_of(&a, "workspace", key, "workspace");
     assert_eq!(ws("ws_used").0, "used");
     assert_eq!(
         ws("orphan"),
-        (
-            "verified-unused".into(),
-            "no member inherits it (`workspace = true`)".into()
-        )
+        ("verified-unused".into(), "no member inherits it (`workspace = true`)".into())
     );
-    assert_eq!(
-        ws("ws_dead").0,
-        "verified-unused",
-        "inherited only by an unused declaration"
-    );
+    assert_eq!(ws("ws_dead").0, "verified-unused", "inherited only by an unused declaration");
 }
 
 #[test]
@@ -455,16 +414,12 @@ fn report_formats_name_every_finding() {
     let text = super::render(&a, super::Format::Text);
     assert!(text.contains("app (app/Cargo.toml)"), "{text}");
     assert!(
-        text.lines()
-            .any(|l| l.contains("unused_plain") && l.contains("verified-unused")),
+        text.lines().any(|l| l.contains("unused_plain") && l.contains("verified-unused")),
         "{text}"
     );
     let summary = text.lines().last().unwrap();
     assert!(
-        summary.starts_with(&format!(
-            "{} dependency declarations analyzed, ",
-            a.declarations()
-        )),
+        summary.starts_with(&format!("{} dependency declarations analyzed, ", a.declarations())),
         "{summary}"
     );
     let json: serde_json::Value =
@@ -472,10 +427,7 @@ fn report_formats_name_every_finding() {
     let deps = json["members"][0]["dependencies"].as_array().unwrap();
     let bare = deps.iter().find(|d| d["key"] == "bare").unwrap();
     assert_eq!(bare["location"]["file"], "app/src/lib.rs");
-    assert_eq!(
-        json["summary"]["verified_unused"],
-        a.count(&Class::VerifiedUnused)
-    );
+    assert_eq!(json["summary"]["verified_unused"], a.count(&Class::VerifiedUnused));
     let md = super::report::markdown(&a);
     for section in [
         "## Verified Unused",
@@ -495,10 +447,7 @@ fn report_formats_name_every_finding() {
         .split("## Needs Investigation")
         .next()
         .unwrap();
-    assert!(
-        likely.contains("`test_only`") && likely.contains("`toolbin`"),
-        "{likely}"
-    );
+    assert!(likely.contains("`test_only`") && likely.contains("`toolbin`"), "{likely}");
 }
 
 /// A small buildable workspace: `app` uses `used`, not `unused` (named by a feature
@@ -532,14 +481,8 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
     let fx = removal_fixture("verified");
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
-    assert_eq!(
-        class_of(&a, "app", "unused", "dependencies").0,
-        "verified-unused"
-    );
-    assert_eq!(
-        class_of(&a, "app", "testing", "dependencies").0,
-        "misplaced"
-    );
+    assert_eq!(class_of(&a, "app", "unused", "dependencies").0, "verified-unused");
+    assert_eq!(class_of(&a, "app", "testing", "dependencies").0, "misplaced");
 
     // Dry run: nothing written.
     let before = fx.snapshot();
@@ -575,29 +518,15 @@ fn verified_only_restores_every_file_when_the_build_breaks() {
     fx.cargo().metadata().unwrap().unwrap(); // create Cargo.lock first: it must survive too
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
-    assert_eq!(
-        class_of(&a, "app", "helper", "dependencies").0,
-        "verified-unused"
-    );
+    assert_eq!(class_of(&a, "app", "helper", "dependencies").0, "verified-unused");
     let before = fx.snapshot();
     let err = fix::verified_only(&ws, &a, false, false, &fx.cargo()).unwrap_err();
-    assert!(matches!(
-        err.downcast_ref::<crate::project::Exit>(),
-        Some(crate::project::Exit(1))
-    ));
+    assert!(matches!(err.downcast_ref::<crate::project::Exit>(), Some(crate::project::Exit(1))));
     let after = fx.snapshot();
-    let changed: Vec<_> = before
-        .keys()
-        .filter(|k| before.get(*k) != after.get(*k))
-        .collect();
-    let manifests_and_lock: Vec<_> = changed
-        .iter()
-        .filter(|p| !p.starts_with(fx.dir.join("target")))
-        .collect();
-    assert!(
-        manifests_and_lock.is_empty(),
-        "not restored: {manifests_and_lock:?}"
-    );
+    let changed: Vec<_> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
+    let manifests_and_lock: Vec<_> =
+        changed.iter().filter(|p| !p.starts_with(fx.dir.join("target"))).collect();
+    assert!(manifests_and_lock.is_empty(), "not restored: {manifests_and_lock:?}");
     assert!(fx.dir.join("ws/Cargo.lock").exists());
 }
 
@@ -605,11 +534,7 @@ fn verified_only_restores_every_file_when_the_build_breaks() {
 fn with_verification_removes_the_unused_and_keeps_the_macro_needed_with_the_reason() {
     let fx = Fixture::new("withver");
     fx.ext("helper", "", "pub fn value() -> u8 { 7 }\n")
-        .ext(
-            "mac",
-            "",
-            "#[macro_export]\nmacro_rules! seven { () => { ::helper::value() } }\n",
-        )
+        .ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { ::helper::value() } }\n")
         .ext("unused", "", "pub fn f() {}\n");
     fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
         .file(
@@ -620,23 +545,15 @@ fn with_verification_removes_the_unused_and_keeps_the_macro_needed_with_the_reas
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
     let results = fix::with_verification(&ws, &a, false, &fx.cargo()).unwrap();
-    let outcome = |key: &str| {
-        results
-            .iter()
-            .find(|(c, _)| c.key == key)
-            .map(|(_, o)| o.clone())
-            .unwrap()
-    };
+    let outcome =
+        |key: &str| results.iter().find(|(c, _)| c.key == key).map(|(_, o)| o.clone()).unwrap();
     assert_eq!(outcome("unused"), Outcome::Removed);
     match outcome("helper") {
         Outcome::Kept(reason) => assert!(reason.contains("helper"), "{reason}"),
         other => panic!("helper: {other:?}"),
     }
     let manifest = fx.read("app/Cargo.toml");
-    assert!(
-        manifest.contains("helper = ") && !manifest.contains("unused"),
-        "{manifest}"
-    );
+    assert!(manifest.contains("helper = ") && !manifest.contains("unused"), "{manifest}");
     assert_eq!(fx.cargo().check(false).unwrap(), Ok(()));
 }
 
@@ -664,10 +581,7 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
     assert_eq!(class_of(&warm, "app", "lib-pkg", "dependencies").0, "used");
     // The dependency's library is renamed: the cached crate name must not be used.
     fx.ext("lib_pkg", "lib-pkg\n[lib]\nname = \"second\"\n", TRIVIAL);
-    assert_eq!(
-        class_of(&fx.analyze(), "app", "lib-pkg", "dependencies").0,
-        "verified-unused"
-    );
+    assert_eq!(class_of(&fx.analyze(), "app", "lib-pkg", "dependencies").0, "verified-unused");
 }
 
 #[test]
@@ -677,13 +591,7 @@ fn a_broken_manifest_is_a_user_error() {
         .file("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\nmissing = { path = \"../nowhere\" }\n")
         .file("app/src/lib.rs", "");
     let err = load::load(&fx.manifest(), true).err().expect("must fail");
-    let user = err
-        .downcast_ref::<crate::project::UserError>()
-        .expect("a user error (exit 2)");
-    assert!(
-        user.0.contains("Cargo.toml") && user.0.contains("fix the manifest"),
-        "{}",
-        user.0
-    );
+    let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
+    assert!(user.0.contains("Cargo.toml") && user.0.contains("fix the manifest"), "{}", user.0);
     assert!(!user.0.contains('\n'), "one line: {}", user.0);
 }

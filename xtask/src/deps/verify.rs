@@ -54,10 +54,7 @@ fn install_signal_handler() {
             let children = lock(&CHILDREN).clone();
             for pid in &children {
                 // Only children we spawned and have not reaped: the pid cannot be reused yet.
-                let _ = Command::new("kill")
-                    .arg("-TERM")
-                    .arg(pid.to_string())
-                    .status();
+                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
             }
             // Let them stop before restoring, so none writes Cargo.lock after us.
             for pid in &children {
@@ -115,11 +112,7 @@ impl Transaction {
         }
         let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
         lock(&SAVED).insert(id, files.clone());
-        Ok(Transaction {
-            id,
-            files,
-            done: false,
-        })
+        Ok(Transaction { id, files, done: false })
     }
 
     /// Writes a file of the transaction (atomically, and never while the signal handler
@@ -187,12 +180,8 @@ impl Cargo {
     /// Runs cargo; Err holds the first error line of its output.
     fn run(&self, args: &[&str]) -> anyhow::Result<Result<(), String>> {
         let mut cmd = self.command(args);
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let child = cmd
-            .spawn()
-            .with_context(|| format!("starting cargo {}", args.join(" ")))?;
+        cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let child = cmd.spawn().with_context(|| format!("starting cargo {}", args.join(" ")))?;
         let pid = child.id();
         lock(&CHILDREN).push(pid);
         let output = child.wait_with_output();
@@ -220,14 +209,8 @@ impl Cargo {
 
     /// `cargo check --workspace --all-targets` (with `--all-features` when asked).
     pub fn check(&self, all_features: bool) -> anyhow::Result<Result<(), String>> {
-        let mut args = vec![
-            "check",
-            "--workspace",
-            "--all-targets",
-            "--quiet",
-            "--message-format",
-            "short",
-        ];
+        let mut args =
+            vec!["check", "--workspace", "--all-targets", "--quiet", "--message-format", "short"];
         if all_features {
             args.push("--all-features");
         }
@@ -235,13 +218,7 @@ impl Cargo {
     }
 
     pub fn test(&self, all_features: bool) -> anyhow::Result<Result<(), String>> {
-        let mut args = vec![
-            "test",
-            "--workspace",
-            "--quiet",
-            "--message-format",
-            "short",
-        ];
+        let mut args = vec!["test", "--workspace", "--quiet", "--message-format", "short"];
         if all_features {
             args.push("--all-features");
         }
@@ -251,21 +228,13 @@ impl Cargo {
 
 /// The first compiler error in cargo's output (short message format), else its last line.
 pub fn first_error(output: &str) -> String {
-    let lines: Vec<&str> = output
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = output.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let is_summary =
         |l: &str| l.starts_with("error: could not compile") || l.starts_with("error: aborting");
     lines
         .iter()
         .find(|l| (l.contains(": error") || l.starts_with("error")) && !is_summary(l))
-        .or_else(|| {
-            lines
-                .iter()
-                .find(|l| l.contains("panicked") || l.contains("FAILED"))
-        })
+        .or_else(|| lines.iter().find(|l| l.contains("panicked") || l.contains("FAILED")))
         .or(lines.last())
         .map(|l| l.to_string())
         .unwrap_or_else(|| "cargo failed without output".into())
@@ -273,11 +242,7 @@ pub fn first_error(output: &str) -> String {
 
 /// Refuses to edit a tree with uncommitted changes (they would be mixed with ours).
 pub fn ensure_clean(root: &Path) -> anyhow::Result<()> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(root)
-        .args(["status", "--porcelain"])
-        .output();
+    let out = Command::new("git").arg("-C").arg(root).args(["status", "--porcelain"]).output();
     match out {
         Ok(o) if o.status.success() => {
             if !o.stdout.is_empty() {
@@ -356,10 +321,7 @@ mod tests {
     #[test]
     fn first_error_picks_the_compiler_message() {
         let out = "    Checking a v0.1.0\nsrc/lib.rs:1:5: error[E0432]: unresolved import `foo`\nerror: could not compile `a` (lib) due to 1 previous error\n";
-        assert_eq!(
-            first_error(out),
-            "src/lib.rs:1:5: error[E0432]: unresolved import `foo`"
-        );
+        assert_eq!(first_error(out), "src/lib.rs:1:5: error[E0432]: unresolved import `foo`");
         assert_eq!(
             first_error("error: failed to load manifest\n"),
             "error: failed to load manifest"
