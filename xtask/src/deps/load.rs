@@ -6,9 +6,9 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use cargo_metadata::{DependencyKind, Metadata, MetadataCommand, Package, TargetKind};
 
 use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
+use super::meta::{self, Dependency, Metadata, Package, Target};
 use super::scan::{self, FileScan, scan};
 
 /// Everything the analysis needs about a workspace.
@@ -23,82 +23,49 @@ pub struct Workspace {
     pub manifests: BTreeMap<String, PathBuf>,
 }
 
-pub fn metadata(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Metadata> {
-    let mut cmd = MetadataCommand::new();
-    if offline {
-        cmd.other_options(vec!["--offline".to_string()]);
-    }
-    if no_deps {
-        cmd.no_deps();
-    } else {
-        cmd.features(cargo_metadata::CargoOpt::AllFeatures);
-    }
-    match cmd.manifest_path(manifest).exec() {
-        Ok(meta) => Ok(meta),
-        // The workspace does not load: a mistake in its manifests, reported in one line.
-        Err(cargo_metadata::Error::CargoMetadata { stderr }) => {
-            let first = stderr
-                .lines()
-                .map(str::trim)
-                .find_map(|l| l.strip_prefix("error: "))
-                .unwrap_or("failed");
-            let cause = stderr.lines().map(str::trim).rfind(|l| !l.is_empty()).unwrap_or("");
-            crate::user_error!(
-                "cargo metadata for {}: {first} ({cause}); fix the manifest and run again",
-                manifest.display()
-            )
-        }
-        Err(e) => {
-            Err(e).with_context(|| format!("running `cargo metadata` for {}", manifest.display()))
-        }
-    }
-}
-
 /// Identifies one declaration across metadata runs: (member, table, target, key).
 type DeclId = (String, Table, Option<String>, String);
 
 /// What the resolve graph says about a declaration: the crate name code uses, and facts.
 type Resolved = HashMap<DeclId, (String, DepFacts)>;
 
-fn decl_id(member: &str, dep: &cargo_metadata::Dependency) -> DeclId {
-    let table = match dep.kind {
-        DependencyKind::Development => Table::Dev,
-        DependencyKind::Build => Table::Build,
-        _ => Table::Normal,
-    };
+fn decl_id(member: &str, dep: &Dependency) -> DeclId {
     let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
-    (member.to_string(), table, dep.target.as_ref().map(|t| t.to_string()), key)
+    (member.to_string(), dep.kind, dep.target.clone(), key)
 }
 
-/// Resolves every member declaration against the full graph (`--all-features`).
+/// Resolves every member declaration against the full graph (`--all-features`): the
+/// graph edge with the declaration's package, table and target, and the same name
+/// (renamed declarations) or a name no rename of the member claims (the others; two
+/// versions of one package need different keys, so at most one is not renamed).
 fn resolve_decls(meta: &Metadata) -> Resolved {
-    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (&p.id, p)).collect();
-    let nodes: HashMap<_, _> = meta
-        .resolve
-        .as_ref()
-        .map(|r| r.nodes.iter().map(|n| (&n.id, n)).collect())
-        .unwrap_or_default();
+    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (p.id.as_str(), p)).collect();
     let mut out = Resolved::new();
-    for id in &meta.workspace_members {
-        let pkg = packages[id];
+    for pkg in meta.workspace_packages() {
+        let edges = meta.resolve.get(&pkg.id).map(Vec::as_slice).unwrap_or_default();
+        let renames: Vec<String> = pkg
+            .dependencies
+            .iter()
+            .filter_map(|d| d.rename.as_ref())
+            .map(|r| r.replace('-', "_"))
+            .collect();
         for dep in &pkg.dependencies {
-            let resolved = nodes.get(id).and_then(|node| {
-                node.deps.iter().map(|nd| packages[&nd.pkg]).find(|p| {
-                    p.name.as_str() == dep.name
-                        && match &dep.path {
-                            Some(path) => p.manifest_path.parent() == Some(path.as_path()),
-                            None => dep.req.matches(&p.version),
+            let resolved = edges
+                .iter()
+                .filter(|e| {
+                    packages.get(e.pkg.as_str()).is_some_and(|p| p.name == dep.name)
+                        && e.dep_kinds.iter().any(|(k, t)| *k == dep.kind && *t == dep.target)
+                        && match &dep.rename {
+                            Some(r) => e.name == r.replace('-', "_"),
+                            None => !renames.contains(&e.name),
                         }
                 })
-            });
-            let resolved = resolved.or_else(|| {
-                meta.packages
-                    .iter()
-                    .find(|p| p.name.as_str() == dep.name && dep.req.matches(&p.version))
-            });
+                .filter_map(|e| packages.get(e.pkg.as_str()).copied())
+                .max_by_key(|p| dep.path.as_deref() == p.manifest_path.parent());
             // Cargo drops a dependency without a library target from the graph entirely.
             let facts = resolved.map(facts_of).unwrap_or_default();
-            let lib_name = resolved.and_then(|p| lib_target(p).map(|t| t.name.clone()));
+            let lib_name = resolved
+                .and_then(|p| p.targets.iter().find(|t| t.is_lib()).map(|t| t.name.clone()));
             let crate_name = match (&dep.rename, lib_name) {
                 (Some(rename), _) => rename.replace('-', "_"),
                 (None, Some(lib)) => lib.replace('-', "_"),
@@ -120,10 +87,10 @@ fn cache_key(meta: &Metadata, root: &Path) -> String {
     std::fs::read(root.join("Cargo.lock")).ok().hash(&mut h);
     let mut manifests: Vec<PathBuf> = Vec::new();
     for p in meta.workspace_packages() {
-        manifests.push(p.manifest_path.clone().into_std_path_buf());
+        manifests.push(p.manifest_path.clone());
         for d in &p.dependencies {
             if let Some(path) = &d.path {
-                manifests.push(path.join("Cargo.toml").into_std_path_buf());
+                manifests.push(path.join("Cargo.toml"));
             }
         }
     }
@@ -192,13 +159,13 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
 }
 
 pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
-    let meta = metadata(manifest, offline, true)?;
-    let root = meta.workspace_root.clone().into_std_path_buf();
-    let cache = meta.target_directory.as_std_path().join("xtask/deps-resolve.tsv");
+    let meta = meta::run(manifest, offline, true)?;
+    let root = meta.workspace_root.clone();
+    let cache = meta.target_directory.join("xtask/deps-resolve.tsv");
     let resolved = match read_cache(&cache, &cache_key(&meta, &root)) {
         Some(resolved) => resolved,
         None => {
-            let full = metadata(manifest, offline, false)?;
+            let full = meta::run(manifest, offline, false)?;
             let resolved = resolve_decls(&full);
             // Keyed after the full run, which may have written Cargo.lock.
             write_cache(&cache, &cache_key(&meta, &root), &resolved);
@@ -216,7 +183,7 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
 
     let build = |pkg: &Package, scans: &mut HashMap<PathBuf, FileScan>| -> anyhow::Result<Member> {
-        let manifest_path = pkg.manifest_path.as_std_path();
+        let manifest_path = pkg.manifest_path.as_path();
         let doc = if manifest_path == root_manifest {
             root_doc.clone()
         } else {
@@ -275,7 +242,7 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .context("a member was not analyzed")??;
-        manifests.insert(member.name.clone(), pkg.manifest_path.clone().into_std_path_buf());
+        manifests.insert(member.name.clone(), pkg.manifest_path.clone());
         members.push(member);
     }
     Ok(Workspace { root, root_manifest, members, workspace_entries, workspace_ignore, manifests })
@@ -306,27 +273,11 @@ fn relative(root: &Path, path: &Path) -> String {
     path.strip_prefix(root).unwrap_or(path).display().to_string()
 }
 
-fn lib_target(p: &Package) -> Option<&cargo_metadata::Target> {
-    p.targets.iter().find(|t| {
-        t.kind.iter().any(|k| {
-            matches!(
-                k,
-                TargetKind::Lib
-                    | TargetKind::RLib
-                    | TargetKind::ProcMacro
-                    | TargetKind::DyLib
-                    | TargetKind::CDyLib
-                    | TargetKind::StaticLib
-            )
-        })
-    })
-}
-
 fn facts_of(p: &Package) -> DepFacts {
     DepFacts {
-        proc_macro: p.targets.iter().any(|t| t.is_kind(TargetKind::ProcMacro)),
+        proc_macro: p.targets.iter().any(|t| t.is_kind("proc-macro")),
         links: p.links.clone(),
-        has_lib: lib_target(p).is_some(),
+        has_lib: p.targets.iter().any(Target::is_lib),
     }
 }
 
@@ -395,7 +346,7 @@ fn scan_targets(
     targets.sort_by_key(|t| target_context(t));
     for target in targets {
         let context = target_context(target);
-        let files = module_files(target.src_path.as_std_path(), scans);
+        let files = module_files(&target.src_path, scans);
         for (file, test_file) in files {
             let Some(scan) = scans.get(&file) else {
                 continue;
@@ -430,13 +381,10 @@ fn scan_targets(
     }
 }
 
-fn target_context(t: &cargo_metadata::Target) -> Context {
-    if t.is_kind(TargetKind::CustomBuild) {
+fn target_context(t: &Target) -> Context {
+    if t.is_kind("custom-build") {
         Context::Build
-    } else if t.is_kind(TargetKind::Test)
-        || t.is_kind(TargetKind::Bench)
-        || t.is_kind(TargetKind::Example)
-    {
+    } else if t.is_kind("test") || t.is_kind("bench") || t.is_kind("example") {
         Context::Dev
     } else {
         Context::Normal

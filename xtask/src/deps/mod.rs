@@ -13,6 +13,7 @@ mod edit;
 mod fix;
 mod lexer;
 mod load;
+mod meta;
 mod report;
 mod scan;
 #[cfg(test)]

@@ -45,12 +45,36 @@ fn restore_files(files: &[(PathBuf, Option<Vec<u8>>)]) -> anyhow::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-/// Installs (once) the Ctrl-C/SIGTERM handler: stop our cargo children, restore every
-/// open transaction's files, exit 130.
+// SIGINT and SIGTERM have these numbers on Linux and macOS (and in the Windows C runtime).
+const SIGINT: i32 = 2;
+const SIGTERM: i32 = 15;
+
+unsafe extern "C" {
+    /// C's `signal()`, from the C library std already links: enough to set a flag, which
+    /// is all a handler may safely do. (A crate for this would add nix and libc to every
+    /// CI build of xtask.)
+    fn signal(signum: i32, handler: usize) -> usize;
+}
+
+extern "C" fn on_signal(_: i32) {
+    INTERRUPTED.store(true, Ordering::SeqCst);
+}
+
+/// Installs (once) the Ctrl-C/SIGTERM handler. The handler only sets a flag; a watcher
+/// thread then stops our cargo children, restores every open transaction's files and
+/// exits 130.
 fn install_signal_handler() {
     HANDLER.call_once(|| {
-        let _ = ctrlc::set_handler(|| {
-            INTERRUPTED.store(true, Ordering::SeqCst);
+        let handler = on_signal as extern "C" fn(i32) as usize;
+        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
+        unsafe {
+            signal(SIGINT, handler);
+            signal(SIGTERM, handler);
+        }
+        std::thread::spawn(|| {
+            while !INTERRUPTED.load(Ordering::SeqCst) {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let children = lock(&CHILDREN).clone();
             for pid in &children {
                 // Only children we spawned and have not reaped: the pid cannot be reused yet.
