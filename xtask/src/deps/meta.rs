@@ -97,7 +97,7 @@ pub fn run(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Meta
         let stderr = String::from_utf8_lossy(&out.stderr);
         let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
         let first = lines().find_map(|l| l.strip_prefix("error: ")).unwrap_or("failed");
-        let cause = lines().last().unwrap_or("");
+        let cause = lines().next_back().unwrap_or("");
         crate::user_error!(
             "cargo metadata for {}: {first} ({cause}); fix the manifest and run again",
             manifest.display()
