@@ -115,8 +115,11 @@ pub fn apply(ws: &Workspace, changes: &[Change]) -> anyhow::Result<(NewTexts, Ve
         let (_, doc) = docs.get_mut(&c.manifest).context("manifest of a change was not loaded")?;
         match c.action {
             Action::Remove => {
-                let was_inherited =
-                    inherited_keys(doc).contains(&(c.table, c.target.clone(), c.key.clone()));
+                let was_inherited = inherited_keys(doc.as_table()).contains(&(
+                    c.table,
+                    c.target.clone(),
+                    c.key.clone(),
+                ));
                 if edit::remove_dep(doc, &c.key, c.table, c.target.as_deref()) {
                     let gone = edit::cleanup_features(doc, &c.key);
                     if !gone.is_empty() {
@@ -146,7 +149,9 @@ pub fn apply(ws: &Workspace, changes: &[Change]) -> anyhow::Result<(NewTexts, Ve
     }
     // A `[workspace.dependencies]` entry that no member inherits any more goes too.
     for key in orphan_candidates {
-        let still = docs.values().any(|(_, d)| inherited_keys(d).iter().any(|(_, _, k)| *k == key));
+        let still = docs
+            .values()
+            .any(|(_, d)| inherited_keys(d.as_table()).iter().any(|(_, _, k)| *k == key));
         if !still {
             let (_, root) =
                 docs.get_mut(&ws.root_manifest).context("root manifest was not loaded")?;

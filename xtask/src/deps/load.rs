@@ -189,7 +189,7 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
         } else {
             read_manifest(manifest_path)?
         };
-        let inherited = inherited_keys(&doc);
+        let inherited = inherited_keys(doc.as_table());
         let mut member = Member {
             name: pkg.name.to_string(),
             manifest: relative(&root, manifest_path),
@@ -248,10 +248,11 @@ pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
     Ok(Workspace { root, root_manifest, members, workspace_entries, workspace_ignore, manifests })
 }
 
-pub fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::DocumentMut> {
+/// Parses a manifest for reading only (cheaper than an editable `DocumentMut`).
+fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::Document<String>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    text.parse().with_context(|| format!("parsing {}", path.display()))
+    toml_edit::Document::parse(text).with_context(|| format!("parsing {}", path.display()))
 }
 
 /// `a/b/../c` -> `a/c` without touching the file system.
@@ -282,7 +283,7 @@ fn facts_of(p: &Package) -> DepFacts {
 }
 
 /// `(table, target, key)` of every declaration written `workspace = true`.
-pub fn inherited_keys(doc: &toml_edit::DocumentMut) -> HashSet<(Table, Option<String>, String)> {
+pub fn inherited_keys(doc: &toml_edit::Table) -> HashSet<(Table, Option<String>, String)> {
     let mut out = HashSet::new();
     let mut collect = |tables: &dyn toml_edit::TableLike, target: Option<String>| {
         for (name, table) in [
@@ -307,7 +308,7 @@ pub fn inherited_keys(doc: &toml_edit::DocumentMut) -> HashSet<(Table, Option<St
             }
         }
     };
-    collect(doc.as_table(), None);
+    collect(doc, None);
     if let Some(targets) = doc.get("target").and_then(|t| t.as_table_like()) {
         for (cfg, tables) in targets.iter() {
             if let Some(tables) = tables.as_table_like() {
