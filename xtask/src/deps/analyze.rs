@@ -212,6 +212,12 @@ const EXPANDS_TO: &[(&str, &[&str])] = &[
     ("async_trait", &[]),
 ];
 
+/// Packages commonly declared without being named in code, only so that their features
+/// apply to the copy a dependency uses (feature unification): `getrandom` with `js`,
+/// `openssl` with `vendored`, and the like.
+const FEATURE_ONLY: &[&str] =
+    &["getrandom", "openssl", "native-tls", "ring", "zstd-sys", "libz-sys"];
+
 /// The crates `name`'s macros may expand to (see [`EXPANDS_TO`]).
 fn expansion_targets(name: &str, proc_macro: bool) -> Vec<String> {
     let mut out: Vec<String> = EXPANDS_TO
@@ -386,6 +392,12 @@ fn unused_class(
             "links the native library `{links}`: it may be needed only for linking"
         ));
     }
+    if FEATURE_ONLY.contains(&decl.package.as_str()) {
+        return investigate(format!(
+            "`{}` is often declared only to select features of a transitive dependency",
+            decl.package
+        ));
+    }
     if decl.optional {
         let features: Vec<&str> = member
             .features
@@ -494,6 +506,7 @@ mod tests {
             used_pm,
             decl("strum", Table::Normal),
             decl("ign", Table::Normal),
+            decl("getrandom", Table::Normal),
         ];
         m.features.insert("extra".into(), vec!["dep:opt".into()]);
         m.ignore.push(("ign".into(), "package.metadata.cargo-machete".into()));
@@ -507,6 +520,7 @@ mod tests {
         assert_eq!(f[4].class, Class::Used);
         assert_eq!(f[5].evidence, "macros of `strum_macros` expand to paths in this crate");
         assert_eq!(f[6].evidence, "ignored by package.metadata.cargo-machete");
+        assert!(f[7].evidence.contains("select features"), "{}", f[7].evidence);
         assert!(
             f.iter()
                 .filter(|x| x.key != "strum_macros")
