@@ -244,7 +244,8 @@ pub fn verified_only(
 /// One candidate's outcome in `--with-verification`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
-    Removed,
+    /// The removal (or move) was kept: the workspace still builds.
+    Changed,
     Kept(String),
     Skipped(String),
 }
@@ -307,7 +308,7 @@ pub fn with_verification(
         let outcome = match verdict {
             Ok(()) => {
                 txn.commit();
-                Outcome::Removed
+                Outcome::Changed
             }
             Err(e) => {
                 txn.restore()?;
@@ -315,13 +316,13 @@ pub fn with_verification(
             }
         };
         match &outcome {
-            Outcome::Removed => println!("{}: done, the workspace still builds", c.describe()),
+            Outcome::Changed => println!("{}: done, the workspace still builds", c.describe()),
             Outcome::Kept(e) => println!("{}: kept, {e}", c.describe()),
             Outcome::Skipped(_) => {}
         }
         results.push((c, outcome));
     }
-    let removed = results.iter().filter(|(_, o)| *o == Outcome::Removed).count();
+    let removed = results.iter().filter(|(_, o)| *o == Outcome::Changed).count();
     println!(
         "{} candidate(s): {removed} changed, {} kept or skipped",
         results.len(),

@@ -535,25 +535,34 @@ fn with_verification_removes_the_unused_and_keeps_the_macro_needed_with_the_reas
     let fx = Fixture::new("withver");
     fx.ext("helper", "", "pub fn value() -> u8 { 7 }\n")
         .ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { ::helper::value() } }\n")
-        .ext("unused", "", "pub fn f() {}\n");
+        .ext("unused", "", "pub fn f() {}\n")
+        .ext("testing", "", "pub fn check() -> bool { true }\n");
     fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
         .file(
             "app/Cargo.toml",
-            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\nunused = { path = \"../../ext/unused\" }\n",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\nunused = { path = \"../../ext/unused\" }\ntesting = { path = \"../../ext/testing\" }\n",
         )
-        .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!() }\n");
+        .file(
+            "app/src/lib.rs",
+            "pub fn f() -> u8 { mac::seven!() }\n#[cfg(test)]\nmod tests {\n    #[test]\n    fn t() { assert!(testing::check()); }\n}\n",
+        );
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
     let results = fix::with_verification(&ws, &a, false, &fx.cargo()).unwrap();
     let outcome =
         |key: &str| results.iter().find(|(c, _)| c.key == key).map(|(_, o)| o.clone()).unwrap();
-    assert_eq!(outcome("unused"), Outcome::Removed);
+    assert_eq!(outcome("unused"), Outcome::Changed);
     match outcome("helper") {
         Outcome::Kept(reason) => assert!(reason.contains("helper"), "{reason}"),
         other => panic!("helper: {other:?}"),
     }
+    assert_eq!(outcome("testing"), Outcome::Changed, "misplaced: moved to dev-dependencies");
     let manifest = fx.read("app/Cargo.toml");
     assert!(manifest.contains("helper = ") && !manifest.contains("unused"), "{manifest}");
+    assert!(
+        manifest.ends_with("[dev-dependencies]\ntesting = { path = \"../../ext/testing\" }\n"),
+        "{manifest}"
+    );
     assert_eq!(fx.cargo().check(false).unwrap(), Ok(()));
 }
 
