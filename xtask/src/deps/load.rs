@@ -159,9 +159,12 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
 }
 
 pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
-    let meta = meta::run(manifest, offline, true)?;
+    let meta = meta::no_deps_cached(manifest, offline)?;
     let root = meta.workspace_root.clone();
-    let cache = meta.target_directory.join("xtask/deps-resolve.tsv");
+    let cache = meta
+        .target_directory
+        .join("xtask")
+        .join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
     let resolved = match read_cache(&cache, &cache_key(&meta, &root)) {
         Some(resolved) => resolved,
         None => {

@@ -84,6 +84,118 @@ impl Metadata {
 
 /// Runs `cargo metadata` (`--no-deps`, or the full resolve with `--all-features`).
 pub fn run(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Metadata> {
+    let raw = run_raw(manifest, offline, no_deps)?;
+    parse_bytes(&raw)
+}
+
+fn parse_bytes(raw: &[u8]) -> anyhow::Result<Metadata> {
+    let v: Value = serde_json::from_slice(raw).context("parsing `cargo metadata` output")?;
+    parse(&v).context("unexpected `cargo metadata` output")
+}
+
+/// `cargo metadata --no-deps`, cached: the output depends only on the manifests, the
+/// files and directories cargo discovers targets and members from, and a few settings;
+/// when none of those changed since the last run (see [`layout_key`]) cargo is not run.
+/// The cache lives in `<target>/xtask/` and is used only when `manifest` is a
+/// workspace root, so its default target directory is known.
+pub fn no_deps_cached(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
+    let Some(cache) = metadata_cache_path(manifest) else { return run(manifest, offline, true) };
+    if let Ok(bytes) = std::fs::read(&cache) {
+        if let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
+            let (key, json) = (&bytes[..pos], &bytes[pos + 1..]);
+            if let Ok(meta) = parse_bytes(json) {
+                if layout_key(&meta, manifest).as_bytes() == key {
+                    return Ok(meta);
+                }
+            }
+        }
+    }
+    let raw = run_raw(manifest, offline, true)?;
+    let meta = parse_bytes(&raw)?;
+    let mut contents = format!("{}\n", layout_key(&meta, manifest)).into_bytes();
+    contents.extend_from_slice(&raw);
+    // A cache that cannot be written only costs time on the next run.
+    let _ = crate::project::write_atomic(&cache, contents);
+    Ok(meta)
+}
+
+/// A short hash, to name per-workspace cache files.
+pub fn short_hash(value: impl std::hash::Hash) -> String {
+    use std::hash::Hasher;
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    value.hash(&mut h);
+    format!("{:016x}", h.finish())
+}
+
+fn metadata_cache_path(manifest: &Path) -> Option<PathBuf> {
+    let text = std::fs::read_to_string(manifest).ok()?;
+    if !text.lines().any(|l| l.trim() == "[workspace]") {
+        return None;
+    }
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::env::current_dir().ok()?.join(dir),
+        None => manifest.parent()?.join("target"),
+    };
+    Some(target.join("xtask").join(format!("deps-metadata-{}.json", short_hash(manifest))))
+}
+
+/// Everything `cargo metadata --no-deps` reads: every member manifest and the root's,
+/// cargo configuration in the root, the directories target auto-discovery lists (the
+/// member directory, `src`, `src/bin`, `tests`, `examples`, `benches` and their
+/// subdirectories) and each member's parent directory (where member globs look).
+fn layout_key(meta: &Metadata, manifest: &Path) -> String {
+    use std::collections::hash_map::DefaultHasher;
+    use std::hash::{Hash, Hasher};
+    let mut h = DefaultHasher::new();
+    env!("CARGO_PKG_VERSION").hash(&mut h);
+    manifest.hash(&mut h);
+    for var in ["CARGO_TARGET_DIR", "CARGO_BUILD_TARGET_DIR"] {
+        std::env::var_os(var).hash(&mut h);
+    }
+    let read = |p: &Path, h: &mut DefaultHasher| {
+        p.hash(h);
+        std::fs::read(p).ok().hash(h);
+    };
+    // Hashes a directory listing; returns its subdirectories.
+    let list = |dir: &Path, h: &mut DefaultHasher| -> Vec<PathBuf> {
+        let mut entries: Vec<(String, bool)> = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| {
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    e.file_type().is_ok_and(|t| t.is_dir()),
+                )
+            })
+            .collect();
+        entries.sort();
+        dir.hash(h);
+        entries.hash(h);
+        entries.into_iter().filter(|(_, d)| *d).map(|(n, _)| dir.join(n)).collect()
+    };
+    read(manifest, &mut h);
+    read(&meta.workspace_root.join("Cargo.toml"), &mut h);
+    read(&meta.workspace_root.join(".cargo/config.toml"), &mut h);
+    read(&meta.workspace_root.join(".cargo/config"), &mut h);
+    for p in meta.workspace_packages() {
+        read(&p.manifest_path, &mut h);
+        let Some(dir) = p.manifest_path.parent() else { continue };
+        if let Some(parent) = dir.parent() {
+            list(parent, &mut h);
+        }
+        list(dir, &mut h);
+        list(&dir.join("src"), &mut h);
+        for sub in ["src/bin", "tests", "examples", "benches"] {
+            for subdir in list(&dir.join(sub), &mut h) {
+                list(&subdir, &mut h);
+            }
+        }
+    }
+    format!("{:016x}", h.finish())
+}
+
+fn run_raw(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Vec<u8>> {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.args(["metadata", "--format-version", "1"]);
     cmd.arg(if no_deps { "--no-deps" } else { "--all-features" });
@@ -103,9 +215,7 @@ pub fn run(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Meta
             manifest.display()
         );
     }
-    let v: Value =
-        serde_json::from_slice(&out.stdout).context("parsing `cargo metadata` output")?;
-    parse(&v).context("unexpected `cargo metadata` output")
+    Ok(out.stdout)
 }
 
 fn s(v: &Value) -> Option<String> {

@@ -583,8 +583,16 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
         )
         .file("app/src/lib.rs", "pub fn f() { first::f() }\n");
     let cold = fx.analyze();
-    let cache = fx.dir.join("ws/target/xtask/deps-resolve.tsv");
-    assert!(cache.is_file(), "the resolve is cached");
+    let cached = |prefix: &str| {
+        std::fs::read_dir(fx.dir.join("ws/target/xtask"))
+            .unwrap()
+            .flatten()
+            .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
+    };
+    assert!(
+        cached("deps-resolve-") && cached("deps-metadata-"),
+        "the resolve and the layout are cached"
+    );
     let warm = fx.analyze();
     assert_eq!(cold, warm);
     assert_eq!(class_of(&warm, "app", "lib-pkg", "dependencies").0, "used");
@@ -603,4 +611,38 @@ fn a_broken_manifest_is_a_user_error() {
     let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
     assert!(user.0.contains("Cargo.toml") && user.0.contains("fix the manifest"), "{}", user.0);
     assert!(!user.0.contains('\n'), "one line: {}", user.0);
+}
+
+#[test]
+fn the_layout_cache_sees_new_targets_and_new_members() {
+    let fx = Fixture::new("layout");
+    fx.ext("d", "", TRIVIAL);
+    let member = |name: &str| {
+        format!(
+            "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dev-dependencies]\nd = {{ path = \"../../../ext/d\" }}\n"
+        )
+    };
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"crates/*\"]\nresolver = \"2\"\n")
+        .file("crates/a/Cargo.toml", &member("a"))
+        .file("crates/a/src/lib.rs", "");
+    assert_eq!(class_of(&fx.analyze(), "a", "d", "dev-dependencies").0, "verified-unused");
+    assert_eq!(
+        class_of(&fx.analyze(), "a", "d", "dev-dependencies").0,
+        "verified-unused",
+        "cached"
+    );
+    // A new test target (no manifest change) and a new member matching the glob.
+    fx.file("crates/a/tests/t.rs", "#[test]\nfn t() { d::f() }\n");
+    fx.file("crates/b/Cargo.toml", &member("b")).file("crates/b/src/lib.rs", "");
+    let a = fx.analyze();
+    assert_eq!(
+        class_of(&a, "a", "d", "dev-dependencies"),
+        ("used".into(), "crates/a/tests/t.rs:2".into())
+    );
+    assert_eq!(class_of(&a, "b", "d", "dev-dependencies").0, "verified-unused");
+    // A test in a subdirectory (`tests/suite/main.rs`) added to an existing directory.
+    fx.file("crates/b/tests/suite/other.rs", "");
+    assert_eq!(class_of(&fx.analyze(), "b", "d", "dev-dependencies").0, "verified-unused");
+    fx.file("crates/b/tests/suite/main.rs", "#[test]\nfn t() { d::f() }\n");
+    assert_eq!(class_of(&fx.analyze(), "b", "d", "dev-dependencies").0, "used");
 }
