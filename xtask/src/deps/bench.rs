@@ -212,19 +212,23 @@ struct Tool {
 
 const TOOLS: &[Tool] = &[
     Tool { name: "cargo xtask deps", install: "" },
+    Tool { name: "cargo xtask deps --no-cache", install: "" },
     Tool { name: "cargo-machete", install: "cargo install --locked cargo-machete" },
     Tool { name: "cargo-shear", install: "cargo install --locked cargo-shear@1.13.2" },
 ];
 
 fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
     let mut cmd = match tool {
-        "cargo xtask deps" => {
+        "cargo xtask deps" | "cargo xtask deps --no-cache" => {
             let mut c = Command::new(std::env::current_exe().context("finding the xtask binary")?);
             c.arg("deps")
                 .arg("--format")
                 .arg("json")
                 .arg("--manifest-path")
                 .arg(ws.join("Cargo.toml"));
+            if tool.ends_with("--no-cache") {
+                c.arg("--no-cache");
+            }
             c
         }
         "cargo-machete" => {
@@ -244,7 +248,7 @@ fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
 }
 
 fn installed(tool: &str) -> bool {
-    tool == "cargo xtask deps"
+    tool.starts_with("cargo xtask deps")
         || Command::new(tool)
             .arg("--version")
             .stdout(Stdio::null())
@@ -261,7 +265,7 @@ fn run_once(tool: &str, ws: &Path) -> anyhow::Result<(Duration, Findings)> {
     let elapsed = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let findings = match tool {
-        "cargo xtask deps" => parse_ours(&stdout, ws)?,
+        "cargo xtask deps" | "cargo xtask deps --no-cache" => parse_ours(&stdout, ws)?,
         "cargo-machete" => parse_machete(&stdout, ws),
         _ => parse_shear(&stdout, ws)?,
     };
@@ -394,7 +398,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
             let med = median(times);
             let (investigate, findings): (Findings, Findings) =
                 all.into_iter().partition(|(_, k)| k.starts_with('?'));
-            let investigate = if tool.name == "cargo xtask deps" {
+            let investigate = if tool.name.starts_with("cargo xtask deps") {
                 investigate.len().to_string()
             } else {
                 "-".into()

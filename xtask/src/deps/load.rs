@@ -158,14 +158,16 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
     let _ = crate::project::write_atomic(path, text);
 }
 
-pub fn load(manifest: &Path, offline: bool) -> anyhow::Result<Workspace> {
-    let meta = meta::no_deps_cached(manifest, offline)?;
+/// Loads the workspace; `use_cache: false` ignores (but refreshes) the caches.
+pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<Workspace> {
+    let meta = meta::no_deps_cached(manifest, offline, use_cache)?;
     let root = meta.workspace_root.clone();
     let cache = meta
         .target_directory
         .join("xtask")
         .join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
-    let resolved = match read_cache(&cache, &cache_key(&meta, &root)) {
+    let cached = if use_cache { read_cache(&cache, &cache_key(&meta, &root)) } else { None };
+    let resolved = match cached {
         Some(resolved) => resolved,
         None => {
             let full = meta::run(manifest, offline, false)?;

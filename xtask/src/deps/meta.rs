@@ -98,17 +98,15 @@ fn parse_bytes(raw: &[u8]) -> anyhow::Result<Metadata> {
 /// when none of those changed since the last run (see [`layout_key`]) cargo is not run.
 /// The cache lives in `<target>/xtask/` and is used only when `manifest` is a
 /// workspace root, so its default target directory is known.
-pub fn no_deps_cached(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
+pub fn no_deps_cached(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<Metadata> {
     let Some(cache) = metadata_cache_path(manifest) else { return run(manifest, offline, true) };
-    if let Ok(bytes) = std::fs::read(&cache) {
-        if let Some(pos) = bytes.iter().position(|&b| b == b'\n') {
-            let (key, json) = (&bytes[..pos], &bytes[pos + 1..]);
-            if let Ok(meta) = parse_bytes(json) {
-                if layout_key(&meta, manifest).as_bytes() == key {
-                    return Ok(meta);
-                }
-            }
-        }
+    if use_cache
+        && let Ok(bytes) = std::fs::read(&cache)
+        && let Some(pos) = bytes.iter().position(|&b| b == b'\n')
+        && let Ok(meta) = parse_bytes(&bytes[pos + 1..])
+        && layout_key(&meta, manifest).as_bytes() == &bytes[..pos]
+    {
+        return Ok(meta);
     }
     let raw = run_raw(manifest, offline, true)?;
     let meta = parse_bytes(&raw)?;

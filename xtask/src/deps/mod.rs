@@ -70,6 +70,9 @@ pub struct DepsArgs {
     /// Pass --offline to every cargo invocation.
     #[arg(long)]
     offline: bool,
+    /// Run cargo metadata even if the cached results (target/xtask/deps-*) are current.
+    #[arg(long)]
+    no_cache: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -93,7 +96,7 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
         Some(p) => resolve_manifest(p)?,
         None => project::root().join("Cargo.toml"),
     };
-    let ws = load::load(&manifest, args.offline)?;
+    let ws = load::load(&manifest, args.offline, !args.no_cache)?;
     let analysis = analyze_workspace(&ws);
     let cargo = verify::Cargo {
         manifest: ws.root_manifest.clone(),

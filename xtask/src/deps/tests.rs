@@ -63,7 +63,7 @@ impl Fixture {
     }
 
     fn load(&self) -> load::Workspace {
-        load::load(&self.manifest(), true).unwrap()
+        load::load(&self.manifest(), true, true).unwrap()
     }
 
     fn analyze(&self) -> Analysis {
@@ -607,7 +607,7 @@ fn a_broken_manifest_is_a_user_error() {
     fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\n")
         .file("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\nmissing = { path = \"../nowhere\" }\n")
         .file("app/src/lib.rs", "");
-    let err = load::load(&fx.manifest(), true).err().expect("must fail");
+    let err = load::load(&fx.manifest(), true, true).err().expect("must fail");
     let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
     assert!(user.0.contains("Cargo.toml") && user.0.contains("fix the manifest"), "{}", user.0);
     assert!(!user.0.contains('\n'), "one line: {}", user.0);
