@@ -289,9 +289,10 @@ const METHODOLOGY: &str = "## Methodology
   `[target.'cfg(..)'.*]` variants, and the root's `[workspace.dependencies]`. Each is
   resolved to the name code uses: the rename (`package = ...`), else the dependency's
   library name (`[lib] name`), with `-` read as `_`.
-- Only the resolve facts (library names, proc-macro, `links`) need the full graph; they
-  are cached in `target/xtask/deps-resolve.tsv` under a hash of `Cargo.lock` and every
-  manifest involved, so a repeated run only calls `cargo metadata --no-deps`.
+- Only the resolve facts (library names, proc-macro, `links`) need the full graph. They
+  and the `--no-deps` metadata are cached in `target/xtask/` under a hash of what they
+  depend on (`Cargo.lock`, every manifest, the directories cargo discovers targets and
+  members from), so a repeated run starts no cargo process; `--no-cache` ignores them.
 - Sources are found the way the compiler finds them: from each target's root file
   (lib, bins, tests, benches, examples, `build.rs`) through `mod x;` to `x.rs` or
   `x/mod.rs`, honouring `#[path]`, inline modules and `include!(\"file.rs\")`.
