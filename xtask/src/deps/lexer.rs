@@ -77,7 +77,7 @@ impl<'a> Lexer<'a> {
                 b' ' | b'\t' | b'\r' => self.pos += 1,
                 b'/' if self.peek(1) == Some(b'/') => self.line_comment(),
                 b'/' if self.peek(1) == Some(b'*') => self.block_comment(),
-                b'"' => self.string(self.pos + 1, 0),
+                b'"' => self.string(self.pos + 1, None),
                 b'\'' => self.quote(),
                 b'0'..=b'9' => self.number(),
                 b':' if self.peek(1) == Some(b':') => {
@@ -153,15 +153,16 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    /// A string whose content starts at `content_start` and ends at a `"` followed by
-    /// `hashes` `#` characters (0 for ordinary strings, where `\` escapes).
-    fn string(&mut self, content_start: usize, hashes: usize) {
+    /// A string whose content starts at `content_start`: an ordinary one (`raw_hashes`
+    /// None, `\` escapes) ends at a `"`, a raw one at a `"` followed by that many `#`.
+    fn string(&mut self, content_start: usize, raw_hashes: Option<usize>) {
+        let hashes = raw_hashes.unwrap_or(0);
         let start_line = self.line;
         let mut i = content_start;
         let end = loop {
             match self.bytes.get(i) {
                 None => break None,
-                Some(b'\\') if hashes == 0 => i += 2,
+                Some(b'\\') if raw_hashes.is_none() => i += 2,
                 Some(b'"')
                     if self.bytes[i + 1..].iter().take(hashes).filter(|&&b| b == b'#').count()
                         == hashes
@@ -182,8 +183,8 @@ impl<'a> Lexer<'a> {
         self.out.push(Token { tok: Tok::Str(content), line: start_line });
         self.pos = end + 1 + hashes;
         // A literal suffix (`"x"suffix`) is part of the literal.
-        while self.pos < self.bytes.len() && is_ident_continue(self.bytes[self.pos] as char) {
-            self.pos += 1;
+        while let Some(c) = self.src[self.pos..].chars().next().filter(|&c| is_ident_continue(c)) {
+            self.pos += c.len_utf8();
         }
     }
 
@@ -193,8 +194,9 @@ impl<'a> Lexer<'a> {
         let mut chars = rest.char_indices();
         match chars.next() {
             Some((_, '\\')) => {
-                // Escaped char literal: skip to the closing quote.
-                let mut i = self.pos + 2;
+                // Escaped char literal (`'\\'`, `'\''`, `'\u{41}'`): skip the escaped
+                // character, then to the closing quote.
+                let mut i = self.pos + 3;
                 while i < self.bytes.len() && self.bytes[i] != b'\'' && self.bytes[i] != b'\n' {
                     i += if self.bytes[i] == b'\\' { 2 } else { 1 };
                 }
@@ -248,7 +250,7 @@ impl<'a> Lexer<'a> {
         if let Some(p) = raw_prefix {
             let hashes = rest[p..].iter().take_while(|&&b| b == b'#').count();
             if rest.get(p + hashes) == Some(&b'"') {
-                self.string(self.pos + p + hashes + 1, hashes);
+                self.string(self.pos + p + hashes + 1, Some(hashes));
                 return;
             }
             if p == 1 && hashes == 1 && rest.get(2).is_some_and(|&b| is_ident_start(b as char)) {
@@ -257,7 +259,7 @@ impl<'a> Lexer<'a> {
             }
         }
         if (rest.starts_with(b"b\"") || rest.starts_with(b"c\"")) && rest.len() > 1 {
-            self.string(self.pos + 2, 0);
+            self.string(self.pos + 2, None);
             return;
         }
         if rest.starts_with(b"b'") {
@@ -330,6 +332,59 @@ mod tests {
         assert!(!ids.contains(&"outer"));
         assert!(!ids.contains(&"z"));
         assert!(ids.contains(&"loop"));
+    }
+
+    #[test]
+    fn escaped_backslash_and_quote_char_literals_end_where_they_should() {
+        let src = "f('\\\\', one_of(['\\\"', 'n', '\\\\'])); g(\"tokio::x\"); h('\\''); after";
+        let toks = tokenize(src);
+        let ids: Vec<_> = toks.iter().filter_map(|t| t.ident()).collect();
+        assert_eq!(ids, ["f", "one_of", "g", "h", "after"], "{toks:?}");
+        assert!(toks.iter().any(|t| t.tok == Tok::Str("tokio::x")));
+    }
+
+    #[test]
+    fn backslash_does_not_escape_in_raw_strings() {
+        let toks = tokenize(r##"a(r"\", r"C:\"); b(r#"\"#); c"##);
+        let ids: Vec<_> = toks.iter().filter_map(|t| t.ident()).collect();
+        assert_eq!(ids, ["a", "b", "c"], "{toks:?}");
+    }
+
+    #[test]
+    fn non_ascii_after_a_string_is_not_split() {
+        // A non-ASCII letter right after a string is a (bogus) literal suffix: it must be
+        // skipped as a whole character, not byte by byte.
+        assert_eq!(idents("\"a\"\u{e9}\u{241b} b"), ["b"]);
+    }
+
+    /// Every source file of this repository lexes with balanced brackets: a string, char
+    /// or comment read wrongly would swallow or expose brackets.
+    #[test]
+    fn the_repositorys_own_sources_lex_with_balanced_brackets() {
+        let mut stack =
+            vec![crate::project::root().join("xtask"), crate::project::root().join("src")];
+        let mut files = 0;
+        while let Some(dir) = stack.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let path = entry.path();
+                if path.is_dir() {
+                    stack.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs") {
+                    let src = std::fs::read_to_string(&path).unwrap();
+                    let mut depth = 0i64;
+                    for t in tokenize(&src) {
+                        match t.tok {
+                            Tok::Punct("(" | "[" | "{") => depth += 1,
+                            Tok::Punct(")" | "]" | "}") => depth -= 1,
+                            _ => {}
+                        }
+                    }
+                    assert_eq!(depth, 0, "{}", path.display());
+                    files += 1;
+                }
+            }
+        }
+        assert!(files > 10, "only {files} files found");
     }
 
     #[test]
