@@ -80,7 +80,13 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
 /// The resolve results are cached (in `<target>/xtask/deps-resolve.tsv`) under a hash of
 /// everything they depend on: `Cargo.lock`, every member manifest and the manifests of
 /// path dependencies. A hit saves the full `cargo metadata` resolve, most of the run time.
-fn cache_key(meta: &Metadata, root: &Path) -> String {
+fn resolve_cache_path(meta: &Metadata) -> PathBuf {
+    let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
+    meta.target_directory.join("xtask").join(name)
+}
+
+fn cache_key(meta: &Metadata) -> String {
+    let root = meta.workspace_root.as_path();
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     env!("CARGO_PKG_VERSION").hash(&mut h);
@@ -160,20 +166,43 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
 
 /// Loads the workspace; `use_cache: false` ignores (but refreshes) the caches.
 pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<Workspace> {
-    let meta = meta::no_deps_cached(manifest, offline, use_cache)?;
+    let cached = if use_cache { meta::cached_no_deps(manifest) } else { None };
+    let (meta, full) = match cached {
+        Some((meta, true)) => (meta, None),
+        stale => {
+            // The manifests or the layout changed (or this is a first run). If the old
+            // layout says the resolve cache is stale too, the full resolve runs beside
+            // `--no-deps` instead of after it.
+            let resolve_stale = stale.as_ref().is_none_or(|(old, _)| {
+                !use_cache || read_cache(&resolve_cache_path(old), &cache_key(old)).is_none()
+            });
+            if resolve_stale {
+                std::thread::scope(|s| -> anyhow::Result<_> {
+                    let full = s.spawn(|| meta::run(manifest, offline, false));
+                    let meta = meta::fresh_no_deps(manifest, offline)?;
+                    let full = full
+                        .join()
+                        .map_err(|_| anyhow::anyhow!("cargo metadata thread panicked"))??;
+                    Ok((meta, Some(full)))
+                })?
+            } else {
+                (meta::fresh_no_deps(manifest, offline)?, None)
+            }
+        }
+    };
     let root = meta.workspace_root.clone();
-    let cache = meta
-        .target_directory
-        .join("xtask")
-        .join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
-    let cached = if use_cache { read_cache(&cache, &cache_key(&meta, &root)) } else { None };
+    let cache = resolve_cache_path(&meta);
+    let cached = if use_cache { read_cache(&cache, &cache_key(&meta)) } else { None };
     let resolved = match cached {
         Some(resolved) => resolved,
         None => {
-            let full = meta::run(manifest, offline, false)?;
+            let full = match full {
+                Some(full) => full,
+                None => meta::run(manifest, offline, false)?,
+            };
             let resolved = resolve_decls(&full);
             // Keyed after the full run, which may have written Cargo.lock.
-            write_cache(&cache, &cache_key(&meta, &root), &resolved);
+            write_cache(&cache, &cache_key(&meta), &resolved);
             resolved
         }
     };

@@ -93,27 +93,29 @@ fn parse_bytes(raw: &[u8]) -> anyhow::Result<Metadata> {
     parse(&v).context("unexpected `cargo metadata` output")
 }
 
-/// `cargo metadata --no-deps`, cached: the output depends only on the manifests, the
-/// files and directories cargo discovers targets and members from, and a few settings;
-/// when none of those changed since the last run (see [`layout_key`]) cargo is not run.
-/// The cache lives in `<target>/xtask/` and is used only when `manifest` is a
-/// workspace root, so its default target directory is known.
-pub fn no_deps_cached(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<Metadata> {
-    let Some(cache) = metadata_cache_path(manifest) else { return run(manifest, offline, true) };
-    if use_cache
-        && let Ok(bytes) = std::fs::read(&cache)
-        && let Some(pos) = bytes.iter().position(|&b| b == b'\n')
-        && let Ok(meta) = parse_bytes(&bytes[pos + 1..])
-        && layout_key(&meta, manifest).as_bytes() == &bytes[..pos]
-    {
-        return Ok(meta);
-    }
+/// The cached `cargo metadata --no-deps` output, and whether it is current. Its output
+/// depends only on the manifests, the files and directories cargo discovers targets and
+/// members from, and a few settings; when none of those changed since it was stored
+/// (see [`layout_key`]), cargo need not run. The cache lives in `<target>/xtask/` and is
+/// used only when `manifest` is a workspace root, so its default target directory is known.
+pub fn cached_no_deps(manifest: &Path) -> Option<(Metadata, bool)> {
+    let bytes = std::fs::read(metadata_cache_path(manifest)?).ok()?;
+    let pos = bytes.iter().position(|&b| b == b'\n')?;
+    let meta = parse_bytes(&bytes[pos + 1..]).ok()?;
+    let current = layout_key(&meta, manifest).as_bytes() == &bytes[..pos];
+    Some((meta, current))
+}
+
+/// Runs `cargo metadata --no-deps` and stores its output for [`cached_no_deps`].
+pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
     let raw = run_raw(manifest, offline, true)?;
     let meta = parse_bytes(&raw)?;
-    let mut contents = format!("{}\n", layout_key(&meta, manifest)).into_bytes();
-    contents.extend_from_slice(&raw);
-    // A cache that cannot be written only costs time on the next run.
-    let _ = crate::project::write_atomic(&cache, contents);
+    if let Some(cache) = metadata_cache_path(manifest) {
+        let mut contents = format!("{}\n", layout_key(&meta, manifest)).into_bytes();
+        contents.extend_from_slice(&raw);
+        // A cache that cannot be written only costs time on the next run.
+        let _ = crate::project::write_atomic(&cache, contents);
+    }
     Ok(meta)
 }
 
