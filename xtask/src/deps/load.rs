@@ -80,6 +80,20 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
 /// The resolve results are cached (in `<target>/xtask/deps-resolve.tsv`) under a hash of
 /// everything they depend on: `Cargo.lock`, every member manifest and the manifests of
 /// path dependencies. A hit saves the full `cargo metadata` resolve, most of the run time.
+/// The cache files a workspace root manifest gets (where cargo's default target
+/// directory is): for cleaning up after fixtures.
+#[cfg(test)]
+pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
+    let root = manifest.parent().unwrap_or(Path::new("")).to_path_buf();
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(dir) => std::env::current_dir().unwrap_or_default().join(dir),
+        None => root.join("target"),
+    };
+    let resolve =
+        target.join("xtask").join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
+    meta::metadata_cache_path(manifest).into_iter().chain([resolve]).collect()
+}
+
 fn resolve_cache_path(meta: &Metadata) -> PathBuf {
     let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
     meta.target_directory.join("xtask").join(name)

@@ -127,7 +127,7 @@ pub fn short_hash(value: impl std::hash::Hash) -> String {
     format!("{:016x}", h.finish())
 }
 
-fn metadata_cache_path(manifest: &Path) -> Option<PathBuf> {
+pub fn metadata_cache_path(manifest: &Path) -> Option<PathBuf> {
     let text = std::fs::read_to_string(manifest).ok()?;
     if !text.lines().any(|l| l.trim() == "[workspace]") {
         return None;

@@ -102,6 +102,10 @@ impl Drop for Fixture {
             eprintln!("kept fixture {}", self.dir.display());
             return;
         }
+        // The caches live in the target directory, which CARGO_TARGET_DIR may put elsewhere.
+        for file in load::cache_files(&self.manifest()) {
+            let _ = std::fs::remove_file(file);
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
@@ -583,16 +587,10 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
         )
         .file("app/src/lib.rs", "pub fn f() { first::f() }\n");
     let cold = fx.analyze();
-    let cached = |prefix: &str| {
-        std::fs::read_dir(fx.dir.join("ws/target/xtask"))
-            .unwrap()
-            .flatten()
-            .any(|e| e.file_name().to_string_lossy().starts_with(prefix))
-    };
-    assert!(
-        cached("deps-resolve-") && cached("deps-metadata-"),
-        "the resolve and the layout are cached"
-    );
+    let files = load::cache_files(&fx.manifest());
+    assert_eq!(files.len(), 2);
+    assert!(files.iter().all(|f| f.is_file()), "the layout and the resolve are cached: {files:?}");
+
     let warm = fx.analyze();
     assert_eq!(cold, warm);
     assert_eq!(class_of(&warm, "app", "lib-pkg", "dependencies").0, "used");
