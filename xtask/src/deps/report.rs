@@ -300,7 +300,8 @@ const METHODOLOGY: &str = "## Methodology
   first segment of a path (`foo::x`, `::foo::x`, `#[foo::attr]`, `foo::m!()`), a root of a
   `use` tree (`use foo;`, `use foo as bar;`, `use {foo::x, bar};`), `extern crate foo`,
   a path inside an attribute string (`#[serde(with = \"foo::bar\")]`, `crate = \"foo\"`),
-  or one of these inside a Rust code block of a doc comment (a doc test).
+  or one of these inside a Rust code block of a doc comment or of a Markdown file
+  included as docs (`#![doc = include_str!(\"../README.md\")]`): doc tests.
 - Contexts: code in lib and bins is normal; tests, benches, examples, `#[cfg(test)]`
   items (and modules declared under it) and doc tests are dev; `build.rs` is build. A
   normal dependency must be referenced somewhere, a dev dependency in dev (or normal)
@@ -320,8 +321,11 @@ const METHODOLOGY: &str = "## Methodology
 ## Limitations
 
 - Macro expansion is not performed: a crate used only inside another crate's macro
-  expansion is found only through the known list above; `--with-verification` settles
-  such cases by compiling.
+  expansion is found only through the known list above. If `--verified-only` then breaks
+  the build it restores every file; `--with-verification` settles such cases one by one
+  by compiling.
+- Code blocks in the doc comments of binaries count as doc tests, although rustdoc does
+  not run them (this errs towards \"used\").
 - `cfg` conditions other than `test` are not evaluated: code under any `cfg` counts.
 - A dependency kept only to select features of a transitive dependency (feature
   unification) looks unused unless it is one of the few well-known ones; list it in an
