@@ -11,7 +11,6 @@
 use std::time::{Duration, Instant};
 
 use chrono::DateTime;
-use serde_json::json;
 use tasker_client::TaskerClient;
 use tasker_client::api::{CreateTaskRequest, TaskState};
 use tasker_core::{WORKER_URL_VAR, orchestration, service_url};
@@ -30,9 +29,7 @@ fn main() {
         .unwrap_or(30);
     let client = orchestration();
     client.ready().expect("orchestration is not ready");
-    TaskerClient::new(service_url(WORKER_URL_VAR))
-        .ready()
-        .expect("worker is not ready");
+    TaskerClient::new(service_url(WORKER_URL_VAR)).ready().expect("worker is not ready");
 
     println!("{runs} sequential runs per workflow (after 3 warm-up runs)\n");
     println!(
@@ -58,7 +55,11 @@ fn main() {
 }
 
 /// One task: (client-observed, server-recorded) duration.
-fn run_once(client: &TaskerClient, name: &str, context: &serde_json::Value) -> (Duration, Duration) {
+fn run_once(
+    client: &TaskerClient,
+    name: &str,
+    context: &serde_json::Value,
+) -> (Duration, Duration) {
     let started = Instant::now();
     let uuid = client
         .create_task(&CreateTaskRequest::new("rust", name, "1.0.0", context.clone()))
@@ -69,7 +70,8 @@ fn run_once(client: &TaskerClient, name: &str, context: &serde_json::Value) -> (
             let observed = started.elapsed();
             assert_eq!(task.state, TaskState::Complete, "{name} did not complete: {task:?}");
             let created = DateTime::parse_from_rfc3339(&task.created_at).unwrap();
-            let completed = DateTime::parse_from_rfc3339(task.completed_at.as_deref().unwrap()).unwrap();
+            let completed =
+                DateTime::parse_from_rfc3339(task.completed_at.as_deref().unwrap()).unwrap();
             return (observed, (completed - created).to_std().unwrap_or_default());
         }
         assert!(started.elapsed() < Duration::from_secs(60), "{name} timed out");

@@ -44,7 +44,12 @@ pub fn completion_timeout() -> Duration {
 }
 
 /// Creates a task from `namespace/name/1.0.0` and waits until it is complete or in error.
-pub fn run_task(client: &TaskerClient, namespace: &str, name: &str, context: Value) -> TaskResponse {
+pub fn run_task(
+    client: &TaskerClient,
+    namespace: &str,
+    name: &str,
+    context: Value,
+) -> TaskResponse {
     let request = CreateTaskRequest::new(namespace, name, "1.0.0", context);
     let task_uuid = client
         .create_task(&request)
@@ -56,9 +61,7 @@ pub fn run_task(client: &TaskerClient, namespace: &str, name: &str, context: Val
 
 /// The integer `result` of step `name`; panics with the task's state when absent.
 pub fn step_result(task: &TaskResponse, name: &str) -> i64 {
-    let step = task
-        .step(name)
-        .unwrap_or_else(|| panic!("task {} has no step {name}", task.name));
+    let step = task.step(name).unwrap_or_else(|| panic!("task {} has no step {name}", task.name));
     step.result
         .as_ref()
         .and_then(|r| r.get("result"))

@@ -113,10 +113,7 @@ fn retry_workflow_gives_up_at_the_attempt_limit() {
     let flaky = task.step("flaky_step").unwrap();
     assert_eq!(flaky.state, StepState::Error);
     assert_eq!(flaky.attempts, 4, "max_attempts of the template");
-    assert_eq!(
-        flaky.last_error.as_deref(),
-        Some("intentional failure on attempt 4 of 10")
-    );
+    assert_eq!(flaky.last_error.as_deref(), Some("intentional failure on attempt 4 of 10"));
     assert_eq!(flaky.result, None);
     let after = task.step("after_flaky").unwrap();
     assert_eq!((after.state, after.attempts), (StepState::Pending, 0));
@@ -130,10 +127,7 @@ fn failing_workflow_ends_in_error_and_skips_dependents() {
     let doomed = task.step("doomed_step").unwrap();
     assert_eq!(doomed.state, StepState::Error);
     assert_eq!(doomed.attempts, 2);
-    assert_eq!(
-        doomed.last_error.as_deref(),
-        Some("this step always fails (attempt 2)")
-    );
+    assert_eq!(doomed.last_error.as_deref(), Some("this step always fails (attempt 2)"));
     let never = task.step("never_runs").unwrap();
     assert_eq!((never.state, never.attempts), (StepState::Pending, 0));
     assert_eq!(never.enqueued_at, None);
@@ -146,10 +140,7 @@ fn invalid_step_input_is_a_step_error() {
     let first = task.step("linear_step_1").unwrap();
     assert_eq!(first.state, StepState::Error);
     assert_eq!(first.attempts, first.max_attempts);
-    assert_eq!(
-        first.last_error.as_deref(),
-        Some("context.even_number must be even, got 7")
-    );
+    assert_eq!(first.last_error.as_deref(), Some("context.even_number must be even, got 7"));
 }
 
 #[test]
@@ -180,9 +171,8 @@ fn malformed_requests_get_json_4xx() {
     assert_eq!(status, 400, "{body}");
     assert!(body["error"].as_str().unwrap().contains("JSON"), "{body}");
 
-    let (status, body) = client
-        .post_raw("/v1/tasks", "application/json", r#"{"namespace": "rust"}"#)
-        .unwrap();
+    let (status, body) =
+        client.post_raw("/v1/tasks", "application/json", r#"{"namespace": "rust"}"#).unwrap();
     assert_eq!(status, 422, "{body}");
     assert!(body["error"].as_str().unwrap().contains("missing field `name`"), "{body}");
 
@@ -194,7 +184,12 @@ fn malformed_requests_get_json_4xx() {
         )
         .unwrap();
     assert_eq!(status, 422, "{body}");
-    assert!(body["error"].as_str().unwrap().contains("unknown task template rust/no_such_workflow/1.0.0"));
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("unknown task template rust/no_such_workflow/1.0.0")
+    );
 
     let (status, body) = client
         .post_raw(

@@ -29,9 +29,11 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let orchestration = config.orchestration()?.clone();
     let pool = tasker_shared::db::connect(&config.database).await?;
-    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL")
-        .fetch_one(&pool)
-        .await?;
+    let migrated: bool = sqlx::query_scalar(
+        "SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await?;
     if !migrated {
         anyhow::bail!("the database is not migrated: run `tasker-server migrate` first");
     }
@@ -42,9 +44,12 @@ pub async fn serve(
         orchestration.backoff.clone(),
     ));
     engine.create_queues().await.context("creating queues")?;
-    let waker = pgmq_notify::QueueWaker::start(&pool, &[config.queues.step_results_queue.clone()])
-        .await
-        .context("listening for queue notifications")?;
+    let waker = pgmq_notify::QueueWaker::start(
+        &pool,
+        std::slice::from_ref(&config.queues.step_results_queue),
+    )
+    .await
+    .context("listening for queue notifications")?;
 
     let address = orchestration.web.socket_addr();
     let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {

@@ -68,7 +68,10 @@ fn missing_config_is_exit_2_naming_the_variable() {
 
 #[test]
 fn invalid_bind_address_is_exit_2_naming_key_and_file() {
-    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/tasker/generated/orchestration-test.toml");
+    let config = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../config/tasker/generated/orchestration-test.toml"
+    );
     let output = tasker_server(
         &[],
         &[

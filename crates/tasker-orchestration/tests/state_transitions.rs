@@ -54,10 +54,7 @@ async fn engine(db: &TestDatabase) -> Engine {
         batch_size: 10,
         polling_interval_ms: 100,
     };
-    let backoff = BackoffConfig {
-        base_ms: 1,
-        max_ms: 5,
-    };
+    let backoff = BackoffConfig { base_ms: 1, max_ms: 5 };
     let engine = Engine::new(db.pool.clone(), Arc::new(templates), queues, backoff);
     engine.create_queues().await.unwrap();
     engine
@@ -134,7 +131,10 @@ async fn diamond_releases_the_join_only_after_both_branches() {
         }
     );
     // At-least-once delivery: the same result again changes nothing.
-    assert!(matches!(apply(&engine, &complete(start, json!({"v": 0}))).await, ResultEffect::Ignored(_)));
+    assert!(matches!(
+        apply(&engine, &complete(start, json!({"v": 0}))).await,
+        ResultEffect::Ignored(_)
+    ));
     let branches = take_steps(&db).await;
     assert_eq!(branches.len(), 2);
     assert_eq!(branches[0].dependency_results["start"], json!({"v": 9}));
@@ -149,20 +149,17 @@ async fn diamond_releases_the_join_only_after_both_branches() {
     assert_eq!(joins[0].dependency_results["right"], json!({"v": 2}));
 
     let effect = apply(&engine, &complete(&joins[0], json!({"v": 3}))).await;
-    assert_eq!(
-        effect,
-        ResultEffect::Completed {
-            enqueued: vec![],
-            task_complete: true
-        }
-    );
+    assert_eq!(effect, ResultEffect::Completed { enqueued: vec![], task_complete: true });
     let task = engine.get_task(task_uuid).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Complete);
     assert!(task.completed_at.is_some());
     assert!(task.steps.iter().all(|s| s.state == StepState::Complete && s.attempts == 1));
     assert_eq!(task.step("join").unwrap().result, Some(json!({"v": 3})));
     // A late duplicate after completion is still ignored.
-    assert!(matches!(apply(&engine, &complete(&joins[0], json!(0))).await, ResultEffect::Ignored(_)));
+    assert!(matches!(
+        apply(&engine, &complete(&joins[0], json!(0))).await,
+        ResultEffect::Ignored(_)
+    ));
     db.drop_database().await;
 }
 
@@ -214,14 +211,9 @@ async fn invalid_requests_create_nothing() {
         other => panic!("expected Invalid, got {other:?}"),
     }
     let not_object = CreateTaskRequest::new("demo", "diamond", "1.0.0", json!([1]));
-    assert!(matches!(
-        engine.create_task(&not_object).await,
-        Err(CreateTaskError::Invalid(_))
-    ));
-    let tasks: i64 = sqlx::query_scalar("SELECT count(*) FROM tasker.tasks")
-        .fetch_one(&db.pool)
-        .await
-        .unwrap();
+    assert!(matches!(engine.create_task(&not_object).await, Err(CreateTaskError::Invalid(_))));
+    let tasks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasker.tasks").fetch_one(&db.pool).await.unwrap();
     assert_eq!(tasks, 0);
     assert!(take_steps(&db).await.is_empty());
     db.drop_database().await;

@@ -12,9 +12,12 @@ use tasker_worker::{HandlerRegistry, HandlerResult, StepMessage};
 
 pub const NAMESPACE: &str = "rust";
 
+/// A one-input integer step; `None` on overflow.
+type UnaryOp = fn(i64) -> Option<i64>;
+
 pub fn registry() -> HandlerRegistry {
     let mut registry = HandlerRegistry::new();
-    let unary: [(&str, fn(i64) -> Option<i64>); 8] = [
+    let unary: [(&str, UnaryOp); 9] = [
         ("linear_square", |n| n.checked_mul(n)),
         ("diamond_start", |n| n.checked_mul(n)),
         ("diamond_double", |n| n.checked_mul(2)),
@@ -23,6 +26,7 @@ pub fn registry() -> HandlerRegistry {
         ("tree_add_one", |n| n.checked_add(1)),
         ("tree_add_two", |n| n.checked_add(2)),
         ("tree_double", |n| n.checked_mul(2)),
+        ("tree_triple", |n| n.checked_mul(3)),
     ];
     for (name, op) in unary {
         register(&mut registry, name, move |step| {
@@ -31,19 +35,12 @@ pub fn registry() -> HandlerRegistry {
             Ok(json!({ "result": output }))
         });
     }
-    register(&mut registry, "tree_triple", |step| {
-        let input = single_input(step)?;
-        Ok(json!({ "result": input.checked_mul(3).ok_or("integer overflow")? }))
-    });
     register(&mut registry, "diamond_join", sum_of_dependencies);
     register(&mut registry, "tree_converge", sum_of_dependencies);
     register(&mut registry, "fail_then_succeed", |step| {
         let fail_times = step.context.get("fail_times").and_then(Value::as_i64).unwrap_or(2);
         if i64::from(step.attempt) <= fail_times {
-            return Err(format!(
-                "intentional failure on attempt {} of {fail_times}",
-                step.attempt
-            ));
+            return Err(format!("intentional failure on attempt {} of {fail_times}", step.attempt));
         }
         Ok(json!({ "result": context_number(step)?, "succeeded_on_attempt": step.attempt }))
     });
@@ -84,10 +81,7 @@ fn single_input(step: &StepMessage) -> Result<i64, String> {
 }
 
 fn context_number(step: &StepMessage) -> Result<i64, String> {
-    let value = step
-        .context
-        .get("even_number")
-        .ok_or("context.even_number is missing")?;
+    let value = step.context.get("even_number").ok_or("context.even_number is missing")?;
     let n = value
         .as_i64()
         .ok_or_else(|| format!("context.even_number must be an integer, got {value}"))?;
@@ -150,7 +144,10 @@ mod tests {
     #[tokio::test]
     async fn dependent_steps_use_their_dependency() {
         let deps = json!({"diamond_start": {"result": 36}});
-        assert_eq!(run("diamond_double", json!({}), deps.clone(), 1).await, Ok(json!({"result": 72})));
+        assert_eq!(
+            run("diamond_double", json!({}), deps.clone(), 1).await,
+            Ok(json!({"result": 72}))
+        );
         assert_eq!(run("diamond_add_ten", json!({}), deps, 1).await, Ok(json!({"result": 46})));
         let both = json!({"b": {"result": 72}, "c": {"result": 46}});
         assert_eq!(run("diamond_join", json!({}), both, 1).await, Ok(json!({"result": 118})));

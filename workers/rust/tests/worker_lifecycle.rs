@@ -87,13 +87,7 @@ impl Harness {
         let orchestration = tokio::spawn(tasker_orchestration::serve(config, templates, async {
             let _ = stopped.await;
         }));
-        Harness {
-            db,
-            config_path,
-            engine,
-            stop_orchestration,
-            orchestration,
-        }
+        Harness { db, config_path, engine, stop_orchestration, orchestration }
     }
 
     fn spawn_worker(&self) -> WorkerProcess {
@@ -120,7 +114,12 @@ impl Harness {
     }
 
     /// Polls until `done(task)` (bounded: 30 s).
-    async fn wait_until(&self, uuid: uuid::Uuid, what: &str, done: impl Fn(&TaskResponse) -> bool) -> TaskResponse {
+    async fn wait_until(
+        &self,
+        uuid: uuid::Uuid,
+        what: &str,
+        done: impl Fn(&TaskResponse) -> bool,
+    ) -> TaskResponse {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let task = self.task(uuid).await;
@@ -171,10 +170,8 @@ impl Drop for WorkerProcess {
 }
 
 fn signal(child: &Child, name: &str) {
-    let status = Command::new("kill")
-        .args([format!("-{name}"), child.id().to_string()])
-        .status()
-        .unwrap();
+    let status =
+        Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status().unwrap();
     assert!(status.success());
 }
 
@@ -182,9 +179,8 @@ fn signal(child: &Child, name: &str) {
 async fn killed_worker_mid_step_and_restarted_still_completes_the_task() {
     let harness = Harness::start().await;
     let mut first = harness.spawn_worker();
-    let uuid = harness
-        .create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 700}))
-        .await;
+    let uuid =
+        harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 700})).await;
     harness.wait_for_claim().await;
     first.0.kill().unwrap(); // SIGKILL mid-step: no chance to post anything.
     first.0.wait().unwrap();
@@ -192,18 +188,13 @@ async fn killed_worker_mid_step_and_restarted_still_completes_the_task() {
     assert_eq!(task.step("linear_step_1").unwrap().state, StepState::Enqueued);
 
     let mut second = harness.spawn_worker();
-    let task = harness
-        .wait_until(uuid, "completion after restart", |t| t.state.is_final())
-        .await;
+    let task = harness.wait_until(uuid, "completion after restart", |t| t.state.is_final()).await;
     signal(&second.0, "TERM");
     assert!(second.0.wait().unwrap().success());
 
     assert_eq!(task.state, TaskState::Complete, "{task:#?}");
-    let results: Vec<i64> = task
-        .steps
-        .iter()
-        .map(|s| s.result.as_ref().unwrap()["result"].as_i64().unwrap())
-        .collect();
+    let results: Vec<i64> =
+        task.steps.iter().map(|s| s.result.as_ref().unwrap()["result"].as_i64().unwrap()).collect();
     assert_eq!(results, [4, 16, 256, 65_536]);
     // Redelivery is not a new attempt: the step ran to completion once.
     assert!(task.steps.iter().all(|s| s.attempts == 1));
@@ -214,9 +205,8 @@ async fn killed_worker_mid_step_and_restarted_still_completes_the_task() {
 async fn sigterm_lets_the_step_in_hand_finish_then_exits_promptly() {
     let harness = Harness::start().await;
     let mut worker = harness.spawn_worker();
-    let uuid = harness
-        .create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 600}))
-        .await;
+    let uuid =
+        harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 600})).await;
     harness.wait_for_claim().await;
     let signalled = Instant::now();
     signal(&worker.0, "TERM");
