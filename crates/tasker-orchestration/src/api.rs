@@ -8,6 +8,7 @@ use std::time::Duration;
 use axum::extract::rejection::{JsonRejection, PathRejection};
 use axum::extract::{Path, State};
 use axum::http::{Method, StatusCode, Uri};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,7 +25,7 @@ pub struct AppState {
     pub consumer_running: Arc<AtomicBool>,
 }
 
-pub fn router(state: AppState) -> Router {
+pub fn router(state: AppState, request_timeout: Duration) -> Router {
     Router::new()
         .route("/health", get(health))
         .route("/health/ready", get(ready))
@@ -32,6 +33,15 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{task_uuid}", get(get_task))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn(move |request, next: Next| async move {
+            match tokio::time::timeout(request_timeout, next.run(request)).await {
+                Ok(response) => response,
+                Err(_) => error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("request not answered within {request_timeout:?}"),
+                ),
+            }
+        }))
         .with_state(state)
 }
 

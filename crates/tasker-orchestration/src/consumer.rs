@@ -20,7 +20,7 @@ pub async fn run(
 ) {
     let queues = engine.queues().clone();
     let queue = queues.step_results_queue.clone();
-    running.store(true, Ordering::SeqCst);
+    let _running = RunningFlag::raise(running);
     tracing::info!(queue, "result consumer started");
     while !*shutdown.borrow() {
         let batch = pgmq_notify::read(
@@ -51,8 +51,24 @@ pub async fn run(
             }
         }
     }
-    running.store(false, Ordering::SeqCst);
     tracing::info!("result consumer stopped");
+}
+
+/// Set while the consumer runs; lowered on return and on panic, so readiness never
+/// reports a dead consumer as running.
+struct RunningFlag(Arc<AtomicBool>);
+
+impl RunningFlag {
+    fn raise(flag: Arc<AtomicBool>) -> RunningFlag {
+        flag.store(true, Ordering::SeqCst);
+        RunningFlag(flag)
+    }
+}
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 async fn apply(engine: &Engine, queue: &str, message: &QueueMessage) -> anyhow::Result<()> {

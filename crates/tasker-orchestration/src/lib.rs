@@ -70,11 +70,14 @@ pub async fn serve(
         stop_rx.clone(),
         Arc::clone(&consumer_running),
     ));
-    let app = api::router(api::AppState {
-        engine,
-        instance_id: config.execution.instance_id().map(str::to_string),
-        consumer_running,
-    });
+    let app = api::router(
+        api::AppState {
+            engine,
+            instance_id: config.execution.instance_id().map(str::to_string),
+            consumer_running,
+        },
+        std::time::Duration::from_millis(orchestration.web.request_timeout_ms),
+    );
     let mut server_stop = stop_rx.clone();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)

@@ -365,7 +365,7 @@ async fn consume(
     queue: String,
     mut stop: watch::Receiver<bool>,
 ) {
-    shared.consumers_running.fetch_add(1, Ordering::SeqCst);
+    let _running = RunningConsumer::count(Arc::clone(&shared));
     let queues = shared.config.queues.clone();
     while !*stop.borrow() {
         // Wait for a free slot before claiming anything, so claimed messages never sit
@@ -410,7 +410,22 @@ async fn consume(
             });
         }
     }
-    shared.consumers_running.fetch_sub(1, Ordering::SeqCst);
+}
+
+/// Counts a running consumer for `/health/ready`; uncounted on return and on panic.
+struct RunningConsumer(Arc<Shared>);
+
+impl RunningConsumer {
+    fn count(shared: Arc<Shared>) -> RunningConsumer {
+        shared.consumers_running.fetch_add(1, Ordering::SeqCst);
+        RunningConsumer(shared)
+    }
+}
+
+impl Drop for RunningConsumer {
+    fn drop(&mut self) {
+        self.0.consumers_running.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
@@ -435,10 +450,14 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
         Some(handler) => {
             // A separate task turns a handler panic into a step error.
             let run = tokio::spawn(handler.call(step.clone()));
+            let abort = run.abort_handle();
             match tokio::time::timeout(timeout, run).await {
                 Ok(Ok(result)) => result,
                 Ok(Err(join_error)) => Err(format!("handler panicked: {join_error}")),
-                Err(_) => Err(format!("handler timed out after {timeout:?}")),
+                Err(_) => {
+                    abort.abort();
+                    Err(format!("handler timed out after {timeout:?}"))
+                }
             }
         }
     };
