@@ -204,6 +204,7 @@ impl Worker {
                 .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
             format!("{}-worker-{suffix}", options.language)
         });
+        warn_about_unhandled_steps(&config, &registry);
         let pool = tasker_shared::db::connect(&config.database).await?;
         let has_pgmq: bool = sqlx::query_scalar("SELECT to_regnamespace('pgmq') IS NOT NULL")
             .fetch_one(&pool)
@@ -355,6 +356,31 @@ pub async fn run(
     options: WorkerOptions,
 ) -> anyhow::Result<()> {
     Worker::start(config, registry, options).await?.run_until_signal().await
+}
+
+/// A worker that consumes a namespace must handle every step of it, or those steps end
+/// in error ("no handler"). Say so at startup when the templates are readable.
+fn warn_about_unhandled_steps(config: &TaskerConfig, registry: &HandlerRegistry) {
+    let Ok(templates) =
+        tasker_shared::templates::TemplateRegistry::load_dir(&config.template_dir())
+    else {
+        return; // Workers need no templates; the orchestration validates them.
+    };
+    let namespaces = registry.namespaces();
+    for template in templates.iter().filter(|t| namespaces.contains(&t.namespace)) {
+        for step in &template.steps {
+            if registry.get(&template.namespace, &step.handler).is_none() {
+                tracing::warn!(
+                    "no handler `{}` registered for step `{}` of {}/{}/{}",
+                    step.handler,
+                    step.name,
+                    template.namespace,
+                    template.name,
+                    template.version
+                );
+            }
+        }
+    }
 }
 
 /// One namespace queue: take as many messages as there are free step slots, run each in
