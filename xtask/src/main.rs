@@ -1,6 +1,10 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod manifest;
+mod plan;
+mod postgres;
+mod processes;
 mod project;
 
 use std::process::ExitCode;
