@@ -152,6 +152,54 @@ pub fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    INTERRUPTED.store(signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that the task's wait loops
+/// check, so every exit path goes through teardown. Children get the default handlers
+/// back when they exec.
+pub fn catch_interrupts() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_interrupt as *const () as libc::sighandler_t) };
+    }
+}
+
+/// The signal that interrupted us, if any.
+pub fn interrupted() -> Option<libc::c_int> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Waits for a child while watching for interrupts; on one, passes the signal on to the
+/// child (its own group when it has one), waits `grace`, then kills it.
+pub fn wait_child(child: &mut std::process::Child, grace: Duration) -> std::io::Result<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if let Some(signal) = interrupted() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            if !wait_until(grace, || matches!(child.try_wait(), Ok(Some(_)))) {
+                let _ = child.kill();
+            }
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
