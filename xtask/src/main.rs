@@ -1,11 +1,16 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod config;
+mod github;
 mod manifest;
 mod plan;
 mod postgres;
 mod processes;
+mod readiness;
+mod timings;
 mod project;
+mod test;
 
 use std::process::ExitCode;
 
@@ -14,18 +19,31 @@ use clap::{Parser, Subcommand};
 use project::{Exit, UserError};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Automation for this repository", version)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Automation for this repository",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
 }
 
 #[derive(Subcommand)]
-enum Task {}
+enum Task {
+    /// Generate a service config file from the layered sources in config/tasker/
+    Config(config::Args),
+    /// Run the whole test suite: unit, integration and doc tests of the workspace
+    Test(test::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.task {};
+    let result = match cli.task {
+        Task::Config(args) => config::run(args),
+        Task::Test(args) => test::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(err),
