@@ -24,7 +24,6 @@ pub trait World {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
-    pub database_name: String,
     pub migrate: Option<Process>,
     /// Services in start order: a wave starts when the previous one is ready; the
     /// services of one wave start in parallel.
@@ -179,7 +178,7 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
         .filter(|s| skipped.iter().any(|k| k.name == s.name))
         .filter_map(|s| s.tests.clone())
         .collect();
-    Ok(Plan { database_name: manifest.database_name.clone(), migrate, waves, skipped, excluded_tests })
+    Ok(Plan { migrate, waves, skipped, excluded_tests })
 }
 
 fn missing_programs(step: &Step, world: &dyn World) -> Vec<String> {
