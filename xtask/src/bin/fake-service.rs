@@ -61,9 +61,15 @@ fn answer_forever(listener: TcpListener, body: impl Fn(&str) -> String + Send + 
         let body = body.clone();
         std::thread::spawn(move || {
             let mut conn = conn;
+            let mut request = Vec::new();
             let mut buf = [0u8; 2048];
-            let n = conn.read(&mut buf).unwrap_or(0);
-            let request = String::from_utf8_lossy(&buf[..n]).to_string();
+            while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                match conn.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => request.extend_from_slice(&buf[..n]),
+                }
+            }
+            let request = String::from_utf8_lossy(&request).to_string();
             let text = body(&request);
             let _ = write!(conn, "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}", text.len());
         });
