@@ -155,7 +155,14 @@ fn jobs_from_args(args: Args) -> anyhow::Result<Vec<Job>> {
     command
         .push_str(&format!(" --environment {environment} --output {}", shown_for_shell(&output)));
     command.push_str(source_flag.as_deref().unwrap_or_default());
-    let job = Job { contexts: args.contexts, environment, source_dir, output, command };
+    let mut job = Job { contexts: args.contexts, environment, source_dir, output, command };
+    // A file of the `--all` set, spelled out by hand, still gets the `--all` header, so
+    // both ways of generating it agree and `--check` accepts either.
+    if let Some(same) = all_jobs(&job.source_dir, source_flag.as_deref()).into_iter().find(|j| {
+        (&j.output, &j.contexts, &j.environment) == (&job.output, &job.contexts, &job.environment)
+    }) {
+        job.command = same.command;
+    }
     Ok(vec![job])
 }
 
@@ -482,6 +489,15 @@ mod tests {
         let shown = shown_for_shell(&sources.0);
         assert_eq!(stale[0].command, format!("cargo xtask config --all --source-dir {shown}"));
         assert!(stale[0].diff.contains("\n-threads = 4\n+threads = 8\n"), "{}", stale[0].diff);
+    }
+
+    #[test]
+    fn a_generated_file_spelled_out_by_hand_matches_its_all_version() {
+        let sources = Sources::new("by-hand");
+        run(sources.all_args(false)).unwrap();
+        let mut args = sources.args(&["common", "worker"], "test", true);
+        args.output = Some(sources.0.join("generated/worker-test.toml"));
+        assert_eq!(exit_code(run(args)), None, "same contents, same header");
     }
 
     #[test]
