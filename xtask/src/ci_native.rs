@@ -62,6 +62,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     result
 }
 
+/// The pipeline with its defaults (for `cargo xtask test`).
+pub fn run_default() -> anyhow::Result<()> {
+    run(Args {
+        release: false,
+        no_build: false,
+        partition: None,
+        timeout: 60,
+        common: Common { state_dir: None, manifest: None },
+        nextest_args: Vec::new(),
+    })
+}
+
 fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     let start = Start { only: Vec::new(), release: args.release, fixed_ports: false, timeout: args.timeout };
     let options = services::up_options(&start, &args.common);
