@@ -9,13 +9,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use crate::github;
 use crate::manifest::{self, Launch};
 use crate::native::{self, State};
 use crate::processes;
 use crate::project::{self, Exit};
 use crate::services::{self, Common, Start};
 use crate::timings::Timings;
-use crate::github;
 
 /// The end-to-end tests: the root package, behind its `test-services` feature.
 const TEST_PACKAGE: &str = "tasker-core";
@@ -75,7 +75,12 @@ pub fn run_default() -> anyhow::Result<()> {
 }
 
 fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
-    let start = Start { only: Vec::new(), release: args.release, fixed_ports: false, timeout: args.timeout };
+    let start = Start {
+        only: Vec::new(),
+        release: args.release,
+        fixed_ports: false,
+        timeout: args.timeout,
+    };
     let options = services::up_options(&start, &args.common);
     let manifest = manifest::load(&options.manifest)?;
     native::ensure_no_session(&options.state_dir)?;
@@ -97,7 +102,13 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     };
 
     let exports = services::write_exports(&session.state, false)?;
-    let nextest = nextest_args(args.release, false, args.partition.as_deref(), &session.state.excluded_tests, &args.nextest_args);
+    let nextest = nextest_args(
+        args.release,
+        false,
+        args.partition.as_deref(),
+        &session.state.excluded_tests,
+        &args.nextest_args,
+    );
     eprintln!("xtask: cargo {}", nextest.join(" "));
     let started = Instant::now();
     let status = project::cargo()
@@ -194,7 +205,8 @@ fn dedup_pairs(args: Vec<String>) -> Vec<String> {
 
 fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let mut child = project::cargo().args(args).stdin(Stdio::null()).spawn().context("running cargo")?;
+    let mut child =
+        project::cargo().args(args).stdin(Stdio::null()).spawn().context("running cargo")?;
     let status = processes::wait_child(&mut child, Duration::from_secs(10))?;
     stop_if_interrupted()?;
     if !status.success() {
@@ -206,9 +218,17 @@ fn run_cargo(args: &[String]) -> anyhow::Result<()> {
 
 /// The `cargo nextest run` arguments. Filters of skipped services' tests are combined
 /// with the user's own `-E` expression (nextest ORs separate `-E`s, so they must be merged).
-pub fn nextest_args(release: bool, no_run: bool, partition: Option<&str>, excluded: &[String], user: &[String]) -> Vec<String> {
+pub fn nextest_args(
+    release: bool,
+    no_run: bool,
+    partition: Option<&str>,
+    excluded: &[String],
+    user: &[String],
+) -> Vec<String> {
     let mut args: Vec<String> =
-        ["nextest", "run", "--profile", "ci", "-p", TEST_PACKAGE, "--features", TEST_FEATURE].map(String::from).to_vec();
+        ["nextest", "run", "--profile", "ci", "-p", TEST_PACKAGE, "--features", TEST_FEATURE]
+            .map(String::from)
+            .to_vec();
     if release {
         args.push("--release".into());
     }
@@ -225,7 +245,8 @@ pub fn nextest_args(release: bool, no_run: bool, partition: Option<&str>, exclud
     if !exclusion.is_empty() {
         let mut i = 0;
         while i < user.len() {
-            let flag = ["-E", "--filter-expr", "--filterset"].iter().find(|f| user[i] == **f).copied();
+            let flag =
+                ["-E", "--filter-expr", "--filterset"].iter().find(|f| user[i] == **f).copied();
             if let Some(_flag) = flag
                 && i + 1 < user.len()
             {
@@ -257,7 +278,11 @@ fn check_partition(partition: &str) -> Result<(), String> {
                 matches!((m.parse::<u32>(), n.parse::<u32>()), (Ok(m), Ok(n)) if m >= 1 && m <= n)
             })
     });
-    if valid { Ok(()) } else { Err(format!("--partition `{partition}` is not of the form hash:M/N (1 <= M <= N)")) }
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("--partition `{partition}` is not of the form hash:M/N (1 <= M <= N)"))
+    }
 }
 
 /// Copies every log (services, migrate, database) to `<state>/ci-logs/` for the workflow
@@ -276,9 +301,12 @@ fn collect_logs(state_dir: &Path, dead: Option<(&State, &[String])>) {
     eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&to));
     if let Some((state, dead)) = dead {
         for service in state.services.iter().filter(|s| dead.contains(&s.name)) {
-            github::group(&format!("{} stopped during the tests: last 30 lines of its log", service.name), || {
-                println!("{}", processes::tail(&service.log, 30));
-            });
+            github::group(
+                &format!("{} stopped during the tests: last 30 lines of its log", service.name),
+                || {
+                    println!("{}", processes::tail(&service.log, 30));
+                },
+            );
         }
     }
 }
@@ -337,7 +365,9 @@ mod tests {
 
     #[test]
     fn repeated_binaries_are_built_once() {
-        let args = dedup_pairs(s(&["build", "-p", "a", "--bin", "x", "-p", "a", "--bin", "y", "-p", "a", "--bin", "x"]));
+        let args = dedup_pairs(s(&[
+            "build", "-p", "a", "--bin", "x", "-p", "a", "--bin", "y", "-p", "a", "--bin", "x",
+        ]));
         assert_eq!(args.join(" "), "build -p a --bin x --bin y");
     }
 }

@@ -28,7 +28,10 @@ pub fn group<T>(title: &str, body: impl FnOnce() -> T) -> T {
 pub fn error(message: &str) {
     if is_actions() {
         // Annotations are one line: newlines must be escaped.
-        println!("::error::{}", message.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A"));
+        println!(
+            "::error::{}",
+            message.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+        );
     }
 }
 
@@ -64,7 +67,8 @@ mod tests {
 
     #[test]
     fn env_file_is_key_value_lines() {
-        let vars = vec![("A".to_string(), "1".to_string()), ("B".to_string(), "http://x".to_string())];
+        let vars =
+            vec![("A".to_string(), "1".to_string()), ("B".to_string(), "http://x".to_string())];
         assert_eq!(env_file(&vars), "A=1\nB=http://x\n");
     }
 }

@@ -9,11 +9,11 @@ mod native;
 mod plan;
 mod postgres;
 mod processes;
+mod project;
 mod readiness;
 mod services;
-mod timings;
-mod project;
 mod test;
+mod timings;
 
 use std::process::ExitCode;
 

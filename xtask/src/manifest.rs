@@ -136,7 +136,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
         for (name, item) in table.iter() {
             let section = format!("[services.{name}]");
             let service = ctx.table(item, &section)?;
-            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+            if name.is_empty()
+                || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
                 return Err(format!(
                     "{}: service name `{name}` must be letters, digits, `-` and `_`",
                     at(service.span())
@@ -150,9 +152,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
                 Some(item) => ctx.strings(item, &format!("{section} depends_on"))?,
                 None => Vec::new(),
             };
-            let health = service
-                .get("health")
-                .ok_or_else(|| format!("{}: {section} needs `health = {{ path = \"/health\", service = \"...\" }}`", at(service.span())))?;
+            let health = service.get("health").ok_or_else(|| {
+                format!(
+                    "{}: {section} needs `health = {{ path = \"/health\", service = \"...\" }}`",
+                    at(service.span())
+                )
+            })?;
             let health_table = ctx.table_like(health, &format!("{section} health"))?;
             let mut health_path = None;
             let mut identity = None;
@@ -168,27 +173,41 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
                     }
                 }
             }
-            let health_path = health_path.ok_or_else(|| format!("{}: {section} health needs `path`", at(health.span())))?;
+            let health_path = health_path
+                .ok_or_else(|| format!("{}: {section} health needs `path`", at(health.span())))?;
             if !health_path.starts_with('/') {
-                return Err(format!("{}: {section} health.path must start with `/`, got `{health_path}`", at(health.span())));
+                return Err(format!(
+                    "{}: {section} health.path must start with `/`, got `{health_path}`",
+                    at(health.span())
+                ));
             }
             let identity = identity.ok_or_else(|| {
-                format!("{}: {section} health needs `service` (the identity its health body reports)", at(health.span()))
+                format!(
+                    "{}: {section} health needs `service` (the identity its health body reports)",
+                    at(health.span())
+                )
             })?;
             let export = match service.get("export") {
                 Some(item) => {
                     let var = ctx.string(item, &format!("{section} export"))?;
-                    if var.is_empty() || !var.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_') {
-                        return Err(format!("{}: {section} export must be an environment variable name, got `{var}`", at(item.span())));
+                    if var.is_empty()
+                        || !var
+                            .chars()
+                            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+                    {
+                        return Err(format!(
+                            "{}: {section} export must be an environment variable name, got `{var}`",
+                            at(item.span())
+                        ));
                     }
                     Some(var)
                 }
                 None => None,
             };
             let optional = match service.get("optional") {
-                Some(item) => item
-                    .as_bool()
-                    .ok_or_else(|| format!("{}: {section} optional must be true or false", at(item.span())))?,
+                Some(item) => item.as_bool().ok_or_else(|| {
+                    format!("{}: {section} optional must be true or false", at(item.span()))
+                })?,
                 None => false,
             };
             let tests = match service.get("tests") {
@@ -200,11 +219,20 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
                     item.as_integer()
                         .and_then(|p| u16::try_from(p).ok())
                         .filter(|p| *p > 0)
-                        .ok_or_else(|| format!("{}: {section} fixed_port must be a port number (1-65535)", at(item.span())))?,
+                        .ok_or_else(|| {
+                            format!(
+                                "{}: {section} fixed_port must be a port number (1-65535)",
+                                at(item.span())
+                            )
+                        })?,
                 ),
                 None => None,
             };
-            let mentions_port = step.args.iter().chain(step.env.iter().map(|(_, v)| v)).any(|v| v.contains("{port}"));
+            let mentions_port = step
+                .args
+                .iter()
+                .chain(step.env.iter().map(|(_, v)| v))
+                .any(|v| v.contains("{port}"));
             if !mentions_port {
                 return Err(format!(
                     "{}: {section} never receives its port: use `{{port}}` in its env (e.g. TASKER_WEB_BIND_ADDRESS = \"127.0.0.1:{{port}}\") or args",
@@ -231,7 +259,8 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
     Ok(manifest)
 }
 
-const STEP_KEYS: &[&str] = &["binary", "package", "command", "args", "workdir", "config", "env", "requires"];
+const STEP_KEYS: &[&str] =
+    &["binary", "package", "command", "args", "workdir", "config", "env", "requires"];
 
 struct Ctx<'a> {
     at: &'a dyn Fn(Option<std::ops::Range<usize>>) -> String,
@@ -274,25 +303,32 @@ impl Ctx<'_> {
     }
 
     fn strings(&self, item: &Item, what: &str) -> Result<Vec<String>, String> {
-        let array = item
-            .as_array()
-            .ok_or_else(|| format!("{}: {what} must be an array of strings", (self.at)(item.span())))?;
+        let array = item.as_array().ok_or_else(|| {
+            format!("{}: {what} must be an array of strings", (self.at)(item.span()))
+        })?;
         array
             .iter()
             .map(|v: &Value| {
-                v.as_str()
-                    .map(str::to_string)
-                    .ok_or_else(|| format!("{}: {what} must be an array of strings", (self.at)(v.span())))
+                v.as_str().map(str::to_string).ok_or_else(|| {
+                    format!("{}: {what} must be an array of strings", (self.at)(v.span()))
+                })
             })
             .collect()
     }
 
-    fn env(&self, item: &Item, what: &str, allow_port: bool) -> Result<Vec<(String, String)>, String> {
+    fn env(
+        &self,
+        item: &Item,
+        what: &str,
+        allow_port: bool,
+    ) -> Result<Vec<(String, String)>, String> {
         let mut env = Vec::new();
         for (key, value) in self.table_like(item, what)? {
             let text = self.string(&value, &format!("{what} {key}"))?;
-            check_placeholders(&text, allow_port).map_err(|m| format!("{}: {what} {key}: {m}", (self.at)(value.span())))?;
-            check_not_relative_path(&text).map_err(|m| format!("{}: {what} {key}: {m}", (self.at)(value.span())))?;
+            check_placeholders(&text, allow_port)
+                .map_err(|m| format!("{}: {what} {key}: {m}", (self.at)(value.span())))?;
+            check_not_relative_path(&text)
+                .map_err(|m| format!("{}: {what} {key}: {m}", (self.at)(value.span())))?;
             env.push((key.to_string(), text));
         }
         Ok(env)
@@ -310,11 +346,17 @@ impl Ctx<'_> {
             },
             (None, Some(command)) => {
                 if let Some(item) = table.get("package") {
-                    return Err(format!("{}: {section} package applies only to `binary`", (self.at)(item.span())));
+                    return Err(format!(
+                        "{}: {section} package applies only to `binary`",
+                        (self.at)(item.span())
+                    ));
                 }
                 let mut argv = self.strings(command, &format!("{section} command"))?;
                 if argv.is_empty() {
-                    return Err(format!("{}: {section} command must not be empty", (self.at)(command.span())));
+                    return Err(format!(
+                        "{}: {section} command must not be empty",
+                        (self.at)(command.span())
+                    ));
                 }
                 let program = argv.remove(0);
                 if !argv.is_empty() {
@@ -325,14 +367,21 @@ impl Ctx<'_> {
                 }
                 Launch::Command { program }
             }
-            (Some(_), Some(_)) => return Err(format!("{span}: {section} has both `binary` and `command`; keep one")),
-            (None, None) => return Err(format!("{span}: {section} needs `binary` (a cargo binary) or `command`")),
+            (Some(_), Some(_)) => {
+                return Err(format!("{span}: {section} has both `binary` and `command`; keep one"));
+            }
+            (None, None) => {
+                return Err(format!(
+                    "{span}: {section} needs `binary` (a cargo binary) or `command`"
+                ));
+            }
         };
         let args = match table.get("args") {
             Some(item) => {
                 let args = self.strings(item, &format!("{section} args"))?;
                 for arg in &args {
-                    check_placeholders(arg, is_service).map_err(|m| format!("{}: {section} args: {m}", (self.at)(item.span())))?;
+                    check_placeholders(arg, is_service)
+                        .map_err(|m| format!("{}: {section} args: {m}", (self.at)(item.span())))?;
                 }
                 args
             }
@@ -377,7 +426,8 @@ pub fn check_placeholders(text: &str, allow_port: bool) -> Result<(), String> {
         let after = &rest[open + 1..];
         let close = after.find('}').ok_or_else(|| format!("unclosed `{{` in `{text}`"))?;
         let name = &after[..close];
-        let known = PLACEHOLDERS.contains(&name) || name.strip_prefix("url:").is_some_and(|s| !s.is_empty());
+        let known = PLACEHOLDERS.contains(&name)
+            || name.strip_prefix("url:").is_some_and(|s| !s.is_empty());
         if !known {
             return Err(format!(
                 "unknown placeholder `{{{name}}}` (known: {{port}}, {{database_url}}, {{root}}, {{instance_id}}, {{config}}, {{url:SERVICE}})"
@@ -396,9 +446,15 @@ pub fn check_placeholders(text: &str, allow_port: bool) -> Result<(), String> {
 fn check_not_relative_path(text: &str) -> Result<(), String> {
     let looks_relative = text.starts_with("./")
         || text.starts_with("../")
-        || (text.contains('/') && !text.starts_with('/') && !text.starts_with('{') && !text.contains("://"));
+        || (text.contains('/')
+            && !text.starts_with('/')
+            && !text.starts_with('{')
+            && !text.contains("://"));
     if looks_relative {
-        return Err(format!("`{text}` looks like a relative path; write `{{root}}/{}`", text.trim_start_matches("./")));
+        return Err(format!(
+            "`{text}` looks like a relative path; write `{{root}}/{}`",
+            text.trim_start_matches("./")
+        ));
     }
     Ok(())
 }
@@ -410,7 +466,10 @@ fn validate_graph(manifest: &Manifest, file: &str) -> Result<(), String> {
         let at = format!("{file}:{}", service.line);
         for dep in &service.depends_on {
             if !names.contains(dep.as_str()) {
-                return Err(format!("{at}: service `{}` depends on unknown service `{dep}`", service.name));
+                return Err(format!(
+                    "{at}: service `{}` depends on unknown service `{dep}`",
+                    service.name
+                ));
             }
             if dep == &service.name {
                 return Err(format!("{at}: service `{}` depends on itself", service.name));
@@ -433,9 +492,12 @@ fn validate_graph(manifest: &Manifest, file: &str) -> Result<(), String> {
             return Err(format!("{at}: `{var}` is exported by two services"));
         }
     }
-    for (_, value) in manifest.env.iter().chain(manifest.migrate.iter().flat_map(|m| m.env.iter())) {
+    for (_, value) in manifest.env.iter().chain(manifest.migrate.iter().flat_map(|m| m.env.iter()))
+    {
         if let Some(target) = url_placeholders(value).next() {
-            return Err(format!("{file}: `{{url:{target}}}` is only available in a service's own env"));
+            return Err(format!(
+                "{file}: `{{url:{target}}}` is only available in a service's own env"
+            ));
         }
     }
     // A cycle leaves services that never become startable.
@@ -454,7 +516,10 @@ fn validate_graph(manifest: &Manifest, file: &str) -> Result<(), String> {
         done.extend(ready);
     }
     if let Some(stuck) = manifest.services.iter().find(|s| !done.contains(s.name.as_str())) {
-        return Err(format!("{file}:{}: dependency cycle through service `{}`", stuck.line, stuck.name));
+        return Err(format!(
+            "{file}:{}: dependency cycle through service `{}`",
+            stuck.line, stuck.name
+        ));
     }
     Ok(())
 }
@@ -516,7 +581,10 @@ health = { path = "/health", service = "tasker-worker" }
         let orch = &m.services[0];
         assert_eq!(
             orch.step.launch,
-            Launch::Binary { name: "tasker-server".into(), package: Some("tasker-orchestration".into()) }
+            Launch::Binary {
+                name: "tasker-server".into(),
+                package: Some("tasker-orchestration".into())
+            }
         );
         assert_eq!(orch.identity, "tasker-orchestration");
         assert_eq!(orch.line, 14);

@@ -36,7 +36,9 @@ pub struct UpOptions {
 pub enum Database {
     Embedded(postgres::Embedded),
     /// From `DATABASE_URL`; only the redacted form is kept.
-    External { redacted_url: String },
+    External {
+        redacted_url: String,
+    },
 }
 
 impl Database {
@@ -165,7 +167,10 @@ impl State {
     }
 
     pub fn save(&self) -> anyhow::Result<()> {
-        project::write_atomic(&state_file(&self.dir), serde_json::to_string_pretty(&self.to_json())? + "\n")
+        project::write_atomic(
+            &state_file(&self.dir),
+            serde_json::to_string_pretty(&self.to_json())? + "\n",
+        )
     }
 
     /// The state in `dir`, if any. A file we cannot read is a user-level problem: say
@@ -177,7 +182,8 @@ impl State {
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
         };
-        let parsed = serde_json::from_str::<Value>(&text).ok().and_then(|v| State::from_json(dir, &v));
+        let parsed =
+            serde_json::from_str::<Value>(&text).ok().and_then(|v| State::from_json(dir, &v));
         match parsed {
             Some(state) => Ok(Some(state)),
             None => crate::user_error!(
@@ -297,7 +303,10 @@ pub fn prepare(options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Pre
     };
     let plan = plan::plan(&manifest, &plan_options, &RealWorld).map_err(UserError)?;
     for skipped in &plan.skipped {
-        eprintln!("warning: skipping optional service `{}`: it {}; its tests are filtered out", skipped.name, skipped.reason);
+        eprintln!(
+            "warning: skipping optional service `{}`: it {}; its tests are filtered out",
+            skipped.name, skipped.reason
+        );
     }
     if options.fixed_ports {
         for service in plan.services() {
@@ -334,7 +343,11 @@ fn interruption() -> anyhow::Error {
 
 /// Starts what `prepared` describes. Phases are added to `timings`: database, migrate,
 /// start, ready.
-pub fn start(prepared: Prepared, options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Session> {
+pub fn start(
+    prepared: Prepared,
+    options: &UpOptions,
+    timings: &mut Timings,
+) -> anyhow::Result<Session> {
     let Prepared { manifest, plan, database_url, binaries } = prepared;
     let logs = log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
@@ -355,11 +368,17 @@ pub fn start(prepared: Prepared, options: &UpOptions, timings: &mut Timings) -> 
     let started = Instant::now();
     let database_url = match (database_url, binaries) {
         (Some(url), _) => {
-            session.state.database = Some(Database::External { redacted_url: postgres::redact(&url) });
+            session.state.database =
+                Some(Database::External { redacted_url: postgres::redact(&url) });
             url
         }
         (None, Some(bins)) => {
-            let db = postgres::start(&bins, &options.state_dir, &manifest.database_name, readiness::scaled(Duration::from_secs(30)))?;
+            let db = postgres::start(
+                &bins,
+                &options.state_dir,
+                &manifest.database_name,
+                readiness::scaled(Duration::from_secs(30)),
+            )?;
             let url = db.url.clone();
             session.state.database = Some(Database::Embedded(db));
             session.state.save()?;
@@ -430,13 +449,19 @@ fn reserve_ports(wave: &[PlannedService], fixed: bool) -> anyhow::Result<Vec<u16
     if fixed {
         return Ok(wave.iter().map(|s| s.fixed_port.expect("plan checked")).collect());
     }
-    let listeners: Vec<std::net::TcpListener> =
-        wave.iter().map(|_| std::net::TcpListener::bind("127.0.0.1:0")).collect::<Result<_, _>>().context("reserving ports")?;
+    let listeners: Vec<std::net::TcpListener> = wave
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .context("reserving ports")?;
     listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
 }
 
 fn instance_id(name: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     format!("{name}-{}-{nanos:08x}", std::process::id())
 }
 
@@ -455,11 +480,24 @@ fn command_for(process: &Process, vars: &Vars, log: &Path) -> anyhow::Result<Com
     Ok(cmd)
 }
 
-fn run_migrate(migrate: &Process, database_url: &str, root: &Path, logs: &Path, timeout: Duration) -> anyhow::Result<()> {
+fn run_migrate(
+    migrate: &Process,
+    database_url: &str,
+    root: &Path,
+    logs: &Path,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let log = logs.join("migrate.log");
     let id = instance_id("migrate");
     let urls = BTreeMap::new();
-    let vars = Vars { port: None, database_url, root, instance_id: &id, config: migrate.config.as_deref(), urls: &urls };
+    let vars = Vars {
+        port: None,
+        database_url,
+        root,
+        instance_id: &id,
+        config: migrate.config.as_deref(),
+        urls: &urls,
+    };
     let mut child = command_for(migrate, &vars, &log)?
         .spawn()
         .with_context(|| format!("starting the migrate step ({})", migrate.program.display()))?;
@@ -485,7 +523,10 @@ fn run_migrate(migrate: &Process, database_url: &str, root: &Path, logs: &Path, 
             if interrupted() {
                 return Err(interruption());
             }
-            bail!("the migrate step did not finish within {limit:?}; see {}", project::display_path(&log));
+            bail!(
+                "the migrate step did not finish within {limit:?}; see {}",
+                project::display_path(&log)
+            );
         }
         std::thread::sleep(Duration::from_millis(5));
     }
@@ -502,13 +543,20 @@ fn spawn_service(
     let name = &service.process.name;
     let log = logs.join(format!("{name}.log"));
     let id = instance_id(name);
-    let vars =
-        Vars { port: Some(port), database_url, root, instance_id: &id, config: service.process.config.as_deref(), urls };
+    let vars = Vars {
+        port: Some(port),
+        database_url,
+        root,
+        instance_id: &id,
+        config: service.process.config.as_deref(),
+        urls,
+    };
     let child = command_for(&service.process, &vars, &log)?
         .spawn()
         .with_context(|| format!("starting `{name}` ({})", service.process.program.display()))?;
     let pid = child.id();
-    let process = Identity::of_group_leader(pid).with_context(|| format!("`{name}` (pid {pid}) vanished right after start"))?;
+    let process = Identity::of_group_leader(pid)
+        .with_context(|| format!("`{name}` (pid {pid}) vanished right after start"))?;
     let record = ServiceRecord {
         name: name.clone(),
         process,
@@ -544,10 +592,14 @@ pub fn teardown(state: &State, grace: Duration) -> Teardown {
         if processes::group_is_ours_and_alive(&s.process) {
             groups.push((&s.name, s.process));
         } else if processes::start_time(s.process.pid).is_some_and(|t| t != s.process.start_time) {
-            report.foreign.push(format!("{} (pid {} now belongs to another process; left alone)", s.name, s.process.pid));
+            report.foreign.push(format!(
+                "{} (pid {} now belongs to another process; left alone)",
+                s.name, s.process.pid
+            ));
         }
     }
-    report.killed = processes::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
+    report.killed =
+        processes::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
     if let Some(Database::Embedded(db)) = &state.database {
         postgres::stop(db);
     }

@@ -67,7 +67,8 @@ impl Plan {
 
 /// The selected services: `--only` names plus everything they depend on, in manifest order.
 pub fn select<'m>(manifest: &'m Manifest, only: &[String]) -> Result<Vec<&'m Service>, String> {
-    let by_name: BTreeMap<&str, &Service> = manifest.services.iter().map(|s| (s.name.as_str(), s)).collect();
+    let by_name: BTreeMap<&str, &Service> =
+        manifest.services.iter().map(|s| (s.name.as_str(), s)).collect();
     if only.is_empty() {
         return Ok(manifest.services.iter().collect());
     }
@@ -107,12 +108,16 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             (None, None) => None,
         };
         match reason {
-            Some(reason) if service.optional && !explicitly_asked.contains(service.name.as_str()) => {
+            Some(reason)
+                if service.optional && !explicitly_asked.contains(service.name.as_str()) =>
+            {
                 skipped.push(Skipped { name: service.name.clone(), reason })
             }
             Some(reason) => {
                 let hint = match missing.first() {
-                    Some(program) => format!(": install `{program}` (or leave the service out with --only)"),
+                    Some(program) => {
+                        format!(": install `{program}` (or leave the service out with --only)")
+                    }
                     None => String::new(),
                 };
                 return Err(format!("service `{}` {reason}{hint}", service.name));
@@ -191,14 +196,22 @@ fn missing_programs(step: &Step, world: &dyn World) -> Vec<String> {
     programs.into_iter().filter(|p| !world.on_path(p)).map(str::to_string).collect()
 }
 
-fn process(name: &str, step: &Step, options: &Options, world: &dyn World) -> Result<Process, String> {
+fn process(
+    name: &str,
+    step: &Step,
+    options: &Options,
+    world: &dyn World,
+) -> Result<Process, String> {
     let profile = if options.release { "release" } else { "debug" };
     let program = match &step.launch {
         Launch::Binary { name: binary, package } => {
             let path = options.target_dir.join(profile).join(binary);
             if !world.exists(&path) {
                 let release = if options.release { " --release" } else { "" };
-                let package = package.as_ref().map(|p| format!(" -p {p}")).unwrap_or_else(|| " --workspace".into());
+                let package = package
+                    .as_ref()
+                    .map(|p| format!(" -p {p}"))
+                    .unwrap_or_else(|| " --workspace".into());
                 return Err(format!(
                     "binary `{binary}` for `{name}` not found at {}: build it with `cargo build{release}{package} --bin {binary}`",
                     crate::project::display_path(&path)
@@ -228,7 +241,14 @@ fn process(name: &str, step: &Step, options: &Options, world: &dyn World) -> Res
         Some(dir) => options.root.join(dir),
         None => options.root.to_path_buf(),
     };
-    Ok(Process { name: name.to_string(), program, args: step.args.clone(), workdir, env: step.env.clone(), config })
+    Ok(Process {
+        name: name.to_string(),
+        program,
+        args: step.args.clone(),
+        workdir,
+        env: step.env.clone(),
+        config,
+    })
 }
 
 /// Dependencies before dependents, manifest order otherwise.
@@ -250,7 +270,11 @@ fn waves<'m>(services: &[&'m Service]) -> Vec<Vec<&'m str>> {
             .iter()
             .filter(|s| !done.contains(s.name.as_str()))
             // A dependency outside the set (skipped) does not hold anything up.
-            .filter(|s| s.depends_on.iter().all(|d| done.contains(d.as_str()) || !names.contains(d.as_str())))
+            .filter(|s| {
+                s.depends_on
+                    .iter()
+                    .all(|d| done.contains(d.as_str()) || !names.contains(d.as_str()))
+            })
             .map(|s| s.name.as_str())
             .collect();
         if wave.is_empty() {
@@ -289,7 +313,9 @@ pub fn render(template: &str, vars: &Vars) -> String {
             "database_url" => out.push_str(vars.database_url),
             "root" => out.push_str(&vars.root.display().to_string()),
             "instance_id" => out.push_str(vars.instance_id),
-            "config" => out.push_str(&vars.config.map(|c| c.display().to_string()).unwrap_or_default()),
+            "config" => {
+                out.push_str(&vars.config.map(|c| c.display().to_string()).unwrap_or_default())
+            }
             _ => match name.strip_prefix("url:").and_then(|s| vars.urls.get(s)) {
                 Some(url) => out.push_str(url),
                 None => out.push_str(&rest[open..open + close + 2]),
@@ -388,7 +414,10 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
     #[test]
     fn dependents_wait_for_their_dependencies_and_siblings_start_together() {
         let plan = run(&[], &everything()).unwrap();
-        assert_eq!(wave_names(&plan), vec![vec!["orchestration"], vec!["rust-worker", "ruby-worker"]]);
+        assert_eq!(
+            wave_names(&plan),
+            vec![vec!["orchestration"], vec!["rust-worker", "ruby-worker"]]
+        );
         assert!(plan.skipped.is_empty());
     }
 
@@ -415,7 +444,10 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
         let world = FakeWorld { programs: vec!["bundle"], missing_files: vec![] };
         let plan = run(&[], &world).unwrap();
         assert_eq!(wave_names(&plan), vec![vec!["orchestration"], vec!["rust-worker"]]);
-        assert_eq!(plan.skipped, vec![Skipped { name: "ruby-worker".into(), reason: "requires `ruby` on PATH".into() }]);
+        assert_eq!(
+            plan.skipped,
+            vec![Skipped { name: "ruby-worker".into(), reason: "requires `ruby` on PATH".into() }]
+        );
         assert_eq!(plan.excluded_tests, vec!["binary(ruby_worker)"]);
     }
 
@@ -423,7 +455,10 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
     fn asking_for_an_optional_service_makes_it_required() {
         let world = FakeWorld { programs: vec!["ruby"], missing_files: vec![] };
         let err = run(&["ruby-worker"], &world).unwrap_err();
-        assert!(err.starts_with("service `ruby-worker` requires `bundle` on PATH: install `bundle`"), "{err}");
+        assert!(
+            err.starts_with("service `ruby-worker` requires `bundle` on PATH: install `bundle`"),
+            "{err}"
+        );
     }
 
     #[test]
@@ -462,15 +497,21 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
     #[test]
     fn fixed_ports_need_a_port_for_every_service() {
         let only = vec!["rust-worker".to_string()];
-        let options =
-            Options { only: &only, release: true, fixed_ports: true, root: Path::new("/r"), target_dir: Path::new("/r/target") };
+        let options = Options {
+            only: &only,
+            release: true,
+            fixed_ports: true,
+            root: Path::new("/r"),
+            target_dir: Path::new("/r/target"),
+        };
         let err = plan(&manifest(), &options, &everything()).unwrap_err();
         assert!(err.starts_with("service `rust-worker` has no fixed_port"), "{err}");
     }
 
     #[test]
     fn render_fills_every_placeholder() {
-        let urls = BTreeMap::from([("orchestration".to_string(), "http://127.0.0.1:9".to_string())]);
+        let urls =
+            BTreeMap::from([("orchestration".to_string(), "http://127.0.0.1:9".to_string())]);
         let vars = Vars {
             port: Some(4242),
             database_url: "postgres://u@h/db",
@@ -480,7 +521,10 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
             urls: &urls,
         };
         assert_eq!(
-            render("127.0.0.1:{port} {database_url} {root}/x {instance_id} {config} {url:orchestration}", &vars),
+            render(
+                "127.0.0.1:{port} {database_url} {root}/x {instance_id} {config} {url:orchestration}",
+                &vars
+            ),
             "127.0.0.1:4242 postgres://u@h/db /r/x id-1 /r/c.toml http://127.0.0.1:9"
         );
         assert_eq!(render("no placeholders", &vars), "no placeholders");

@@ -46,9 +46,8 @@ fn has_server(dir: &Path) -> bool {
 /// Finds the server binaries: PATH, `pg_config --bindir`, the newest
 /// `/usr/lib/postgresql/*/bin`, then Homebrew's locations.
 pub fn find_binaries() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> = std::env::var_os("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
     if let Ok(out) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output()
         && out.status.success()
     {
@@ -98,7 +97,9 @@ pub fn ensure_binaries() -> anyhow::Result<Binaries> {
                     "no PostgreSQL server binaries (postgres, initdb) found: run `{install}`, or export DATABASE_URL to use an existing server"
                 );
             }
-            eprintln!("xtask: no PostgreSQL server binaries found; installing `postgresql` with apt-get (Debian/Ubuntu, running as root)");
+            eprintln!(
+                "xtask: no PostgreSQL server binaries found; installing `postgresql` with apt-get (Debian/Ubuntu, running as root)"
+            );
             let ok = Command::new("apt-get")
                 .args(["install", "-y", "--no-install-recommends", "postgresql"])
                 .env("DEBIAN_FRONTEND", "noninteractive")
@@ -114,7 +115,8 @@ pub fn ensure_binaries() -> anyhow::Result<Binaries> {
                     bail!("`apt-get install -y postgresql` failed ({status})");
                 }
             }
-            find_binaries().context("apt-get installed postgresql but no server binaries were found")?
+            find_binaries()
+                .context("apt-get installed postgresql but no server binaries were found")?
         }
     };
     let out = Command::new(bindir.join("postgres"))
@@ -157,7 +159,10 @@ fn run_as(cmd: &mut Command, user: Option<(libc::uid_t, libc::gid_t)>) {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
-                if libc::setgroups(0, std::ptr::null()) != 0 || libc::setgid(gid) != 0 || libc::setuid(uid) != 0 {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -168,7 +173,8 @@ fn run_as(cmd: &mut Command, user: Option<(libc::uid_t, libc::gid_t)>) {
 
 fn chown(path: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> anyhow::Result<()> {
     if let Some((uid, gid)) = user {
-        std::os::unix::fs::chown(path, Some(uid), Some(gid)).with_context(|| format!("chown {}", path.display()))?;
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
     }
     Ok(())
 }
@@ -176,13 +182,18 @@ fn chown(path: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> anyhow::Resul
 /// The cached pristine data directory for this server version and database name,
 /// created (initdb + CREATE DATABASE) on first use. Concurrent first uses each build
 /// their own and the first rename wins.
-fn template(bins: &Binaries, database: &str, user: Option<(libc::uid_t, libc::gid_t)>) -> anyhow::Result<PathBuf> {
+fn template(
+    bins: &Binaries,
+    database: &str,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> anyhow::Result<PathBuf> {
     let dir = project::xtask_dir().join(format!("pg-template-{}-{database}", bins.version));
     if dir.join("PG_VERSION").exists() {
         return Ok(dir);
     }
     std::fs::create_dir_all(project::xtask_dir())?;
-    let tmp = project::xtask_dir().join(format!(".pg-template-tmp-{}-{}", std::process::id(), unique()));
+    let tmp =
+        project::xtask_dir().join(format!(".pg-template-tmp-{}-{}", std::process::id(), unique()));
     std::fs::create_dir(&tmp)?;
     chown(&tmp, user)?;
     let result = (|| -> anyhow::Result<()> {
@@ -190,12 +201,24 @@ fn template(bins: &Binaries, database: &str, user: Option<(libc::uid_t, libc::gi
         initdb
             .arg("-D")
             .arg(&tmp)
-            .args(["-U", "postgres", "--auth=trust", "--no-sync", "--locale=C", "--encoding=UTF8", "--no-instructions"])
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                "--locale=C",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ])
             .stdin(Stdio::null());
         run_as(&mut initdb, user);
         let out = initdb.output().context("running initdb")?;
         if !out.status.success() {
-            bail!("initdb failed ({}): {}", out.status, String::from_utf8_lossy(&out.stderr).trim());
+            bail!(
+                "initdb failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
         }
         // Single-user mode creates the database without starting a server.
         let mut single = Command::new(bins.bindir.join("postgres"));
@@ -208,7 +231,11 @@ fn template(bins: &Binaries, database: &str, user: Option<(libc::uid_t, libc::gi
             .stderr(Stdio::piped());
         run_as(&mut single, user);
         let mut child = single.spawn().context("running postgres --single")?;
-        child.stdin.take().unwrap().write_all(format!("CREATE DATABASE {database};\n").as_bytes())?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("CREATE DATABASE {database};\n").as_bytes())?;
         let out = child.wait_with_output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         if !out.status.success() || stderr.contains("ERROR") {
@@ -228,7 +255,10 @@ fn template(bins: &Binaries, database: &str, user: Option<(libc::uid_t, libc::gi
 }
 
 fn unique() -> u128 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
 }
 
 /// A port nobody listens on right now (the kernel's choice).
@@ -239,7 +269,12 @@ pub fn free_port() -> anyhow::Result<u16> {
 
 /// Starts a throwaway cluster whose files live under `state_dir/postgres`; returns once
 /// it accepts connections. `timeout` bounds the wait for readiness.
-pub fn start(bins: &Binaries, state_dir: &Path, database: &str, timeout: Duration) -> anyhow::Result<Embedded> {
+pub fn start(
+    bins: &Binaries,
+    state_dir: &Path,
+    database: &str,
+    timeout: Duration,
+) -> anyhow::Result<Embedded> {
     let user = server_user()?;
     let template = template(bins, database, user)?;
     let base = state_dir.join("postgres");
@@ -254,7 +289,11 @@ pub fn start(bins: &Binaries, state_dir: &Path, database: &str, timeout: Duratio
         bail!("copying {} to {} failed", template.display(), data_dir.display());
     }
     // Unix socket paths are limited to ~100 bytes, so the socket goes to the temp dir.
-    let socket_dir = std::env::temp_dir().join(format!("xtask-pg-{}-{}", std::process::id(), unique() % 1_000_000_000));
+    let socket_dir = std::env::temp_dir().join(format!(
+        "xtask-pg-{}-{}",
+        std::process::id(),
+        unique() % 1_000_000_000
+    ));
     std::fs::create_dir(&socket_dir)?;
     chown(&socket_dir, user)?;
     let log = state_dir.join("logs").join("postgres.log");
@@ -291,7 +330,8 @@ pub fn start(bins: &Binaries, state_dir: &Path, database: &str, timeout: Duratio
             }
         };
         let pid = child.id();
-        let identity = Identity::of_group_leader(pid).unwrap_or(Identity { pid, pgid: pid, start_time: 0 });
+        let identity =
+            Identity::of_group_leader(pid).unwrap_or(Identity { pid, pgid: pid, start_time: 0 });
         let url = format!("postgres://postgres@127.0.0.1:{port}/{database}");
         let deadline = Instant::now() + timeout;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -303,15 +343,30 @@ pub fn start(bins: &Binaries, state_dir: &Path, database: &str, timeout: Duratio
                     break;
                 }
                 cleanup(&data_dir, &socket_dir);
-                bail!("postgres exited during startup ({status}); last lines of {}:\n{tail}", log.display());
+                bail!(
+                    "postgres exited during startup ({status}); last lines of {}:\n{tail}",
+                    log.display()
+                );
             }
-            if let Ok(Handshake::Ready) = handshake(addr, "postgres", database, Duration::from_millis(200)) {
+            if let Ok(Handshake::Ready) =
+                handshake(addr, "postgres", database, Duration::from_millis(200))
+            {
                 return Ok(Embedded { process: identity, port, data_dir, socket_dir, log, url });
             }
             if Instant::now() >= deadline {
-                let embedded = Embedded { process: identity, port, data_dir, socket_dir, log: log.clone(), url };
+                let embedded = Embedded {
+                    process: identity,
+                    port,
+                    data_dir,
+                    socket_dir,
+                    log: log.clone(),
+                    url,
+                };
                 stop(&embedded);
-                bail!("postgres did not accept connections within {timeout:?}; see {}", log.display());
+                bail!(
+                    "postgres did not accept connections within {timeout:?}; see {}",
+                    log.display()
+                );
             }
             std::thread::sleep(Duration::from_millis(5));
         }
@@ -343,7 +398,9 @@ pub fn stop(db: &Embedded) {
 pub fn check_reachable(url: &str) -> anyhow::Result<()> {
     let shown = redact(url);
     let Some(target) = parse_url(url) else {
-        crate::user_error!("DATABASE_URL `{shown}` is not a postgres://user@host:port/database URL");
+        crate::user_error!(
+            "DATABASE_URL `{shown}` is not a postgres://user@host:port/database URL"
+        );
     };
     let addrs: Vec<SocketAddr> = match (target.host.as_str(), target.port).to_socket_addrs() {
         Ok(addrs) => addrs.collect(),
@@ -379,7 +436,12 @@ impl Throwaway {
             return Ok(None);
         }
         let bins = ensure_binaries()?;
-        let db = start(&bins, state_dir, "tasker_test", crate::readiness::scaled(Duration::from_secs(30)))?;
+        let db = start(
+            &bins,
+            state_dir,
+            "tasker_test",
+            crate::readiness::scaled(Duration::from_secs(30)),
+        )?;
         eprintln!("xtask: throwaway PostgreSQL {} at {}", bins.version, db.url);
         Ok(Some(Throwaway(db)))
     }
@@ -411,7 +473,10 @@ pub fn parse_url(url: &str) -> Option<UrlParts> {
         Some((u, h)) => (Some(u), h),
         None => (None, authority),
     };
-    let user = userinfo.map(|u| u.split(':').next().unwrap_or("")).filter(|u| !u.is_empty()).unwrap_or("postgres");
+    let user = userinfo
+        .map(|u| u.split(':').next().unwrap_or(""))
+        .filter(|u| !u.is_empty())
+        .unwrap_or("postgres");
     let (host, port) = match hostport.rsplit_once(':') {
         Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()?),
         _ => (hostport, 5432),
@@ -422,7 +487,12 @@ pub fn parse_url(url: &str) -> Option<UrlParts> {
     }
     let database = path.split('?').next().unwrap_or("");
     let database = if database.is_empty() { user } else { database };
-    Some(UrlParts { user: user.to_string(), host: host.to_string(), port, database: database.to_string() })
+    Some(UrlParts {
+        user: user.to_string(),
+        host: host.to_string(),
+        port,
+        database: database.to_string(),
+    })
 }
 
 /// The URL with its password (in the userinfo or a `password=` parameter) replaced by `***`.
@@ -430,7 +500,8 @@ pub fn redact(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
         let authority_start = scheme_end + 3;
-        let authority_end = out[authority_start..].find('/').map(|i| authority_start + i).unwrap_or(out.len());
+        let authority_end =
+            out[authority_start..].find('/').map(|i| authority_start + i).unwrap_or(out.len());
         if let Some(at) = out[authority_start..authority_end].rfind('@') {
             let userinfo = &out[authority_start..authority_start + at];
             if let Some(colon) = userinfo.find(':') {
@@ -451,6 +522,31 @@ pub fn redact(url: &str) -> String {
     out
 }
 
+/// Redacts every URL password in free text (log tails we print may quote URLs).
+pub fn redact_text(text: &str) -> String {
+    if !text.contains("://") {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.find("://") {
+            Some(at) => {
+                let start = word[..at]
+                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+')
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+                out.push_str(&word[..start]);
+                out.push_str(&redact(&word[start..]));
+            }
+            None => out.push_str(word),
+        }
+    }
+    out
+}
+
 #[derive(Debug)]
 enum Handshake {
     Ready,
@@ -460,7 +556,12 @@ enum Handshake {
 
 /// Speaks the start of the PostgreSQL wire protocol: a StartupMessage, then reads until
 /// ReadyForQuery, an authentication request or an error.
-fn handshake(addr: SocketAddr, user: &str, database: &str, timeout: Duration) -> std::io::Result<Handshake> {
+fn handshake(
+    addr: SocketAddr,
+    user: &str,
+    database: &str,
+    timeout: Duration,
+) -> std::io::Result<Handshake> {
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
@@ -522,19 +623,38 @@ mod tests {
     fn redact_hides_passwords_only() {
         assert_eq!(redact("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("postgres://h/db?user=u&password=x&sslmode=off"), "postgres://h/db?user=u&password=***&sslmode=off");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=x&sslmode=off"),
+            "postgres://h/db?user=u&password=***&sslmode=off"
+        );
         assert_eq!(redact("postgresql://u:p@ss@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(
+            redact_text(
+                "connecting to database=\"postgres://app:pw@db:5432/x\" failed\nnext http://h/"
+            ),
+            "connecting to database=\"postgres://app:***@db:5432/x\" failed\nnext http://h/"
+        );
     }
 
     #[test]
     fn parse_url_fills_defaults() {
         assert_eq!(
             parse_url("postgres://app:pw@db.example:6543/tasker?sslmode=disable"),
-            Some(UrlParts { user: "app".into(), host: "db.example".into(), port: 6543, database: "tasker".into() })
+            Some(UrlParts {
+                user: "app".into(),
+                host: "db.example".into(),
+                port: 6543,
+                database: "tasker".into()
+            })
         );
         assert_eq!(
             parse_url("postgresql://localhost"),
-            Some(UrlParts { user: "postgres".into(), host: "localhost".into(), port: 5432, database: "postgres".into() })
+            Some(UrlParts {
+                user: "postgres".into(),
+                host: "localhost".into(),
+                port: 5432,
+                database: "postgres".into()
+            })
         );
         assert_eq!(parse_url("mysql://x"), None);
     }
@@ -542,7 +662,8 @@ mod tests {
     #[test]
     fn a_closed_port_is_unreachable_with_a_redacted_message() {
         let port = free_port().unwrap();
-        let err = check_reachable(&format!("postgres://u:hunter2@127.0.0.1:{port}/db")).unwrap_err();
+        let err =
+            check_reachable(&format!("postgres://u:hunter2@127.0.0.1:{port}/db")).unwrap_err();
         let text = err.to_string();
         assert!(err.downcast_ref::<project::UserError>().is_some());
         assert!(text.contains("is not reachable"), "{text}");
@@ -552,7 +673,9 @@ mod tests {
     /// Real server, real protocol: start, check, stop, nothing left.
     #[test]
     fn embedded_cluster_starts_answers_and_leaves_nothing() {
-        let Ok(bins) = ensure_binaries() else { panic!("PostgreSQL server binaries are required for this test") };
+        let Ok(bins) = ensure_binaries() else {
+            panic!("PostgreSQL server binaries are required for this test")
+        };
         let state = std::env::temp_dir().join(format!("xtask-pg-test-{}", std::process::id()));
         let db = start(&bins, &state, "tasker_test", Duration::from_secs(30)).unwrap();
         check_reachable(&db.url).unwrap();

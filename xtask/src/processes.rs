@@ -133,7 +133,9 @@ pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> 
         }
     }
     if !killed.is_empty() {
-        wait_until(Duration::from_secs(2), || groups.iter().all(|(_, id)| !group_is_ours_and_alive(id)));
+        wait_until(Duration::from_secs(2), || {
+            groups.iter().all(|(_, id)| !group_is_ours_and_alive(id))
+        });
     }
     killed
 }
@@ -143,7 +145,8 @@ pub fn tail(path: &Path, n: usize) -> String {
     let Ok(bytes) = std::fs::read(path) else { return String::new() };
     let text = String::from_utf8_lossy(&bytes);
     let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(n)..].join("\n")
+    // Printed in error messages: never show a database password a service logged.
+    crate::postgres::redact_text(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
 
 /// Whether we run as root (then PostgreSQL needs another user).
@@ -178,7 +181,10 @@ pub fn interrupted() -> Option<libc::c_int> {
 
 /// Waits for a child while watching for interrupts; on one, passes the signal on to the
 /// child (its own group when it has one), waits `grace`, then kills it.
-pub fn wait_child(child: &mut std::process::Child, grace: Duration) -> std::io::Result<std::process::ExitStatus> {
+pub fn wait_child(
+    child: &mut std::process::Child,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
     loop {
         if let Some(status) = child.try_wait()? {
             return Ok(status);
@@ -197,7 +203,10 @@ pub fn wait_child(child: &mut std::process::Child, grace: Duration) -> std::io::
 
 /// Unix time in seconds.
 pub fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

@@ -32,17 +32,20 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Res
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
     // One write: a server may answer (and close) as soon as it has the request line.
-    let request = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
+    let request = format!(
+        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+    );
     stream.write_all(request.as_bytes())?;
     let mut response = Vec::new();
     stream.take(1 << 20).read_to_end(&mut response)?;
     let text = String::from_utf8_lossy(&response);
     let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| std::io::Error::other(format!("not an HTTP response: {:?}", head.lines().next().unwrap_or(""))))?;
+    let status = head.split_whitespace().nth(1).and_then(|s| s.parse().ok()).ok_or_else(|| {
+        std::io::Error::other(format!(
+            "not an HTTP response: {:?}",
+            head.lines().next().unwrap_or("")
+        ))
+    })?;
     Ok((status, body.to_string()))
 }
 
@@ -50,7 +53,9 @@ pub fn http_get(addr: SocketAddr, path: &str, timeout: Duration) -> std::io::Res
 /// The error describes what answered, for the timeout message.
 pub fn judge(status: u16, body: &str, identity: &str, instance_id: &str) -> Result<(), String> {
     let json: Option<serde_json::Value> = serde_json::from_str(body).ok();
-    let field = |key: &str| json.as_ref().and_then(|j| j.get(key)).and_then(|v| v.as_str()).map(str::to_string);
+    let field = |key: &str| {
+        json.as_ref().and_then(|j| j.get(key)).and_then(|v| v.as_str()).map(str::to_string)
+    };
     let service = field("service");
     if service.as_deref() != Some(identity) {
         let who = match (&json, service) {
@@ -58,7 +63,9 @@ pub fn judge(status: u16, body: &str, identity: &str, instance_id: &str) -> Resu
             (Some(_), None) => "JSON without a `service` field".to_string(),
             (Some(_), Some(other)) => format!("service `{other}`"),
         };
-        return Err(format!("HTTP {status} from {who}: not this service (another program on the port?)"));
+        return Err(format!(
+            "HTTP {status} from {who}: not this service (another program on the port?)"
+        ));
     }
     if field("instance_id").as_deref() != Some(instance_id) {
         return Err(format!(
@@ -73,7 +80,12 @@ pub fn judge(status: u16, body: &str, identity: &str, instance_id: &str) -> Resu
 }
 
 /// Probes once.
-pub fn check(addr: SocketAddr, path: &str, identity: &str, instance_id: &str) -> Result<(), String> {
+pub fn check(
+    addr: SocketAddr,
+    path: &str,
+    identity: &str,
+    instance_id: &str,
+) -> Result<(), String> {
     match http_get(addr, path, REQUEST_TIMEOUT) {
         Ok((status, body)) => judge(status, &body, identity, instance_id),
         Err(err) => Err(err.to_string()),
@@ -83,9 +95,17 @@ pub fn check(addr: SocketAddr, path: &str, identity: &str, instance_id: &str) ->
 #[derive(Debug)]
 pub enum Failure {
     /// A process ended before it was ready.
-    Exited { name: String, status: String, log: PathBuf, tail: String },
+    Exited {
+        name: String,
+        status: String,
+        log: PathBuf,
+        tail: String,
+    },
     /// The deadline passed; each service not ready with its last observation.
-    Timeout { waited: Duration, pending: Vec<(String, String)> },
+    Timeout {
+        waited: Duration,
+        pending: Vec<(String, String)>,
+    },
     Interrupted,
 }
 
@@ -98,7 +118,8 @@ impl std::fmt::Display for Failure {
                 crate::project::display_path(log)
             ),
             Failure::Timeout { waited, pending } => {
-                let list: Vec<String> = pending.iter().map(|(n, why)| format!("`{n}` ({why})")).collect();
+                let list: Vec<String> =
+                    pending.iter().map(|(n, why)| format!("`{n}` ({why})")).collect();
                 write!(f, "not ready after {:.0?}: {}", waited, list.join(", "))
             }
             Failure::Interrupted => f.write_str("interrupted"),
@@ -110,9 +131,14 @@ impl std::error::Error for Failure {}
 
 /// Waits until every target is ready, one of them exits, `timeout` passes, or
 /// `interrupted` says to stop.
-pub fn wait_all(targets: &mut [Target], timeout: Duration, interrupted: &dyn Fn() -> bool) -> Result<(), Failure> {
+pub fn wait_all(
+    targets: &mut [Target],
+    timeout: Duration,
+    interrupted: &dyn Fn() -> bool,
+) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut last: Vec<Option<String>> = targets.iter().map(|_| Some("no answer yet".to_string())).collect();
+    let mut last: Vec<Option<String>> =
+        targets.iter().map(|_| Some("no answer yet".to_string())).collect();
     loop {
         for (target, last) in targets.iter_mut().zip(last.iter_mut()) {
             if last.is_none() {
@@ -187,7 +213,8 @@ mod tests {
             let mut buf = [0u8; 1024];
             let n = conn.read(&mut buf).unwrap();
             assert!(String::from_utf8_lossy(&buf[..n]).starts_with("GET /health HTTP/1.0\r\n"));
-            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}").unwrap();
+            conn.write_all(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\n{}")
+                .unwrap();
         });
         assert_eq!(http_get(addr, "/health", REQUEST_TIMEOUT).unwrap(), (503, "{}".to_string()));
         server.join().unwrap();

@@ -41,7 +41,11 @@ impl Common {
 }
 
 fn absolute(path: PathBuf) -> PathBuf {
-    if path.is_absolute() { path } else { std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path) }
+    if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path)
+    }
 }
 
 #[derive(clap::Args, Clone)]
@@ -147,9 +151,14 @@ fn up(start: &Start, common: &Common) -> anyhow::Result<()> {
 }
 
 /// Writes `services.env` and, when `for_later_steps`, `$GITHUB_ENV` (on GitHub Actions).
-pub fn write_exports(state: &State, for_later_steps: bool) -> anyhow::Result<Vec<(String, String)>> {
+pub fn write_exports(
+    state: &State,
+    for_later_steps: bool,
+) -> anyhow::Result<Vec<(String, String)>> {
     let exports = state.exports();
-    let mut text = String::from("# Written by `cargo xtask services up`: the running services, for tests run by hand.\n");
+    let mut text = String::from(
+        "# Written by `cargo xtask services up`: the running services, for tests run by hand.\n",
+    );
     if let Some(Database::External { redacted_url }) = &state.database {
         text.push_str(&format!("# DATABASE_URL comes from your environment ({redacted_url}).\n"));
     }
@@ -163,7 +172,10 @@ pub fn write_exports(state: &State, for_later_steps: bool) -> anyhow::Result<Vec
 
 fn down(common: &Common, grace: Duration) -> anyhow::Result<()> {
     match native::down(&common.state_dir(), grace)? {
-        None => eprintln!("xtask: nothing to stop (no state in {})", project::display_path(&common.state_dir())),
+        None => eprintln!(
+            "xtask: nothing to stop (no state in {})",
+            project::display_path(&common.state_dir())
+        ),
         Some(report) => {
             for foreign in &report.foreign {
                 eprintln!("warning: {foreign}");
@@ -179,16 +191,28 @@ fn down(common: &Common, grace: Duration) -> anyhow::Result<()> {
 
 fn status(common: &Common) -> anyhow::Result<()> {
     let Some(state) = State::load(&common.state_dir())? else {
-        println!("no services running (no state in {})", project::display_path(&common.state_dir()));
+        println!(
+            "no services running (no state in {})",
+            project::display_path(&common.state_dir())
+        );
         return Ok(());
     };
     if let Some(db) = &state.database {
         let line = match db {
             Database::Embedded(e) => {
-                let alive = if processes::group_is_ours_and_alive(&e.process) { "running" } else { "NOT RUNNING" };
-                format!("database       pid {:<7} port {:<5} {alive}  {}", e.process.pid, e.port, e.url)
+                let alive = if processes::group_is_ours_and_alive(&e.process) {
+                    "running"
+                } else {
+                    "NOT RUNNING"
+                };
+                format!(
+                    "database       pid {:<7} port {:<5} {alive}  {}",
+                    e.process.pid, e.port, e.url
+                )
             }
-            Database::External { redacted_url } => format!("database       external  {redacted_url}"),
+            Database::External { redacted_url } => {
+                format!("database       external  {redacted_url}")
+            }
         };
         println!("{line}");
     }
@@ -197,7 +221,12 @@ fn status(common: &Common) -> anyhow::Result<()> {
         let health = if !processes::group_is_ours_and_alive(&s.process) {
             "NOT RUNNING".to_string()
         } else {
-            match readiness::check(SocketAddr::from(([127, 0, 0, 1], s.port)), &s.health_path, &s.identity, &s.instance_id) {
+            match readiness::check(
+                SocketAddr::from(([127, 0, 0, 1], s.port)),
+                &s.health_path,
+                &s.identity,
+                &s.instance_id,
+            ) {
                 Ok(()) => "healthy".to_string(),
                 Err(why) => format!("unhealthy: {why}"),
             }
@@ -222,13 +251,23 @@ fn logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Result<()>
                 let known: Vec<String> = std::fs::read_dir(&dir)
                     .into_iter()
                     .flatten()
-                    .filter_map(|e| e.ok()?.file_name().to_str()?.strip_suffix(".log").map(str::to_string))
+                    .filter_map(|e| {
+                        e.ok()?.file_name().to_str()?.strip_suffix(".log").map(str::to_string)
+                    })
                     .collect();
-                crate::user_error!("no log for `{name}` in {} (have: {})", project::display_path(&dir), known.join(", "));
+                crate::user_error!(
+                    "no log for `{name}` in {} (have: {})",
+                    project::display_path(&dir),
+                    known.join(", ")
+                );
             }
             vec![path]
         }
-        None => std::fs::read_dir(&dir).into_iter().flatten().filter_map(|e| Some(e.ok()?.path())).collect(),
+        None => std::fs::read_dir(&dir)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| Some(e.ok()?.path()))
+            .collect(),
     };
     files.sort();
     let prefix = files.len() > 1;
@@ -245,7 +284,8 @@ fn logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Result<()>
             let mut text = String::new();
             file.read_to_string(&mut text)?;
             // Only whole lines, so a prefix never lands mid-line.
-            let whole = text.rfind('\n').map(|i| i + 1).unwrap_or(if follow { 0 } else { text.len() });
+            let whole =
+                text.rfind('\n').map(|i| i + 1).unwrap_or(if follow { 0 } else { text.len() });
             let name = path.file_stem().unwrap_or_default().to_string_lossy();
             for line in text[..whole].lines() {
                 if prefix {
@@ -291,8 +331,12 @@ fn bench(runs: usize, start: &Start, common: &Common) -> anyhow::Result<()> {
             timings.get("database").as_secs_f64(),
             timings.get("migrate").as_secs_f64(),
             (timings.get("start") + timings.get("ready")).as_secs_f64(),
-            (ready - timings.get("database") - timings.get("migrate") - timings.get("start") - timings.get("ready"))
-                .as_secs_f64(),
+            (ready
+                - timings.get("database")
+                - timings.get("migrate")
+                - timings.get("start")
+                - timings.get("ready"))
+            .as_secs_f64(),
             report.took.as_secs_f64(),
         ];
         eprintln!(

@@ -72,7 +72,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::processes::catch_interrupts();
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
-    let database = crate::postgres::Throwaway::unless_given(&project::xtask_dir().join("test-database"))?;
+    let database =
+        crate::postgres::Throwaway::unless_given(&project::xtask_dir().join("test-database"))?;
     for step in &steps {
         eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
         let mut child = project::cargo()

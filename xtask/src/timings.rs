@@ -42,8 +42,11 @@ impl Timings {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        let phases: serde_json::Map<String, serde_json::Value> =
-            self.phases.iter().map(|(name, took)| (name.to_string(), serde_json::json!(took.as_secs_f64()))).collect();
+        let phases: serde_json::Map<String, serde_json::Value> = self
+            .phases
+            .iter()
+            .map(|(name, took)| (name.to_string(), serde_json::json!(took.as_secs_f64())))
+            .collect();
         serde_json::json!({ "phases_seconds": phases, "total_seconds": self.total().as_secs_f64() })
     }
 

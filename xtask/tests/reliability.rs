@@ -134,7 +134,8 @@ export = "TASKER_TEST_WORKER_URL"
         assert_eq!(self.leftovers(), Vec::<String>::new(), "processes left behind");
         let state = self.state(state);
         assert!(!state.join("services.json").exists(), "state file left behind");
-        let data: Vec<_> = std::fs::read_dir(state.join("postgres")).into_iter().flatten().collect();
+        let data: Vec<_> =
+            std::fs::read_dir(state.join("postgres")).into_iter().flatten().collect();
         assert!(data.is_empty(), "database data left behind: {data:?}");
     }
 }
@@ -143,7 +144,10 @@ impl Drop for Fixture {
     fn drop(&mut self) {
         for state in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             if state.path().join("services.json").exists() {
-                let _ = Command::new(XTASK).args(["services", "down", "--state-dir"]).arg(state.path()).output();
+                let _ = Command::new(XTASK)
+                    .args(["services", "down", "--state-dir"])
+                    .arg(state.path())
+                    .output();
             }
         }
         if !std::thread::panicking() {
@@ -161,8 +165,12 @@ fn read_state(path: &Path) -> serde_json::Value {
 }
 
 fn ports_of(state: &serde_json::Value) -> Vec<u16> {
-    let mut ports: Vec<u16> =
-        state["services"].as_array().unwrap().iter().map(|s| s["port"].as_u64().unwrap() as u16).collect();
+    let mut ports: Vec<u16> = state["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["port"].as_u64().unwrap() as u16)
+        .collect();
     ports.push(state["database"]["embedded"]["port"].as_u64().unwrap() as u16);
     ports
 }
@@ -186,7 +194,9 @@ fn up_exports_urls_that_answer_and_down_leaves_nothing() {
     let status_text = String::from_utf8_lossy(&status.stdout);
     assert_eq!(status_text.matches("healthy").count(), 2, "{status_text}");
     let logs = f.run("s", &["services", "logs", "worker"]);
-    assert!(String::from_utf8_lossy(&logs.stdout).contains("fake-service starting as tasker-worker"));
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("fake-service starting as tasker-worker")
+    );
     f.down("s");
     for port in ports_of(&state) {
         assert!(port_closed(port), "port {port} still open");
@@ -214,7 +224,10 @@ health = {{ path = "/health", service = "tasker-orchestration" }}
     let took = started.elapsed();
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
-    assert!(err.contains("service `orchestration` exited during startup (exit status: 3)"), "{err}");
+    assert!(
+        err.contains("service `orchestration` exited during startup (exit status: 3)"),
+        "{err}"
+    );
     assert!(err.contains("configured to crash at start"), "log tail missing: {err}");
     // Fail-fast, not the 60 s timeout: the whole `up` (database included) ends quickly.
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -245,8 +258,16 @@ health = {{ path = "/health", service = "tasker-orchestration" }}
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("not ready after"), "{err}");
-    assert!(err.contains("`orchestration` (HTTP 200 from service `something-else`: not this service"), "{err}");
-    assert!(err.contains("`impostor` (HTTP 200 from `tasker-orchestration` with instance_id \"someone-else\""), "{err}");
+    assert!(
+        err.contains("`orchestration` (HTTP 200 from service `something-else`: not this service"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "`impostor` (HTTP 200 from `tasker-orchestration` with instance_id \"someone-else\""
+        ),
+        "{err}"
+    );
     f.assert_nothing_left("s");
 }
 
@@ -257,7 +278,8 @@ fn a_stale_state_file_whose_pid_was_reused_does_not_get_it_killed() {
     let mut victim = Command::new("sleep").arg("60").process_group(0).spawn().unwrap();
     let pid = victim.id();
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let start_time: u64 = stat.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
+    let start_time: u64 =
+        stat.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
     let state = serde_json::json!({
         "version": 1,
         "database": null,
@@ -272,7 +294,11 @@ fn a_stale_state_file_whose_pid_was_reused_does_not_get_it_killed() {
 
     let out = f.run("s", &["services", "down", "--grace", "0.2"]);
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains(&format!("pid {pid} now belongs to another process; left alone")), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("pid {pid} now belongs to another process; left alone")),
+        "{}",
+        stderr(&out)
+    );
     std::thread::sleep(Duration::from_millis(300));
     assert!(victim.try_wait().unwrap().is_none(), "the unrelated process was killed");
     assert!(!f.state("s").join("services.json").exists());
@@ -306,7 +332,11 @@ fn ci_native_runs_the_tests_against_the_services_and_collects_logs_on_failure() 
     let f = Fixture::new("cinative");
     f.two_services();
     let cargo = fake_cargo(&f, "exit 0");
-    let out = f.xtask("s", &["ci-native", "--partition", "hash:1/2", "--", "--no-fail-fast"]).env("CARGO", &cargo).output().unwrap();
+    let out = f
+        .xtask("s", &["ci-native", "--partition", "hash:1/2", "--", "--no-fail-fast"])
+        .env("CARGO", &cargo)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let calls = std::fs::read_to_string(f.dir.join("cargo-calls")).unwrap();
     assert!(
@@ -314,7 +344,11 @@ fn ci_native_runs_the_tests_against_the_services_and_collects_logs_on_failure() 
         "{calls}"
     );
     let env = std::fs::read_to_string(f.dir.join("cargo-calls.env")).unwrap();
-    assert!(env.contains("TASKER_TEST_ORCHESTRATION_URL=http://127.0.0.1:") && env.contains("TASKER_TEST_WORKER_URL="), "{env}");
+    assert!(
+        env.contains("TASKER_TEST_ORCHESTRATION_URL=http://127.0.0.1:")
+            && env.contains("TASKER_TEST_WORKER_URL="),
+        "{env}"
+    );
     let timings = std::fs::read_to_string(f.state("s").join("timings.json")).unwrap();
     for phase in ["database", "migrate", "start", "ready", "tests", "teardown"] {
         assert!(timings.contains(&format!("\"{phase}\"")), "{phase} missing in {timings}");
@@ -337,7 +371,8 @@ fn sigint_to_ci_native_mid_run_leaves_nothing_behind() {
     f.two_services();
     let marker = f.dir.join("tests-running");
     let cargo = fake_cargo(&f, &format!("touch '{}'; exec sleep 60", marker.display()));
-    let mut child = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).process_group(0).spawn().unwrap();
+    let mut child =
+        f.xtask("s", &["ci-native"]).env("CARGO", &cargo).process_group(0).spawn().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "the tests never started");
@@ -415,7 +450,11 @@ fn bad_input_is_one_line_exit_2_and_starts_nothing() {
     assert_bad_input(&f, &out, "unknown service `wrker` in --only");
     assert!(stderr(&out).contains("defines: orchestration, worker"));
 
-    std::fs::write(f.manifest_path(), "[services.a]\ncommand = [\"x\"]\nhealth = { path = \"/health\"\n").unwrap();
+    std::fs::write(
+        f.manifest_path(),
+        "[services.a]\ncommand = [\"x\"]\nhealth = { path = \"/health\"\n",
+    )
+    .unwrap();
     let out = f.run("s", &["services", "up"]);
     assert_bad_input(&f, &out, &format!("{}:3: malformed TOML", f.manifest_path().display()));
 
@@ -453,7 +492,11 @@ fixed_port = {port}
         .env("DATABASE_URL", format!("postgres://app:hunter2@127.0.0.1:{closed}/db"))
         .output()
         .unwrap();
-    assert_bad_input(&f, &out, &format!("DATABASE_URL `postgres://app:***@127.0.0.1:{closed}/db` is not reachable"));
+    assert_bad_input(
+        &f,
+        &out,
+        &format!("DATABASE_URL `postgres://app:***@127.0.0.1:{closed}/db` is not reachable"),
+    );
     assert!(!stderr(&out).contains("hunter2"));
 
     f.manifest(&format!(
@@ -467,7 +510,11 @@ health = {{ path = "/health", service = "tasker-orchestration" }}
 "#
     ));
     let out = f.run("s", &["services", "up"]);
-    assert_bad_input(&f, &out, "service `orchestration` requires `no-such-tool-xyz` on PATH: install `no-such-tool-xyz`");
+    assert_bad_input(
+        &f,
+        &out,
+        "service `orchestration` requires `no-such-tool-xyz` on PATH: install `no-such-tool-xyz`",
+    );
 }
 
 #[test]
@@ -475,22 +522,24 @@ fn a_missing_optional_requirement_skips_the_service_with_a_warning() {
     let f = Fixture::new("optional");
     let manifest = f.two_services();
     let mut text = std::fs::read_to_string(&manifest).unwrap();
-    text.push_str(&format!(
+    text.push_str(
         r#"
 [services.ruby-worker]
 command = ["no-such-ruby-xyz"]
-args = ["{{port}}"]
+args = ["{port}"]
 optional = true
 tests = "binary(ruby_worker)"
-health = {{ path = "/health", service = "tasker-worker" }}
+health = { path = "/health", service = "tasker-worker" }
 export = "TASKER_TEST_RUBY_WORKER_URL"
-"#
-    ));
+"#,
+    );
     std::fs::write(&manifest, text).unwrap();
     let cargo = fake_cargo(&f, "exit 0");
     let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stderr(&out).contains("warning: skipping optional service `ruby-worker`: it requires `no-such-ruby-xyz` on PATH"));
+    assert!(stderr(&out).contains(
+        "warning: skipping optional service `ruby-worker`: it requires `no-such-ruby-xyz` on PATH"
+    ));
     let calls = std::fs::read_to_string(f.dir.join("cargo-calls")).unwrap();
     assert!(calls.contains("-E not (binary(ruby_worker))"), "{calls}");
     let env = std::fs::read_to_string(f.dir.join("cargo-calls.env")).unwrap();

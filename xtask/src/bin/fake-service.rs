@@ -18,9 +18,12 @@ fn main() {
         "serve" => serve(),
         "migrate" => migrate(),
         "foreign" => {
-            let port: u16 = std::env::args().nth(2).and_then(|p| p.parse().ok()).expect("foreign PORT");
+            let port: u16 =
+                std::env::args().nth(2).and_then(|p| p.parse().ok()).expect("foreign PORT");
             let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
-            answer_forever(listener, |_| r#"{"status":"ok","service":"something-else"}"#.to_string());
+            answer_forever(listener, |_| {
+                r#"{"status":"ok","service":"something-else"}"#.to_string()
+            });
         }
         other => {
             eprintln!("fake-service: unknown mode `{other}`");
@@ -31,7 +34,11 @@ fn main() {
 
 fn serve() {
     let env = |k: &str| std::env::var(k).unwrap_or_default();
-    println!("fake-service starting as {} (instance {})", env("FAKE_IDENTITY"), env("TASKER_INSTANCE_ID"));
+    println!(
+        "fake-service starting as {} (instance {})",
+        env("FAKE_IDENTITY"),
+        env("TASKER_INSTANCE_ID")
+    );
     if env("FAKE_CRASH") == "1" {
         eprintln!("fake-service: configured to crash at start");
         std::process::exit(3);
@@ -48,7 +55,11 @@ fn serve() {
         eprintln!("fake-service: cannot bind {addr}: {e}");
         std::process::exit(4)
     });
-    let identity = if env("FAKE_IDENTITY").is_empty() { "tasker-orchestration".to_string() } else { env("FAKE_IDENTITY") };
+    let identity = if env("FAKE_IDENTITY").is_empty() {
+        "tasker-orchestration".to_string()
+    } else {
+        env("FAKE_IDENTITY")
+    };
     let instance = env("TASKER_INSTANCE_ID");
     answer_forever(listener, move |_| {
         format!(r#"{{"status":"healthy","service":"{identity}","instance_id":"{instance}"}}"#)
@@ -71,7 +82,11 @@ fn answer_forever(listener: TcpListener, body: impl Fn(&str) -> String + Send + 
             }
             let request = String::from_utf8_lossy(&request).to_string();
             let text = body(&request);
-            let _ = write!(conn, "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}", text.len());
+            let _ = write!(
+                conn,
+                "HTTP/1.0 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{text}",
+                text.len()
+            );
         });
     }
 }
