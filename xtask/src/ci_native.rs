@@ -96,6 +96,10 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
         Ok(session) => session,
         Err(err) => {
             // The session has been torn down; its logs remain.
+            github::error(&format!(
+                "services did not start: {}",
+                err.to_string().lines().next().unwrap_or_default()
+            ));
             collect_logs(&options.state_dir, None);
             return Err(err);
         }
@@ -300,6 +304,11 @@ fn collect_logs(state_dir: &Path, dead: Option<(&State, &[String])>) {
     }
     eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&to));
     if let Some((state, dead)) = dead {
+        if dead.is_empty() {
+            eprintln!(
+                "xtask: every service was still running when the tests ended; see their logs there"
+            );
+        }
         for service in state.services.iter().filter(|s| dead.contains(&s.name)) {
             github::group(
                 &format!("{} stopped during the tests: last 30 lines of its log", service.name),

@@ -243,6 +243,20 @@ fn status(common: &Common) -> anyhow::Result<()> {
 }
 
 fn logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Result<()> {
+    match print_logs(common, name, follow) {
+        // `logs | head` closing the pipe is how a reader says "enough".
+        Err(err)
+            if err
+                .downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == std::io::ErrorKind::BrokenPipe) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
+}
+
+fn print_logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Result<()> {
     let dir = native::log_dir(&common.state_dir());
     let mut files: Vec<PathBuf> = match name {
         Some(name) => {
