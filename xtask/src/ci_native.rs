@@ -118,6 +118,8 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     let status = project::cargo()
         .args(&nextest)
         .envs(exports.iter().map(|(k, v)| (k, v)))
+        // The tests scale their own waits by the same factor as xtask's startup.
+        .env(crate::readiness::MULTIPLIER_VAR, crate::readiness::multiplier().to_string())
         .spawn()
         .context("running cargo nextest")
         .and_then(|mut child| Ok(processes::wait_child(&mut child, Duration::from_secs(10))?));

@@ -187,13 +187,13 @@ fn template(
     database: &str,
     user: Option<(libc::uid_t, libc::gid_t)>,
 ) -> anyhow::Result<PathBuf> {
-    let dir = project::xtask_dir().join(format!("pg-template-{}-{database}", bins.version));
+    let cache = reachable_by_server(&project::xtask_dir(), user, "xtask-pg-cache");
+    let dir = cache.join(format!("pg-template-{}-{database}", bins.version));
     if dir.join("PG_VERSION").exists() {
         return Ok(dir);
     }
-    std::fs::create_dir_all(project::xtask_dir())?;
-    let tmp =
-        project::xtask_dir().join(format!(".pg-template-tmp-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir_all(&cache)?;
+    let tmp = cache.join(format!(".pg-template-tmp-{}-{}", std::process::id(), unique()));
     std::fs::create_dir(&tmp)?;
     chown(&tmp, user)?;
     let result = (|| -> anyhow::Result<()> {
@@ -254,6 +254,34 @@ fn template(
     Ok(dir)
 }
 
+/// `preferred`, unless the server user (when we are root) cannot reach it: a checkout
+/// under a private home directory (e.g. /root, mode 700) is closed to `postgres`. Then a
+/// directory of the same purpose under the temp dir, which everyone can traverse.
+fn reachable_by_server(
+    preferred: &Path,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+    fallback: &str,
+) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    if user.is_none() {
+        return preferred.to_path_buf();
+    }
+    let closed = preferred.ancestors().skip(1).any(|dir| {
+        // Directories that do not exist yet are created by us with mode 755.
+        std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 == 0)
+    });
+    if !closed {
+        return preferred.to_path_buf();
+    }
+    // Keyed by the preferred path, so each checkout and state dir keeps its own.
+    let key = preferred
+        .display()
+        .to_string()
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    std::env::temp_dir().join(format!("{fallback}-{key:016x}"))
+}
+
 fn unique() -> u128 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -277,7 +305,7 @@ pub fn start(
 ) -> anyhow::Result<Embedded> {
     let user = server_user()?;
     let template = template(bins, database, user)?;
-    let base = state_dir.join("postgres");
+    let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
     std::fs::create_dir_all(&base)?;
     let data_dir = base.join(format!("data-{}", unique()));
     let mut cp = Command::new("cp");
@@ -391,6 +419,10 @@ pub fn stop(db: &Embedded) {
     processes::wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
     let _ = std::fs::remove_dir_all(&db.data_dir);
     let _ = std::fs::remove_dir_all(&db.socket_dir);
+    // The directory holding data dirs goes too once empty (remove_dir keeps it otherwise).
+    if let Some(parent) = db.data_dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
 }
 
 /// Checks that the server in `url` answers (a protocol startup: no password is sent,

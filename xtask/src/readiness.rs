@@ -174,15 +174,22 @@ pub fn wait_all(
     }
 }
 
-/// The overall startup timeout: `base` times `XTASK_TIMEOUT_MULTIPLIER`, or times 3 when
-/// `CI` is set (shared CI machines are slower), else 1.
-pub fn scaled(base: Duration) -> Duration {
-    let multiplier = std::env::var("XTASK_TIMEOUT_MULTIPLIER")
+/// The one knob for slow machines, shared with the end-to-end tests.
+pub const MULTIPLIER_VAR: &str = "TASKER_TEST_TIMEOUT_MULTIPLIER";
+
+/// `TASKER_TEST_TIMEOUT_MULTIPLIER` when set, else 3 when `CI` is set (shared CI
+/// machines are slower), else 1.
+pub fn multiplier() -> f64 {
+    std::env::var(MULTIPLIER_VAR)
         .ok()
         .and_then(|m| m.parse::<f64>().ok())
         .filter(|m| *m > 0.0)
-        .unwrap_or(if std::env::var_os("CI").is_some() { 3.0 } else { 1.0 });
-    base.mul_f64(multiplier)
+        .unwrap_or(if std::env::var_os("CI").is_some() { 3.0 } else { 1.0 })
+}
+
+/// A timeout scaled by [`multiplier`].
+pub fn scaled(base: Duration) -> Duration {
+    base.mul_f64(multiplier())
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub struct Start {
     /// Use each service's `fixed_port` from the manifest instead of free ports
     #[arg(long)]
     pub fixed_ports: bool,
-    /// Seconds to wait for all services to be ready (times XTASK_TIMEOUT_MULTIPLIER, or 3 when CI is set)
+    /// Seconds to wait for all services to be ready (times TASKER_TEST_TIMEOUT_MULTIPLIER, or 3 when CI is set)
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     pub timeout: u64,
 }
