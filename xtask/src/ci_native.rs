@@ -165,24 +165,34 @@ fn stop_if_interrupted() -> anyhow::Result<()> {
 /// Builds every cargo binary the manifest starts, then the test binaries, each in one
 /// cargo invocation; the test run afterwards reuses them.
 fn build(manifest: &manifest::Manifest, release: bool) -> anyhow::Result<()> {
-    let mut cargo_args: Vec<String> = vec!["build".into()];
+    let mut binaries: Vec<String> = vec!["build".into()];
+    let mut libraries: Vec<String> = vec!["build".into()];
     if release {
-        cargo_args.push("--release".into());
+        binaries.push("--release".into());
+        libraries.push("--release".into());
     }
     let steps = manifest.migrate.iter().chain(manifest.services.iter().map(|s| &s.step));
-    let mut any = false;
     for step in steps {
-        if let Launch::Binary { name, package } = &step.launch {
-            match package {
-                Some(package) => cargo_args.extend(["-p".to_string(), package.clone()]),
-                None => cargo_args.push("--workspace".to_string()),
+        match &step.launch {
+            Launch::Binary { name, package } => {
+                match package {
+                    Some(package) => binaries.extend(["-p".to_string(), package.clone()]),
+                    None => binaries.push("--workspace".to_string()),
+                }
+                binaries.extend(["--bin".to_string(), name.clone()]);
             }
-            cargo_args.extend(["--bin".to_string(), name.clone()]);
-            any = true;
+            // A command's package (e.g. a library the Ruby worker loads) is built whole:
+            // `--bin` selections would leave its library out.
+            Launch::Command { package: Some(package), .. } => {
+                libraries.extend(["-p".to_string(), package.clone()])
+            }
+            Launch::Command { package: None, .. } => {}
         }
     }
-    if any {
-        run_cargo(&dedup_pairs(cargo_args))?;
+    for args in [binaries, libraries] {
+        if args.iter().any(|a| a == "-p" || a == "--bin") {
+            run_cargo(&dedup_pairs(args))?;
+        }
     }
     run_cargo(&nextest_args(release, true, None, &[], &[]))
 }

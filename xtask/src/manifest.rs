@@ -30,8 +30,9 @@ pub struct Manifest {
 pub enum Launch {
     /// Looked up in the target dir of the selected profile.
     Binary { name: String, package: Option<String> },
-    /// `program` is found on PATH (or is a path relative to the workspace root).
-    Command { program: String },
+    /// `program` is found on PATH (or is a path relative to the workspace root);
+    /// `package` is a workspace package it needs built (e.g. a library it loads).
+    Command { program: String, package: Option<String> },
 }
 
 /// A process to run: the migrate step or the start of a service.
@@ -69,7 +70,8 @@ pub struct Service {
 }
 
 /// Placeholders a value may contain. `{url:NAME}` is checked separately.
-pub const PLACEHOLDERS: &[&str] = &["port", "database_url", "root", "instance_id", "config"];
+pub const PLACEHOLDERS: &[&str] =
+    &["port", "database_url", "root", "instance_id", "config", "target_dir"];
 
 pub fn default_path() -> PathBuf {
     project::root().join("config/services.toml")
@@ -345,12 +347,6 @@ impl Ctx<'_> {
                 },
             },
             (None, Some(command)) => {
-                if let Some(item) = table.get("package") {
-                    return Err(format!(
-                        "{}: {section} package applies only to `binary`",
-                        (self.at)(item.span())
-                    ));
-                }
                 let mut argv = self.strings(command, &format!("{section} command"))?;
                 if argv.is_empty() {
                     return Err(format!(
@@ -365,7 +361,11 @@ impl Ctx<'_> {
                         (self.at)(command.span())
                     ));
                 }
-                Launch::Command { program }
+                let package = match table.get("package") {
+                    Some(item) => Some(self.string(item, &format!("{section} package"))?),
+                    None => None,
+                };
+                Launch::Command { program, package }
             }
             (Some(_), Some(_)) => {
                 return Err(format!("{span}: {section} has both `binary` and `command`; keep one"));
@@ -430,7 +430,7 @@ pub fn check_placeholders(text: &str, allow_port: bool) -> Result<(), String> {
             || name.strip_prefix("url:").is_some_and(|s| !s.is_empty());
         if !known {
             return Err(format!(
-                "unknown placeholder `{{{name}}}` (known: {{port}}, {{database_url}}, {{root}}, {{instance_id}}, {{config}}, {{url:SERVICE}})"
+                "unknown placeholder `{{{name}}}` (known: {{port}}, {{database_url}}, {{root}}, {{instance_id}}, {{config}}, {{target_dir}}, {{url:SERVICE}})"
             ));
         }
         if name == "port" && !allow_port {
@@ -589,7 +589,7 @@ health = { path = "/health", service = "tasker-worker" }
         assert_eq!(orch.identity, "tasker-orchestration");
         assert_eq!(orch.line, 14);
         let worker = &m.services[1];
-        assert_eq!(worker.step.launch, Launch::Command { program: "ruby".into() });
+        assert_eq!(worker.step.launch, Launch::Command { program: "ruby".into(), package: None });
         assert_eq!(worker.depends_on, vec!["orchestration"]);
         assert!(worker.optional);
         assert_eq!(m.migrate.unwrap().args, vec!["migrate"]);

@@ -391,9 +391,12 @@ pub fn start(
         return Err(interruption());
     }
 
+    let profile_dir = session.plan.profile_dir.clone();
+    let env =
+        Env { database_url: &database_url, root: &root, profile_dir: &profile_dir, logs: &logs };
     if let Some(migrate) = session.plan.migrate.clone() {
         let started = Instant::now();
-        run_migrate(&migrate, &database_url, &root, &logs, options.timeout)?;
+        run_migrate(&migrate, &env, options.timeout)?;
         timings.add("migrate", started.elapsed());
     }
 
@@ -409,7 +412,7 @@ pub fn start(
         // Ports are reserved for the whole wave at once so two services never get the same one.
         let ports = reserve_ports(&wave, options.fixed_ports)?;
         for (service, port) in wave.iter().zip(ports) {
-            let (child, record) = spawn_service(service, port, &database_url, &root, &logs, &urls)?;
+            let (child, record) = spawn_service(service, port, &env, &urls)?;
             session.state.services.push(record.clone());
             children.push(child);
             records.push(record);
@@ -480,22 +483,25 @@ fn command_for(process: &Process, vars: &Vars, log: &Path) -> anyhow::Result<Com
     Ok(cmd)
 }
 
-fn run_migrate(
-    migrate: &Process,
-    database_url: &str,
-    root: &Path,
-    logs: &Path,
-    timeout: Duration,
-) -> anyhow::Result<()> {
-    let log = logs.join("migrate.log");
+/// What every process of a session shares.
+struct Env<'a> {
+    database_url: &'a str,
+    root: &'a Path,
+    profile_dir: &'a Path,
+    logs: &'a Path,
+}
+
+fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Result<()> {
+    let log = env.logs.join("migrate.log");
     let id = instance_id("migrate");
     let urls = BTreeMap::new();
     let vars = Vars {
         port: None,
-        database_url,
-        root,
+        database_url: env.database_url,
+        root: env.root,
         instance_id: &id,
         config: migrate.config.as_deref(),
+        target_dir: env.profile_dir,
         urls: &urls,
     };
     let mut child = command_for(migrate, &vars, &log)?
@@ -535,20 +541,19 @@ fn run_migrate(
 fn spawn_service(
     service: &PlannedService,
     port: u16,
-    database_url: &str,
-    root: &Path,
-    logs: &Path,
+    env: &Env,
     urls: &BTreeMap<String, String>,
 ) -> anyhow::Result<(Child, ServiceRecord)> {
     let name = &service.process.name;
-    let log = logs.join(format!("{name}.log"));
+    let log = env.logs.join(format!("{name}.log"));
     let id = instance_id(name);
     let vars = Vars {
         port: Some(port),
-        database_url,
-        root,
+        database_url: env.database_url,
+        root: env.root,
         instance_id: &id,
         config: service.process.config.as_deref(),
+        target_dir: env.profile_dir,
         urls,
     };
     let child = command_for(&service.process, &vars, &log)?

@@ -24,6 +24,8 @@ pub trait World {
 
 #[derive(Debug, Clone)]
 pub struct Plan {
+    /// `target/<profile>`: where cargo binaries come from; `{target_dir}` in templates.
+    pub profile_dir: PathBuf,
     pub migrate: Option<Process>,
     /// Services in start order: a wave starts when the previous one is ready; the
     /// services of one wave start in parallel.
@@ -183,12 +185,18 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
         .filter(|s| skipped.iter().any(|k| k.name == s.name))
         .filter_map(|s| s.tests.clone())
         .collect();
-    Ok(Plan { migrate, waves, skipped, excluded_tests })
+    Ok(Plan {
+        profile_dir: options.target_dir.join(if options.release { "release" } else { "debug" }),
+        migrate,
+        waves,
+        skipped,
+        excluded_tests,
+    })
 }
 
 fn missing_programs(step: &Step, world: &dyn World) -> Vec<String> {
     let mut programs: Vec<&str> = step.requires.iter().map(String::as_str).collect();
-    if let Launch::Command { program } = &step.launch
+    if let Launch::Command { program, .. } = &step.launch
         && !program.contains('/')
     {
         programs.push(program);
@@ -219,14 +227,14 @@ fn process(
             }
             path
         }
-        Launch::Command { program } if program.contains('/') => {
+        Launch::Command { program, .. } if program.contains('/') => {
             let path = options.root.join(program);
             if !world.exists(&path) {
                 return Err(format!("`{name}` runs `{program}`, which does not exist"));
             }
             path
         }
-        Launch::Command { program } => PathBuf::from(program),
+        Launch::Command { program, .. } => PathBuf::from(program),
     };
     let config = step.config.as_ref().map(|c| options.root.join(c));
     if let Some(config) = &config
@@ -292,6 +300,7 @@ pub struct Vars<'a> {
     pub root: &'a Path,
     pub instance_id: &'a str,
     pub config: Option<&'a Path>,
+    pub target_dir: &'a Path,
     /// Base URLs of the services started so far.
     pub urls: &'a BTreeMap<String, String>,
 }
@@ -313,6 +322,7 @@ pub fn render(template: &str, vars: &Vars) -> String {
             "database_url" => out.push_str(vars.database_url),
             "root" => out.push_str(&vars.root.display().to_string()),
             "instance_id" => out.push_str(vars.instance_id),
+            "target_dir" => out.push_str(&vars.target_dir.display().to_string()),
             "config" => {
                 out.push_str(&vars.config.map(|c| c.display().to_string()).unwrap_or_default())
             }
@@ -518,14 +528,15 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
             root: Path::new("/r"),
             instance_id: "id-1",
             config: Some(Path::new("/r/c.toml")),
+            target_dir: Path::new("/r/target/debug"),
             urls: &urls,
         };
         assert_eq!(
             render(
-                "127.0.0.1:{port} {database_url} {root}/x {instance_id} {config} {url:orchestration}",
+                "127.0.0.1:{port} {database_url} {root}/x {instance_id} {config} {url:orchestration} {target_dir}/lib.so",
                 &vars
             ),
-            "127.0.0.1:4242 postgres://u@h/db /r/x id-1 /r/c.toml http://127.0.0.1:9"
+            "127.0.0.1:4242 postgres://u@h/db /r/x id-1 /r/c.toml http://127.0.0.1:9 /r/target/debug/lib.so"
         );
         assert_eq!(render("no placeholders", &vars), "no placeholders");
     }
