@@ -192,7 +192,7 @@ fn up_exports_urls_that_answer_and_down_leaves_nothing() {
     let state = read_state(&f.state("s"));
     let status = f.run("s", &["services", "status"]);
     let status_text = String::from_utf8_lossy(&status.stdout);
-    assert_eq!(status_text.matches("healthy").count(), 2, "{status_text}");
+    assert_eq!(status_text.matches("s  healthy").count(), 2, "{status_text}");
     let logs = f.run("s", &["services", "logs", "worker"]);
     assert!(
         String::from_utf8_lossy(&logs.stdout).contains("fake-service starting as tasker-worker")
@@ -407,12 +407,12 @@ fn two_sessions_with_separate_state_dirs_run_side_by_side() {
     assert_eq!(unique.len(), ports.len(), "ports shared: {ports:?}");
     for state in ["a", "b"] {
         let out = f.run(state, &["services", "status"]);
-        assert_eq!(String::from_utf8_lossy(&out.stdout).matches("healthy").count(), 2);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).matches("s  healthy").count(), 2);
     }
     f.down("a");
     // b is untouched by a's teardown.
     let out = f.run("b", &["services", "status"]);
-    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("healthy").count(), 2);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("s  healthy").count(), 2);
     f.down("b");
     f.assert_nothing_left("a");
     f.assert_nothing_left("b");
