@@ -84,6 +84,8 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     let options = services::up_options(&start, &args.common);
     let manifest = manifest::load(&options.manifest)?;
     native::ensure_no_session(&options.state_dir)?;
+    // Logs of an earlier failed run must not pass for this run's.
+    let _ = std::fs::remove_dir_all(options.state_dir.join("ci-logs"));
     if !args.no_build {
         let started = Instant::now();
         github::group("build", || build(&manifest, args.release))?;

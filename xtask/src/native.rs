@@ -349,6 +349,9 @@ pub fn start(
     timings: &mut Timings,
 ) -> anyhow::Result<Session> {
     let Prepared { manifest, plan, database_url, binaries } = prepared;
+    if interrupted() {
+        return Err(interruption());
+    }
     let logs = log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut session = Session {

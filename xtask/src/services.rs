@@ -138,8 +138,9 @@ fn up(start: &Start, common: &Common) -> anyhow::Result<()> {
     let began = Instant::now();
     let prepared = native::prepare(&options, &mut timings)?;
     let session = native::start(prepared, &options, &mut timings)?;
+    // Before detaching: if the exports cannot be written, the session still tears down.
+    let exports = write_exports(&session.state, true)?;
     let state = session.detach();
-    let exports = write_exports(&state, true)?;
     eprintln!(
         "xtask: {} service(s) ready in {:.2}s (database {}); stop them with `cargo xtask services down`",
         state.services.len(),
