@@ -99,6 +99,13 @@ export = "TASKER_TEST_WORKER_URL"
         self.xtask(state, args).output().unwrap()
     }
 
+    /// Starts `cmd` in its own process group (so our signals reach only it), its output
+    /// in `<fixture>/background.log`.
+    fn background(&self, cmd: &mut Command) -> std::process::Child {
+        let log = std::fs::File::create(self.dir.join("background.log")).unwrap();
+        cmd.stdout(log.try_clone().unwrap()).stderr(log).process_group(0).spawn().unwrap()
+    }
+
     fn up(&self, state: &str) -> Output {
         let out = self.run(state, &["services", "up"]);
         assert!(out.status.success(), "up failed: {}", String::from_utf8_lossy(&out.stderr));
@@ -365,14 +372,13 @@ fn ci_native_runs_the_tests_against_the_services_and_collects_logs_on_failure() 
     f.assert_nothing_left("s");
 }
 
-#[test]
-fn sigint_to_ci_native_mid_run_leaves_nothing_behind() {
-    let f = Fixture::new("sigint");
+/// Signals `ci-native` while its tests run; everything must be gone afterwards.
+fn interrupt_ci_native_mid_run(name: &str, signal: i32) {
+    let f = Fixture::new(name);
     f.two_services();
     let marker = f.dir.join("tests-running");
     let cargo = fake_cargo(&f, &format!("touch '{}'; exec sleep 60", marker.display()));
-    let mut child =
-        f.xtask("s", &["ci-native"]).env("CARGO", &cargo).process_group(0).spawn().unwrap();
+    let mut child = f.background(f.xtask("s", &["ci-native"]).env("CARGO", &cargo));
     let deadline = Instant::now() + Duration::from_secs(60);
     while !marker.exists() {
         assert!(Instant::now() < deadline, "the tests never started");
@@ -383,13 +389,55 @@ fn sigint_to_ci_native_mid_run_leaves_nothing_behind() {
     let data_dir = PathBuf::from(state["database"]["embedded"]["data_dir"].as_str().unwrap());
     assert!(data_dir.exists());
     // SAFETY: signalling the child we spawned.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    unsafe { libc::kill(child.id() as i32, signal) };
     let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130));
+    assert_eq!(status.code(), Some(128 + signal));
     for port in ports_of(&state) {
         assert!(port_closed(port), "port {port} still open");
     }
     assert!(!data_dir.exists(), "data directory left behind");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn sigint_to_ci_native_mid_run_leaves_nothing_behind() {
+    interrupt_ci_native_mid_run("sigint", libc::SIGINT);
+}
+
+#[test]
+fn sigterm_to_ci_native_mid_run_leaves_nothing_behind() {
+    interrupt_ci_native_mid_run("sigterm", libc::SIGTERM);
+}
+
+#[test]
+fn sigint_while_waiting_for_readiness_leaves_nothing_behind() {
+    let f = Fixture::new("sigint-startup");
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_DELAY_MS = "600000" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+"#,
+        tag = f.dir.display()
+    ));
+    let mut child = f.background(&mut f.xtask("s", &["services", "up"]));
+    // Wait until the service is recorded as started, i.e. `up` waits for its readiness.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = std::fs::read_to_string(f.state("s").join("services.json"))
+            .is_ok_and(|t| t.contains("\"orchestration\""));
+        if started {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service never started");
+        assert!(child.try_wait().unwrap().is_none(), "up ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
     f.assert_nothing_left("s");
 }
 
