@@ -462,6 +462,7 @@ fn check_not_relative_path(text: &str) -> Result<(), String> {
 fn validate_graph(manifest: &Manifest, file: &str) -> Result<(), String> {
     let names: BTreeSet<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
     let mut exports = BTreeSet::new();
+    let mut fixed_ports = BTreeSet::new();
     for service in &manifest.services {
         let at = format!("{file}:{}", service.line);
         for dep in &service.depends_on {
@@ -490,6 +491,11 @@ fn validate_graph(manifest: &Manifest, file: &str) -> Result<(), String> {
             && !exports.insert(var.as_str())
         {
             return Err(format!("{at}: `{var}` is exported by two services"));
+        }
+        if let Some(port) = service.fixed_port
+            && !fixed_ports.insert(port)
+        {
+            return Err(format!("{at}: fixed_port {port} is used by two services"));
         }
     }
     for (_, value) in manifest.env.iter().chain(manifest.migrate.iter().flat_map(|m| m.env.iter()))
@@ -648,6 +654,19 @@ health = { path = "/health", service = "tasker-worker" }
         assert!(error_of(&text).contains("never receives its port"));
         let text = GOOD.replace(", service = \"tasker-worker\"", "");
         assert!(error_of(&text).contains("health needs `service`"));
+    }
+
+    #[test]
+    fn fixed_ports_must_differ() {
+        let text = GOOD.replace("optional = true", "optional = true\nfixed_port = 8080").replace(
+            "export = \"TASKER_TEST_ORCHESTRATION_URL\"",
+            "export = \"TASKER_TEST_ORCHESTRATION_URL\"\nfixed_port = 8080",
+        );
+        assert!(
+            error_of(&text).contains("fixed_port 8080 is used by two services"),
+            "{}",
+            error_of(&text)
+        );
     }
 
     #[test]
