@@ -405,13 +405,15 @@ pub fn start(
 
     let mut urls: BTreeMap<String, String> = BTreeMap::new();
     let deadline = Instant::now() + readiness::scaled(options.timeout);
+    // Every service started so far, with its process handle, for exit detection.
+    let mut children: Vec<Child> = Vec::new();
+    let mut records: Vec<ServiceRecord> = Vec::new();
     for wave in session.plan.waves.clone() {
         if interrupted() {
             return Err(interruption());
         }
         let started = Instant::now();
-        let mut children: Vec<Child> = Vec::new();
-        let mut records: Vec<ServiceRecord> = Vec::new();
+        let earlier = records.len();
         // Ports are reserved for the whole wave at once so two services never get the same one.
         let ports = reserve_ports(&wave, options.fixed_ports)?;
         for (service, port) in wave.iter().zip(ports) {
@@ -427,7 +429,8 @@ pub fn start(
         let mut targets: Vec<readiness::Target> = records
             .iter()
             .zip(children.iter_mut())
-            .map(|(r, child)| readiness::Target {
+            .enumerate()
+            .map(|(i, (r, child))| readiness::Target {
                 name: &r.name,
                 addr: SocketAddr::from(([127, 0, 0, 1], r.port)),
                 path: &r.health_path,
@@ -435,6 +438,7 @@ pub fn start(
                 instance_id: &r.instance_id,
                 log: r.log.clone(),
                 child: Some(child),
+                ready: i < earlier,
             })
             .collect();
         let left = deadline.saturating_duration_since(Instant::now());
@@ -444,7 +448,7 @@ pub fn start(
             Err(failure) => return Err(failure.into()),
         }
         timings.add("ready", started.elapsed());
-        for r in &records {
+        for r in &records[earlier..] {
             urls.insert(r.name.clone(), r.url.clone());
         }
     }

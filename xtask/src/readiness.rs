@@ -24,6 +24,8 @@ pub struct Target<'a> {
     pub log: PathBuf,
     /// The process, when we own it here (to notice an early exit).
     pub child: Option<&'a mut Child>,
+    /// Already ready (an earlier wave): only watched for an exit, not probed.
+    pub ready: bool,
 }
 
 /// A minimal HTTP/1.0 GET (no TLS, no keep-alive, no chunking): the status code and body.
@@ -129,21 +131,22 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Waits until every target is ready, one of them exits, `timeout` passes, or
-/// `interrupted` says to stop.
+/// Waits until every target is ready, one of them exits (also one already ready),
+/// `timeout` passes, or `interrupted` says to stop.
 pub fn wait_all(
     targets: &mut [Target],
     timeout: Duration,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
-    let mut last: Vec<Option<String>> =
-        targets.iter().map(|_| Some("no answer yet".to_string())).collect();
+    let mut last: Vec<Option<String>> = targets
+        .iter()
+        .map(|t| if t.ready { None } else { Some("no answer yet".to_string()) })
+        .collect();
     loop {
         for (target, last) in targets.iter_mut().zip(last.iter_mut()) {
-            if last.is_none() {
-                continue;
-            }
+            // Every process is watched: a dependency that dies while its dependents start
+            // is reported at once too.
             if let Some(child) = target.child.as_deref_mut()
                 && let Ok(Some(status)) = child.try_wait()
             {
@@ -153,6 +156,9 @@ pub fn wait_all(
                     log: target.log.clone(),
                     tail: processes::tail(&target.log, 30),
                 });
+            }
+            if last.is_none() {
+                continue;
             }
             *last = check(target.addr, target.path, target.identity, target.instance_id).err();
         }

@@ -242,6 +242,37 @@ health = {{ path = "/health", service = "tasker-orchestration" }}
 }
 
 #[test]
+fn a_dependency_dying_while_its_dependents_start_is_reported_at_once() {
+    let f = Fixture::new("depdies");
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_EXIT_AFTER_MS = "500" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+
+[services.worker]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "tasker-worker", FAKE_DELAY_MS = "600000" }}
+depends_on = ["orchestration"]
+health = {{ path = "/health", service = "tasker-worker" }}
+"#,
+        tag = f.dir.display()
+    ));
+    let out = f.run("s", &["services", "up", "--timeout", "60"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service `orchestration` exited during startup (exit status: 7)"),
+        "{err}"
+    );
+    assert!(err.contains("configured to exit after 500 ms"), "{err}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
 fn a_foreign_server_on_the_services_port_is_never_accepted() {
     let f = Fixture::new("foreign");
     // The service process never binds; a separate program answers 200 on its port.

@@ -4,7 +4,8 @@
 //!
 //! `fake-service serve`   serve /health as $FAKE_IDENTITY (default tasker-orchestration);
 //!                        FAKE_CRASH=1 exits with code 3 at start, FAKE_DELAY_MS delays the bind,
-//!                        FAKE_IGNORE_TERM=1 ignores SIGTERM.
+//!                        FAKE_IGNORE_TERM=1 ignores SIGTERM, FAKE_EXIT_AFTER_MS exits (code 7)
+//!                        that long after start.
 //! `fake-service migrate` checks that $DATABASE_URL accepts TCP connections, then exits.
 //! `fake-service foreign PORT` answers every request with a 200 that is not ours.
 
@@ -49,6 +50,13 @@ fn serve() {
     }
     if let Ok(ms) = env("FAKE_DELAY_MS").parse::<u64>() {
         std::thread::sleep(Duration::from_millis(ms));
+    }
+    if let Ok(ms) = env("FAKE_EXIT_AFTER_MS").parse::<u64>() {
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(ms));
+            eprintln!("fake-service: configured to exit after {ms} ms");
+            std::process::exit(7);
+        });
     }
     let addr = env("TASKER_WEB_BIND_ADDRESS");
     let listener = TcpListener::bind(&addr).unwrap_or_else(|e| {
