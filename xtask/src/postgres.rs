@@ -36,6 +36,9 @@ pub struct Embedded {
     pub url: String,
 }
 
+/// Bumped whenever `template()` makes the data directory differently.
+const TEMPLATE_FORMAT: &str = "f2";
+
 /// The user the server runs as when we are root.
 const SERVER_USER: &str = "postgres";
 
@@ -188,7 +191,8 @@ fn template(
     user: Option<(libc::uid_t, libc::gid_t)>,
 ) -> anyhow::Result<PathBuf> {
     let cache = reachable_by_server(&project::xtask_dir(), user, "xtask-pg-cache");
-    let dir = cache.join(format!("pg-template-{}-{database}", bins.version));
+    // The name changes with the way the template is made, so an old cache is not reused.
+    let dir = cache.join(format!("pg-template-{}-{database}-{TEMPLATE_FORMAT}", bins.version));
     if dir.join("PG_VERSION").exists() {
         return Ok(dir);
     }
@@ -206,6 +210,8 @@ fn template(
                 "postgres",
                 "--auth=trust",
                 "--no-sync",
+                // 1 MB WAL segments instead of 16: a third less to copy per run.
+                "--wal-segsize=1",
                 "--locale=C",
                 "--encoding=UTF8",
                 "--no-instructions",
