@@ -10,7 +10,11 @@ use clap::{Parser, Subcommand};
 use project::{Exit, UserError};
 
 #[derive(Parser)]
-#[command(name = "cargo xtask", about = "Automation for this repository", version)]
+#[command(
+    name = "cargo xtask",
+    about = "Automation for this repository",
+    version
+)]
 struct Cli {
     #[command(subcommand)]
     task: Task,
