@@ -245,8 +245,8 @@ impl TaskerConfig {
         let mut placeholders = BTreeMap::new();
         substitute_table(&mut table, "", lookup, &mut placeholders)
             .map_err(|(key, message)| error(Some(key), message))?;
-        let mut config: TaskerConfig =
-            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
+        let mut config: TaskerConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
+            .map_err(|err| {
                 let key = err.path().to_string();
                 let key = (key != ".").then_some(key);
                 error(key, err.into_inner().to_string())
@@ -331,13 +331,18 @@ impl TaskerConfig {
         )?;
         let queues = &self.queues;
         for (key, name) in [
-            ("queues.namespace_queue_prefix", &queues.namespace_queue_prefix),
+            (
+                "queues.namespace_queue_prefix",
+                &queues.namespace_queue_prefix,
+            ),
             ("queues.step_results_queue", &queues.step_results_queue),
         ] {
             check(
                 name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.len() < 40,
                 key,
-                format!("`{name}` is not a valid queue name (ASCII letters, digits, `_`, < 40 chars)"),
+                format!(
+                    "`{name}` is not a valid queue name (ASCII letters, digits, `_`, < 40 chars)"
+                ),
             )?;
         }
         check(
@@ -350,7 +355,11 @@ impl TaskerConfig {
             "queues.visibility_timeout_seconds",
             "must be at least 1",
         )?;
-        check(queues.batch_size >= 1, "queues.batch_size", "must be at least 1")?;
+        check(
+            queues.batch_size >= 1,
+            "queues.batch_size",
+            "must be at least 1",
+        )?;
         check(
             queues.polling_interval_ms >= 1,
             "queues.polling_interval_ms",
@@ -622,7 +631,10 @@ max_ms = 100
     fn generated_test_configs_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let vars = env(&[
-            ("DATABASE_URL", "postgres://tasker@127.0.0.1:5999/tasker_test"),
+            (
+                "DATABASE_URL",
+                "postgres://tasker@127.0.0.1:5999/tasker_test",
+            ),
             ("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0"),
             ("TASKER_INSTANCE_ID", "unit-test"),
         ]);

@@ -72,9 +72,10 @@ pub async fn migrate(pool: &PgPool) -> anyhow::Result<MigrationReport> {
 }
 
 async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-        .fetch_one(pool)
-        .await?;
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
     if !exists {
         return Ok(Vec::new());
     }

@@ -99,7 +99,10 @@ impl TaskTemplate {
                 return Err(format!("duplicate step `{}`", step.name));
             }
             if step.max_attempts == 0 {
-                return Err(format!("step `{}`: max_attempts must be at least 1", step.name));
+                return Err(format!(
+                    "step `{}`: max_attempts must be at least 1",
+                    step.name
+                ));
             }
         }
         for step in &self.steps {
@@ -116,7 +119,12 @@ impl TaskTemplate {
         let mut remaining: BTreeMap<&str, BTreeSet<&str>> = self
             .steps
             .iter()
-            .map(|s| (s.name.as_str(), s.depends_on.iter().map(String::as_str).collect()))
+            .map(|s| {
+                (
+                    s.name.as_str(),
+                    s.depends_on.iter().map(String::as_str).collect(),
+                )
+            })
             .collect();
         loop {
             let ready: Vec<&str> = remaining
@@ -166,9 +174,11 @@ impl TemplateRegistry {
             )
         })?;
         for namespace_dir in namespaces.into_iter().filter(|p| p.is_dir()) {
-            let names = sorted_entries(&namespace_dir).map_err(|e| error(&namespace_dir, e.to_string()))?;
+            let names =
+                sorted_entries(&namespace_dir).map_err(|e| error(&namespace_dir, e.to_string()))?;
             for name_dir in names.into_iter().filter(|p| p.is_dir()) {
-                let files = sorted_entries(&name_dir).map_err(|e| error(&name_dir, e.to_string()))?;
+                let files =
+                    sorted_entries(&name_dir).map_err(|e| error(&name_dir, e.to_string()))?;
                 for file in files {
                     if file.extension().is_none_or(|ext| ext != "toml") {
                         continue;
@@ -260,19 +270,25 @@ mod tests {
         .unwrap();
         assert_eq!(template.steps.len(), 2);
         assert_eq!(template.step("a").unwrap().max_attempts, 3);
-        assert_eq!(template.step("b").unwrap().depends_on, vec!["a".to_string()]);
+        assert_eq!(
+            template.step("b").unwrap().depends_on,
+            vec!["a".to_string()]
+        );
     }
 
     #[test]
     fn rejects_unknown_dependency() {
-        let err = parse("[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"zz\"]\n").unwrap_err();
+        let err =
+            parse("[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"zz\"]\n").unwrap_err();
         assert_eq!(err, "step `a` depends on unknown step `zz`");
     }
 
     #[test]
     fn rejects_duplicate_step() {
-        let err = parse("[[steps]]\nname = \"a\"\nhandler = \"h\"\n[[steps]]\nname = \"a\"\nhandler = \"h\"\n")
-            .unwrap_err();
+        let err = parse(
+            "[[steps]]\nname = \"a\"\nhandler = \"h\"\n[[steps]]\nname = \"a\"\nhandler = \"h\"\n",
+        )
+        .unwrap_err();
         assert_eq!(err, "duplicate step `a`");
     }
 
@@ -310,7 +326,11 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tasker-templates-{}", std::process::id()));
         let file = dir.join("ns/broken/1.0.0.toml");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(&file, "[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"a\"]\n").unwrap();
+        std::fs::write(
+            &file,
+            "[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"a\"]\n",
+        )
+        .unwrap();
         let err = TemplateRegistry::load_dir(&dir).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(err.file, file);

@@ -38,7 +38,8 @@ impl TestDatabase {
 
     /// Like [`TestDatabase::create`] without migrating.
     pub async fn create_empty() -> TestDatabase {
-        let server = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL is not a valid URL");
+        let server =
+            PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL is not a valid URL");
         let name = format!("tasker_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = server.connect().await.expect("connecting to DATABASE_URL");
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -65,9 +66,12 @@ impl TestDatabase {
     pub async fn drop_database(self) {
         self.pool.close().await;
         if let Ok(mut admin) = self.server.connect().await {
-            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-                .execute(&mut admin)
-                .await;
+            let _ = sqlx::query(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut admin)
+            .await;
         }
     }
 }

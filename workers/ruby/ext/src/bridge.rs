@@ -82,15 +82,22 @@ pub struct Counters {
     pub failed: AtomicU64,
 }
 
+/// What `next_step` can receive: a step, or the news that no step will come any more.
+#[derive(Debug)]
+pub enum Event {
+    Step(StepRequest),
+    Ended(String),
+}
+
 pub struct Bridge {
-    steps: mpsc::UnboundedSender<StepRequest>,
+    steps: mpsc::UnboundedSender<Event>,
     pending: Mutex<HashMap<u64, oneshot::Sender<StepResult>>>,
     next_id: AtomicU64,
     pub counters: Counters,
 }
 
 /// The receiving end, owned by the FFI handle and read by `next_step`.
-pub type StepReceiver = mpsc::UnboundedReceiver<StepRequest>;
+pub type StepReceiver = mpsc::UnboundedReceiver<Event>;
 
 impl Bridge {
     pub fn new() -> (Self, StepReceiver) {
@@ -120,24 +127,21 @@ impl Bridge {
             handler: handler.to_owned(),
             payload,
         };
-        if self.steps.send(request).is_err() {
+        self.counters.dispatched.fetch_add(1, Ordering::Relaxed);
+        if self.steps.send(Event::Step(request)).is_err() {
             // The FFI handle is gone: stay pending until the runtime drops this future.
             std::future::pending::<()>().await;
         }
-        self.counters.dispatched.fetch_add(1, Ordering::Relaxed);
         match receiver.await {
-            Ok(result) => {
-                let counter = if result.is_ok() {
-                    &self.counters.succeeded
-                } else {
-                    &self.counters.failed
-                };
-                counter.fetch_add(1, Ordering::Relaxed);
-                result
-            }
+            Ok(result) => result,
             // Only reachable if the entry was removed without an answer; keep the step pending.
             Err(_) => std::future::pending().await,
         }
+    }
+
+    /// Tells `next_step` that the runtime has ended (why), waking it at once.
+    pub fn end(&self, reason: String) {
+        let _ = self.steps.send(Event::Ended(reason));
     }
 
     /// Delivers Ruby's outcome to the waiting handler.
@@ -149,6 +153,12 @@ impl Bridge {
         let sender = self.pending_map().remove(&id).ok_or_else(|| {
             format!("unknown step id {id}: already completed, or never handed out")
         })?;
+        // Counted here, on the caller's thread, so `stats` right after is exact.
+        let counter = match outcome {
+            Outcome::Success { .. } => &self.counters.succeeded,
+            Outcome::Error { .. } => &self.counters.failed,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
         // The handler may have been cancelled meanwhile (shutdown); nothing waits then.
         let _ = sender.send(outcome.into_result());
         Ok(())
@@ -177,12 +187,12 @@ impl Drop for PendingGuard<'_> {
     }
 }
 
-/// Waits up to `timeout` for the next step. `None` on timeout or when no producer is left.
-pub fn next_step(
+/// Waits up to `timeout` for the next event. `None` on timeout.
+pub fn next_event(
     runtime: &tokio::runtime::Runtime,
     receiver: &mut StepReceiver,
     timeout: Duration,
-) -> Option<StepRequest> {
+) -> Option<Event> {
     runtime.block_on(async {
         tokio::time::timeout(timeout, receiver.recv())
             .await
@@ -196,6 +206,17 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
+
+    fn next_step(
+        runtime: &tokio::runtime::Runtime,
+        receiver: &mut StepReceiver,
+        timeout: Duration,
+    ) -> Option<StepRequest> {
+        match next_event(runtime, receiver, timeout)? {
+            Event::Step(step) => Some(step),
+            Event::Ended(reason) => panic!("unexpected end: {reason}"),
+        }
+    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()

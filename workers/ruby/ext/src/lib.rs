@@ -26,21 +26,22 @@ mod worker;
 
 use std::ffi::{CStr, CString, c_char};
 use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use bridge::{Bridge, StepReceiver};
+use bridge::{Bridge, Event, StepReceiver};
 
 /// The opaque handle Ruby holds.
 pub struct TaskerRubyWorker {
     runtime: Option<tokio::runtime::Runtime>,
     bridge: Arc<Bridge>,
     receiver: StepReceiver,
-    /// Set when the worker runtime ends on its own (e.g. it lost its database).
-    failure: Arc<Mutex<Option<String>>>,
+    /// Why the runtime ended on its own (the worker lost its database, the synthetic feed
+    /// is done); once set, `next_step` keeps reporting it as a `stopped` document.
+    ended: Option<String>,
     backend: Backend,
 }
 
@@ -50,13 +51,6 @@ enum Backend {
 }
 
 impl TaskerRubyWorker {
-    fn failure(&self) -> Option<String> {
-        self.failure
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-
     fn stop(mut self, budget: Duration) -> Result<(), String> {
         let runtime = self.runtime.take().expect("the runtime lives until stop");
         let result = match self.backend {
@@ -102,19 +96,12 @@ pub unsafe extern "C" fn tasker_ruby_start(
         let runtime = new_runtime()?;
         let (bridge, receiver) = Bridge::new();
         let bridge = Arc::new(bridge);
-        let failure = Arc::new(Mutex::new(None));
-        let running = worker::start(
-            &runtime,
-            config_path,
-            &handlers,
-            bridge.clone(),
-            failure.clone(),
-        )?;
+        let running = worker::start(&runtime, config_path, &handlers, bridge.clone())?;
         Ok(TaskerRubyWorker {
             runtime: Some(runtime),
             bridge,
             receiver,
-            failure,
+            ended: None,
             backend: Backend::Worker(running),
         })
     });
@@ -123,7 +110,8 @@ pub unsafe extern "C" fn tasker_ruby_start(
 
 /// Starts a handle whose steps come from a generated feed instead of the queues (no
 /// database, no HTTP), for soak tests and benchmarks. `spec_json`:
-/// `{"handlers":[names...],"count":N,"context":{...}}`.
+/// `{"handlers":[names...],"count":N,"context":{...}}`. The steps are dispatched one at a
+/// time; after the last one is completed `next_step` reports `stopped`.
 ///
 /// # Safety
 /// As [`tasker_ruby_start`].
@@ -137,12 +125,19 @@ pub unsafe extern "C" fn tasker_ruby_start_synthetic(
         let runtime = new_runtime()?;
         let (bridge, receiver) = Bridge::new();
         let bridge = Arc::new(bridge);
-        let feeder = runtime.spawn(synthetic::feed(bridge.clone(), spec));
+        let feeder = runtime.spawn({
+            let bridge = bridge.clone();
+            async move {
+                let count = spec.count;
+                synthetic::feed(&bridge, spec).await;
+                bridge.end(format!("synthetic feed of {count} steps finished"));
+            }
+        });
         Ok(TaskerRubyWorker {
             runtime: Some(runtime),
             bridge,
             receiver,
-            failure: Arc::new(Mutex::new(None)),
+            ended: None,
             backend: Backend::Synthetic(feeder),
         })
     });
@@ -162,17 +157,21 @@ pub unsafe extern "C" fn tasker_ruby_next_step(
 ) -> *mut c_char {
     let taken = guard(|| {
         let worker = unsafe { handle.as_mut() }.ok_or("next_step: the handle is NULL")?;
-        if let Some(reason) = worker.failure() {
-            return Ok(Some(stopped(&reason)));
+        if let Some(reason) = &worker.ended {
+            return Ok(Some(stopped(reason)));
         }
-        let timeout = Duration::from_millis(timeout_ms);
         let TaskerRubyWorker {
             runtime, receiver, ..
         } = worker;
         let runtime = runtime.as_ref().expect("the runtime lives until stop");
-        match bridge::next_step(runtime, receiver, timeout) {
-            Some(step) => Ok(Some(step.to_json())),
-            None => Ok(worker.failure().map(|reason| stopped(&reason))),
+        match bridge::next_event(runtime, receiver, Duration::from_millis(timeout_ms)) {
+            Some(Event::Step(step)) => Ok(Some(step.to_json())),
+            Some(Event::Ended(reason)) => {
+                let document = stopped(&reason);
+                worker.ended = Some(reason);
+                Ok(Some(document))
+            }
+            None => Ok(None),
         }
     });
     match taken {
@@ -368,7 +367,12 @@ mod tests {
                 );
             }
             assert_eq!(handlers, ["a", "b", "a"]);
-            assert!(take(tasker_ruby_next_step(handle, 20)).is_none());
+            let end: Value =
+                serde_json::from_str(&take(tasker_ruby_next_step(handle, 5000)).unwrap()).unwrap();
+            assert_eq!(
+                end,
+                json!({"type":"stopped","reason":"synthetic feed of 3 steps finished"})
+            );
             let stats: Value =
                 serde_json::from_str(&take(tasker_ruby_stats(handle)).unwrap()).unwrap();
             assert_eq!(

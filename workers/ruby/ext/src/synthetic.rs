@@ -2,8 +2,6 @@
 //! database, so the FFI hand-over can be soaked and measured on its own
 //! (`workers/ruby/bench/soak.rb`).
 
-use std::sync::Arc;
-
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -36,7 +34,7 @@ impl Spec {
 
 /// Dispatches `count` steps one after the other, cycling through the handlers. The payload
 /// has the shape the real worker gives handlers, with empty dependency results.
-pub async fn feed(bridge: Arc<Bridge>, spec: Spec) {
+pub async fn feed(bridge: &Bridge, spec: Spec) {
     for sequence in 0..spec.count {
         let handler = &spec.handlers[(sequence % spec.handlers.len() as u64) as usize];
         let payload = json!({

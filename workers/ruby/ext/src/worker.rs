@@ -1,6 +1,6 @@
 //! The real backend: a `tasker-worker` runtime whose handlers forward to Ruby.
 
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::bridge::Bridge;
@@ -12,7 +12,6 @@ pub fn start(
     _config_path: &str,
     _handlers: &[String],
     _bridge: Arc<Bridge>,
-    _failure: Arc<Mutex<Option<String>>>,
 ) -> Result<Running, String> {
     Err("the tasker-worker runtime is not wired in yet".to_owned())
 }
