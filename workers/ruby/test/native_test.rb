@@ -7,7 +7,7 @@ class NativeTest < Minitest::Test
   include TestSupport
 
   def quiet_logger
-    Logger.new(StringIO.new)
+    Logger.new(File::NULL)
   end
 
   def worker_loop(runtime, grace: 1.0)
