@@ -1,7 +1,9 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod config;
 mod project;
+mod test;
 
 use std::process::ExitCode;
 
@@ -12,6 +14,7 @@ use project::{Exit, UserError};
 #[derive(Parser)]
 #[command(
     name = "cargo xtask",
+    bin_name = "cargo xtask",
     about = "Automation for this repository",
     version
 )]
@@ -21,11 +24,19 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Task {}
+enum Task {
+    /// Generate a service config file from the layered sources in config/tasker/
+    Config(config::Args),
+    /// Run the whole test suite: unit, integration and doc tests of the workspace
+    Test(test::Args),
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result: anyhow::Result<()> = match cli.task {};
+    let result = match cli.task {
+        Task::Config(args) => config::run(args),
+        Task::Test(args) => test::run(args),
+    };
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => report(err),
