@@ -22,11 +22,7 @@ pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => {
             let dir = PathBuf::from(dir);
-            if dir.is_absolute() {
-                dir
-            } else {
-                root().join(dir)
-            }
+            if dir.is_absolute() { dir } else { root().join(dir) }
         }
         None => root().join("target"),
     }
@@ -47,20 +43,14 @@ pub fn cargo() -> Command {
 /// `path` relative to the workspace root when it is inside it, for messages.
 pub fn display_path(path: &Path) -> String {
     let root = root();
-    path.strip_prefix(&root)
-        .unwrap_or(path)
-        .display()
-        .to_string()
+    path.strip_prefix(&root).unwrap_or(path).display().to_string()
 }
 
 /// Writes `contents` to `path` atomically: a temporary file in the same directory is
 /// renamed over the target, so a reader never sees a half-written file and a failure
 /// leaves the old file untouched.
 pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let file_name = path.file_name().context("output path has no file name")?;
     let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));

@@ -61,14 +61,9 @@ impl TaskState {
     }
 
     pub fn parse(text: &str) -> Option<TaskState> {
-        [
-            TaskState::Pending,
-            TaskState::InProgress,
-            TaskState::Complete,
-            TaskState::Error,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
+        [TaskState::Pending, TaskState::InProgress, TaskState::Complete, TaskState::Error]
+            .into_iter()
+            .find(|state| state.as_str() == text)
     }
 }
 
@@ -94,14 +89,9 @@ impl StepState {
     }
 
     pub fn parse(text: &str) -> Option<StepState> {
-        [
-            StepState::Pending,
-            StepState::Enqueued,
-            StepState::Complete,
-            StepState::Error,
-        ]
-        .into_iter()
-        .find(|state| state.as_str() == text)
+        [StepState::Pending, StepState::Enqueued, StepState::Complete, StepState::Error]
+            .into_iter()
+            .find(|state| state.as_str() == text)
     }
 }
 

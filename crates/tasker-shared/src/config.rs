@@ -146,9 +146,7 @@ fn default_request_timeout_ms() -> u64 {
 impl WebConfig {
     /// The parsed bind address (validated at load, so this cannot fail afterwards).
     pub fn socket_addr(&self) -> SocketAddr {
-        self.bind_address
-            .parse()
-            .expect("bind_address is validated when the config is loaded")
+        self.bind_address.parse().expect("bind_address is validated when the config is loaded")
     }
 }
 
@@ -290,28 +288,19 @@ impl TaskerConfig {
         if path.is_absolute() {
             path.clone()
         } else {
-            std::env::current_dir()
-                .map(|cwd| cwd.join(path))
-                .unwrap_or_else(|_| path.clone())
+            std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.clone())
         }
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         fn check(ok: bool, key: &str, message: impl Into<String>) -> Result<(), (String, String)> {
-            if ok {
-                Ok(())
-            } else {
-                Err((key.to_string(), message.into()))
-            }
+            if ok { Ok(()) } else { Err((key.to_string(), message.into())) }
         }
         let url = &self.database.url;
         check(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
             "database.url",
-            format!(
-                "expected a postgres:// URL, got `{}`",
-                crate::redact_database_url(url)
-            ),
+            format!("expected a postgres:// URL, got `{}`", crate::redact_database_url(url)),
         )?;
         let pool = &self.database.pool;
         check(
@@ -324,17 +313,10 @@ impl TaskerConfig {
             "database.pool.min_connections",
             "must not exceed database.pool.max_connections",
         )?;
-        check(
-            pool.acquire_timeout_ms > 0,
-            "database.pool.acquire_timeout_ms",
-            "must be positive",
-        )?;
+        check(pool.acquire_timeout_ms > 0, "database.pool.acquire_timeout_ms", "must be positive")?;
         let queues = &self.queues;
         for (key, name) in [
-            (
-                "queues.namespace_queue_prefix",
-                &queues.namespace_queue_prefix,
-            ),
+            ("queues.namespace_queue_prefix", &queues.namespace_queue_prefix),
             ("queues.step_results_queue", &queues.step_results_queue),
         ] {
             check(
@@ -355,16 +337,8 @@ impl TaskerConfig {
             "queues.visibility_timeout_seconds",
             "must be at least 1",
         )?;
-        check(
-            queues.batch_size >= 1,
-            "queues.batch_size",
-            "must be at least 1",
-        )?;
-        check(
-            queues.polling_interval_ms >= 1,
-            "queues.polling_interval_ms",
-            "must be at least 1",
-        )?;
+        check(queues.batch_size >= 1, "queues.batch_size", "must be at least 1")?;
+        check(queues.polling_interval_ms >= 1, "queues.polling_interval_ms", "must be at least 1")?;
         check(
             !self.execution.environment.is_empty(),
             "execution.environment",
@@ -402,18 +376,15 @@ impl TaskerConfig {
 }
 
 fn check_bind_address(web: &WebConfig, key: &str) -> Result<(), (String, String)> {
-    web.bind_address
-        .parse::<SocketAddr>()
-        .map(|_| ())
-        .map_err(|_| {
-            (
-                key.to_string(),
-                format!(
-                    "`{}` is not a socket address; expected IP:PORT such as 127.0.0.1:8080",
-                    web.bind_address
-                ),
-            )
-        })
+    web.bind_address.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
+        (
+            key.to_string(),
+            format!(
+                "`{}` is not a socket address; expected IP:PORT such as 127.0.0.1:8080",
+                web.bind_address
+            ),
+        )
+    })
 }
 
 fn substitute_table(
@@ -423,11 +394,7 @@ fn substitute_table(
     placeholders: &mut BTreeMap<String, String>,
 ) -> Result<(), (String, String)> {
     for (name, value) in table.iter_mut() {
-        let key = if prefix.is_empty() {
-            name.clone()
-        } else {
-            format!("{prefix}.{name}")
-        };
+        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
         substitute_value(value, key, lookup, placeholders)?;
     }
     Ok(())
@@ -498,10 +465,8 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> = pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: BTreeMap<String, String> =
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         move |name| map.get(name).cloned()
     }
 
@@ -539,10 +504,7 @@ max_ms = 100
     fn substitutes_values_and_defaults() {
         let lookup = env(&[("TASKER_ENV", "ci")]);
         assert_eq!(substitute("a-${TASKER_ENV}-b", &lookup).unwrap(), "a-ci-b");
-        assert_eq!(
-            substitute("${TASKER_INSTANCE_ID:-none}", &lookup).unwrap(),
-            "none"
-        );
+        assert_eq!(substitute("${TASKER_INSTANCE_ID:-none}", &lookup).unwrap(), "none");
         assert_eq!(substitute("plain", &lookup).unwrap(), "plain");
     }
 
@@ -616,10 +578,7 @@ max_ms = 100
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let backoff = BackoffConfig {
-            base_ms: 50,
-            max_ms: 500,
-        };
+        let backoff = BackoffConfig { base_ms: 50, max_ms: 500 };
         assert_eq!(backoff.delay_after(1), Duration::from_millis(50));
         assert_eq!(backoff.delay_after(2), Duration::from_millis(100));
         assert_eq!(backoff.delay_after(10), Duration::from_millis(500));
@@ -631,10 +590,7 @@ max_ms = 100
     fn generated_test_configs_load() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
         let vars = env(&[
-            (
-                "DATABASE_URL",
-                "postgres://tasker@127.0.0.1:5999/tasker_test",
-            ),
+            ("DATABASE_URL", "postgres://tasker@127.0.0.1:5999/tasker_test"),
             ("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0"),
             ("TASKER_INSTANCE_ID", "unit-test"),
         ]);

@@ -17,9 +17,7 @@ pub fn redact_database_url(url: &str) -> String {
         return url.to_string();
     };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..]
-        .find('/')
-        .map_or(url.len(), |i| authority_start + i);
+    let authority_end = url[authority_start..].find('/').map_or(url.len(), |i| authority_start + i);
     let authority = &url[authority_start..authority_end];
     let Some(at) = authority.rfind('@') else {
         return url.to_string();
@@ -40,10 +38,8 @@ pub fn redact_database_url(url: &str) -> String {
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .try_init();
+    let _ =
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -67,10 +63,7 @@ mod tests {
             redact_database_url("postgres://u:s3cret@h:5/db?x=1"),
             "postgres://u:***@h:5/db?x=1"
         );
-        assert_eq!(
-            redact_database_url("postgres://u@h/db"),
-            "postgres://u@h/db"
-        );
+        assert_eq!(redact_database_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_database_url("nonsense"), "nonsense");
     }
 }

@@ -99,10 +99,7 @@ impl TaskTemplate {
                 return Err(format!("duplicate step `{}`", step.name));
             }
             if step.max_attempts == 0 {
-                return Err(format!(
-                    "step `{}`: max_attempts must be at least 1",
-                    step.name
-                ));
+                return Err(format!("step `{}`: max_attempts must be at least 1", step.name));
             }
         }
         for step in &self.steps {
@@ -119,12 +116,7 @@ impl TaskTemplate {
         let mut remaining: BTreeMap<&str, BTreeSet<&str>> = self
             .steps
             .iter()
-            .map(|s| {
-                (
-                    s.name.as_str(),
-                    s.depends_on.iter().map(String::as_str).collect(),
-                )
-            })
+            .map(|s| (s.name.as_str(), s.depends_on.iter().map(String::as_str).collect()))
             .collect();
         loop {
             let ready: Vec<&str> = remaining
@@ -144,10 +136,7 @@ impl TaskTemplate {
         }
         if !remaining.is_empty() {
             let cycle: Vec<&str> = remaining.keys().copied().collect();
-            return Err(format!(
-                "dependency cycle among steps: {}",
-                cycle.join(", ")
-            ));
+            return Err(format!("dependency cycle among steps: {}", cycle.join(", ")));
         }
         Ok(())
     }
@@ -162,10 +151,8 @@ pub struct TemplateRegistry {
 impl TemplateRegistry {
     /// Loads `<dir>/<namespace>/<name>/<version>.toml`; the first invalid file fails it all.
     pub fn load_dir(dir: &Path) -> Result<Self, TemplateError> {
-        let error = |file: &Path, message: String| TemplateError {
-            file: file.to_path_buf(),
-            message,
-        };
+        let error =
+            |file: &Path, message: String| TemplateError { file: file.to_path_buf(), message };
         let mut registry = TemplateRegistry::default();
         let namespaces = sorted_entries(dir).map_err(|err| {
             error(
@@ -201,17 +188,12 @@ impl TemplateRegistry {
     }
 
     pub fn insert(&mut self, template: TaskTemplate) {
-        let key = (
-            template.namespace.clone(),
-            template.name.clone(),
-            template.version.clone(),
-        );
+        let key = (template.namespace.clone(), template.name.clone(), template.version.clone());
         self.templates.insert(key, template);
     }
 
     pub fn get(&self, namespace: &str, name: &str, version: &str) -> Option<&TaskTemplate> {
-        self.templates
-            .get(&(namespace.to_string(), name.to_string(), version.to_string()))
+        self.templates.get(&(namespace.to_string(), name.to_string(), version.to_string()))
     }
 
     pub fn namespaces(&self) -> BTreeSet<String> {
@@ -240,9 +222,7 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_default()
+    path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -270,10 +250,7 @@ mod tests {
         .unwrap();
         assert_eq!(template.steps.len(), 2);
         assert_eq!(template.step("a").unwrap().max_attempts, 3);
-        assert_eq!(
-            template.step("b").unwrap().depends_on,
-            vec!["a".to_string()]
-        );
+        assert_eq!(template.step("b").unwrap().depends_on, vec!["a".to_string()]);
     }
 
     #[test]
@@ -326,11 +303,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tasker-templates-{}", std::process::id()));
         let file = dir.join("ns/broken/1.0.0.toml");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(
-            &file,
-            "[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"a\"]\n",
-        )
-        .unwrap();
+        std::fs::write(&file, "[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"a\"]\n")
+            .unwrap();
         let err = TemplateRegistry::load_dir(&dir).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(err.file, file);

@@ -11,10 +11,7 @@ pub const MISSING_DATABASE_URL: &str = "DATABASE_URL is not set: run `cargo xtas
 
 /// The server URL for database tests; panics with the agreed message when unset.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL")
-        .ok()
-        .filter(|url| !url.is_empty())
-        .expect(MISSING_DATABASE_URL)
+    std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()).expect(MISSING_DATABASE_URL)
 }
 
 /// A database created for one test; dropped by [`TestDatabase::drop_database`].
@@ -30,9 +27,7 @@ impl TestDatabase {
     /// (PGMQ + this project's schema).
     pub async fn create() -> TestDatabase {
         let db = Self::create_empty().await;
-        crate::db::migrate(&db.pool)
-            .await
-            .expect("migrating the test database");
+        crate::db::migrate(&db.pool).await.expect("migrating the test database");
         db
     }
 
@@ -53,12 +48,7 @@ impl TestDatabase {
             .connect_with(options)
             .await
             .expect("connecting to the test database");
-        TestDatabase {
-            name,
-            url,
-            pool,
-            server,
-        }
+        TestDatabase { name, url, pool, server }
     }
 
     /// Closes the pool and drops the database (best effort: a failure only leaks a
@@ -66,12 +56,9 @@ impl TestDatabase {
     pub async fn drop_database(self) {
         self.pool.close().await;
         if let Ok(mut admin) = self.server.connect().await {
-            let _ = sqlx::query(&format!(
-                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
-                self.name
-            ))
-            .execute(&mut admin)
-            .await;
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .execute(&mut admin)
+                .await;
         }
     }
 }

@@ -65,10 +65,9 @@ impl Outcome {
     fn into_result(self) -> StepResult {
         match self {
             Outcome::Success { result } => Ok(result),
-            Outcome::Error {
-                message,
-                error_class: Some(class),
-            } => Err(format!("{class}: {message}")),
+            Outcome::Error { message, error_class: Some(class) } => {
+                Err(format!("{class}: {message}"))
+            }
             Outcome::Error { message, .. } => Err(message),
         }
     }
@@ -118,15 +117,8 @@ impl Bridge {
         let step_id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (sender, receiver) = oneshot::channel();
         self.pending_map().insert(step_id, sender);
-        let _forget_on_drop = PendingGuard {
-            bridge: self,
-            step_id,
-        };
-        let request = StepRequest {
-            step_id,
-            handler: handler.to_owned(),
-            payload,
-        };
+        let _forget_on_drop = PendingGuard { bridge: self, step_id };
+        let request = StepRequest { step_id, handler: handler.to_owned(), payload };
         self.counters.dispatched.fetch_add(1, Ordering::Relaxed);
         if self.steps.send(Event::Step(request)).is_err() {
             // The FFI handle is gone: stay pending until the runtime drops this future.
@@ -170,9 +162,7 @@ impl Bridge {
 
     fn pending_map(&self) -> std::sync::MutexGuard<'_, HashMap<u64, oneshot::Sender<StepResult>>> {
         // A panic while holding this lock leaves the map consistent (single insert/remove).
-        self.pending
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.pending.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -193,12 +183,7 @@ pub fn next_event(
     receiver: &mut StepReceiver,
     timeout: Duration,
 ) -> Option<Event> {
-    runtime.block_on(async {
-        tokio::time::timeout(timeout, receiver.recv())
-            .await
-            .ok()
-            .flatten()
-    })
+    runtime.block_on(async { tokio::time::timeout(timeout, receiver.recv()).await.ok().flatten() })
 }
 
 #[cfg(test)]
@@ -219,11 +204,7 @@ mod tests {
     }
 
     fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .unwrap()
+        tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().unwrap()
     }
 
     #[test]
@@ -239,10 +220,7 @@ mod tests {
         assert_eq!(step.handler, "square");
         assert_eq!(step.payload, json!({"n": 3}));
         bridge
-            .complete(
-                &step.step_id.to_string(),
-                r#"{"status":"success","result":{"value":9}}"#,
-            )
+            .complete(&step.step_id.to_string(), r#"{"status":"success","result":{"value":9}}"#)
             .unwrap();
         assert_eq!(rt.block_on(first).unwrap(), Ok(json!({"value": 9})));
 
@@ -257,10 +235,7 @@ mod tests {
                 r#"{"status":"error","message":"no luck","error_class":"RuntimeError"}"#,
             )
             .unwrap();
-        assert_eq!(
-            rt.block_on(second).unwrap(),
-            Err("RuntimeError: no luck".to_owned())
-        );
+        assert_eq!(rt.block_on(second).unwrap(), Err("RuntimeError: no luck".to_owned()));
         assert_eq!(bridge.pending_count(), 0);
         assert_eq!(bridge.counters.succeeded.load(Ordering::Relaxed), 1);
         assert_eq!(bridge.counters.failed.load(Ordering::Relaxed), 1);
@@ -281,21 +256,13 @@ mod tests {
         assert!(err.starts_with("invalid step outcome JSON"), "{err}");
         let err = bridge.complete(&id, r#"{"status":"maybe"}"#).unwrap_err();
         assert!(err.starts_with("invalid step outcome JSON"), "{err}");
-        let err = bridge
-            .complete("x1", r#"{"status":"success","result":1}"#)
-            .unwrap_err();
+        let err = bridge.complete("x1", r#"{"status":"success","result":1}"#).unwrap_err();
         assert!(err.contains("invalid step id \"x1\""), "{err}");
-        let err = bridge
-            .complete("999", r#"{"status":"success","result":1}"#)
-            .unwrap_err();
+        let err = bridge.complete("999", r#"{"status":"success","result":1}"#).unwrap_err();
         assert!(err.contains("unknown step id 999"), "{err}");
         assert_eq!(bridge.pending_count(), 1);
-        bridge
-            .complete(&id, r#"{"status":"success","result":1}"#)
-            .unwrap();
-        let err = bridge
-            .complete(&id, r#"{"status":"success","result":1}"#)
-            .unwrap_err();
+        bridge.complete(&id, r#"{"status":"success","result":1}"#).unwrap();
+        let err = bridge.complete(&id, r#"{"status":"success","result":1}"#).unwrap_err();
         assert!(err.contains("already completed"), "{err}");
     }
 
@@ -320,10 +287,7 @@ mod tests {
         let _ = rt.block_on(task);
         assert_eq!(bridge.pending_count(), 0);
         let err = bridge
-            .complete(
-                &step.step_id.to_string(),
-                r#"{"status":"success","result":1}"#,
-            )
+            .complete(&step.step_id.to_string(), r#"{"status":"success","result":1}"#)
             .unwrap_err();
         assert!(err.contains("unknown step id"), "{err}");
     }

@@ -160,9 +160,7 @@ pub unsafe extern "C" fn tasker_ruby_next_step(
         if let Some(reason) = &worker.ended {
             return Ok(Some(stopped(reason)));
         }
-        let TaskerRubyWorker {
-            runtime, receiver, ..
-        } = worker;
+        let TaskerRubyWorker { runtime, receiver, .. } = worker;
         let runtime = runtime.as_ref().expect("the runtime lives until stop");
         match bridge::next_event(runtime, receiver, Duration::from_millis(timeout_ms)) {
             Some(Event::Step(step)) => Ok(Some(step.to_json())),
@@ -273,9 +271,7 @@ fn guard<T>(body: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".to_owned());
-            Err(format!(
-                "internal error in tasker-worker-ruby-ext: {detail}"
-            ))
+            Err(format!("internal error in tasker-worker-ruby-ext: {detail}"))
         }
     }
 }
@@ -284,9 +280,7 @@ unsafe fn borrow_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, Stri
     if ptr.is_null() {
         return Err(format!("{name} is NULL"));
     }
-    unsafe { CStr::from_ptr(ptr) }
-        .to_str()
-        .map_err(|_| format!("{name} is not valid UTF-8"))
+    unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| format!("{name} is not valid UTF-8"))
 }
 
 fn parse_handlers(text: &str) -> Result<Vec<String>, String> {
@@ -358,11 +352,7 @@ mod tests {
                 let id = c(step["step_id"].as_str().unwrap());
                 let outcome = c(r#"{"status":"success","result":{"ok":true}}"#);
                 assert_eq!(
-                    take(tasker_ruby_complete_step(
-                        handle,
-                        id.as_ptr(),
-                        outcome.as_ptr()
-                    )),
+                    take(tasker_ruby_complete_step(handle, id.as_ptr(), outcome.as_ptr())),
                     None
                 );
             }
@@ -375,10 +365,7 @@ mod tests {
             );
             let stats: Value =
                 serde_json::from_str(&take(tasker_ruby_stats(handle)).unwrap()).unwrap();
-            assert_eq!(
-                stats,
-                json!({"dispatched":3,"succeeded":3,"failed":0,"pending":0})
-            );
+            assert_eq!(stats, json!({"dispatched":3,"succeeded":3,"failed":0,"pending":0}));
             assert_eq!(take(tasker_ruby_stop(handle, 500)), None);
         }
     }
@@ -414,9 +401,6 @@ mod tests {
     #[test]
     fn a_panic_becomes_an_error_message() {
         let result: Result<(), String> = guard(|| panic!("kaboom"));
-        assert_eq!(
-            result.unwrap_err(),
-            "internal error in tasker-worker-ruby-ext: kaboom"
-        );
+        assert_eq!(result.unwrap_err(), "internal error in tasker-worker-ruby-ext: kaboom");
     }
 }
