@@ -41,7 +41,7 @@ logger.info("starting (pid #{Process.pid}, ruby #{RUBY_VERSION})")
 settings.summary.each { |line| logger.info("config: #{line}") }
 
 registry = TaskerRuby::Handlers.registry
-logger.info("handlers: #{registry.names.join(', ')}")
+logger.info("handlers (namespace #{TaskerRuby::Handlers::NAMESPACE}): #{registry.names.join(', ')}")
 
 begin
   library = TaskerRuby::Native.locate
@@ -60,7 +60,7 @@ stop = { requested: false, loop: nil }
 end
 
 begin
-  runtime = native.start(config_path, registry.names)
+  runtime = native.start(config_path, { TaskerRuby::Handlers::NAMESPACE => registry.names })
 rescue TaskerRuby::StartError => e
   fail_with.call("cannot start the worker runtime: #{e.message}", 2)
 end

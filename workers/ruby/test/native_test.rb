@@ -55,7 +55,7 @@ class NativeTest < Minitest::Test
   end
 
   def test_invalid_config_path_is_the_loaders_message
-    error = assert_raises(TaskerRuby::StartError) { native.start("/nonexistent/worker.toml", ["ruby_linear_step_1"]) }
+    error = assert_raises(TaskerRuby::StartError) { native.start("/nonexistent/worker.toml", { "ruby" => ["ruby_linear_step_1"] }) }
     assert_match(%r{/nonexistent/worker.toml}, error.message)
   end
 

@@ -76,10 +76,14 @@ fn new_runtime() -> Result<tokio::runtime::Runtime, String> {
         .map_err(|err| format!("cannot start the tokio runtime: {err}"))
 }
 
-/// Starts the worker runtime from a generated worker config file.
+/// Starts the worker runtime from a generated worker config file (placeholders are
+/// substituted from the process environment: `DATABASE_URL`, `TASKER_WEB_BIND_ADDRESS`,
+/// `TASKER_INSTANCE_ID`, ...). It connects, creates the queues of the handlers' namespaces,
+/// serves `/health` and starts consuming before it returns.
 ///
-/// `handlers_json` is a JSON array of the handler names Ruby serves. Returns a handle, or
-/// NULL with `*error_out` set to an error message (free it with `tasker_ruby_free_string`).
+/// `handlers_json` names the Ruby handlers by namespace: `{"ruby":["ruby_linear_step_1",...]}`.
+/// Returns a handle, or NULL with `*error_out` set to the error message (free it with
+/// `tasker_ruby_free_string`).
 ///
 /// # Safety
 /// `config_path` and `handlers_json` are NUL-terminated strings; `error_out` is NULL or
@@ -283,11 +287,14 @@ unsafe fn borrow_str<'a>(ptr: *const c_char, name: &str) -> Result<&'a str, Stri
     unsafe { CStr::from_ptr(ptr) }.to_str().map_err(|_| format!("{name} is not valid UTF-8"))
 }
 
-fn parse_handlers(text: &str) -> Result<Vec<String>, String> {
-    let names: Vec<String> = serde_json::from_str(text)
-        .map_err(|err| format!("handlers_json must be a JSON array of handler names: {err}"))?;
-    if names.is_empty() {
-        return Err("handlers_json is empty: register at least one Ruby handler".to_owned());
+fn parse_handlers(text: &str) -> Result<worker::HandlerNames, String> {
+    let names: worker::HandlerNames = serde_json::from_str(text).map_err(|err| {
+        format!(
+            "handlers_json must map namespaces to handler names, e.g. {{\"ruby\":[\"h\"]}}: {err}"
+        )
+    })?;
+    if names.values().all(Vec::is_empty) {
+        return Err("handlers_json names no handler: register at least one Ruby handler".to_owned());
     }
     Ok(names)
 }
@@ -379,9 +386,26 @@ mod tests {
             assert!(take(error).unwrap().starts_with("invalid synthetic spec"));
 
             let mut error = std::ptr::null_mut();
-            let handle = tasker_ruby_start(std::ptr::null(), c("[]").as_ptr(), &mut error);
+            let handle = tasker_ruby_start(std::ptr::null(), c("{}").as_ptr(), &mut error);
             assert!(handle.is_null());
             assert_eq!(take(error).unwrap(), "config_path is NULL");
+
+            let mut error = std::ptr::null_mut();
+            let handle =
+                tasker_ruby_start(c("/x.toml").as_ptr(), c(r#"{"ruby":[]}"#).as_ptr(), &mut error);
+            assert!(handle.is_null());
+            assert!(take(error).unwrap().starts_with("handlers_json names no handler"));
+
+            let mut error = std::ptr::null_mut();
+            let handlers = c(r#"{"ruby":["h"]}"#);
+            let handle = tasker_ruby_start(
+                c("/nonexistent/worker.toml").as_ptr(),
+                handlers.as_ptr(),
+                &mut error,
+            );
+            assert!(handle.is_null());
+            let message = take(error).unwrap();
+            assert!(message.contains("/nonexistent/worker.toml"), "{message}");
 
             let stopped: Value = serde_json::from_str(
                 &take(tasker_ruby_next_step(std::ptr::null_mut(), 1)).unwrap(),

@@ -1,23 +1,72 @@
 //! The real backend: a `tasker-worker` runtime whose handlers forward to Ruby.
 
+use std::collections::BTreeMap;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde_json::json;
+use tasker_shared::TaskerConfig;
+use tasker_worker::{HandlerRegistry, RunningWorker, StepMessage, Worker, WorkerOptions};
+
 use crate::bridge::Bridge;
 
-pub struct Running;
+/// Handler names by namespace, as Ruby registers them: `{"ruby": ["ruby_linear_step_1", ...]}`.
+pub type HandlerNames = BTreeMap<String, Vec<String>>;
 
+pub struct Running {
+    worker: RunningWorker,
+}
+
+/// Loads the config (substituting from the process environment), registers one forwarding
+/// handler per Ruby handler and starts the worker: queues, consumers, `/health` with
+/// `language: "ruby"`. Errors are the loader's or the worker's message.
 pub fn start(
-    _runtime: &tokio::runtime::Runtime,
-    _config_path: &str,
-    _handlers: &[String],
-    _bridge: Arc<Bridge>,
+    runtime: &tokio::runtime::Runtime,
+    config_path: &str,
+    handlers: &HandlerNames,
+    bridge: Arc<Bridge>,
 ) -> Result<Running, String> {
-    Err("the tasker-worker runtime is not wired in yet".to_owned())
+    tasker_shared::init_tracing();
+    let config = TaskerConfig::load_from(Path::new(config_path), &|name| std::env::var(name).ok())
+        .and_then(|config| config.worker().map(|_| config.clone()))
+        .map_err(|err| err.to_string())?;
+    let mut registry = HandlerRegistry::new();
+    for (namespace, names) in handlers {
+        for name in names {
+            let bridge = bridge.clone();
+            registry.register(namespace, name, move |step: StepMessage| {
+                let bridge = bridge.clone();
+                async move { forward(&bridge, step).await }
+            });
+        }
+    }
+    let worker = runtime
+        .block_on(Worker::start(config, registry, WorkerOptions::new("ruby")))
+        .map_err(|err| format!("{err:#}"))?;
+    tracing::info!(address = %worker.local_addr(), worker_id = worker.worker_id(), "Ruby worker runtime started");
+    Ok(Running { worker })
+}
+
+/// Hands the step to Ruby as `{"namespace", "step_name", "attempt", "context",
+/// "dependency_results", ...}` (the whole step message) and waits for its outcome.
+async fn forward(bridge: &Bridge, step: StepMessage) -> Result<serde_json::Value, String> {
+    let handler = step.handler.clone();
+    let payload = serde_json::to_value(&step)
+        .unwrap_or_else(|err| json!({ "encoding_error": err.to_string() }));
+    bridge.dispatch(&handler, payload).await
 }
 
 impl Running {
-    pub fn stop(self, _runtime: &tokio::runtime::Runtime, _budget: Duration) -> Result<(), String> {
-        Ok(())
+    /// Graceful stop within `budget`: no new steps, in-flight steps that Ruby completes in
+    /// time post their results, the HTTP server closes.
+    pub fn stop(self, runtime: &tokio::runtime::Runtime, budget: Duration) -> Result<(), String> {
+        match runtime.block_on(tokio::time::timeout(budget, self.worker.stop())) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(err)) => Err(format!("{err:#}")),
+            Err(_) => Err(format!(
+                "the worker did not stop within {budget:?}; unfinished steps reappear after their visibility timeout"
+            )),
+        }
     }
 }

@@ -8,6 +8,8 @@ require_relative "handlers/sleep_workflow"
 module TaskerRuby
   # The handlers of the `ruby` namespace (templates in config/tasks/ruby/).
   module Handlers
+    NAMESPACE = "ruby"
+
     ALL = {
       "ruby_linear_step_1" => LinearWorkflow::Triple.new,
       "ruby_linear_step_2" => LinearWorkflow::AddSeven.new,

@@ -59,9 +59,11 @@ module TaskerRuby
       raise LibraryMissing, "cannot load #{path}: #{e.message} (rebuild it with `#{BUILD_COMMAND}`)"
     end
 
-    # Starts the worker runtime; raises StartError with the loader's message.
-    def start(config_path, handler_names)
-      Runtime.new(self, with_error_out { |error_out| @start.call(config_path, JSON.generate(handler_names), error_out) })
+    # Starts the worker runtime for `{namespace => [handler names]}`; raises StartError with
+    # the loader's (or the worker's) message.
+    def start(config_path, handlers_by_namespace)
+      handlers = JSON.generate(handlers_by_namespace)
+      Runtime.new(self, with_error_out { |error_out| @start.call(config_path, handlers, error_out) })
     end
 
     # Starts a handle fed with generated steps (no database), for soak tests.
