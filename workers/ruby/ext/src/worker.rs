@@ -61,7 +61,10 @@ impl Running {
     /// Graceful stop within `budget`: no new steps, in-flight steps that Ruby completes in
     /// time post their results, the HTTP server closes.
     pub fn stop(self, runtime: &tokio::runtime::Runtime, budget: Duration) -> Result<(), String> {
-        match runtime.block_on(tokio::time::timeout(budget, self.worker.stop())) {
+        // The timer must be created inside the runtime, hence the async block.
+        let stopped =
+            runtime.block_on(async move { tokio::time::timeout(budget, self.worker.stop()).await });
+        match stopped {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(format!("{err:#}")),
             Err(_) => Err(format!(
