@@ -17,7 +17,9 @@ pub fn redact_database_url(url: &str) -> String {
         return url.to_string();
     };
     let authority_start = scheme_end + 3;
-    let authority_end = url[authority_start..].find('/').map_or(url.len(), |i| authority_start + i);
+    let authority_end = url[authority_start..]
+        .find('/')
+        .map_or(url.len(), |i| authority_start + i);
     let authority = &url[authority_start..authority_end];
     let Some(at) = authority.rfind('@') else {
         return url.to_string();
@@ -37,9 +39,12 @@ pub fn redact_database_url(url: &str) -> String {
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ =
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).try_init();
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .try_init();
 }
 
 /// Resolves on the first SIGTERM or SIGINT.
@@ -63,7 +68,10 @@ mod tests {
             redact_database_url("postgres://u:s3cret@h:5/db?x=1"),
             "postgres://u:***@h:5/db?x=1"
         );
-        assert_eq!(redact_database_url("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact_database_url("postgres://u@h/db"),
+            "postgres://u@h/db"
+        );
         assert_eq!(redact_database_url("nonsense"), "nonsense");
     }
 }
