@@ -54,7 +54,10 @@ pub fn channel_name(queue: &str) -> String {
 
 /// Creates `queue` if it does not exist (PGMQ serialises concurrent creation with a lock).
 pub async fn create_queue<'e>(executor: impl PgExecutor<'e>, queue: &str) -> sqlx::Result<()> {
-    sqlx::query("SELECT pgmq.create($1)").bind(queue).execute(executor).await?;
+    sqlx::query("SELECT pgmq.create($1)")
+        .bind(queue)
+        .execute(executor)
+        .await?;
     Ok(())
 }
 
@@ -119,11 +122,7 @@ pub async fn read<'e>(
 }
 
 /// Deletes a message; `false` when it was already gone.
-pub async fn delete<'e>(
-    executor: impl PgExecutor<'e>,
-    queue: &str,
-    msg_id: i64,
-) -> sqlx::Result<bool> {
+pub async fn delete<'e>(executor: impl PgExecutor<'e>, queue: &str, msg_id: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT pgmq.delete($1, $2::bigint)")
         .bind(queue)
         .bind(msg_id)
@@ -133,11 +132,7 @@ pub async fn delete<'e>(
 
 /// Moves a message to the queue's archive table (kept for inspection, e.g. malformed
 /// messages); `false` when it was already gone.
-pub async fn archive<'e>(
-    executor: impl PgExecutor<'e>,
-    queue: &str,
-    msg_id: i64,
-) -> sqlx::Result<bool> {
+pub async fn archive<'e>(executor: impl PgExecutor<'e>, queue: &str, msg_id: i64) -> sqlx::Result<bool> {
     sqlx::query_scalar("SELECT pgmq.archive($1, $2::bigint)")
         .bind(queue)
         .bind(msg_id)
@@ -173,9 +168,14 @@ impl QueueWaker {
     pub async fn start(pool: &PgPool, queues: &[String]) -> sqlx::Result<QueueWaker> {
         let mut listener = PgListener::connect_with(pool).await?;
         let channels: Vec<String> = queues.iter().map(|q| channel_name(q)).collect();
-        listener.listen_all(channels.iter().map(String::as_str)).await?;
+        listener
+            .listen_all(channels.iter().map(String::as_str))
+            .await?;
         let notifies: Arc<HashMap<String, Arc<Notify>>> = Arc::new(
-            channels.into_iter().map(|channel| (channel, Arc::new(Notify::new()))).collect(),
+            channels
+                .into_iter()
+                .map(|channel| (channel, Arc::new(Notify::new())))
+                .collect(),
         );
         let by_channel = Arc::clone(&notifies);
         let listener_task = tokio::spawn(async move {
@@ -197,7 +197,10 @@ impl QueueWaker {
                 }
             }
         });
-        Ok(QueueWaker { notifies, listener_task })
+        Ok(QueueWaker {
+            notifies,
+            listener_task,
+        })
     }
 
     /// Waits until a message is announced on `queue` or `max_wait` passes.

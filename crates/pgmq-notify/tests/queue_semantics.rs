@@ -102,7 +102,9 @@ async fn delayed_message_is_invisible_until_due() {
     let pool = &db.pool;
     pgmq_notify::create_queue(pool, "jobs").await.unwrap();
     let sent = Instant::now();
-    pgmq_notify::send_delayed(pool, "jobs", &json!(1), Duration::from_millis(300)).await.unwrap();
+    pgmq_notify::send_delayed(pool, "jobs", &json!(1), Duration::from_millis(300))
+        .await
+        .unwrap();
     assert!(pgmq_notify::read(pool, "jobs", 30, 1).await.unwrap().is_empty());
     loop {
         if !pgmq_notify::read(pool, "jobs", 30, 1).await.unwrap().is_empty() {

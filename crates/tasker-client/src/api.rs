@@ -61,9 +61,14 @@ impl TaskState {
     }
 
     pub fn parse(text: &str) -> Option<TaskState> {
-        [TaskState::Pending, TaskState::InProgress, TaskState::Complete, TaskState::Error]
-            .into_iter()
-            .find(|state| state.as_str() == text)
+        [
+            TaskState::Pending,
+            TaskState::InProgress,
+            TaskState::Complete,
+            TaskState::Error,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
     }
 }
 
@@ -89,9 +94,14 @@ impl StepState {
     }
 
     pub fn parse(text: &str) -> Option<StepState> {
-        [StepState::Pending, StepState::Enqueued, StepState::Complete, StepState::Error]
-            .into_iter()
-            .find(|state| state.as_str() == text)
+        [
+            StepState::Pending,
+            StepState::Enqueued,
+            StepState::Complete,
+            StepState::Error,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
     }
 }
 

@@ -74,7 +74,10 @@ impl TaskerClient {
             .timeout_global(Some(Duration::from_secs(10)))
             .build()
             .into();
-        TaskerClient { base_url: base_url.into().trim_end_matches('/').to_string(), agent }
+        TaskerClient {
+            base_url: base_url.into().trim_end_matches('/').to_string(),
+            agent,
+        }
     }
 
     pub fn base_url(&self) -> &str {
@@ -122,7 +125,9 @@ impl TaskerClient {
                 return Ok(task);
             }
             if Instant::now() >= deadline {
-                return Err(ClientError::Timeout { task: Box::new(task) });
+                return Err(ClientError::Timeout {
+                    task: Box::new(task),
+                });
             }
             std::thread::sleep(interval.min(deadline.saturating_duration_since(Instant::now())));
             interval = (interval * 2).min(Duration::from_millis(50));
@@ -141,12 +146,7 @@ impl TaskerClient {
 
     /// `POST path` with a raw body (for testing how the server treats bad input).
     /// Returns the status and the body parsed as JSON (or `Decode` when it is not JSON).
-    pub fn post_raw(
-        &self,
-        path: &str,
-        content_type: &str,
-        body: &str,
-    ) -> Result<(u16, serde_json::Value)> {
+    pub fn post_raw(&self, path: &str, content_type: &str, body: &str) -> Result<(u16, serde_json::Value)> {
         let mut response = self
             .agent
             .post(format!("{}{path}", self.base_url))
@@ -169,10 +169,14 @@ fn expect_json<T: DeserializeOwned>(
     expected: u16,
 ) -> Result<T> {
     let status = response.status().as_u16();
-    let text =
-        response.body_mut().read_to_string().map_err(|err| ClientError::Decode(err.to_string()))?;
+    let text = response
+        .body_mut()
+        .read_to_string()
+        .map_err(|err| ClientError::Decode(err.to_string()))?;
     if status != expected {
-        let message = serde_json::from_str::<ErrorResponse>(&text).map(|e| e.error).unwrap_or(text);
+        let message = serde_json::from_str::<ErrorResponse>(&text)
+            .map(|e| e.error)
+            .unwrap_or(text);
         return Err(ClientError::Api { status, message });
     }
     serde_json::from_str(&text).map_err(|err| ClientError::Decode(format!("{err}: {text}")))

@@ -36,7 +36,13 @@ pub fn router(state: AppState) -> Router {
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {
-    (status, Json(ErrorResponse { error: message.into() })).into_response()
+    (
+        status,
+        Json(ErrorResponse {
+            error: message.into(),
+        }),
+    )
+        .into_response()
 }
 
 async fn health(State(state): State<AppState>) -> Json<Health> {
@@ -57,17 +63,13 @@ async fn ready(State(state): State<AppState>) -> Response {
     .await;
     let failing = match database {
         Ok(Ok(_)) if state.consumer_running.load(Ordering::SeqCst) => None,
-        Ok(Ok(_)) => {
-            Some(("result_consumer", "the step-results consumer is not running".to_string()))
-        }
+        Ok(Ok(_)) => Some(("result_consumer", "the step-results consumer is not running".to_string())),
         Ok(Err(err)) => Some(("database", err.to_string())),
         Err(_) => Some(("database", "no answer within 2 s".to_string())),
     };
     match failing {
-        None => {
-            Json(json!({"status": "ready", "checks": {"database": "ok", "result_consumer": "ok"}}))
-                .into_response()
-        }
+        None => Json(json!({"status": "ready", "checks": {"database": "ok", "result_consumer": "ok"}}))
+            .into_response(),
         Some((check, message)) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({"status": "not_ready", "failing_check": check, "error": message})),
@@ -85,9 +87,7 @@ async fn create_task(
         Err(rejection) => return error(rejection.status(), rejection.body_text()),
     };
     match state.engine.create_task(&request).await {
-        Ok(task_uuid) => {
-            (StatusCode::CREATED, Json(CreateTaskResponse { task_uuid })).into_response()
-        }
+        Ok(task_uuid) => (StatusCode::CREATED, Json(CreateTaskResponse { task_uuid })).into_response(),
         Err(CreateTaskError::Invalid(message)) => error(StatusCode::UNPROCESSABLE_ENTITY, message),
         Err(CreateTaskError::Internal(err)) => {
             tracing::error!("creating a task failed: {err:#}");
@@ -119,5 +119,8 @@ async fn not_found(method: Method, uri: Uri) -> Response {
 }
 
 async fn method_not_allowed(method: Method, uri: Uri) -> Response {
-    error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {uri}"))
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("{method} is not allowed on {uri}"),
+    )
 }

@@ -61,12 +61,8 @@ async fn apply(engine: &Engine, queue: &str, message: &QueueMessage) -> anyhow::
         Ok(result) => {
             let effect = engine.apply_result(&mut tx, &result).await?;
             match &effect {
-                ResultEffect::Ignored(why) => {
-                    tracing::info!(task = %result.task_uuid, "ignored result: {why}")
-                }
-                effect => {
-                    tracing::debug!(task = %result.task_uuid, step = %result.step_uuid, ?effect, "result applied")
-                }
+                ResultEffect::Ignored(why) => tracing::info!(task = %result.task_uuid, "ignored result: {why}"),
+                effect => tracing::debug!(task = %result.task_uuid, step = %result.step_uuid, ?effect, "result applied"),
             }
             pgmq_notify::delete(&mut *tx, queue, message.msg_id).await?;
         }

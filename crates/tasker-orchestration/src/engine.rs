@@ -21,7 +21,10 @@ use uuid::Uuid;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ResultEffect {
     /// The step completed; `enqueued` steps became ready; `task_complete` when it was last.
-    Completed { enqueued: Vec<String>, task_complete: bool },
+    Completed {
+        enqueued: Vec<String>,
+        task_complete: bool,
+    },
     /// The attempt failed and another is scheduled after `delay`.
     RetryScheduled { attempt: i32, delay: Duration },
     /// The last allowed attempt failed: step and task are in error.
@@ -59,7 +62,12 @@ impl Engine {
         queues: QueuesConfig,
         backoff: BackoffConfig,
     ) -> Engine {
-        Engine { pool, templates, queues, backoff }
+        Engine {
+            pool,
+            templates,
+            queues,
+            backoff,
+        }
     }
 
     pub fn pool(&self) -> &PgPool {
@@ -74,7 +82,8 @@ impl Engine {
     pub async fn create_queues(&self) -> anyhow::Result<()> {
         pgmq_notify::create_queue(&self.pool, &self.queues.step_results_queue).await?;
         for namespace in self.templates.namespaces() {
-            pgmq_notify::create_queue(&self.pool, &self.queues.namespace_queue(&namespace)).await?;
+            pgmq_notify::create_queue(&self.pool, &self.queues.namespace_queue(&namespace))
+                .await?;
         }
         Ok(())
     }
@@ -99,7 +108,9 @@ impl Engine {
                 ))
             })?;
         if !request.context.is_object() {
-            return Err(CreateTaskError::Invalid("`context` must be a JSON object".into()));
+            return Err(CreateTaskError::Invalid(
+                "`context` must be a JSON object".into(),
+            ));
         }
         let internal = |err: sqlx::Error| CreateTaskError::Internal(err.into());
         let task_uuid = Uuid::new_v4();
@@ -133,7 +144,9 @@ impl Engine {
             .await
             .map_err(internal)?;
         }
-        self.enqueue_ready_steps(&mut tx, task_uuid).await.map_err(CreateTaskError::Internal)?;
+        self.enqueue_ready_steps(&mut tx, task_uuid)
+            .await
+            .map_err(CreateTaskError::Internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(task_uuid)
     }
@@ -148,7 +161,10 @@ impl Engine {
         // Lock the task first: results of one task are applied one at a time, so two
         // branches finishing together cannot both miss (or both enqueue) their join.
         let Some(task) = lock_task(conn, message.task_uuid).await? else {
-            return Ok(ResultEffect::Ignored(format!("unknown task {}", message.task_uuid)));
+            return Ok(ResultEffect::Ignored(format!(
+                "unknown task {}",
+                message.task_uuid
+            )));
         };
         let step = sqlx::query(
             "SELECT name, state, attempts, max_attempts FROM tasker.workflow_steps
@@ -159,7 +175,10 @@ impl Engine {
         .fetch_optional(&mut *conn)
         .await?;
         let Some(step) = step else {
-            return Ok(ResultEffect::Ignored(format!("unknown step {}", message.step_uuid)));
+            return Ok(ResultEffect::Ignored(format!(
+                "unknown step {}",
+                message.step_uuid
+            )));
         };
         let step_name: String = step.get("name");
         let state: String = step.get("state");
@@ -202,7 +221,10 @@ impl Engine {
                 let task_complete = unfinished == 0;
                 touch_task(conn, message.task_uuid, task_complete.then_some(TaskState::Complete))
                     .await?;
-                Ok(ResultEffect::Completed { enqueued, task_complete })
+                Ok(ResultEffect::Completed {
+                    enqueued,
+                    task_complete,
+                })
             }
             StepOutcome::Error { message: error } => {
                 if attempts < max_attempts && task.state == TaskState::InProgress.as_str() {
@@ -217,7 +239,10 @@ impl Engine {
                     self.enqueue_step(conn, &task, message.task_uuid, message.step_uuid, delay)
                         .await?;
                     touch_task(conn, message.task_uuid, None).await?;
-                    Ok(ResultEffect::RetryScheduled { attempt: attempts + 1, delay })
+                    Ok(ResultEffect::RetryScheduled {
+                        attempt: attempts + 1,
+                        delay,
+                    })
                 } else {
                     sqlx::query(
                         "UPDATE tasker.workflow_steps
@@ -243,7 +268,9 @@ impl Engine {
         conn: &mut PgConnection,
         task_uuid: Uuid,
     ) -> anyhow::Result<Vec<String>> {
-        let task = lock_task(conn, task_uuid).await?.context("task vanished while enqueueing")?;
+        let task = lock_task(conn, task_uuid)
+            .await?
+            .context("task vanished while enqueueing")?;
         let ready = sqlx::query(
             "SELECT s.step_uuid, s.name FROM tasker.workflow_steps s
              WHERE s.task_uuid = $1 AND s.state = 'pending'
@@ -259,7 +286,8 @@ impl Engine {
         let mut names = Vec::with_capacity(ready.len());
         for row in ready {
             let step_uuid: Uuid = row.get("step_uuid");
-            self.enqueue_step(conn, &task, task_uuid, step_uuid, Duration::ZERO).await?;
+            self.enqueue_step(conn, &task, task_uuid, step_uuid, Duration::ZERO)
+                .await?;
             names.push(row.get("name"));
         }
         Ok(names)
@@ -374,8 +402,7 @@ impl Engine {
             namespace: task.get("namespace"),
             name: task.get("name"),
             version: task.get("version"),
-            state: TaskState::parse(&state)
-                .with_context(|| format!("unknown task state {state}"))?,
+            state: TaskState::parse(&state).with_context(|| format!("unknown task state {state}"))?,
             context: task.get("context"),
             created_at: timestamp(task.get("created_at")),
             updated_at: timestamp(task.get("updated_at")),
@@ -420,12 +447,10 @@ async fn touch_task(
             .await?;
         }
         None => {
-            sqlx::query(
-                "UPDATE tasker.tasks SET updated_at = clock_timestamp() WHERE task_uuid = $1",
-            )
-            .bind(task_uuid)
-            .execute(&mut *conn)
-            .await?;
+            sqlx::query("UPDATE tasker.tasks SET updated_at = clock_timestamp() WHERE task_uuid = $1")
+                .bind(task_uuid)
+                .execute(&mut *conn)
+                .await?;
         }
     }
     Ok(())

@@ -29,11 +29,9 @@ pub async fn serve(
 ) -> anyhow::Result<()> {
     let orchestration = config.orchestration()?.clone();
     let pool = tasker_shared::db::connect(&config.database).await?;
-    let migrated: bool = sqlx::query_scalar(
-        "SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL",
-    )
-    .fetch_one(&pool)
-    .await?;
+    let migrated: bool = sqlx::query_scalar("SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL")
+        .fetch_one(&pool)
+        .await?;
     if !migrated {
         anyhow::bail!("the database is not migrated: run `tasker-server migrate` first");
     }

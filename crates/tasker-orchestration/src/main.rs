@@ -76,7 +76,9 @@ impl From<anyhow::Error> for Failure {
 
 async fn serve() -> Result<(), Failure> {
     let config = TaskerConfig::load().map_err(|err| Failure::User(err.to_string()))?;
-    config.orchestration().map_err(|err| Failure::User(err.to_string()))?;
+    config
+        .orchestration()
+        .map_err(|err| Failure::User(err.to_string()))?;
     let templates = TemplateRegistry::load_dir(&config.template_dir())
         .map_err(|err| Failure::User(err.to_string()))?;
     tracing::info!(
@@ -91,7 +93,10 @@ async fn serve() -> Result<(), Failure> {
 
 async fn migrate() -> Result<(), Failure> {
     let url = if std::env::var_os(tasker_shared::config::CONFIG_PATH_VARIABLE).is_some() {
-        TaskerConfig::load().map_err(|err| Failure::User(err.to_string()))?.database.url
+        TaskerConfig::load()
+            .map_err(|err| Failure::User(err.to_string()))?
+            .database
+            .url
     } else {
         std::env::var("DATABASE_URL").map_err(|_| {
             Failure::User("set DATABASE_URL (or TASKER_CONFIG_PATH) to migrate".into())

@@ -146,7 +146,9 @@ fn default_request_timeout_ms() -> u64 {
 impl WebConfig {
     /// The parsed bind address (validated at load, so this cannot fail afterwards).
     pub fn socket_addr(&self) -> SocketAddr {
-        self.bind_address.parse().expect("bind_address is validated when the config is loaded")
+        self.bind_address
+            .parse()
+            .expect("bind_address is validated when the config is loaded")
     }
 }
 
@@ -243,8 +245,8 @@ impl TaskerConfig {
         let mut placeholders = BTreeMap::new();
         substitute_table(&mut table, "", lookup, &mut placeholders)
             .map_err(|(key, message)| error(Some(key), message))?;
-        let mut config: TaskerConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
-            .map_err(|err| {
+        let mut config: TaskerConfig =
+            serde_path_to_error::deserialize(toml::Value::Table(table)).map_err(|err| {
                 let key = err.path().to_string();
                 let key = (key != ".").then_some(key);
                 error(key, err.into_inner().to_string())
@@ -288,19 +290,28 @@ impl TaskerConfig {
         if path.is_absolute() {
             path.clone()
         } else {
-            std::env::current_dir().map(|cwd| cwd.join(path)).unwrap_or_else(|_| path.clone())
+            std::env::current_dir()
+                .map(|cwd| cwd.join(path))
+                .unwrap_or_else(|_| path.clone())
         }
     }
 
     fn validate(&self) -> Result<(), (String, String)> {
         fn check(ok: bool, key: &str, message: impl Into<String>) -> Result<(), (String, String)> {
-            if ok { Ok(()) } else { Err((key.to_string(), message.into())) }
+            if ok {
+                Ok(())
+            } else {
+                Err((key.to_string(), message.into()))
+            }
         }
         let url = &self.database.url;
         check(
             url.starts_with("postgres://") || url.starts_with("postgresql://"),
             "database.url",
-            format!("expected a postgres:// URL, got `{}`", crate::redact_database_url(url)),
+            format!(
+                "expected a postgres:// URL, got `{}`",
+                crate::redact_database_url(url)
+            ),
         )?;
         let pool = &self.database.pool;
         check(
@@ -313,7 +324,11 @@ impl TaskerConfig {
             "database.pool.min_connections",
             "must not exceed database.pool.max_connections",
         )?;
-        check(pool.acquire_timeout_ms > 0, "database.pool.acquire_timeout_ms", "must be positive")?;
+        check(
+            pool.acquire_timeout_ms > 0,
+            "database.pool.acquire_timeout_ms",
+            "must be positive",
+        )?;
         let queues = &self.queues;
         for (key, name) in [
             ("queues.namespace_queue_prefix", &queues.namespace_queue_prefix),
@@ -322,9 +337,7 @@ impl TaskerConfig {
             check(
                 name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') && name.len() < 40,
                 key,
-                format!(
-                    "`{name}` is not a valid queue name (ASCII letters, digits, `_`, < 40 chars)"
-                ),
+                format!("`{name}` is not a valid queue name (ASCII letters, digits, `_`, < 40 chars)"),
             )?;
         }
         check(
@@ -338,7 +351,11 @@ impl TaskerConfig {
             "must be at least 1",
         )?;
         check(queues.batch_size >= 1, "queues.batch_size", "must be at least 1")?;
-        check(queues.polling_interval_ms >= 1, "queues.polling_interval_ms", "must be at least 1")?;
+        check(
+            queues.polling_interval_ms >= 1,
+            "queues.polling_interval_ms",
+            "must be at least 1",
+        )?;
         check(
             !self.execution.environment.is_empty(),
             "execution.environment",
@@ -376,15 +393,18 @@ impl TaskerConfig {
 }
 
 fn check_bind_address(web: &WebConfig, key: &str) -> Result<(), (String, String)> {
-    web.bind_address.parse::<SocketAddr>().map(|_| ()).map_err(|_| {
-        (
-            key.to_string(),
-            format!(
-                "`{}` is not a socket address; expected IP:PORT such as 127.0.0.1:8080",
-                web.bind_address
-            ),
-        )
-    })
+    web.bind_address
+        .parse::<SocketAddr>()
+        .map(|_| ())
+        .map_err(|_| {
+            (
+                key.to_string(),
+                format!(
+                    "`{}` is not a socket address; expected IP:PORT such as 127.0.0.1:8080",
+                    web.bind_address
+                ),
+            )
+        })
 }
 
 fn substitute_table(
@@ -394,7 +414,11 @@ fn substitute_table(
     placeholders: &mut BTreeMap<String, String>,
 ) -> Result<(), (String, String)> {
     for (name, value) in table.iter_mut() {
-        let key = if prefix.is_empty() { name.clone() } else { format!("{prefix}.{name}") };
+        let key = if prefix.is_empty() {
+            name.clone()
+        } else {
+            format!("{prefix}.{name}")
+        };
         substitute_value(value, key, lookup, placeholders)?;
     }
     Ok(())
@@ -465,8 +489,10 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
-        let map: BTreeMap<String, String> =
-            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: BTreeMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         move |name| map.get(name).cloned()
     }
 
@@ -504,7 +530,10 @@ max_ms = 100
     fn substitutes_values_and_defaults() {
         let lookup = env(&[("TASKER_ENV", "ci")]);
         assert_eq!(substitute("a-${TASKER_ENV}-b", &lookup).unwrap(), "a-ci-b");
-        assert_eq!(substitute("${TASKER_INSTANCE_ID:-none}", &lookup).unwrap(), "none");
+        assert_eq!(
+            substitute("${TASKER_INSTANCE_ID:-none}", &lookup).unwrap(),
+            "none"
+        );
         assert_eq!(substitute("plain", &lookup).unwrap(), "plain");
     }
 
@@ -578,7 +607,10 @@ max_ms = 100
 
     #[test]
     fn backoff_doubles_and_caps() {
-        let backoff = BackoffConfig { base_ms: 50, max_ms: 500 };
+        let backoff = BackoffConfig {
+            base_ms: 50,
+            max_ms: 500,
+        };
         assert_eq!(backoff.delay_after(1), Duration::from_millis(50));
         assert_eq!(backoff.delay_after(2), Duration::from_millis(100));
         assert_eq!(backoff.delay_after(10), Duration::from_millis(500));

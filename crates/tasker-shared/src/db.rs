@@ -51,27 +51,36 @@ pub struct MigrationReport {
 /// Installs PGMQ's SQL, then applies pending migrations. Both take advisory locks and
 /// skip what is already there, so running it twice (or concurrently) is safe.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<MigrationReport> {
-    pgmq::install::install_sql_from_embedded(pool).await.context("installing PGMQ")?;
+    pgmq::install::install_sql_from_embedded(pool)
+        .await
+        .context("installing PGMQ")?;
     let pgmq_version = pgmq::install::installed_version(pool)
         .await
         .context("reading the PGMQ version")?
         .map(|v| v.to_string());
     let before: Vec<i64> = applied_versions(pool).await?;
     MIGRATOR.run(pool).await.context("applying migrations")?;
-    let applied =
-        applied_versions(pool).await?.into_iter().filter(|v| !before.contains(v)).collect();
-    Ok(MigrationReport { pgmq_version, applied })
+    let applied = applied_versions(pool)
+        .await?
+        .into_iter()
+        .filter(|v| !before.contains(v))
+        .collect();
+    Ok(MigrationReport {
+        pgmq_version,
+        applied,
+    })
 }
 
 async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
-    let exists: bool =
-        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
-            .fetch_one(pool)
-            .await?;
+    let exists: bool = sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+        .fetch_one(pool)
+        .await?;
     if !exists {
         return Ok(Vec::new());
     }
-    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
-        .fetch_all(pool)
-        .await?)
+    Ok(
+        sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+            .fetch_all(pool)
+            .await?,
+    )
 }

@@ -55,7 +55,9 @@ mod tests {
             step_uuid: Uuid::nil(),
             attempt: 2,
             worker_id: "w".into(),
-            outcome: StepOutcome::Error { message: "boom".into() },
+            outcome: StepOutcome::Error {
+                message: "boom".into(),
+            },
         };
         let json = serde_json::to_value(&message).unwrap();
         assert_eq!(json["status"], "error");

@@ -136,7 +136,10 @@ impl TaskTemplate {
         }
         if !remaining.is_empty() {
             let cycle: Vec<&str> = remaining.keys().copied().collect();
-            return Err(format!("dependency cycle among steps: {}", cycle.join(", ")));
+            return Err(format!(
+                "dependency cycle among steps: {}",
+                cycle.join(", ")
+            ));
         }
         Ok(())
     }
@@ -151,8 +154,10 @@ pub struct TemplateRegistry {
 impl TemplateRegistry {
     /// Loads `<dir>/<namespace>/<name>/<version>.toml`; the first invalid file fails it all.
     pub fn load_dir(dir: &Path) -> Result<Self, TemplateError> {
-        let error =
-            |file: &Path, message: String| TemplateError { file: file.to_path_buf(), message };
+        let error = |file: &Path, message: String| TemplateError {
+            file: file.to_path_buf(),
+            message,
+        };
         let mut registry = TemplateRegistry::default();
         let namespaces = sorted_entries(dir).map_err(|err| {
             error(
@@ -161,11 +166,9 @@ impl TemplateRegistry {
             )
         })?;
         for namespace_dir in namespaces.into_iter().filter(|p| p.is_dir()) {
-            let names =
-                sorted_entries(&namespace_dir).map_err(|e| error(&namespace_dir, e.to_string()))?;
+            let names = sorted_entries(&namespace_dir).map_err(|e| error(&namespace_dir, e.to_string()))?;
             for name_dir in names.into_iter().filter(|p| p.is_dir()) {
-                let files =
-                    sorted_entries(&name_dir).map_err(|e| error(&name_dir, e.to_string()))?;
+                let files = sorted_entries(&name_dir).map_err(|e| error(&name_dir, e.to_string()))?;
                 for file in files {
                     if file.extension().is_none_or(|ext| ext != "toml") {
                         continue;
@@ -188,12 +191,17 @@ impl TemplateRegistry {
     }
 
     pub fn insert(&mut self, template: TaskTemplate) {
-        let key = (template.namespace.clone(), template.name.clone(), template.version.clone());
+        let key = (
+            template.namespace.clone(),
+            template.name.clone(),
+            template.version.clone(),
+        );
         self.templates.insert(key, template);
     }
 
     pub fn get(&self, namespace: &str, name: &str, version: &str) -> Option<&TaskTemplate> {
-        self.templates.get(&(namespace.to_string(), name.to_string(), version.to_string()))
+        self.templates
+            .get(&(namespace.to_string(), name.to_string(), version.to_string()))
     }
 
     pub fn namespaces(&self) -> BTreeSet<String> {
@@ -222,7 +230,9 @@ fn sorted_entries(dir: &Path) -> std::io::Result<Vec<PathBuf>> {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -255,17 +265,14 @@ mod tests {
 
     #[test]
     fn rejects_unknown_dependency() {
-        let err =
-            parse("[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"zz\"]\n").unwrap_err();
+        let err = parse("[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"zz\"]\n").unwrap_err();
         assert_eq!(err, "step `a` depends on unknown step `zz`");
     }
 
     #[test]
     fn rejects_duplicate_step() {
-        let err = parse(
-            "[[steps]]\nname = \"a\"\nhandler = \"h\"\n[[steps]]\nname = \"a\"\nhandler = \"h\"\n",
-        )
-        .unwrap_err();
+        let err = parse("[[steps]]\nname = \"a\"\nhandler = \"h\"\n[[steps]]\nname = \"a\"\nhandler = \"h\"\n")
+            .unwrap_err();
         assert_eq!(err, "duplicate step `a`");
     }
 
@@ -303,8 +310,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("tasker-templates-{}", std::process::id()));
         let file = dir.join("ns/broken/1.0.0.toml");
         std::fs::create_dir_all(file.parent().unwrap()).unwrap();
-        std::fs::write(&file, "[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"a\"]\n")
-            .unwrap();
+        std::fs::write(&file, "[[steps]]\nname = \"a\"\nhandler = \"h\"\ndepends_on = [\"a\"]\n").unwrap();
         let err = TemplateRegistry::load_dir(&dir).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
         assert_eq!(err.file, file);

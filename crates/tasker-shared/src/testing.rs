@@ -11,7 +11,10 @@ pub const MISSING_DATABASE_URL: &str = "DATABASE_URL is not set: run `cargo xtas
 
 /// The server URL for database tests; panics with the agreed message when unset.
 pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").ok().filter(|url| !url.is_empty()).expect(MISSING_DATABASE_URL)
+    std::env::var("DATABASE_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+        .expect(MISSING_DATABASE_URL)
 }
 
 /// A database created for one test; dropped by [`TestDatabase::drop_database`].
@@ -27,14 +30,15 @@ impl TestDatabase {
     /// (PGMQ + this project's schema).
     pub async fn create() -> TestDatabase {
         let db = Self::create_empty().await;
-        crate::db::migrate(&db.pool).await.expect("migrating the test database");
+        crate::db::migrate(&db.pool)
+            .await
+            .expect("migrating the test database");
         db
     }
 
     /// Like [`TestDatabase::create`] without migrating.
     pub async fn create_empty() -> TestDatabase {
-        let server =
-            PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL is not a valid URL");
+        let server = PgConnectOptions::from_str(&database_url()).expect("DATABASE_URL is not a valid URL");
         let name = format!("tasker_test_{}", uuid::Uuid::new_v4().simple());
         let mut admin = server.connect().await.expect("connecting to DATABASE_URL");
         sqlx::query(&format!("CREATE DATABASE {name}"))
@@ -48,7 +52,12 @@ impl TestDatabase {
             .connect_with(options)
             .await
             .expect("connecting to the test database");
-        TestDatabase { name, url, pool, server }
+        TestDatabase {
+            name,
+            url,
+            pool,
+            server,
+        }
     }
 
     /// Closes the pool and drops the database (best effort: a failure only leaks a

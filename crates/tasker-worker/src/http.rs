@@ -18,7 +18,10 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .fallback(|method: Method, uri: Uri| async move {
-            (StatusCode::NOT_FOUND, Json(json!({"error": format!("no route for {method} {uri}")})))
+            (
+                StatusCode::NOT_FOUND,
+                Json(json!({"error": format!("no route for {method} {uri}")})),
+            )
         })
         .with_state(shared)
 }

@@ -118,7 +118,8 @@ impl HandlerRegistry {
         handler: &str,
         step_handler: Arc<dyn StepHandler>,
     ) -> &mut Self {
-        self.handlers.insert((namespace.to_string(), handler.to_string()), step_handler);
+        self.handlers
+            .insert((namespace.to_string(), handler.to_string()), step_handler);
         self
     }
 
@@ -137,7 +138,9 @@ impl HandlerRegistry {
     }
 
     pub fn get(&self, namespace: &str, handler: &str) -> Option<Arc<dyn StepHandler>> {
-        self.handlers.get(&(namespace.to_string(), handler.to_string())).cloned()
+        self.handlers
+            .get(&(namespace.to_string(), handler.to_string()))
+            .cloned()
     }
 
     /// The namespaces whose queues this worker consumes.
@@ -165,7 +168,10 @@ pub struct WorkerOptions {
 
 impl WorkerOptions {
     pub fn new(language: &str) -> WorkerOptions {
-        WorkerOptions { language: language.to_string(), worker_id: None }
+        WorkerOptions {
+            language: language.to_string(),
+            worker_id: None,
+        }
     }
 }
 
@@ -209,18 +215,21 @@ impl Worker {
             .fetch_one(&pool)
             .await?;
         if !has_pgmq {
-            anyhow::bail!(
-                "PGMQ is not installed in the database: run `tasker-server migrate` first"
-            );
+            anyhow::bail!("PGMQ is not installed in the database: run `tasker-server migrate` first");
         }
-        let queues: Vec<String> =
-            registry.namespaces().iter().map(|ns| config.queues.namespace_queue(ns)).collect();
+        let queues: Vec<String> = registry
+            .namespaces()
+            .iter()
+            .map(|ns| config.queues.namespace_queue(ns))
+            .collect();
         pgmq_notify::create_queue(&pool, &config.queues.step_results_queue).await?;
         for queue in &queues {
             pgmq_notify::create_queue(&pool, queue).await?;
         }
         let waker = Arc::new(
-            QueueWaker::start(&pool, &queues).await.context("listening for queue notifications")?,
+            QueueWaker::start(&pool, &queues)
+                .await
+                .context("listening for queue notifications")?,
         );
 
         let address = worker_config.web.socket_addr();
@@ -269,7 +278,13 @@ impl Worker {
                 })
                 .await;
         });
-        Ok(RunningWorker { shared, local_addr, stop_tx, consumers, server })
+        Ok(RunningWorker {
+            shared,
+            local_addr,
+            stop_tx,
+            consumers,
+            server,
+        })
     }
 }
 
@@ -354,7 +369,10 @@ pub async fn run(
     registry: HandlerRegistry,
     options: WorkerOptions,
 ) -> anyhow::Result<()> {
-    Worker::start(config, registry, options).await?.run_until_signal().await
+    Worker::start(config, registry, options)
+        .await?
+        .run_until_signal()
+        .await
 }
 
 /// One namespace queue: take as many messages as there are free step slots, run each in
@@ -425,7 +443,11 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
         }
     };
     let timeout = Duration::from_millis(
-        shared.config.worker.as_ref().map_or(30_000, |w| w.step_processing.step_timeout_ms),
+        shared
+            .config
+            .worker
+            .as_ref()
+            .map_or(30_000, |w| w.step_processing.step_timeout_ms),
     );
     let outcome = match shared.registry.get(&step.namespace, &step.handler) {
         None => Err(format!(

@@ -40,7 +40,10 @@ pub fn registry() -> HandlerRegistry {
     register(&mut registry, "fail_then_succeed", |step| {
         let fail_times = step.context.get("fail_times").and_then(Value::as_i64).unwrap_or(2);
         if i64::from(step.attempt) <= fail_times {
-            return Err(format!("intentional failure on attempt {} of {fail_times}", step.attempt));
+            return Err(format!(
+                "intentional failure on attempt {} of {fail_times}",
+                step.attempt
+            ));
         }
         Ok(json!({ "result": context_number(step)?, "succeeded_on_attempt": step.attempt }))
     });
@@ -81,7 +84,10 @@ fn single_input(step: &StepMessage) -> Result<i64, String> {
 }
 
 fn context_number(step: &StepMessage) -> Result<i64, String> {
-    let value = step.context.get("even_number").ok_or("context.even_number is missing")?;
+    let value = step
+        .context
+        .get("even_number")
+        .ok_or("context.even_number is missing")?;
     let n = value
         .as_i64()
         .ok_or_else(|| format!("context.even_number must be an integer, got {value}"))?;
@@ -144,10 +150,7 @@ mod tests {
     #[tokio::test]
     async fn dependent_steps_use_their_dependency() {
         let deps = json!({"diamond_start": {"result": 36}});
-        assert_eq!(
-            run("diamond_double", json!({}), deps.clone(), 1).await,
-            Ok(json!({"result": 72}))
-        );
+        assert_eq!(run("diamond_double", json!({}), deps.clone(), 1).await, Ok(json!({"result": 72})));
         assert_eq!(run("diamond_add_ten", json!({}), deps, 1).await, Ok(json!({"result": 46})));
         let both = json!({"b": {"result": 72}, "c": {"result": 46}});
         assert_eq!(run("diamond_join", json!({}), both, 1).await, Ok(json!({"result": 118})));
