@@ -3,39 +3,17 @@
 //! runtime through FFI). Needs `TASKER_TEST_ORCHESTRATION_URL` and
 //! `TASKER_TEST_RUBY_WORKER_URL` (`cargo xtask ci-native` starts the services).
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 use tasker_client::TaskerClient;
-use tasker_client::api::{CreateTaskRequest, StepState, TaskResponse, TaskState};
-
-const TIMEOUT: Duration = Duration::from_secs(30);
+use tasker_client::api::{StepState, TaskResponse, TaskState};
+use tasker_core::{RUBY_WORKER_URL_VAR, orchestration, service_url};
 
 /// The message the Ruby failing handler raises (workers/ruby/lib/tasker_ruby/handlers/failing_workflow.rb).
 const FAILING_MESSAGE: &str =
     "ruby_failing_step always fails: intentional failure for the error path";
 
-fn service_url(variable: &str) -> String {
-    std::env::var(variable).ok().filter(|url| !url.is_empty()).unwrap_or_else(|| {
-        panic!(
-            "{variable} is not set: run `cargo xtask ci-native` (starts the services) \
-             or export it with the service's base URL"
-        )
-    })
-}
-
-fn orchestration() -> TaskerClient {
-    TaskerClient::new(service_url("TASKER_TEST_ORCHESTRATION_URL"))
-}
-
 fn run_task(name: &str, context: Value) -> TaskResponse {
-    let client = orchestration();
-    let request = CreateTaskRequest::new("ruby", name, "1.0.0", context);
-    let uuid =
-        client.create_task(&request).unwrap_or_else(|err| panic!("creating ruby/{name}: {err}"));
-    client
-        .wait_for_completion(uuid, TIMEOUT)
-        .unwrap_or_else(|err| panic!("waiting for ruby/{name}: {err}"))
+    tasker_core::run_task(&orchestration(), "ruby", name, context)
 }
 
 /// Each step's `value`, in template order, after checking it completed on its first attempt
@@ -62,7 +40,7 @@ fn named(pairs: &[(&str, i64)]) -> Vec<(String, i64)> {
 
 #[test]
 fn ruby_worker_health_names_the_ruby_language() {
-    let worker = TaskerClient::new(service_url("TASKER_TEST_RUBY_WORKER_URL"));
+    let worker = TaskerClient::new(service_url(RUBY_WORKER_URL_VAR));
     let health = worker.health().expect("GET /health of the Ruby worker");
     assert_eq!(health.status, "healthy");
     assert_eq!(health.service, "tasker-worker");
