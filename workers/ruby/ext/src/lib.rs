@@ -54,7 +54,7 @@ impl TaskerRubyWorker {
     fn stop(mut self, budget: Duration) -> Result<(), String> {
         let runtime = self.runtime.take().expect("the runtime lives until stop");
         let result = match self.backend {
-            Backend::Worker(running) => running.stop(&runtime, budget),
+            Backend::Worker(running) => running.stop(&runtime, budget, self.bridge.pending_count()),
             Backend::Synthetic(feeder) => {
                 feeder.abort();
                 Ok(())

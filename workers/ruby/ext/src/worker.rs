@@ -58,18 +58,36 @@ async fn forward(bridge: &Bridge, step: StepMessage) -> Result<serde_json::Value
 }
 
 impl Running {
-    /// Graceful stop within `budget`: no new steps, in-flight steps that Ruby completes in
-    /// time post their results, the HTTP server closes.
-    pub fn stop(self, runtime: &tokio::runtime::Runtime, budget: Duration) -> Result<(), String> {
+    /// Stops within `budget`: no new steps, the HTTP server closes. Called once Ruby has
+    /// stopped taking steps, so `abandoned` steps (handed out or queued for Ruby, never to be
+    /// completed) are not waited for: they post no result and reappear after the queue's
+    /// visibility timeout.
+    pub fn stop(
+        self,
+        runtime: &tokio::runtime::Runtime,
+        budget: Duration,
+        abandoned: usize,
+    ) -> Result<(), String> {
+        let budget = if abandoned > 0 {
+            tracing::warn!(abandoned, "steps left to their visibility timeout");
+            budget.min(ABANDONED_STOP_BUDGET)
+        } else {
+            budget
+        };
         // The timer must be created inside the runtime, hence the async block.
         let stopped =
             runtime.block_on(async move { tokio::time::timeout(budget, self.worker.stop()).await });
         match stopped {
             Ok(Ok(())) => Ok(()),
             Ok(Err(err)) => Err(format!("{err:#}")),
+            Err(_) if abandoned > 0 => Ok(()),
             Err(_) => Err(format!(
                 "the worker did not stop within {budget:?}; unfinished steps reappear after their visibility timeout"
             )),
         }
     }
 }
+
+/// With abandoned steps the graceful drain cannot finish; this only lets the consumers and
+/// the HTTP server wind down before the runtime is dropped.
+const ABANDONED_STOP_BUDGET: Duration = Duration::from_millis(100);
