@@ -14,6 +14,9 @@ use crate::bridge::Bridge;
 /// Handler names by namespace, as Ruby registers them: `{"ruby": ["ruby_linear_step_1", ...]}`.
 pub type HandlerNames = BTreeMap<String, Vec<String>>;
 
+/// Steps the Ruby loop runs at once (`WorkerLoop` in workers/ruby/lib/tasker_ruby).
+const RUBY_CONCURRENCY: usize = 1;
+
 pub struct Running {
     worker: RunningWorker,
 }
@@ -28,9 +31,15 @@ pub fn start(
     bridge: Arc<Bridge>,
 ) -> Result<Running, String> {
     tasker_shared::init_tracing();
-    let config = TaskerConfig::load_from(Path::new(config_path), &|name| std::env::var(name).ok())
-        .and_then(|config| config.worker().map(|_| config.clone()))
-        .map_err(|err| err.to_string())?;
+    let mut config =
+        TaskerConfig::load_from(Path::new(config_path), &|name| std::env::var(name).ok())
+            .and_then(|config| config.worker().map(|_| config.clone()))
+            .map_err(|err| err.to_string())?;
+    // Ruby runs one step at a time: claiming more would leave messages waiting in the
+    // channel while their visibility timeout runs out, and another worker would run them too.
+    if let Some(worker) = config.worker.as_mut() {
+        worker.step_processing.max_concurrent_steps = RUBY_CONCURRENCY;
+    }
     let mut registry = HandlerRegistry::new();
     for (namespace, names) in handlers {
         for name in names {
