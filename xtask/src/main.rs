@@ -1,10 +1,20 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod ci_native;
 mod config;
 mod deps;
+mod github;
+mod manifest;
+mod native;
+mod plan;
+mod postgres;
+mod processes;
 mod project;
+mod readiness;
+mod services;
 mod test;
+mod timings;
 
 use std::process::ExitCode;
 
@@ -32,6 +42,10 @@ enum Task {
     Deps(deps::DepsArgs),
     /// Run the whole test suite: unit, integration and doc tests of the workspace
     Test(test::Args),
+    /// Run the services natively: up, down, status, logs, bench
+    Services(services::Args),
+    /// The native CI pipeline: build, database, services, end-to-end tests, teardown
+    CiNative(ci_native::Args),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +54,8 @@ fn main() -> ExitCode {
         Task::Config(args) => config::run(args),
         Task::Deps(args) => deps::run(args),
         Task::Test(args) => test::run(args),
+        Task::Services(args) => services::run(args),
+        Task::CiNative(args) => ci_native::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,8 @@ use crate::project::{self, Exit};
 #[derive(clap::Args)]
 #[command(after_help = "\
 Runs the workspace's unit and integration tests (with cargo-nextest when it is installed,
-else `cargo test`), then the doc tests.
+else `cargo test`), then the doc tests, with a throwaway PostgreSQL as DATABASE_URL unless
+DATABASE_URL is set; then the end-to-end tests (`cargo xtask ci-native`).
 
 Examples:
   cargo xtask test                      the whole suite
@@ -68,19 +69,42 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let steps = plan(runner, &args.cargo_args);
     let mut failed = Vec::new();
+    crate::processes::catch_interrupts();
+    // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
+    // (and its data goes) when `database` is dropped, on every path out of this block.
+    let database =
+        crate::postgres::Throwaway::unless_given(&project::xtask_dir().join("test-database"))?;
     for step in &steps {
         eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
-        let status = project::cargo()
+        let mut child = project::cargo()
             .args(&step.cargo_args)
             .envs(step.env.iter().map(|(k, v)| (k, v)))
-            .status()
+            .envs(database.as_ref().map(|db| ("DATABASE_URL", db.url())))
+            .spawn()
             .with_context(|| format!("running cargo for the {}", step.name))?;
+        let status = crate::processes::wait_child(&mut child, std::time::Duration::from_secs(10))?;
+        if let Some(signal) = crate::processes::interrupted() {
+            return Err(Exit(128 + signal as u8).into());
+        }
         if !status.success() {
             failed.push(step.name);
         }
     }
+    drop(database);
+    // Then the end-to-end tests against the real services.
+    eprintln!("==> end-to-end tests: cargo xtask ci-native");
+    match crate::ci_native::run_default() {
+        Ok(()) => {}
+        Err(err) if crate::processes::interrupted().is_some() => return Err(err),
+        Err(err) => {
+            if err.downcast_ref::<Exit>().is_none() {
+                eprintln!("error: {err:#}");
+            }
+            failed.push("end-to-end tests");
+        }
+    }
     if failed.is_empty() {
-        eprintln!("==> all {} test steps passed", steps.len());
+        eprintln!("==> all {} test steps passed", steps.len() + 1);
         Ok(())
     } else {
         eprintln!("error: failing test steps: {}", failed.join(", "));

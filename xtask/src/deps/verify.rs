@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, Once};
 
 use anyhow::Context as _;
@@ -21,8 +21,10 @@ type Saved = (PathBuf, Option<Vec<u8>>);
 static CHILDREN: Mutex<Vec<u32>> = Mutex::new(Vec::new());
 static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static HANDLER: Once = Once::new();
-/// Set by the signal handler; the main thread then waits for it to restore and exit.
-static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+
+fn interrupted() -> bool {
+    crate::processes::interrupted().is_some()
+}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
@@ -45,40 +47,21 @@ fn restore_files(files: &[(PathBuf, Option<Vec<u8>>)]) -> anyhow::Result<()> {
     first_err.map_or(Ok(()), Err)
 }
 
-// SIGINT and SIGTERM have these numbers on Linux and macOS (and in the Windows C runtime).
-const SIGINT: i32 = 2;
-const SIGTERM: i32 = 15;
-
-unsafe extern "C" {
-    /// C's `signal()`, from the C library std already links: enough to set a flag, which
-    /// is all a handler may safely do. (A crate for this would add nix and libc to every
-    /// CI build of xtask.)
-    fn signal(signum: i32, handler: usize) -> usize;
-}
-
-extern "C" fn on_signal(_: i32) {
-    INTERRUPTED.store(true, Ordering::SeqCst);
-}
-
-/// Installs (once) the Ctrl-C/SIGTERM handler. The handler only sets a flag; a watcher
-/// thread then stops our cargo children, restores every open transaction's files and
-/// exits 130.
+/// Installs (once) the SIGINT/SIGTERM/SIGHUP handling: the handler only sets a flag
+/// (`processes::catch_interrupts`); a watcher thread then stops our cargo children,
+/// restores every open transaction's files and exits 130.
 fn install_signal_handler() {
     HANDLER.call_once(|| {
-        let handler = on_signal as extern "C" fn(i32) as usize;
-        // SAFETY: `on_signal` only stores to an atomic, which is async-signal-safe.
-        unsafe {
-            signal(SIGINT, handler);
-            signal(SIGTERM, handler);
-        }
+        crate::processes::catch_interrupts();
         std::thread::spawn(|| {
-            while !INTERRUPTED.load(Ordering::SeqCst) {
+            while !interrupted() {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             let children = lock(&CHILDREN).clone();
             for pid in &children {
                 // Only children we spawned and have not reaped: the pid cannot be reused yet.
-                let _ = Command::new("kill").arg("-TERM").arg(pid.to_string()).status();
+                // SAFETY: plain kill(2) on a pid we own.
+                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
             }
             // Let them stop before restoring, so none writes Cargo.lock after us.
             for pid in &children {
@@ -210,7 +193,7 @@ impl Cargo {
         lock(&CHILDREN).push(pid);
         let output = child.wait_with_output();
         lock(&CHILDREN).retain(|p| *p != pid);
-        while INTERRUPTED.load(Ordering::SeqCst) {
+        while interrupted() {
             // The child died of our signal: leave restoring and exiting to the handler.
             std::thread::sleep(std::time::Duration::from_millis(50));
         }

@@ -1,0 +1,220 @@
+//! The queue layer over PGMQ, plus wake-ups: consumers react to a new message within a
+//! millisecond or so instead of sleeping between polls.
+//!
+//! Every operation is a plain SQL call of PGMQ's functions through any sqlx executor, so it
+//! can run inside the caller's transaction: a state change and the messages it causes
+//! commit (or roll back) together. [`send`] also issues `pg_notify` on the queue's channel
+//! ([`channel_name`]); PostgreSQL delivers it at commit, so a consumer is never woken for a
+//! message it cannot see yet. [`QueueWaker`] holds one `LISTEN` connection per process and
+//! turns notifications into per-queue [`tokio::sync::Notify`] permits. Polling stays the
+//! fallback: [`QueueWaker::wait`] returns after the poll interval anyway, which also covers
+//! delayed messages and a listener connection that dropped.
+//!
+//! ```no_run
+//! # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
+//! use std::time::Duration;
+//! pgmq_notify::create_queue(&pool, "jobs").await?;
+//! let waker = pgmq_notify::QueueWaker::start(&pool, &["jobs".to_string()]).await?;
+//! pgmq_notify::send(&pool, "jobs", &serde_json::json!({"n": 1})).await?;
+//! loop {
+//!     let batch = pgmq_notify::read(&pool, "jobs", 30, 10).await?;
+//!     for message in &batch {
+//!         pgmq_notify::delete(&pool, "jobs", message.msg_id).await?;
+//!     }
+//!     if batch.is_empty() {
+//!         waker.wait("jobs", Duration::from_millis(500)).await;
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sqlx::postgres::PgListener;
+use sqlx::{PgExecutor, PgPool, Row};
+use tokio::sync::Notify;
+use tokio::task::JoinHandle;
+
+/// A message read from a queue.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QueueMessage {
+    pub msg_id: i64,
+    /// How many times it has been read (1 on the first delivery).
+    pub read_ct: i32,
+    pub message: Value,
+}
+
+/// The NOTIFY channel announcing new messages on `queue`.
+pub fn channel_name(queue: &str) -> String {
+    format!("pgmq_notify_{queue}")
+}
+
+/// Creates `queue` if it does not exist (PGMQ serialises concurrent creation with a lock).
+pub async fn create_queue<'e>(executor: impl PgExecutor<'e>, queue: &str) -> sqlx::Result<()> {
+    sqlx::query("SELECT pgmq.create($1)").bind(queue).execute(executor).await?;
+    Ok(())
+}
+
+/// Sends `message` to `queue` and notifies its listeners (at commit when inside a
+/// transaction). Returns the message id.
+pub async fn send<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    message: &Value,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT pgmq.send($1, $2::jsonb) FROM (SELECT pg_notify($3, '')) AS notified",
+    )
+    .bind(queue)
+    .bind(message)
+    .bind(channel_name(queue))
+    .fetch_one(executor)
+    .await
+}
+
+/// Sends `message` to `queue`, invisible for `delay` (used for retry backoff). No
+/// notification: consumers find it by polling once it becomes visible.
+pub async fn send_delayed<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    message: &Value,
+    delay: Duration,
+) -> sqlx::Result<i64> {
+    sqlx::query_scalar(
+        "SELECT pgmq.send($1, $2::jsonb, clock_timestamp() + make_interval(secs => $3))",
+    )
+    .bind(queue)
+    .bind(message)
+    .bind(delay.as_secs_f64())
+    .fetch_one(executor)
+    .await
+}
+
+/// Reads up to `quantity` visible messages, hiding each for `visibility_timeout_seconds`.
+/// A consumer that dies before deleting a message lets it reappear after that time.
+pub async fn read<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    visibility_timeout_seconds: i32,
+    quantity: i32,
+) -> sqlx::Result<Vec<QueueMessage>> {
+    let rows = sqlx::query("SELECT msg_id, read_ct, message FROM pgmq.read($1, $2, $3)")
+        .bind(queue)
+        .bind(visibility_timeout_seconds)
+        .bind(quantity)
+        .fetch_all(executor)
+        .await?;
+    rows.into_iter()
+        .map(|row| {
+            Ok(QueueMessage {
+                msg_id: row.try_get("msg_id")?,
+                read_ct: row.try_get("read_ct")?,
+                message: row.try_get("message")?,
+            })
+        })
+        .collect()
+}
+
+/// Deletes a message; `false` when it was already gone.
+pub async fn delete<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    msg_id: i64,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pgmq.delete($1, $2::bigint)")
+        .bind(queue)
+        .bind(msg_id)
+        .fetch_one(executor)
+        .await
+}
+
+/// Moves a message to the queue's archive table (kept for inspection, e.g. malformed
+/// messages); `false` when it was already gone.
+pub async fn archive<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    msg_id: i64,
+) -> sqlx::Result<bool> {
+    sqlx::query_scalar("SELECT pgmq.archive($1, $2::bigint)")
+        .bind(queue)
+        .bind(msg_id)
+        .fetch_one(executor)
+        .await
+}
+
+/// Messages currently in `queue`, visible or not.
+pub async fn queue_length<'e>(executor: impl PgExecutor<'e>, queue: &str) -> sqlx::Result<i64> {
+    sqlx::query_scalar("SELECT queue_length FROM pgmq.metrics($1)")
+        .bind(queue)
+        .fetch_one(executor)
+        .await
+}
+
+/// Why [`QueueWaker::wait`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    Notified,
+    TimedOut,
+}
+
+/// One `LISTEN` connection for a set of queues, fanned out to per-queue permits. A
+/// notification arriving while nobody waits is kept (one permit), so none is lost
+/// between an empty read and the next wait.
+pub struct QueueWaker {
+    notifies: Arc<HashMap<String, Arc<Notify>>>,
+    listener_task: JoinHandle<()>,
+}
+
+impl QueueWaker {
+    /// Listens for new messages on `queues`. The listener holds one pool connection.
+    pub async fn start(pool: &PgPool, queues: &[String]) -> sqlx::Result<QueueWaker> {
+        let mut listener = PgListener::connect_with(pool).await?;
+        let channels: Vec<String> = queues.iter().map(|q| channel_name(q)).collect();
+        listener.listen_all(channels.iter().map(String::as_str)).await?;
+        let notifies: Arc<HashMap<String, Arc<Notify>>> = Arc::new(
+            channels.into_iter().map(|channel| (channel, Arc::new(Notify::new()))).collect(),
+        );
+        let by_channel = Arc::clone(&notifies);
+        let listener_task = tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => {
+                        if let Some(notify) = by_channel.get(notification.channel()) {
+                            notify.notify_one();
+                        }
+                    }
+                    // The connection dropped and was re-established: messages may have
+                    // arrived meanwhile, so wake everyone to read.
+                    Ok(None) => by_channel.values().for_each(|n| n.notify_one()),
+                    Err(err) => {
+                        tracing::warn!("queue listener error (polling continues): {err}");
+                        by_channel.values().for_each(|n| n.notify_one());
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        });
+        Ok(QueueWaker { notifies, listener_task })
+    }
+
+    /// Waits until a message is announced on `queue` or `max_wait` passes.
+    pub async fn wait(&self, queue: &str, max_wait: Duration) -> Wake {
+        let Some(notify) = self.notifies.get(&channel_name(queue)) else {
+            tokio::time::sleep(max_wait).await;
+            return Wake::TimedOut;
+        };
+        match tokio::time::timeout(max_wait, notify.notified()).await {
+            Ok(()) => Wake::Notified,
+            Err(_) => Wake::TimedOut,
+        }
+    }
+}
+
+impl Drop for QueueWaker {
+    fn drop(&mut self) {
+        self.listener_task.abort();
+    }
+}

@@ -1,0 +1,97 @@
+//! The step-results consumer: reads result messages, applies each in its own
+//! transaction (apply + delete commit together), and sleeps on NOTIFY wake-ups with the
+//! poll interval as fallback. A failure leaves the message to reappear after its
+//! visibility timeout.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pgmq_notify::{QueueMessage, QueueWaker};
+use tasker_shared::messages::StepResultMessage;
+use tokio::sync::watch;
+
+use crate::engine::{Engine, ResultEffect};
+
+pub async fn run(
+    engine: Arc<Engine>,
+    waker: QueueWaker,
+    mut shutdown: watch::Receiver<bool>,
+    running: Arc<AtomicBool>,
+) {
+    let queues = engine.queues().clone();
+    let queue = queues.step_results_queue.clone();
+    let _running = RunningFlag::raise(running);
+    tracing::info!(queue, "result consumer started");
+    while !*shutdown.borrow() {
+        let batch = pgmq_notify::read(
+            engine.pool(),
+            &queue,
+            queues.visibility_timeout_seconds,
+            queues.batch_size,
+        )
+        .await;
+        let batch = match batch {
+            Ok(batch) => batch,
+            Err(err) => {
+                tracing::warn!("reading {queue} failed: {err}");
+                Vec::new()
+            }
+        };
+        let idle = batch.is_empty();
+        for message in batch {
+            // Finish the message in hand even when shutdown is requested meanwhile.
+            if let Err(err) = apply(&engine, &queue, &message).await {
+                tracing::error!(msg_id = message.msg_id, "applying a step result failed: {err:#}");
+            }
+        }
+        if idle {
+            tokio::select! {
+                _ = waker.wait(&queue, queues.polling_interval()) => {}
+                _ = shutdown.changed() => {}
+            }
+        }
+    }
+    tracing::info!("result consumer stopped");
+}
+
+/// Set while the consumer runs; lowered on return and on panic, so readiness never
+/// reports a dead consumer as running.
+struct RunningFlag(Arc<AtomicBool>);
+
+impl RunningFlag {
+    fn raise(flag: Arc<AtomicBool>) -> RunningFlag {
+        flag.store(true, Ordering::SeqCst);
+        RunningFlag(flag)
+    }
+}
+
+impl Drop for RunningFlag {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
+}
+
+async fn apply(engine: &Engine, queue: &str, message: &QueueMessage) -> anyhow::Result<()> {
+    let mut tx = engine.pool().begin().await?;
+    match serde_json::from_value::<StepResultMessage>(message.message.clone()) {
+        Ok(result) => {
+            let effect = engine.apply_result(&mut tx, &result).await?;
+            match &effect {
+                ResultEffect::Ignored(why) => {
+                    tracing::info!(task = %result.task_uuid, "ignored result: {why}")
+                }
+                effect => {
+                    tracing::debug!(task = %result.task_uuid, step = %result.step_uuid, ?effect, "result applied")
+                }
+            }
+            pgmq_notify::delete(&mut *tx, queue, message.msg_id).await?;
+        }
+        Err(err) => {
+            // Keep it for inspection instead of retrying it forever.
+            tracing::error!(msg_id = message.msg_id, "malformed result message archived: {err}");
+            pgmq_notify::archive(&mut *tx, queue, message.msg_id).await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}

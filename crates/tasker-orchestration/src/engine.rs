@@ -1,0 +1,436 @@
+//! The orchestration state machine, on the database. Each operation runs in one
+//! transaction together with the queue messages it sends (PGMQ lives in the same
+//! database), so a crash never leaves a step marked enqueued without its message or a
+//! result applied without being acknowledged.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde_json::Value;
+use sqlx::{PgConnection, PgPool, Row};
+use tasker_client::api::{CreateTaskRequest, StepResponse, StepState, TaskResponse, TaskState};
+use tasker_shared::config::{BackoffConfig, QueuesConfig};
+use tasker_shared::messages::{StepMessage, StepOutcome, StepResultMessage};
+use tasker_shared::templates::TemplateRegistry;
+use uuid::Uuid;
+
+/// What applying a result message did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ResultEffect {
+    /// The step completed; `enqueued` steps became ready; `task_complete` when it was last.
+    Completed { enqueued: Vec<String>, task_complete: bool },
+    /// The attempt failed and another is scheduled after `delay`.
+    RetryScheduled { attempt: i32, delay: Duration },
+    /// The last allowed attempt failed: step and task are in error.
+    Failed,
+    /// A duplicate or stale message (at-least-once delivery): nothing changed.
+    Ignored(String),
+}
+
+#[derive(Debug)]
+pub enum CreateTaskError {
+    /// A client mistake: answered with 4xx.
+    Invalid(String),
+    Internal(anyhow::Error),
+}
+
+pub struct Engine {
+    pool: PgPool,
+    templates: Arc<TemplateRegistry>,
+    queues: QueuesConfig,
+    backoff: BackoffConfig,
+}
+
+struct TaskRow {
+    namespace: String,
+    name: String,
+    version: String,
+    state: String,
+    context: Value,
+}
+
+impl Engine {
+    pub fn new(
+        pool: PgPool,
+        templates: Arc<TemplateRegistry>,
+        queues: QueuesConfig,
+        backoff: BackoffConfig,
+    ) -> Engine {
+        Engine { pool, templates, queues, backoff }
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+
+    pub fn queues(&self) -> &QueuesConfig {
+        &self.queues
+    }
+
+    /// Creates the step-results queue and one queue per template namespace.
+    pub async fn create_queues(&self) -> anyhow::Result<()> {
+        pgmq_notify::create_queue(&self.pool, &self.queues.step_results_queue).await?;
+        for namespace in self.templates.namespaces() {
+            pgmq_notify::create_queue(&self.pool, &self.queues.namespace_queue(&namespace)).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a task from its template and enqueues its root steps.
+    pub async fn create_task(&self, request: &CreateTaskRequest) -> Result<Uuid, CreateTaskError> {
+        let template = self
+            .templates
+            .get(&request.namespace, &request.name, &request.version)
+            .ok_or_else(|| {
+                let known: Vec<String> = self
+                    .templates
+                    .iter()
+                    .map(|t| format!("{}/{}/{}", t.namespace, t.name, t.version))
+                    .collect();
+                CreateTaskError::Invalid(format!(
+                    "unknown task template {}/{}/{}; known templates: {}",
+                    request.namespace,
+                    request.name,
+                    request.version,
+                    known.join(", ")
+                ))
+            })?;
+        if !request.context.is_object() {
+            return Err(CreateTaskError::Invalid("`context` must be a JSON object".into()));
+        }
+        let internal = |err: sqlx::Error| CreateTaskError::Internal(err.into());
+        let task_uuid = Uuid::new_v4();
+        let mut tx = self.pool.begin().await.map_err(internal)?;
+        sqlx::query(
+            "INSERT INTO tasker.tasks (task_uuid, namespace, name, version, context, state)
+             VALUES ($1, $2, $3, $4, $5, 'in_progress')",
+        )
+        .bind(task_uuid)
+        .bind(&template.namespace)
+        .bind(&template.name)
+        .bind(&template.version)
+        .bind(&request.context)
+        .execute(&mut *tx)
+        .await
+        .map_err(internal)?;
+        for (position, step) in template.steps.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO tasker.workflow_steps
+                   (step_uuid, task_uuid, position, name, handler, depends_on, max_attempts, state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
+            )
+            .bind(Uuid::new_v4())
+            .bind(task_uuid)
+            .bind(position as i32)
+            .bind(&step.name)
+            .bind(&step.handler)
+            .bind(&step.depends_on)
+            .bind(step.max_attempts as i32)
+            .execute(&mut *tx)
+            .await
+            .map_err(internal)?;
+        }
+        self.enqueue_ready_steps(&mut tx, task_uuid).await.map_err(CreateTaskError::Internal)?;
+        tx.commit().await.map_err(internal)?;
+        Ok(task_uuid)
+    }
+
+    /// Applies one step result inside the caller's transaction (which also deletes the
+    /// result message, so the two commit together).
+    pub async fn apply_result(
+        &self,
+        conn: &mut PgConnection,
+        message: &StepResultMessage,
+    ) -> anyhow::Result<ResultEffect> {
+        // Lock the task first: results of one task are applied one at a time, so two
+        // branches finishing together cannot both miss (or both enqueue) their join.
+        let Some(task) = lock_task(conn, message.task_uuid).await? else {
+            return Ok(ResultEffect::Ignored(format!("unknown task {}", message.task_uuid)));
+        };
+        let step = sqlx::query(
+            "SELECT name, state, attempts, max_attempts FROM tasker.workflow_steps
+             WHERE step_uuid = $1 AND task_uuid = $2",
+        )
+        .bind(message.step_uuid)
+        .bind(message.task_uuid)
+        .fetch_optional(&mut *conn)
+        .await?;
+        let Some(step) = step else {
+            return Ok(ResultEffect::Ignored(format!("unknown step {}", message.step_uuid)));
+        };
+        let step_name: String = step.get("name");
+        let state: String = step.get("state");
+        let attempts: i32 = step.get("attempts");
+        let max_attempts: i32 = step.get("max_attempts");
+        if state != "enqueued" || attempts != message.attempt {
+            return Ok(ResultEffect::Ignored(format!(
+                "step {step_name} is {state} at attempt {attempts}; result for attempt {} is stale",
+                message.attempt
+            )));
+        }
+
+        match &message.outcome {
+            StepOutcome::Complete { result } => {
+                sqlx::query(
+                    "UPDATE tasker.workflow_steps
+                     SET state = 'complete', result = $2, last_error = NULL,
+                         next_attempt_at = NULL, completed_at = clock_timestamp()
+                     WHERE step_uuid = $1",
+                )
+                .bind(message.step_uuid)
+                .bind(result)
+                .execute(&mut *conn)
+                .await?;
+                if task.state != TaskState::InProgress.as_str() {
+                    touch_task(conn, message.task_uuid, None).await?;
+                    return Ok(ResultEffect::Completed {
+                        enqueued: Vec::new(),
+                        task_complete: false,
+                    });
+                }
+                let enqueued = self.enqueue_ready_steps(conn, message.task_uuid).await?;
+                let unfinished: i64 = sqlx::query_scalar(
+                    "SELECT count(*) FROM tasker.workflow_steps
+                     WHERE task_uuid = $1 AND state <> 'complete'",
+                )
+                .bind(message.task_uuid)
+                .fetch_one(&mut *conn)
+                .await?;
+                let task_complete = unfinished == 0;
+                touch_task(conn, message.task_uuid, task_complete.then_some(TaskState::Complete))
+                    .await?;
+                Ok(ResultEffect::Completed { enqueued, task_complete })
+            }
+            StepOutcome::Error { message: error } => {
+                if attempts < max_attempts && task.state == TaskState::InProgress.as_str() {
+                    let delay = self.backoff.delay_after(attempts as u32);
+                    sqlx::query(
+                        "UPDATE tasker.workflow_steps SET last_error = $2 WHERE step_uuid = $1",
+                    )
+                    .bind(message.step_uuid)
+                    .bind(error)
+                    .execute(&mut *conn)
+                    .await?;
+                    self.enqueue_step(conn, &task, message.task_uuid, message.step_uuid, delay)
+                        .await?;
+                    touch_task(conn, message.task_uuid, None).await?;
+                    Ok(ResultEffect::RetryScheduled { attempt: attempts + 1, delay })
+                } else {
+                    sqlx::query(
+                        "UPDATE tasker.workflow_steps
+                         SET state = 'error', last_error = $2, next_attempt_at = NULL,
+                             completed_at = clock_timestamp()
+                         WHERE step_uuid = $1",
+                    )
+                    .bind(message.step_uuid)
+                    .bind(error)
+                    .execute(&mut *conn)
+                    .await?;
+                    touch_task(conn, message.task_uuid, Some(TaskState::Error)).await?;
+                    Ok(ResultEffect::Failed)
+                }
+            }
+        }
+    }
+
+    /// Enqueues every pending step whose dependencies are all complete; returns their
+    /// names.
+    async fn enqueue_ready_steps(
+        &self,
+        conn: &mut PgConnection,
+        task_uuid: Uuid,
+    ) -> anyhow::Result<Vec<String>> {
+        let task = lock_task(conn, task_uuid).await?.context("task vanished while enqueueing")?;
+        let ready = sqlx::query(
+            "SELECT s.step_uuid, s.name FROM tasker.workflow_steps s
+             WHERE s.task_uuid = $1 AND s.state = 'pending'
+               AND NOT EXISTS (
+                 SELECT 1 FROM unnest(s.depends_on) AS d(name)
+                 LEFT JOIN tasker.workflow_steps p ON p.task_uuid = s.task_uuid AND p.name = d.name
+                 WHERE p.state IS DISTINCT FROM 'complete')
+             ORDER BY s.position",
+        )
+        .bind(task_uuid)
+        .fetch_all(&mut *conn)
+        .await?;
+        let mut names = Vec::with_capacity(ready.len());
+        for row in ready {
+            let step_uuid: Uuid = row.get("step_uuid");
+            self.enqueue_step(conn, &task, task_uuid, step_uuid, Duration::ZERO).await?;
+            names.push(row.get("name"));
+        }
+        Ok(names)
+    }
+
+    /// Marks the step enqueued for its next attempt and sends its message (delayed by
+    /// `delay` for retries).
+    async fn enqueue_step(
+        &self,
+        conn: &mut PgConnection,
+        task: &TaskRow,
+        task_uuid: Uuid,
+        step_uuid: Uuid,
+        delay: Duration,
+    ) -> anyhow::Result<()> {
+        let step = sqlx::query(
+            "UPDATE tasker.workflow_steps
+             SET state = 'enqueued', attempts = attempts + 1, enqueued_at = clock_timestamp(),
+                 next_attempt_at = CASE WHEN $2 > 0
+                     THEN clock_timestamp() + make_interval(secs => $2) END
+             WHERE step_uuid = $1
+             RETURNING name, handler, attempts, max_attempts, depends_on",
+        )
+        .bind(step_uuid)
+        .bind(delay.as_secs_f64())
+        .fetch_one(&mut *conn)
+        .await?;
+        let depends_on: Vec<String> = step.get("depends_on");
+        let dependency_results: BTreeMap<String, Value> = sqlx::query(
+            "SELECT name, result FROM tasker.workflow_steps
+             WHERE task_uuid = $1 AND name = ANY($2)",
+        )
+        .bind(task_uuid)
+        .bind(&depends_on)
+        .fetch_all(&mut *conn)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let result: Option<Value> = row.get("result");
+            (row.get("name"), result.unwrap_or(Value::Null))
+        })
+        .collect();
+        let message = StepMessage {
+            task_uuid,
+            step_uuid,
+            namespace: task.namespace.clone(),
+            task_name: task.name.clone(),
+            task_version: task.version.clone(),
+            step_name: step.get("name"),
+            handler: step.get("handler"),
+            attempt: step.get("attempts"),
+            max_attempts: step.get("max_attempts"),
+            context: task.context.clone(),
+            dependency_results,
+        };
+        let queue = self.queues.namespace_queue(&task.namespace);
+        let body = serde_json::to_value(&message)?;
+        if delay.is_zero() {
+            pgmq_notify::send(&mut *conn, &queue, &body).await?;
+        } else {
+            pgmq_notify::send_delayed(&mut *conn, &queue, &body, delay).await?;
+        }
+        Ok(())
+    }
+
+    /// The task with all its steps, or `None` for an unknown id.
+    pub async fn get_task(&self, task_uuid: Uuid) -> anyhow::Result<Option<TaskResponse>> {
+        let Some(task) = sqlx::query(
+            "SELECT namespace, name, version, state, context, created_at, updated_at, completed_at
+             FROM tasker.tasks WHERE task_uuid = $1",
+        )
+        .bind(task_uuid)
+        .fetch_optional(&self.pool)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let steps = sqlx::query(
+            "SELECT step_uuid, name, handler, depends_on, state, attempts, max_attempts, result,
+                    last_error, created_at, enqueued_at, next_attempt_at, completed_at
+             FROM tasker.workflow_steps WHERE task_uuid = $1 ORDER BY position",
+        )
+        .bind(task_uuid)
+        .fetch_all(&self.pool)
+        .await?
+        .into_iter()
+        .map(|row| {
+            let state: String = row.get("state");
+            Ok(StepResponse {
+                step_uuid: row.get("step_uuid"),
+                name: row.get("name"),
+                handler: row.get("handler"),
+                depends_on: row.get("depends_on"),
+                state: StepState::parse(&state)
+                    .with_context(|| format!("unknown step state {state}"))?,
+                attempts: row.get("attempts"),
+                max_attempts: row.get("max_attempts"),
+                result: row.get("result"),
+                last_error: row.get("last_error"),
+                created_at: timestamp(row.get("created_at")),
+                enqueued_at: row.get::<Option<DateTime<Utc>>, _>("enqueued_at").map(timestamp),
+                next_attempt_at: row
+                    .get::<Option<DateTime<Utc>>, _>("next_attempt_at")
+                    .map(timestamp),
+                completed_at: row.get::<Option<DateTime<Utc>>, _>("completed_at").map(timestamp),
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+        let state: String = task.get("state");
+        Ok(Some(TaskResponse {
+            task_uuid,
+            namespace: task.get("namespace"),
+            name: task.get("name"),
+            version: task.get("version"),
+            state: TaskState::parse(&state)
+                .with_context(|| format!("unknown task state {state}"))?,
+            context: task.get("context"),
+            created_at: timestamp(task.get("created_at")),
+            updated_at: timestamp(task.get("updated_at")),
+            completed_at: task.get::<Option<DateTime<Utc>>, _>("completed_at").map(timestamp),
+            steps,
+        }))
+    }
+}
+
+async fn lock_task(conn: &mut PgConnection, task_uuid: Uuid) -> anyhow::Result<Option<TaskRow>> {
+    let row = sqlx::query(
+        "SELECT namespace, name, version, state, context FROM tasker.tasks
+         WHERE task_uuid = $1 FOR UPDATE",
+    )
+    .bind(task_uuid)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(row.map(|row| TaskRow {
+        namespace: row.get("namespace"),
+        name: row.get("name"),
+        version: row.get("version"),
+        state: row.get("state"),
+        context: row.get("context"),
+    }))
+}
+
+async fn touch_task(
+    conn: &mut PgConnection,
+    task_uuid: Uuid,
+    final_state: Option<TaskState>,
+) -> anyhow::Result<()> {
+    match final_state {
+        Some(state) => {
+            sqlx::query(
+                "UPDATE tasker.tasks SET state = $2, updated_at = clock_timestamp(),
+                     completed_at = clock_timestamp()
+                 WHERE task_uuid = $1",
+            )
+            .bind(task_uuid)
+            .bind(state.as_str())
+            .execute(&mut *conn)
+            .await?;
+        }
+        None => {
+            sqlx::query(
+                "UPDATE tasker.tasks SET updated_at = clock_timestamp() WHERE task_uuid = $1",
+            )
+            .bind(task_uuid)
+            .execute(&mut *conn)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn timestamp(at: DateTime<Utc>) -> String {
+    at.to_rfc3339_opts(SecondsFormat::Micros, true)
+}

@@ -1,0 +1,220 @@
+//! The orchestration state machine against a real PostgreSQL (`DATABASE_URL`), each test
+//! in its own database: enqueueing, dependency release, retries, final states, and
+//! duplicate results changing nothing.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tasker_client::api::{CreateTaskRequest, StepState, TaskState};
+use tasker_orchestration::engine::{CreateTaskError, Engine, ResultEffect};
+use tasker_shared::config::{BackoffConfig, QueuesConfig};
+use tasker_shared::messages::{StepMessage, StepOutcome, StepResultMessage};
+use tasker_shared::templates::{TaskTemplate, TemplateRegistry};
+use tasker_shared::testing::TestDatabase;
+
+const QUEUE: &str = "worker_demo_queue";
+
+const DIAMOND: &str = r#"
+[[steps]]
+name = "start"
+handler = "h"
+[[steps]]
+name = "left"
+handler = "h"
+depends_on = ["start"]
+[[steps]]
+name = "right"
+handler = "h"
+depends_on = ["start"]
+[[steps]]
+name = "join"
+handler = "h"
+depends_on = ["left", "right"]
+"#;
+
+const FLAKY: &str = r#"
+[[steps]]
+name = "flaky"
+handler = "h"
+max_attempts = 2
+[[steps]]
+name = "after"
+handler = "h"
+depends_on = ["flaky"]
+"#;
+
+async fn engine(db: &TestDatabase) -> Engine {
+    let mut templates = TemplateRegistry::default();
+    templates.insert(TaskTemplate::parse("demo", "diamond", "1.0.0", DIAMOND).unwrap());
+    templates.insert(TaskTemplate::parse("demo", "flaky", "1.0.0", FLAKY).unwrap());
+    let queues = QueuesConfig {
+        namespace_queue_prefix: "worker_".into(),
+        step_results_queue: "results".into(),
+        visibility_timeout_seconds: 30,
+        batch_size: 10,
+        polling_interval_ms: 100,
+    };
+    let backoff = BackoffConfig { base_ms: 1, max_ms: 5 };
+    let engine = Engine::new(db.pool.clone(), Arc::new(templates), queues, backoff);
+    engine.create_queues().await.unwrap();
+    engine
+}
+
+/// Every step message currently visible on the demo queue (deleted, as a worker would).
+async fn take_steps(db: &TestDatabase) -> Vec<StepMessage> {
+    let mut steps = Vec::new();
+    for message in pgmq_notify::read(&db.pool, QUEUE, 30, 100).await.unwrap() {
+        pgmq_notify::delete(&db.pool, QUEUE, message.msg_id).await.unwrap();
+        steps.push(serde_json::from_value(message.message).unwrap());
+    }
+    steps.sort_by(|a: &StepMessage, b| a.step_name.cmp(&b.step_name));
+    steps
+}
+
+/// Like [`take_steps`], waiting (bounded) for delayed retry messages to become visible.
+async fn wait_for_steps(db: &TestDatabase) -> Vec<StepMessage> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let steps = take_steps(db).await;
+        if !steps.is_empty() || std::time::Instant::now() > deadline {
+            return steps;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+fn outcome(step: &StepMessage, outcome: StepOutcome) -> StepResultMessage {
+    StepResultMessage {
+        task_uuid: step.task_uuid,
+        step_uuid: step.step_uuid,
+        attempt: step.attempt,
+        worker_id: "test".into(),
+        outcome,
+    }
+}
+
+fn complete(step: &StepMessage, result: Value) -> StepResultMessage {
+    outcome(step, StepOutcome::Complete { result })
+}
+
+async fn apply(engine: &Engine, message: &StepResultMessage) -> ResultEffect {
+    let mut tx = engine.pool().begin().await.unwrap();
+    let effect = engine.apply_result(&mut tx, message).await.unwrap();
+    tx.commit().await.unwrap();
+    effect
+}
+
+#[tokio::test]
+async fn diamond_releases_the_join_only_after_both_branches() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let request = CreateTaskRequest::new("demo", "diamond", "1.0.0", json!({"x": 3}));
+    let task_uuid = engine.create_task(&request).await.unwrap();
+
+    let roots = take_steps(&db).await;
+    assert_eq!(roots.len(), 1);
+    let start = &roots[0];
+    assert_eq!((start.step_name.as_str(), start.attempt), ("start", 1));
+    assert_eq!(start.context, json!({"x": 3}));
+    assert!(start.dependency_results.is_empty());
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::InProgress);
+    assert_eq!(task.step("start").unwrap().state, StepState::Enqueued);
+    assert_eq!(task.step("join").unwrap().state, StepState::Pending);
+
+    let effect = apply(&engine, &complete(start, json!({"v": 9}))).await;
+    assert_eq!(
+        effect,
+        ResultEffect::Completed {
+            enqueued: vec!["left".into(), "right".into()],
+            task_complete: false
+        }
+    );
+    // At-least-once delivery: the same result again changes nothing.
+    assert!(matches!(
+        apply(&engine, &complete(start, json!({"v": 0}))).await,
+        ResultEffect::Ignored(_)
+    ));
+    let branches = take_steps(&db).await;
+    assert_eq!(branches.len(), 2);
+    assert_eq!(branches[0].dependency_results["start"], json!({"v": 9}));
+
+    apply(&engine, &complete(&branches[0], json!({"v": 1}))).await;
+    assert!(take_steps(&db).await.is_empty(), "join must wait for the other branch");
+    apply(&engine, &complete(&branches[1], json!({"v": 2}))).await;
+    let joins = take_steps(&db).await;
+    assert_eq!(joins.len(), 1);
+    assert_eq!(joins[0].step_name, "join");
+    assert_eq!(joins[0].dependency_results.len(), 2);
+    assert_eq!(joins[0].dependency_results["right"], json!({"v": 2}));
+
+    let effect = apply(&engine, &complete(&joins[0], json!({"v": 3}))).await;
+    assert_eq!(effect, ResultEffect::Completed { enqueued: vec![], task_complete: true });
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Complete);
+    assert!(task.completed_at.is_some());
+    assert!(task.steps.iter().all(|s| s.state == StepState::Complete && s.attempts == 1));
+    assert_eq!(task.step("join").unwrap().result, Some(json!({"v": 3})));
+    // A late duplicate after completion is still ignored.
+    assert!(matches!(
+        apply(&engine, &complete(&joins[0], json!(0))).await,
+        ResultEffect::Ignored(_)
+    ));
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn failures_retry_up_to_the_limit_then_fail_the_task() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let request = CreateTaskRequest::new("demo", "flaky", "1.0.0", json!({}));
+    let task_uuid = engine.create_task(&request).await.unwrap();
+    let first = take_steps(&db).await.remove(0);
+
+    let failed = outcome(&first, StepOutcome::Error { message: "boom 1".into() });
+    assert!(matches!(
+        apply(&engine, &failed).await,
+        ResultEffect::RetryScheduled { attempt: 2, .. }
+    ));
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    let flaky = task.step("flaky").unwrap();
+    assert_eq!((flaky.state, flaky.attempts), (StepState::Enqueued, 2));
+    assert_eq!(flaky.last_error.as_deref(), Some("boom 1"));
+    assert!(flaky.next_attempt_at.is_some());
+    // The stale failure of attempt 1, delivered twice, does not consume attempt 2.
+    assert!(matches!(apply(&engine, &failed).await, ResultEffect::Ignored(_)));
+
+    let second = wait_for_steps(&db).await.remove(0);
+    assert_eq!(second.attempt, 2);
+    let failed = outcome(&second, StepOutcome::Error { message: "boom 2".into() });
+    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Error);
+    let flaky = task.step("flaky").unwrap();
+    assert_eq!((flaky.state, flaky.attempts), (StepState::Error, 2));
+    assert_eq!(flaky.last_error.as_deref(), Some("boom 2"));
+    assert_eq!(task.step("after").unwrap().state, StepState::Pending);
+    assert!(take_steps(&db).await.is_empty());
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn invalid_requests_create_nothing() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let unknown = CreateTaskRequest::new("demo", "nope", "1.0.0", json!({}));
+    match engine.create_task(&unknown).await {
+        Err(CreateTaskError::Invalid(message)) => {
+            assert!(message.contains("unknown task template demo/nope/1.0.0"), "{message}")
+        }
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+    let not_object = CreateTaskRequest::new("demo", "diamond", "1.0.0", json!([1]));
+    assert!(matches!(engine.create_task(&not_object).await, Err(CreateTaskError::Invalid(_))));
+    let tasks: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM tasker.tasks").fetch_one(&db.pool).await.unwrap();
+    assert_eq!(tasks, 0);
+    assert!(take_steps(&db).await.is_empty());
+    db.drop_database().await;
+}

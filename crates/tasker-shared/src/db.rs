@@ -1,0 +1,90 @@
+//! The database pool and the schema: PGMQ's SQL (embedded in the `pgmq` crate, no
+//! extension needed) and this project's migrations (embedded in the binary).
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use sqlx::PgPool;
+use sqlx::migrate::Migrator;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+use sqlx::{ConnectOptions, Connection};
+
+use crate::config::DatabaseConfig;
+use crate::redact_database_url;
+
+/// This project's migrations, compiled in.
+pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+
+/// Opens the pool described by `config`.
+pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
+    connect_url(
+        &config.url,
+        config.pool.max_connections,
+        config.pool.min_connections,
+        Duration::from_millis(config.pool.acquire_timeout_ms),
+    )
+    .await
+}
+
+/// Opens a pool on `url` (used where no config file is needed, e.g. `migrate`).
+pub async fn connect_url(
+    url: &str,
+    max_connections: u32,
+    min_connections: u32,
+    acquire_timeout: Duration,
+) -> anyhow::Result<PgPool> {
+    // One direct attempt first: it fails fast with the real cause (connection refused,
+    // unknown database, authentication), where the pool would retry until its acquire
+    // timeout and then only say that it timed out.
+    let options: PgConnectOptions = url
+        .parse()
+        .with_context(|| format!("invalid database URL {}", redact_database_url(url)))?;
+    match options.connect().await {
+        Ok(probe) => {
+            let _ = probe.close().await;
+        }
+        Err(err) => anyhow::bail!("cannot connect to {}: {err}", redact_database_url(url)),
+    }
+    PgPoolOptions::new()
+        .max_connections(max_connections)
+        .min_connections(min_connections)
+        .acquire_timeout(acquire_timeout)
+        .connect_with(options)
+        .await
+        .with_context(|| format!("connecting to {}", redact_database_url(url)))
+}
+
+/// What [`migrate`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MigrationReport {
+    pub pgmq_version: Option<String>,
+    pub applied: Vec<i64>,
+}
+
+/// Installs PGMQ's SQL, then applies pending migrations. Both take advisory locks and
+/// skip what is already there, so running it twice (or concurrently) is safe.
+pub async fn migrate(pool: &PgPool) -> anyhow::Result<MigrationReport> {
+    pgmq::install::install_sql_from_embedded(pool).await.context("installing PGMQ")?;
+    let pgmq_version = pgmq::install::installed_version(pool)
+        .await
+        .context("reading the PGMQ version")?
+        .map(|v| v.to_string());
+    let before: Vec<i64> = applied_versions(pool).await?;
+    MIGRATOR.run(pool).await.context("applying migrations")?;
+    let applied =
+        applied_versions(pool).await?.into_iter().filter(|v| !before.contains(v)).collect();
+    Ok(MigrationReport { pgmq_version, applied })
+}
+
+async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
+    let exists: bool =
+        sqlx::query_scalar("SELECT to_regclass('public._sqlx_migrations') IS NOT NULL")
+            .fetch_one(pool)
+            .await?;
+    if !exists {
+        return Ok(Vec::new());
+    }
+    Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
+        .fetch_all(pool)
+        .await?)
+}

@@ -1,0 +1,61 @@
+//! `/health` (identity) and `/health/ready` (database answers, every queue consumer runs).
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::Shared;
+
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .route("/health/ready", get(ready))
+        .fallback(|method: Method, uri: Uri| async move {
+            (StatusCode::NOT_FOUND, Json(json!({"error": format!("no route for {method} {uri}")})))
+        })
+        .with_state(shared)
+}
+
+async fn health(State(shared): State<Arc<Shared>>) -> Response {
+    Json(json!({
+        "status": "healthy",
+        "service": "tasker-worker",
+        "worker_id": shared.worker_id,
+        "language": shared.language,
+        "instance_id": shared.config.execution.instance_id(),
+    }))
+    .into_response()
+}
+
+async fn ready(State(shared): State<Arc<Shared>>) -> Response {
+    let database = tokio::time::timeout(
+        Duration::from_secs(2),
+        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&shared.pool),
+    )
+    .await;
+    let running = shared.consumers_running.load(Ordering::SeqCst);
+    let failing = match database {
+        Ok(Ok(_)) if running == shared.queues.len() => None,
+        Ok(Ok(_)) => Some((
+            "queue_consumers",
+            format!("{running} of {} queue consumers running", shared.queues.len()),
+        )),
+        Ok(Err(err)) => Some(("database", err.to_string())),
+        Err(_) => Some(("database", "no answer within 2 s".to_string())),
+    };
+    match failing {
+        None => Json(json!({"status": "ready", "queues": shared.queues})).into_response(),
+        Some((check, message)) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "not_ready", "failing_check": check, "error": message})),
+        )
+            .into_response(),
+    }
+}

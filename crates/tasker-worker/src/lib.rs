@@ -1,0 +1,528 @@
+//! The step-worker runtime, shared by every worker (the Rust `rust-worker`, and the Ruby
+//! worker through FFI).
+//!
+//! A worker consumes the queues of the namespaces its [`HandlerRegistry`] serves
+//! (`<queues.namespace_queue_prefix><namespace>_queue`), runs each step message through the
+//! handler registered under `(namespace, handler name)`, and posts the outcome to the
+//! step-results queue. Posting the result and deleting the step message commit in one
+//! transaction. A worker killed mid-step never deletes the message, so it reappears
+//! after `queues.visibility_timeout_seconds` and another worker runs it (handlers must
+//! therefore tolerate being run again for the same attempt).
+//!
+//! # Public API
+//!
+//! - [`StepHandler`]: a trait object with one async call, step payload in,
+//!   `Result<serde_json::Value, String>` out (`Err` is the step's error message).
+//!   Implemented for every `Fn(StepMessage) -> impl Future<Output = HandlerResult>`.
+//! - [`HandlerRegistry`]: `register(namespace, handler_name, handler)` (async),
+//!   `register_sync(...)` (plain closure). Its namespaces decide which queues are consumed.
+//! - [`WorkerOptions`]: the `language` reported by `/health` (`"rust"`, `"ruby"`) and an
+//!   optional worker id (default `<language>-worker-<instance id or random>`).
+//! - [`Worker::start`]: connects, creates the queues, binds `worker.web.bind_address`
+//!   (from `TASKER_WEB_BIND_ADDRESS`), starts the consumers; returns a [`RunningWorker`]
+//!   once `/health` answers. Must be called inside a multi-threaded tokio runtime.
+//! - [`RunningWorker`]: `local_addr()`, `worker_id()`, `request_stop()` (non-blocking,
+//!   callable from any thread), `stop().await` (stop taking steps, let in-flight steps
+//!   finish within `execution.shutdown_timeout_ms`, close), `run_until_signal().await`
+//!   (SIGTERM/SIGINT, then `stop`).
+//! - [`run`]: `start` + `run_until_signal`, what a worker binary's `main` calls.
+//!
+//! The payload a handler receives is a [`StepMessage`]: `task_uuid`, `step_uuid`,
+//! `namespace`, `task_name`, `task_version`, `step_name`, `handler`, `attempt` (from 1),
+//! `max_attempts`, `context` (the task input) and `dependency_results` (results of the
+//! steps it depends on, by step name). `serde_json::to_value(&step)` gives its JSON form.
+//!
+//! ```no_run
+//! use serde_json::json;
+//! use tasker_worker::{HandlerRegistry, WorkerOptions};
+//! # async fn demo() -> anyhow::Result<()> {
+//! let mut registry = HandlerRegistry::new();
+//! registry.register_sync("rust", "linear_square", |step| {
+//!     let n = step.context["even_number"].as_i64().ok_or("even_number missing")?;
+//!     Ok(json!({"result": n * n}))
+//! });
+//! registry.register("rust", "slow", |step: tasker_worker::StepMessage| async move {
+//!     Ok(json!({"attempt": step.attempt}))
+//! });
+//! let config = tasker_shared::TaskerConfig::load()?;
+//! tasker_worker::run(config, registry, WorkerOptions::new("rust")).await
+//! # }
+//! ```
+
+mod http;
+
+use std::collections::{BTreeSet, HashMap};
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use pgmq_notify::{QueueMessage, QueueWaker};
+use serde_json::Value;
+use sqlx::PgPool;
+use tasker_shared::TaskerConfig;
+use tasker_shared::messages::{StepOutcome, StepResultMessage};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+pub use tasker_shared::messages::StepMessage;
+
+/// A handler's answer: the step result, or the error message recorded for the attempt.
+pub type HandlerResult = Result<Value, String>;
+
+/// The future a [`StepHandler`] returns.
+pub type HandlerFuture = Pin<Box<dyn Future<Output = HandlerResult> + Send + 'static>>;
+
+/// Runs one step. Object-safe, so handlers of any origin (Rust closures, a bridge to
+/// another language) live side by side in a [`HandlerRegistry`].
+pub trait StepHandler: Send + Sync + 'static {
+    fn call(&self, step: StepMessage) -> HandlerFuture;
+}
+
+impl<F, Fut> StepHandler for F
+where
+    F: Fn(StepMessage) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = HandlerResult> + Send + 'static,
+{
+    fn call(&self, step: StepMessage) -> HandlerFuture {
+        Box::pin(self(step))
+    }
+}
+
+/// Handlers by `(namespace, handler name)`.
+#[derive(Clone, Default)]
+pub struct HandlerRegistry {
+    handlers: HashMap<(String, String), Arc<dyn StepHandler>>,
+}
+
+impl HandlerRegistry {
+    pub fn new() -> HandlerRegistry {
+        HandlerRegistry::default()
+    }
+
+    /// Registers (or replaces) the handler for `handler` steps of `namespace`.
+    pub fn register(
+        &mut self,
+        namespace: &str,
+        handler: &str,
+        step_handler: impl StepHandler,
+    ) -> &mut Self {
+        self.register_arc(namespace, handler, Arc::new(step_handler))
+    }
+
+    pub fn register_arc(
+        &mut self,
+        namespace: &str,
+        handler: &str,
+        step_handler: Arc<dyn StepHandler>,
+    ) -> &mut Self {
+        self.handlers.insert((namespace.to_string(), handler.to_string()), step_handler);
+        self
+    }
+
+    /// Registers a synchronous, quick handler (it runs on the async runtime: no blocking).
+    pub fn register_sync(
+        &mut self,
+        namespace: &str,
+        handler: &str,
+        f: impl Fn(&StepMessage) -> HandlerResult + Send + Sync + 'static,
+    ) -> &mut Self {
+        let f = Arc::new(f);
+        self.register(namespace, handler, move |step: StepMessage| {
+            let f = Arc::clone(&f);
+            async move { f(&step) }
+        })
+    }
+
+    pub fn get(&self, namespace: &str, handler: &str) -> Option<Arc<dyn StepHandler>> {
+        self.handlers.get(&(namespace.to_string(), handler.to_string())).cloned()
+    }
+
+    /// The namespaces whose queues this worker consumes.
+    pub fn namespaces(&self) -> BTreeSet<String> {
+        self.handlers.keys().map(|(ns, _)| ns.clone()).collect()
+    }
+
+    pub fn len(&self) -> usize {
+        self.handlers.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.handlers.is_empty()
+    }
+}
+
+/// How this worker presents itself.
+#[derive(Debug, Clone)]
+pub struct WorkerOptions {
+    /// Reported as `language` by `/health`: `"rust"`, `"ruby"`, ...
+    pub language: String,
+    /// Default: `<language>-worker-<TASKER_INSTANCE_ID or a random id>`.
+    pub worker_id: Option<String>,
+}
+
+impl WorkerOptions {
+    pub fn new(language: &str) -> WorkerOptions {
+        WorkerOptions { language: language.to_string(), worker_id: None }
+    }
+}
+
+/// Starts workers; see the crate docs.
+pub struct Worker;
+
+pub(crate) struct Shared {
+    pub(crate) pool: PgPool,
+    pub(crate) config: TaskerConfig,
+    pub(crate) registry: HandlerRegistry,
+    pub(crate) worker_id: String,
+    pub(crate) language: String,
+    pub(crate) consumers_running: AtomicUsize,
+    pub(crate) queues: Vec<String>,
+    slots: Arc<Semaphore>,
+    max_slots: usize,
+}
+
+impl Worker {
+    /// Connects, creates the namespace and results queues, binds the health server and
+    /// starts one consumer per namespace queue.
+    pub async fn start(
+        config: TaskerConfig,
+        registry: HandlerRegistry,
+        options: WorkerOptions,
+    ) -> anyhow::Result<RunningWorker> {
+        let worker_config = config.worker()?.clone();
+        if registry.is_empty() {
+            anyhow::bail!("no step handlers registered: nothing to consume");
+        }
+        let worker_id = options.worker_id.clone().unwrap_or_else(|| {
+            let suffix = config
+                .execution
+                .instance_id()
+                .map(str::to_string)
+                .unwrap_or_else(|| uuid::Uuid::new_v4().simple().to_string()[..8].to_string());
+            format!("{}-worker-{suffix}", options.language)
+        });
+        warn_about_unhandled_steps(&config, &registry);
+        let pool = tasker_shared::db::connect(&config.database).await?;
+        let has_pgmq: bool = sqlx::query_scalar("SELECT to_regnamespace('pgmq') IS NOT NULL")
+            .fetch_one(&pool)
+            .await?;
+        if !has_pgmq {
+            anyhow::bail!(
+                "PGMQ is not installed in the database: run `tasker-server migrate` first"
+            );
+        }
+        let queues: Vec<String> =
+            registry.namespaces().iter().map(|ns| config.queues.namespace_queue(ns)).collect();
+        pgmq_notify::create_queue(&pool, &config.queues.step_results_queue).await?;
+        for queue in &queues {
+            pgmq_notify::create_queue(&pool, queue).await?;
+        }
+        let waker = Arc::new(
+            QueueWaker::start(&pool, &queues).await.context("listening for queue notifications")?,
+        );
+
+        let address = worker_config.web.socket_addr();
+        let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+            format!("cannot bind {address} (worker.web.bind_address, TASKER_WEB_BIND_ADDRESS)")
+        })?;
+        let local_addr = listener.local_addr()?;
+        let max_slots = worker_config.step_processing.max_concurrent_steps;
+        let shared = Arc::new(Shared {
+            pool,
+            config,
+            registry,
+            worker_id: worker_id.clone(),
+            language: options.language.clone(),
+            consumers_running: AtomicUsize::new(0),
+            queues: queues.clone(),
+            slots: Arc::new(Semaphore::new(max_slots)),
+            max_slots,
+        });
+        tracing::info!(
+            address = %local_addr,
+            worker_id,
+            language = options.language,
+            queues = ?queues,
+            "tasker-worker listening"
+        );
+
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let consumers: Vec<JoinHandle<()>> = queues
+            .iter()
+            .map(|queue| {
+                tokio::spawn(consume(
+                    Arc::clone(&shared),
+                    Arc::clone(&waker),
+                    queue.clone(),
+                    stop_rx.clone(),
+                ))
+            })
+            .collect();
+        let mut server_stop = stop_rx.clone();
+        let app = http::router(Arc::clone(&shared));
+        let server = tokio::spawn(async move {
+            let _ = axum::serve(listener, app)
+                .with_graceful_shutdown(async move {
+                    let _ = server_stop.wait_for(|stop| *stop).await;
+                })
+                .await;
+        });
+        Ok(RunningWorker { shared, local_addr, stop_tx, consumers, server })
+    }
+}
+
+/// A started worker. Dropping it stops the consumers and the HTTP server without waiting
+/// for in-flight steps; prefer [`RunningWorker::stop`].
+pub struct RunningWorker {
+    shared: Arc<Shared>,
+    local_addr: SocketAddr,
+    stop_tx: watch::Sender<bool>,
+    consumers: Vec<JoinHandle<()>>,
+    server: JoinHandle<()>,
+}
+
+impl RunningWorker {
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.shared.worker_id
+    }
+
+    /// Asks the worker to stop taking steps; returns at once.
+    pub fn request_stop(&self) {
+        let _ = self.stop_tx.send(true);
+    }
+
+    /// A handle that can request the stop from elsewhere (another task or thread).
+    pub fn stop_handle(&self) -> StopHandle {
+        StopHandle(self.stop_tx.clone())
+    }
+
+    /// Stops taking steps, lets in-flight steps post their results (bounded by
+    /// `execution.shutdown_timeout_ms`), stops the HTTP server and closes the pool.
+    pub async fn stop(self) -> anyhow::Result<()> {
+        self.request_stop();
+        let budget = self.shared.config.execution.shutdown_timeout();
+        let shared = Arc::clone(&self.shared);
+        let drained = tokio::time::timeout(budget, async {
+            for consumer in self.consumers {
+                let _ = consumer.await;
+            }
+            // Every slot back means no step is running.
+            let _ = shared.slots.acquire_many(shared.max_slots as u32).await;
+            let _ = self.server.await;
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                "shutdown budget of {budget:?} exceeded; unfinished steps reappear after their visibility timeout"
+            );
+        }
+        let _ = tokio::time::timeout(Duration::from_millis(200), self.shared.pool.close()).await;
+        tracing::info!(worker_id = self.shared.worker_id, "tasker-worker stopped");
+        Ok(())
+    }
+
+    /// Runs until SIGTERM/SIGINT or a [`StopHandle`] request, then [`RunningWorker::stop`].
+    pub async fn run_until_signal(self) -> anyhow::Result<()> {
+        let mut stopped = self.stop_tx.subscribe();
+        tokio::select! {
+            _ = tasker_shared::shutdown_signal() => {}
+            _ = stopped.wait_for(|stop| *stop) => {}
+        }
+        self.stop().await
+    }
+}
+
+/// Requests a worker stop from anywhere (cheap to clone).
+#[derive(Clone)]
+pub struct StopHandle(watch::Sender<bool>);
+
+impl StopHandle {
+    pub fn request_stop(&self) {
+        let _ = self.0.send(true);
+    }
+}
+
+/// Starts a worker and serves until SIGTERM/SIGINT.
+pub async fn run(
+    config: TaskerConfig,
+    registry: HandlerRegistry,
+    options: WorkerOptions,
+) -> anyhow::Result<()> {
+    Worker::start(config, registry, options).await?.run_until_signal().await
+}
+
+/// A worker that consumes a namespace must handle every step of it, or those steps end
+/// in error ("no handler"). Say so at startup when the templates are readable.
+fn warn_about_unhandled_steps(config: &TaskerConfig, registry: &HandlerRegistry) {
+    let Ok(templates) =
+        tasker_shared::templates::TemplateRegistry::load_dir(&config.template_dir())
+    else {
+        return; // Workers need no templates; the orchestration validates them.
+    };
+    let namespaces = registry.namespaces();
+    for template in templates.iter().filter(|t| namespaces.contains(&t.namespace)) {
+        for step in &template.steps {
+            if registry.get(&template.namespace, &step.handler).is_none() {
+                tracing::warn!(
+                    "no handler `{}` registered for step `{}` of {}/{}/{}",
+                    step.handler,
+                    step.name,
+                    template.namespace,
+                    template.name,
+                    template.version
+                );
+            }
+        }
+    }
+}
+
+/// One namespace queue: take as many messages as there are free step slots, run each in
+/// its own task, sleep on NOTIFY (poll interval as fallback) when the queue is empty.
+async fn consume(
+    shared: Arc<Shared>,
+    waker: Arc<QueueWaker>,
+    queue: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let _running = RunningConsumer::count(Arc::clone(&shared));
+    let queues = shared.config.queues.clone();
+    while !*stop.borrow() {
+        // Wait for a free slot before claiming anything, so claimed messages never sit
+        // invisible while waiting for capacity.
+        let first = tokio::select! {
+            permit = Arc::clone(&shared.slots).acquire_owned() => permit.expect("semaphore is never closed"),
+            _ = stop.changed() => break,
+        };
+        let mut permits = vec![first];
+        while permits.len() < queues.batch_size as usize {
+            match Arc::clone(&shared.slots).try_acquire_owned() {
+                Ok(permit) => permits.push(permit),
+                Err(_) => break,
+            }
+        }
+        let batch = pgmq_notify::read(
+            &shared.pool,
+            &queue,
+            queues.visibility_timeout_seconds,
+            permits.len() as i32,
+        )
+        .await
+        .unwrap_or_else(|err| {
+            tracing::warn!("reading {queue} failed: {err}");
+            Vec::new()
+        });
+        if batch.is_empty() {
+            drop(permits);
+            tokio::select! {
+                _ = waker.wait(&queue, queues.polling_interval()) => {}
+                _ = stop.changed() => {}
+            }
+            continue;
+        }
+        for message in batch {
+            let permit = permits.pop().expect("no more messages than permits");
+            let shared = Arc::clone(&shared);
+            let queue = queue.clone();
+            tokio::spawn(async move {
+                execute(&shared, &queue, message).await;
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// Counts a running consumer for `/health/ready`; uncounted on return and on panic.
+struct RunningConsumer(Arc<Shared>);
+
+impl RunningConsumer {
+    fn count(shared: Arc<Shared>) -> RunningConsumer {
+        shared.consumers_running.fetch_add(1, Ordering::SeqCst);
+        RunningConsumer(shared)
+    }
+}
+
+impl Drop for RunningConsumer {
+    fn drop(&mut self) {
+        self.0.consumers_running.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
+    let step: StepMessage = match serde_json::from_value(message.message.clone()) {
+        Ok(step) => step,
+        Err(err) => {
+            tracing::error!(msg_id = message.msg_id, "malformed step message archived: {err}");
+            if let Err(err) = pgmq_notify::archive(&shared.pool, queue, message.msg_id).await {
+                tracing::warn!("archiving message {} failed: {err}", message.msg_id);
+            }
+            return;
+        }
+    };
+    let timeout = Duration::from_millis(
+        shared.config.worker.as_ref().map_or(30_000, |w| w.step_processing.step_timeout_ms),
+    );
+    let outcome = match shared.registry.get(&step.namespace, &step.handler) {
+        None => Err(format!(
+            "no handler `{}` registered for namespace `{}` in worker {}",
+            step.handler, step.namespace, shared.worker_id
+        )),
+        Some(handler) => {
+            // A separate task turns a handler panic into a step error.
+            let run = tokio::spawn(handler.call(step.clone()));
+            let abort = run.abort_handle();
+            match tokio::time::timeout(timeout, run).await {
+                Ok(Ok(result)) => result,
+                Ok(Err(join_error)) => Err(format!("handler panicked: {join_error}")),
+                Err(_) => {
+                    abort.abort();
+                    Err(format!("handler timed out after {timeout:?}"))
+                }
+            }
+        }
+    };
+    if let Err(error) = &outcome {
+        tracing::info!(step = step.step_name, attempt = step.attempt, "step failed: {error}");
+    }
+    let result = StepResultMessage {
+        task_uuid: step.task_uuid,
+        step_uuid: step.step_uuid,
+        attempt: step.attempt,
+        worker_id: shared.worker_id.clone(),
+        outcome: match outcome {
+            Ok(result) => StepOutcome::Complete { result },
+            Err(message) => StepOutcome::Error { message },
+        },
+    };
+    if let Err(err) = post_result(shared, queue, message.msg_id, &result).await {
+        tracing::error!(
+            step = step.step_name,
+            "posting the result failed ({err:#}); the step reappears after its visibility timeout"
+        );
+    }
+}
+
+/// Sends the result and deletes the step message in one transaction.
+async fn post_result(
+    shared: &Shared,
+    queue: &str,
+    msg_id: i64,
+    result: &StepResultMessage,
+) -> anyhow::Result<()> {
+    let mut tx = shared.pool.begin().await?;
+    pgmq_notify::send(
+        &mut *tx,
+        &shared.config.queues.step_results_queue,
+        &serde_json::to_value(result)?,
+    )
+    .await?;
+    pgmq_notify::delete(&mut *tx, queue, msg_id).await?;
+    tx.commit().await?;
+    Ok(())
+}

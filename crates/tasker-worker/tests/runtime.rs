@@ -1,0 +1,183 @@
+//! The worker runtime as a library, against a real PostgreSQL (`DATABASE_URL`): handlers
+//! registered as trait objects receive step messages from their namespace's queue, and
+//! every outcome (result, error, panic, timeout, missing handler) is posted as a result.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use tasker_shared::TaskerConfig;
+use tasker_shared::messages::{StepMessage, StepOutcome, StepResultMessage};
+use tasker_shared::testing::TestDatabase;
+use tasker_worker::{HandlerRegistry, Worker, WorkerOptions};
+use uuid::Uuid;
+
+const RESULTS: &str = "orchestration_step_results";
+
+fn config(db: &TestDatabase) -> TaskerConfig {
+    let text = format!(
+        r#"
+[database]
+url = "{}"
+[database.pool]
+max_connections = 4
+min_connections = 1
+acquire_timeout_ms = 10000
+[queues]
+namespace_queue_prefix = "worker_"
+step_results_queue = "{RESULTS}"
+visibility_timeout_seconds = 30
+batch_size = 10
+polling_interval_ms = 1000
+[execution]
+environment = "test"
+instance_id = "${{TASKER_INSTANCE_ID:-}}"
+shutdown_timeout_ms = 2000
+[task_templates]
+path = "config/tasks"
+[worker.web]
+bind_address = "127.0.0.1:0"
+[worker.step_processing]
+max_concurrent_steps = 4
+step_timeout_ms = 300
+"#,
+        db.url
+    );
+    let vars = |name: &str| (name == "TASKER_INSTANCE_ID").then(|| "lib-test".to_string());
+    TaskerConfig::parse(&text, Path::new("runtime-test.toml"), &vars).unwrap()
+}
+
+fn step(namespace: &str, handler: &str, attempt: i32) -> StepMessage {
+    StepMessage {
+        task_uuid: Uuid::new_v4(),
+        step_uuid: Uuid::new_v4(),
+        namespace: namespace.into(),
+        task_name: "t".into(),
+        task_version: "1.0.0".into(),
+        step_name: handler.into(),
+        handler: handler.into(),
+        attempt,
+        max_attempts: 3,
+        context: json!({"n": 21}),
+        dependency_results: Default::default(),
+    }
+}
+
+/// Waits (bounded) for `count` results and returns them by step uuid.
+async fn results(db: &TestDatabase, count: usize) -> Vec<StepResultMessage> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut found = Vec::new();
+    while found.len() < count {
+        for message in pgmq_notify::read(&db.pool, RESULTS, 30, 10).await.unwrap() {
+            found.push(serde_json::from_value(message.message).unwrap());
+        }
+        assert!(Instant::now() < deadline, "only {} of {count} results arrived", found.len());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    found
+}
+
+fn outcome_of(results: &[StepResultMessage], step: &StepMessage) -> StepOutcome {
+    let result = results.iter().find(|r| r.step_uuid == step.step_uuid).expect("a result per step");
+    assert_eq!(result.attempt, step.attempt);
+    assert_eq!(result.task_uuid, step.task_uuid);
+    result.outcome.clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
+    let db = TestDatabase::create().await;
+    let mut registry = HandlerRegistry::new();
+    registry
+        .register("alpha", "double", |step: StepMessage| async move {
+            let n = step.context["n"].as_i64().ok_or("n missing")?;
+            Ok(json!({"result": n * 2, "attempt": step.attempt}))
+        })
+        .register_sync("alpha", "fails", |_| Err("nope".into()))
+        .register_sync("alpha", "panics", |_| panic!("handler bug"))
+        .register("alpha", "slow", |_step: StepMessage| async {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            Ok(Value::Null)
+        })
+        .register_sync("beta", "echo", |step| Ok(step.context.clone()));
+    assert_eq!(registry.namespaces().into_iter().collect::<Vec<_>>(), ["alpha", "beta"]);
+
+    let worker = Worker::start(config(&db), registry, WorkerOptions::new("ruby")).await.unwrap();
+
+    // Identity and readiness on the bound address.
+    let client = tasker_client::TaskerClient::new(format!("http://{}", worker.local_addr()));
+    let health = tokio::task::spawn_blocking(move || {
+        client.ready().unwrap();
+        client.health().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(health.service, "tasker-worker");
+    assert_eq!(health.language.as_deref(), Some("ruby"));
+    assert_eq!(health.instance_id.as_deref(), Some("lib-test"));
+    assert_eq!(health.worker_id.as_deref(), Some(worker.worker_id()));
+
+    let steps = [
+        step("alpha", "double", 2),
+        step("alpha", "fails", 1),
+        step("alpha", "panics", 1),
+        step("alpha", "slow", 1),
+        step("alpha", "unregistered", 1),
+        step("beta", "echo", 1),
+    ];
+    for step in &steps {
+        let queue = format!("worker_{}_queue", step.namespace);
+        pgmq_notify::send(&db.pool, &queue, &serde_json::to_value(step).unwrap()).await.unwrap();
+    }
+    let posted = results(&db, steps.len()).await;
+
+    assert_eq!(
+        outcome_of(&posted, &steps[0]),
+        StepOutcome::Complete { result: json!({"result": 42, "attempt": 2}) }
+    );
+    assert_eq!(outcome_of(&posted, &steps[1]), StepOutcome::Error { message: "nope".into() });
+    let StepOutcome::Error { message } = outcome_of(&posted, &steps[2]) else { panic!() };
+    assert!(message.contains("panicked"), "{message}");
+    let StepOutcome::Error { message } = outcome_of(&posted, &steps[3]) else { panic!() };
+    assert!(message.contains("timed out"), "{message}");
+    let StepOutcome::Error { message } = outcome_of(&posted, &steps[4]) else { panic!() };
+    assert!(message.contains("no handler `unregistered`"), "{message}");
+    assert_eq!(outcome_of(&posted, &steps[5]), StepOutcome::Complete { result: json!({"n": 21}) });
+
+    // Posting a result also removed the step message.
+    for queue in ["worker_alpha_queue", "worker_beta_queue"] {
+        assert_eq!(pgmq_notify::queue_length(&db.pool, queue).await.unwrap(), 0, "{queue}");
+    }
+
+    let stopping = Instant::now();
+    worker.stop().await.unwrap();
+    assert!(stopping.elapsed() < Duration::from_secs(3));
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn malformed_step_messages_are_archived() {
+    let db = TestDatabase::create().await;
+    let mut registry = HandlerRegistry::new();
+    registry.register_sync("alpha", "noop", |_| Ok(Value::Null));
+    let worker = Worker::start(config(&db), registry, WorkerOptions::new("rust")).await.unwrap();
+    let id =
+        pgmq_notify::send(&db.pool, "worker_alpha_queue", &json!({"not": "a step"})).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let archived: i64 =
+            sqlx::query_scalar("SELECT count(*) FROM pgmq.a_worker_alpha_queue WHERE msg_id = $1")
+                .bind(id)
+                .fetch_one(&db.pool)
+                .await
+                .unwrap();
+        if archived == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "malformed message was not archived");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(pgmq_notify::queue_length(&db.pool, RESULTS).await.unwrap(), 0);
+    worker.stop().await.unwrap();
+    db.drop_database().await;
+}

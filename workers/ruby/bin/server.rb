@@ -1,0 +1,79 @@
+#!/usr/bin/env ruby
+# frozen_string_literal: true
+
+# The Ruby worker: runs the `ruby` namespace's step handlers on the Rust worker runtime.
+#
+#   TASKER_CONFIG_PATH=<abs>/config/tasker/generated/worker-test.toml \
+#   DATABASE_URL=postgresql://... TASKER_WEB_BIND_ADDRESS=127.0.0.1:8082 \
+#   ruby workers/ruby/bin/server.rb            # or: bundle exec bin/server.rb
+#
+# Takes no flags: configuration is the environment plus the config file. The native library
+# comes from TASKER_RUBY_EXT_PATH or the workspace's target/{debug,release}
+# (`cargo build -p tasker-worker-ruby-ext`). INT/TERM stop it within 2 s.
+
+require "logger"
+require_relative "../lib/tasker_ruby"
+
+# Seconds a running step may take to finish after INT/TERM, and the runtime's stop budget:
+# together well inside the 2 s shutdown promise.
+STEP_GRACE_SECONDS = 1.0
+STOP_BUDGET_MS = 700
+
+$stdout.sync = true
+logger = Logger.new($stdout, progname: "ruby-worker")
+logger.formatter = proc do |severity, time, progname, message|
+  "#{time.utc.strftime('%Y-%m-%dT%H:%M:%S.%3NZ')} #{severity} #{progname}: #{message}\n"
+end
+
+fail_with = lambda do |message, code|
+  logger.error(message)
+  exit(code)
+end
+
+settings = TaskerRuby::Settings.new
+begin
+  config_path = settings.config_path
+rescue TaskerRuby::Settings::Invalid => e
+  fail_with.call(e.message, 2)
+end
+
+logger.info("starting (pid #{Process.pid}, ruby #{RUBY_VERSION})")
+settings.summary.each { |line| logger.info("config: #{line}") }
+
+registry = TaskerRuby::Handlers.registry
+logger.info("handlers (namespace #{TaskerRuby::Handlers::NAMESPACE}): #{registry.names.join(', ')}")
+
+begin
+  library = TaskerRuby::Native.locate
+  native = TaskerRuby::Native.new(library)
+rescue TaskerRuby::LibraryMissing => e
+  fail_with.call(e.message, 2)
+end
+logger.info("native library: #{library}")
+
+stop = { requested: false, loop: nil }
+%w[INT TERM].each do |signal|
+  Signal.trap(signal) do
+    stop[:requested] = true
+    stop[:loop]&.request_stop
+  end
+end
+
+begin
+  runtime = native.start(config_path, { TaskerRuby::Handlers::NAMESPACE => registry.names })
+rescue TaskerRuby::StartError => e
+  fail_with.call("cannot start the worker runtime: #{e.message}", 2)
+end
+logger.info("ready: health on #{ENV.fetch('TASKER_WEB_BIND_ADDRESS', '(config default)')}")
+
+worker_loop = TaskerRuby::WorkerLoop.new(runtime: runtime, runner: TaskerRuby::StepRunner.new(registry),
+                                         logger: logger, grace: STEP_GRACE_SECONDS)
+stop[:loop] = worker_loop
+worker_loop.request_stop if stop[:requested]
+
+outcome = worker_loop.run
+logger.info(outcome == :stopped ? "stopping on signal" : "the runtime ended: #{outcome}")
+problem = runtime.stop(STOP_BUDGET_MS)
+logger.warn("unclean runtime shutdown: #{problem}") if problem
+logger.info("stopped: #{worker_loop.completed} steps completed, #{worker_loop.abandoned} abandoned")
+exit(outcome == :stopped ? 0 : 1)

@@ -1,0 +1,228 @@
+//! The `rust-worker` process against a real PostgreSQL (`DATABASE_URL`) and an in-process
+//! orchestration loop: a worker killed in the middle of a step loses nothing (the message
+//! reappears after its visibility timeout and a new worker finishes the task), and
+//! SIGTERM lets the step in hand finish before a prompt exit.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use tasker_client::api::{CreateTaskRequest, StepState, TaskResponse, TaskState};
+use tasker_orchestration::engine::Engine;
+use tasker_shared::TaskerConfig;
+use tasker_shared::templates::TemplateRegistry;
+use tasker_shared::testing::TestDatabase;
+use tokio::sync::oneshot;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// A complete config for `db`, written to a temp file: 1 s visibility timeout so a
+/// killed worker's step comes back quickly.
+fn write_config(db: &TestDatabase) -> PathBuf {
+    let text = format!(
+        r#"
+[database]
+url = "{url}"
+[database.pool]
+max_connections = 4
+min_connections = 1
+acquire_timeout_ms = 10000
+[queues]
+namespace_queue_prefix = "worker_"
+step_results_queue = "orchestration_step_results"
+visibility_timeout_seconds = 1
+batch_size = 10
+polling_interval_ms = 50
+[execution]
+environment = "test"
+instance_id = "${{TASKER_INSTANCE_ID:-}}"
+shutdown_timeout_ms = 2000
+[task_templates]
+path = "{templates}"
+[orchestration.web]
+bind_address = "127.0.0.1:0"
+[orchestration.backoff]
+base_ms = 10
+max_ms = 100
+[worker.web]
+bind_address = "${{TASKER_WEB_BIND_ADDRESS:-127.0.0.1:0}}"
+[worker.step_processing]
+max_concurrent_steps = 4
+step_timeout_ms = 10000
+"#,
+        url = db.url,
+        templates = root().join("config/tasks").display(),
+    );
+    let path = std::env::temp_dir().join(format!("{}.toml", db.name));
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+struct Harness {
+    db: TestDatabase,
+    config_path: PathBuf,
+    engine: Engine,
+    stop_orchestration: oneshot::Sender<()>,
+    orchestration: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Harness {
+    async fn start() -> Harness {
+        let db = TestDatabase::create().await;
+        let config_path = write_config(&db);
+        let config = TaskerConfig::load_from(&config_path, &|_| None).unwrap();
+        let templates = TemplateRegistry::load_dir(&config.template_dir()).unwrap();
+        let engine = Engine::new(
+            db.pool.clone(),
+            std::sync::Arc::new(templates.clone()),
+            config.queues.clone(),
+            config.orchestration().unwrap().backoff.clone(),
+        );
+        // Queues exist before the first task, whatever the spawned server is doing.
+        engine.create_queues().await.unwrap();
+        let (stop_orchestration, stopped) = oneshot::channel::<()>();
+        let orchestration = tokio::spawn(tasker_orchestration::serve(config, templates, async {
+            let _ = stopped.await;
+        }));
+        Harness { db, config_path, engine, stop_orchestration, orchestration }
+    }
+
+    fn spawn_worker(&self) -> WorkerProcess {
+        let child = Command::new(env!("CARGO_BIN_EXE_rust-worker"))
+            .env("TASKER_CONFIG_PATH", &self.config_path)
+            .env("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("starting rust-worker");
+        WorkerProcess(child)
+    }
+
+    async fn create(&self, name: &str, context: serde_json::Value) -> uuid::Uuid {
+        self.engine
+            .create_task(&CreateTaskRequest::new("rust", name, "1.0.0", context))
+            .await
+            .unwrap_or_else(|err| panic!("{err:?}"))
+    }
+
+    async fn task(&self, uuid: uuid::Uuid) -> TaskResponse {
+        self.engine.get_task(uuid).await.unwrap().unwrap()
+    }
+
+    /// Polls until `done(task)` (bounded: 30 s).
+    async fn wait_until(
+        &self,
+        uuid: uuid::Uuid,
+        what: &str,
+        done: impl Fn(&TaskResponse) -> bool,
+    ) -> TaskResponse {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let task = self.task(uuid).await;
+            if done(&task) {
+                return task;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}: {task:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Waits until a worker has claimed a message from the `rust` queue.
+    async fn wait_for_claim(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let claimed: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM pgmq.q_worker_rust_queue WHERE read_ct > 0 AND vt > clock_timestamp()",
+            )
+            .fetch_one(&self.db.pool)
+            .await
+            .unwrap();
+            if claimed > 0 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "no worker claimed the step");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    async fn finish(self) {
+        let _ = self.stop_orchestration.send(());
+        self.orchestration.await.unwrap().unwrap();
+        let _ = std::fs::remove_file(&self.config_path);
+        self.db.drop_database().await;
+    }
+}
+
+/// A spawned worker, killed if a failing test leaves it running.
+struct WorkerProcess(Child);
+
+impl Drop for WorkerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+fn signal(child: &Child, name: &str) {
+    let status =
+        Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn killed_worker_mid_step_and_restarted_still_completes_the_task() {
+    let harness = Harness::start().await;
+    let mut first = harness.spawn_worker();
+    let uuid =
+        harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 700})).await;
+    harness.wait_for_claim().await;
+    first.0.kill().unwrap(); // SIGKILL mid-step: no chance to post anything.
+    first.0.wait().unwrap();
+    let task = harness.task(uuid).await;
+    assert_eq!(task.step("linear_step_1").unwrap().state, StepState::Enqueued);
+
+    let mut second = harness.spawn_worker();
+    let task = harness.wait_until(uuid, "completion after restart", |t| t.state.is_final()).await;
+    signal(&second.0, "TERM");
+    assert!(second.0.wait().unwrap().success());
+
+    assert_eq!(task.state, TaskState::Complete, "{task:#?}");
+    let results: Vec<i64> =
+        task.steps.iter().map(|s| s.result.as_ref().unwrap()["result"].as_i64().unwrap()).collect();
+    assert_eq!(results, [4, 16, 256, 65_536]);
+    // Redelivery is not a new attempt: the step ran to completion once.
+    assert!(task.steps.iter().all(|s| s.attempts == 1));
+    harness.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_lets_the_step_in_hand_finish_then_exits_promptly() {
+    let harness = Harness::start().await;
+    let mut worker = harness.spawn_worker();
+    let uuid =
+        harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 600})).await;
+    harness.wait_for_claim().await;
+    let signalled = Instant::now();
+    signal(&worker.0, "TERM");
+    let status = worker.0.wait().unwrap();
+    let exit_after = signalled.elapsed();
+    assert!(status.success(), "{status}");
+    assert!(exit_after < Duration::from_secs(3), "exit took {exit_after:?}");
+
+    // The step in hand posted its result before the exit; the next one was never taken.
+    let task = harness
+        .wait_until(uuid, "step 1 result", |t| {
+            t.step("linear_step_1").unwrap().state == StepState::Complete
+        })
+        .await;
+    assert_eq!(task.step("linear_step_1").unwrap().result, Some(json!({"result": 4})));
+    assert_eq!(task.step("linear_step_2").unwrap().state, StepState::Enqueued);
+    assert_eq!(task.state, TaskState::InProgress);
+    harness.finish().await;
+}

@@ -1,0 +1,396 @@
+//! `cargo xtask ci-native`: the whole native pipeline in one command. Build the service
+//! and test binaries once, start the database and the services, run the end-to-end
+//! tests with nextest's `ci` profile, collect logs on failure, tear everything down on
+//! every path, and report phase timings.
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+
+use crate::github;
+use crate::manifest::{self, Launch};
+use crate::native::{self, State};
+use crate::processes;
+use crate::project::{self, Exit};
+use crate::services::{self, Common, Start};
+use crate::timings::Timings;
+
+/// The end-to-end tests: the root package, behind its `test-services` feature.
+const TEST_PACKAGE: &str = "tasker-core";
+const TEST_FEATURE: &str = "test-services";
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask ci-native                                everything
+  cargo xtask ci-native --partition hash:1/2           one of two CI shards
+  cargo xtask ci-native -- -E 'test(workflow)'         nextest arguments after --
+
+JUnit: target/nextest/ci/junit.xml. On failure, every service log and the database log
+are copied to <state-dir>/ci-logs/. Timings: <state-dir>/timings.json.")]
+pub struct Args {
+    /// Build and run with the release profile
+    #[arg(long)]
+    release: bool,
+    /// Do not build: the service and test binaries exist already
+    #[arg(long)]
+    no_build: bool,
+    /// Run one shard of the tests, e.g. hash:1/3 (passed to nextest)
+    #[arg(long, value_name = "hash:M/N")]
+    partition: Option<String>,
+    /// Seconds to wait for the services to be ready (scaled by the CI multiplier)
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    common: Common,
+    /// Arguments for `cargo nextest run`
+    #[arg(last = true, value_name = "NEXTEST_ARGS")]
+    nextest_args: Vec<String>,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    processes::catch_interrupts();
+    if let Some(partition) = &args.partition {
+        check_partition(partition).map_err(project::UserError)?;
+    }
+    let state_dir = args.common.state_dir();
+    let mut timings = Timings::default();
+    let result = pipeline(&args, &mut timings);
+    report_timings(&timings, &state_dir);
+    result
+}
+
+/// The pipeline with its defaults (for `cargo xtask test`).
+pub fn run_default() -> anyhow::Result<()> {
+    run(Args {
+        release: false,
+        no_build: false,
+        partition: None,
+        timeout: 60,
+        common: Common { state_dir: None, manifest: None },
+        nextest_args: Vec::new(),
+    })
+}
+
+fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
+    let start = Start {
+        only: Vec::new(),
+        release: args.release,
+        fixed_ports: false,
+        timeout: args.timeout,
+    };
+    let options = services::up_options(&start, &args.common);
+    let manifest = manifest::load(&options.manifest)?;
+    native::ensure_no_session(&options.state_dir)?;
+    // Logs of an earlier failed run must not pass for this run's.
+    let _ = std::fs::remove_dir_all(options.state_dir.join("ci-logs"));
+    if !args.no_build {
+        let started = Instant::now();
+        github::group("build", || build(&manifest, args.release))?;
+        timings.add("build", started.elapsed());
+    }
+    stop_if_interrupted()?;
+
+    let prepared = native::prepare(&options, timings)?;
+    let session = match native::start(prepared, &options, timings) {
+        Ok(session) => session,
+        Err(err) => {
+            // The session has been torn down; its logs remain.
+            github::error(&format!(
+                "services did not start: {}",
+                err.to_string().lines().next().unwrap_or_default()
+            ));
+            collect_logs(&options.state_dir, None);
+            return Err(err);
+        }
+    };
+
+    let exports = services::write_exports(&session.state, false)?;
+    let nextest = nextest_args(
+        args.release,
+        false,
+        args.partition.as_deref(),
+        &session.state.excluded_tests,
+        &args.nextest_args,
+    );
+    eprintln!("xtask: cargo {}", nextest.join(" "));
+    let started = Instant::now();
+    let status = project::cargo()
+        .args(&nextest)
+        .envs(exports.iter().map(|(k, v)| (k, v)))
+        // The tests scale their own waits by the same factor as xtask's startup.
+        .env(crate::readiness::MULTIPLIER_VAR, crate::readiness::multiplier().to_string())
+        .spawn()
+        .context("running cargo nextest")
+        .and_then(|mut child| Ok(processes::wait_child(&mut child, Duration::from_secs(10))?));
+    timings.add("tests", started.elapsed());
+    let failed = !matches!(&status, Ok(s) if s.success());
+    let dead: Vec<String> = session
+        .state
+        .services
+        .iter()
+        .filter(|s| !processes::group_is_ours_and_alive(&s.process))
+        .map(|s| s.name.clone())
+        .collect();
+    let state = session.state.clone();
+    let report = timings.time("teardown", || session.teardown(Duration::from_secs(5)));
+    if !report.killed.is_empty() {
+        eprintln!("warning: needed SIGKILL: {}", report.killed.join(", "));
+    }
+    if failed {
+        collect_logs(&state.dir, Some((&state, &dead)));
+    }
+    stop_if_interrupted()?;
+    let status = status?;
+    match status.code() {
+        Some(0) => Ok(()),
+        Some(code) => {
+            github::error(&format!("end-to-end tests failed (nextest exit code {code})"));
+            Err(Exit(code.clamp(1, 255) as u8).into())
+        }
+        None => Err(Exit(1).into()),
+    }
+}
+
+fn stop_if_interrupted() -> anyhow::Result<()> {
+    match processes::interrupted() {
+        Some(signal) => {
+            eprintln!("xtask: interrupted; everything is torn down");
+            Err(Exit(128 + signal as u8).into())
+        }
+        None => Ok(()),
+    }
+}
+
+/// Builds every cargo binary the manifest starts, then the test binaries, each in one
+/// cargo invocation; the test run afterwards reuses them.
+fn build(manifest: &manifest::Manifest, release: bool) -> anyhow::Result<()> {
+    let mut binaries: Vec<String> = vec!["build".into()];
+    let mut libraries: Vec<String> = vec!["build".into()];
+    if release {
+        binaries.push("--release".into());
+        libraries.push("--release".into());
+    }
+    let steps = manifest.migrate.iter().chain(manifest.services.iter().map(|s| &s.step));
+    for step in steps {
+        match &step.launch {
+            Launch::Binary { name, package } => {
+                match package {
+                    Some(package) => binaries.extend(["-p".to_string(), package.clone()]),
+                    None => binaries.push("--workspace".to_string()),
+                }
+                binaries.extend(["--bin".to_string(), name.clone()]);
+            }
+            // A command's package (e.g. a library the Ruby worker loads) is built whole:
+            // `--bin` selections would leave its library out.
+            Launch::Command { package: Some(package), .. } => {
+                libraries.extend(["-p".to_string(), package.clone()])
+            }
+            Launch::Command { package: None, .. } => {}
+        }
+    }
+    for args in [binaries, libraries] {
+        if args.iter().any(|a| a == "-p" || a == "--bin") {
+            run_cargo(&dedup_pairs(args))?;
+        }
+    }
+    run_cargo(&nextest_args(release, true, None, &[], &[]))
+}
+
+/// Drops repeated `-p X` / `--bin X` pairs (two services can share a binary).
+fn dedup_pairs(args: Vec<String>) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    let mut i = 0;
+    while i < args.len() {
+        if (args[i] == "-p" || args[i] == "--bin") && i + 1 < args.len() {
+            let seen = out.windows(2).any(|w| w[0] == args[i] && w[1] == args[i + 1]);
+            if !seen {
+                out.push(args[i].clone());
+                out.push(args[i + 1].clone());
+            }
+            i += 2;
+        } else if !(args[i] == "--workspace" && out.contains(&args[i])) {
+            out.push(args[i].clone());
+            i += 1;
+        } else {
+            i += 1;
+        }
+    }
+    out
+}
+
+fn run_cargo(args: &[String]) -> anyhow::Result<()> {
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut child =
+        project::cargo().args(args).stdin(Stdio::null()).spawn().context("running cargo")?;
+    let status = processes::wait_child(&mut child, Duration::from_secs(10))?;
+    stop_if_interrupted()?;
+    if !status.success() {
+        eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
+        return Err(Exit(status.code().unwrap_or(1).clamp(1, 255) as u8).into());
+    }
+    Ok(())
+}
+
+/// The `cargo nextest run` arguments. Filters of skipped services' tests are combined
+/// with the user's own `-E` expression (nextest ORs separate `-E`s, so they must be merged).
+pub fn nextest_args(
+    release: bool,
+    no_run: bool,
+    partition: Option<&str>,
+    excluded: &[String],
+    user: &[String],
+) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["nextest", "run", "--profile", "ci", "-p", TEST_PACKAGE, "--features", TEST_FEATURE]
+            .map(String::from)
+            .to_vec();
+    if release {
+        args.push("--release".into());
+    }
+    if no_run {
+        args.push("--no-run".into());
+        return args;
+    }
+    if let Some(partition) = partition {
+        args.extend(["--partition".to_string(), partition.to_string()]);
+    }
+    let exclusion = excluded.iter().map(|f| format!("not ({f})")).collect::<Vec<_>>().join(" and ");
+    let mut merged = false;
+    let mut user = user.to_vec();
+    if !exclusion.is_empty() {
+        let mut i = 0;
+        while i < user.len() {
+            let flag =
+                ["-E", "--filter-expr", "--filterset"].iter().find(|f| user[i] == **f).copied();
+            if let Some(_flag) = flag
+                && i + 1 < user.len()
+            {
+                user[i + 1] = format!("({}) and {exclusion}", user[i + 1]);
+                merged = true;
+                i += 2;
+                continue;
+            }
+            for prefix in ["--filter-expr=", "--filterset="] {
+                if let Some(expr) = user[i].strip_prefix(prefix) {
+                    user[i] = format!("{prefix}({expr}) and {exclusion}");
+                    merged = true;
+                }
+            }
+            i += 1;
+        }
+        if !merged {
+            args.extend(["-E".to_string(), exclusion]);
+        }
+    }
+    args.extend(user);
+    args
+}
+
+fn check_partition(partition: &str) -> Result<(), String> {
+    let valid = partition.split_once(':').is_some_and(|(kind, shard)| {
+        matches!(kind, "hash" | "count" | "slice")
+            && shard.split_once('/').is_some_and(|(m, n)| {
+                matches!((m.parse::<u32>(), n.parse::<u32>()), (Ok(m), Ok(n)) if m >= 1 && m <= n)
+            })
+    });
+    if valid {
+        Ok(())
+    } else {
+        Err(format!("--partition `{partition}` is not of the form hash:M/N (1 <= M <= N)"))
+    }
+}
+
+/// Copies every log (services, migrate, database) to `<state>/ci-logs/` for the workflow
+/// to upload, and prints the tails of the services that died.
+fn collect_logs(state_dir: &Path, dead: Option<(&State, &[String])>) {
+    let from = native::log_dir(state_dir);
+    let to = state_dir.join("ci-logs");
+    let _ = std::fs::remove_dir_all(&to);
+    let _ = std::fs::create_dir_all(&to);
+    let mut copied = 0;
+    for entry in std::fs::read_dir(&from).into_iter().flatten().flatten() {
+        if std::fs::copy(entry.path(), to.join(entry.file_name())).is_ok() {
+            copied += 1;
+        }
+    }
+    eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&to));
+    if let Some((state, dead)) = dead {
+        if dead.is_empty() {
+            eprintln!(
+                "xtask: every service was still running when the tests ended; see their logs there"
+            );
+        }
+        for service in state.services.iter().filter(|s| dead.contains(&s.name)) {
+            github::group(
+                &format!("{} stopped during the tests: last 30 lines of its log", service.name),
+                || {
+                    println!("{}", processes::tail(&service.log, 30));
+                },
+            );
+        }
+    }
+}
+
+fn report_timings(timings: &Timings, state_dir: &Path) {
+    if timings.phases.is_empty() {
+        return;
+    }
+    eprint!("\n{}", timings.table());
+    let _ = project::write_atomic(
+        &state_dir.join("timings.json"),
+        serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
+    );
+    let _ = github::step_summary(&timings.markdown("ci-native phase timings"));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    #[test]
+    fn the_test_run_uses_the_ci_profile_and_passes_partition_and_args() {
+        let args = nextest_args(false, false, Some("hash:1/2"), &[], &s(&["--no-fail-fast"]));
+        assert_eq!(
+            args.join(" "),
+            "nextest run --profile ci -p tasker-core --features test-services --partition hash:1/2 --no-fail-fast"
+        );
+        assert_eq!(
+            nextest_args(true, true, None, &[], &[]).join(" "),
+            "nextest run --profile ci -p tasker-core --features test-services --release --no-run"
+        );
+    }
+
+    #[test]
+    fn skipped_services_tests_are_filtered_out_even_with_a_user_filter() {
+        let excluded = s(&["binary(ruby)"]);
+        let args = nextest_args(false, false, None, &excluded, &[]);
+        assert_eq!(args[args.len() - 2..], s(&["-E", "not (binary(ruby))"]));
+        let args = nextest_args(false, false, None, &excluded, &s(&["-E", "test(a)"]));
+        assert_eq!(args[args.len() - 2..], s(&["-E", "(test(a)) and not (binary(ruby))"]));
+        let args = nextest_args(false, false, None, &excluded, &s(&["--filterset=test(a)"]));
+        assert_eq!(args.last().unwrap(), "--filterset=(test(a)) and not (binary(ruby))");
+    }
+
+    #[test]
+    fn partition_must_be_a_shard() {
+        assert!(check_partition("hash:1/3").is_ok());
+        assert!(check_partition("count:3/3").is_ok());
+        assert!(check_partition("hash:4/3").is_err());
+        assert!(check_partition("1/3").is_err());
+    }
+
+    #[test]
+    fn repeated_binaries_are_built_once() {
+        let args = dedup_pairs(s(&[
+            "build", "-p", "a", "--bin", "x", "-p", "a", "--bin", "y", "-p", "a", "--bin", "x",
+        ]));
+        assert_eq!(args.join(" "), "build -p a --bin x --bin y");
+    }
+}

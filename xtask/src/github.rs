@@ -1,0 +1,74 @@
+//! Everything that reads or writes `GITHUB_*`: log groups, error annotations, the env
+//! file of later steps and the step summary. Elsewhere the code never checks for GitHub.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+
+pub fn is_actions() -> bool {
+    std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// Runs `body` inside a collapsible log group on GitHub Actions (plain output elsewhere).
+pub fn group<T>(title: &str, body: impl FnOnce() -> T) -> T {
+    if is_actions() {
+        println!("::group::{title}");
+    } else {
+        println!("--- {title}");
+    }
+    let out = body();
+    if is_actions() {
+        println!("::endgroup::");
+    }
+    out
+}
+
+/// An error line that GitHub also shows as an annotation.
+pub fn error(message: &str) {
+    if is_actions() {
+        // Annotations are one line: newlines must be escaped.
+        println!(
+            "::error::{}",
+            message.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
+        );
+    }
+}
+
+fn append(var: &str, text: &str) -> anyhow::Result<bool> {
+    let Some(path) = std::env::var_os(var).map(PathBuf::from) else { return Ok(false) };
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .with_context(|| format!("opening ${var} ({})", path.display()))?;
+    file.write_all(text.as_bytes()).with_context(|| format!("writing ${var}"))?;
+    Ok(true)
+}
+
+/// Makes `vars` visible to later steps of the job (`$GITHUB_ENV`), when running there.
+pub fn export_env(vars: &[(String, String)]) -> anyhow::Result<bool> {
+    append("GITHUB_ENV", &env_file(vars))
+}
+
+/// Appends markdown to the job's summary page (`$GITHUB_STEP_SUMMARY`), when running there.
+pub fn step_summary(markdown: &str) -> anyhow::Result<bool> {
+    append("GITHUB_STEP_SUMMARY", markdown)
+}
+
+/// `KEY=value` lines, the format of both `$GITHUB_ENV` and `services.env`.
+pub fn env_file(vars: &[(String, String)]) -> String {
+    vars.iter().map(|(k, v)| format!("{k}={v}\n")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_file_is_key_value_lines() {
+        let vars =
+            vec![("A".to_string(), "1".to_string()), ("B".to_string(), "http://x".to_string())];
+        assert_eq!(env_file(&vars), "A=1\nB=http://x\n");
+    }
+}

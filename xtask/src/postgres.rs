@@ -1,0 +1,727 @@
+//! The database: a throwaway PostgreSQL cluster when `DATABASE_URL` is unset, else a
+//! reachability check of the given server.
+//!
+//! The embedded cluster copies a pristine data directory (initialised once per server
+//! version and cached under the target dir) and runs `postgres` directly on 127.0.0.1, a
+//! free port and a private socket directory, with durability off. As root, PostgreSQL
+//! refuses to run, so initdb and the server drop privileges to the `postgres` user.
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use crate::processes::{self, Identity};
+use crate::project;
+
+/// Where the server binaries live and which version they are.
+#[derive(Debug, Clone)]
+pub struct Binaries {
+    pub bindir: PathBuf,
+    pub version: String,
+}
+
+/// A running embedded cluster, as recorded in the state file.
+#[derive(Debug, Clone)]
+pub struct Embedded {
+    pub process: Identity,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub log: PathBuf,
+    pub url: String,
+}
+
+/// Bumped whenever `template()` makes the data directory differently.
+const TEMPLATE_FORMAT: &str = "f2";
+
+/// The user the server runs as when we are root.
+const SERVER_USER: &str = "postgres";
+
+fn has_server(dir: &Path) -> bool {
+    dir.join("postgres").is_file() && dir.join("initdb").is_file()
+}
+
+/// Finds the server binaries: PATH, `pg_config --bindir`, the newest
+/// `/usr/lib/postgresql/*/bin`, then Homebrew's locations.
+pub fn find_binaries() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output()
+        && out.status.success()
+    {
+        candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    debian.sort();
+    candidates.extend(debian.into_iter().rev().map(|(_, p)| p));
+    for prefix in ["/opt/homebrew", "/usr/local"] {
+        let mut brew: Vec<PathBuf> = std::fs::read_dir(format!("{prefix}/opt"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("postgresql"))
+            .map(|e| e.path().join("bin"))
+            .collect();
+        brew.sort();
+        candidates.extend(brew.into_iter().rev());
+    }
+    candidates.into_iter().find(|dir| has_server(dir))
+}
+
+/// Finds the binaries, installing them with apt when that is possible and safe
+/// (Debian/Ubuntu, root), else fails with the command to run.
+pub fn ensure_binaries() -> anyhow::Result<Binaries> {
+    let bindir = match find_binaries() {
+        Some(dir) => dir,
+        None => {
+            let debian = Path::new("/etc/debian_version").exists();
+            if !(debian && processes::is_root()) {
+                let install = if cfg!(target_os = "macos") {
+                    "brew install postgresql@16"
+                } else if debian {
+                    "sudo apt-get install -y postgresql"
+                } else {
+                    "install the PostgreSQL server package (postgres, initdb)"
+                };
+                crate::user_error!(
+                    "no PostgreSQL server binaries (postgres, initdb) found: run `{install}`, or export DATABASE_URL to use an existing server"
+                );
+            }
+            eprintln!(
+                "xtask: no PostgreSQL server binaries found; installing `postgresql` with apt-get (Debian/Ubuntu, running as root)"
+            );
+            let ok = Command::new("apt-get")
+                .args(["install", "-y", "--no-install-recommends", "postgresql"])
+                .env("DEBIAN_FRONTEND", "noninteractive")
+                .status()
+                .is_ok_and(|s| s.success());
+            if !ok {
+                let _ = Command::new("apt-get").arg("update").status();
+                let status = Command::new("apt-get")
+                    .args(["install", "-y", "--no-install-recommends", "postgresql"])
+                    .env("DEBIAN_FRONTEND", "noninteractive")
+                    .status()?;
+                if !status.success() {
+                    bail!("`apt-get install -y postgresql` failed ({status})");
+                }
+            }
+            find_binaries()
+                .context("apt-get installed postgresql but no server binaries were found")?
+        }
+    };
+    let out = Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .output()
+        .with_context(|| format!("running {}/postgres --version", bindir.display()))?;
+    // "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
+    let text = String::from_utf8_lossy(&out.stdout);
+    let version = text
+        .split_whitespace()
+        .nth(2)
+        .filter(|v| v.chars().all(|c| c.is_ascii_alphanumeric() || c == '.'))
+        .with_context(|| format!("unexpected `postgres --version` output: {text}"))?
+        .to_string();
+    Ok(Binaries { bindir, version })
+}
+
+/// uid and gid of the unprivileged server user, when we run as root.
+fn server_user() -> anyhow::Result<Option<(libc::uid_t, libc::gid_t)>> {
+    if !processes::is_root() {
+        return Ok(None);
+    }
+    let name = std::ffi::CString::new(SERVER_USER).unwrap();
+    // SAFETY: getpwnam returns a pointer to static storage or null; read immediately.
+    let entry = unsafe { libc::getpwnam(name.as_ptr()) };
+    if entry.is_null() {
+        crate::user_error!(
+            "running as root, PostgreSQL needs an unprivileged user to run as: create `{SERVER_USER}` (`useradd --system {SERVER_USER}`) or run as a normal user"
+        );
+    }
+    // SAFETY: non-null result of getpwnam.
+    let (uid, gid) = unsafe { ((*entry).pw_uid, (*entry).pw_gid) };
+    Ok(Some((uid, gid)))
+}
+
+/// Runs the command as `user` (when set): the child drops privileges itself between
+/// fork and exec, so the pid we get is the program's own.
+fn run_as(cmd: &mut Command, user: Option<(libc::uid_t, libc::gid_t)>) {
+    if let Some((uid, gid)) = user {
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(gid) != 0
+                    || libc::setuid(uid) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
+fn chown(path: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> anyhow::Result<()> {
+    if let Some((uid, gid)) = user {
+        std::os::unix::fs::chown(path, Some(uid), Some(gid))
+            .with_context(|| format!("chown {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// The cached pristine data directory for this server version and database name,
+/// created (initdb + CREATE DATABASE) on first use. Concurrent first uses each build
+/// their own and the first rename wins.
+fn template(
+    bins: &Binaries,
+    database: &str,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+) -> anyhow::Result<PathBuf> {
+    let cache = reachable_by_server(&project::xtask_dir(), user, "xtask-pg-cache");
+    // The name changes with the way the template is made, so an old cache is not reused.
+    let dir = cache.join(format!("pg-template-{}-{database}-{TEMPLATE_FORMAT}", bins.version));
+    if dir.join("PG_VERSION").exists() {
+        return Ok(dir);
+    }
+    std::fs::create_dir_all(&cache)?;
+    let tmp = cache.join(format!(".pg-template-tmp-{}-{}", std::process::id(), unique()));
+    std::fs::create_dir(&tmp)?;
+    chown(&tmp, user)?;
+    let result = (|| -> anyhow::Result<()> {
+        let mut initdb = Command::new(bins.bindir.join("initdb"));
+        initdb
+            .arg("-D")
+            .arg(&tmp)
+            .args([
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "--no-sync",
+                // 1 MB WAL segments instead of 16: a third less to copy per run.
+                "--wal-segsize=1",
+                "--locale=C",
+                "--encoding=UTF8",
+                "--no-instructions",
+            ])
+            .stdin(Stdio::null());
+        run_as(&mut initdb, user);
+        let out = initdb.output().context("running initdb")?;
+        if !out.status.success() {
+            bail!(
+                "initdb failed ({}): {}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        // Single-user mode creates the database without starting a server.
+        let mut single = Command::new(bins.bindir.join("postgres"));
+        single
+            .args(["--single", "-D"])
+            .arg(&tmp)
+            .args(["-c", "fsync=off", "postgres"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        run_as(&mut single, user);
+        let mut child = single.spawn().context("running postgres --single")?;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(format!("CREATE DATABASE {database};\n").as_bytes())?;
+        let out = child.wait_with_output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() || stderr.contains("ERROR") {
+            bail!("creating database {database} in the template failed: {}", stderr.trim());
+        }
+        Ok(())
+    })();
+    if let Err(err) = result {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(err);
+    }
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Someone else finished first; theirs is as good as ours.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    Ok(dir)
+}
+
+/// `preferred`, unless the server user (when we are root) cannot reach it: a checkout
+/// under a private home directory (e.g. /root, mode 700) is closed to `postgres`. Then a
+/// directory of the same purpose under the temp dir, which everyone can traverse.
+fn reachable_by_server(
+    preferred: &Path,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+    fallback: &str,
+) -> PathBuf {
+    use std::os::unix::fs::MetadataExt;
+    if user.is_none() {
+        return preferred.to_path_buf();
+    }
+    let closed = preferred.ancestors().skip(1).any(|dir| {
+        // Directories that do not exist yet are created by us with mode 755.
+        std::fs::metadata(dir).is_ok_and(|m| m.mode() & 0o001 == 0)
+    });
+    if !closed {
+        return preferred.to_path_buf();
+    }
+    // Keyed by the preferred path, so each checkout and state dir keeps its own.
+    let key = preferred
+        .display()
+        .to_string()
+        .bytes()
+        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    std::env::temp_dir().join(format!("{fallback}-{key:016x}"))
+}
+
+fn unique() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0)
+}
+
+/// A port nobody listens on right now (the kernel's choice).
+pub fn free_port() -> anyhow::Result<u16> {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").context("binding a free port")?;
+    Ok(listener.local_addr()?.port())
+}
+
+/// Starts a throwaway cluster whose files live under `state_dir/postgres`; returns once
+/// it accepts connections. `timeout` bounds the wait for readiness.
+pub fn start(
+    bins: &Binaries,
+    state_dir: &Path,
+    database: &str,
+    timeout: Duration,
+) -> anyhow::Result<Embedded> {
+    let user = server_user()?;
+    let template = template(bins, database, user)?;
+    let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
+    std::fs::create_dir_all(&base)?;
+    let data_dir = base.join(format!("data-{}", unique()));
+    let mut cp = Command::new("cp");
+    if cfg!(target_os = "linux") {
+        cp.arg("--reflink=auto");
+    }
+    let status = cp.arg("-a").arg(&template).arg(&data_dir).status().context("running cp")?;
+    if !status.success() {
+        bail!("copying {} to {} failed", template.display(), data_dir.display());
+    }
+    // Unix socket paths are limited to ~100 bytes, so the socket goes to the temp dir.
+    let socket_dir = std::env::temp_dir().join(format!(
+        "xtask-pg-{}-{}",
+        std::process::id(),
+        unique() % 1_000_000_000
+    ));
+    std::fs::create_dir(&socket_dir)?;
+    chown(&socket_dir, user)?;
+    let log = state_dir.join("logs").join("postgres.log");
+    std::fs::create_dir_all(log.parent().unwrap())?;
+
+    let cleanup = |data_dir: &Path, socket_dir: &Path| {
+        let _ = std::fs::remove_dir_all(data_dir);
+        let _ = std::fs::remove_dir_all(socket_dir);
+    };
+    // A free port can be taken between our check and the server's bind: try a few.
+    let mut last_error = None;
+    for _ in 0..3 {
+        let port = free_port()?;
+        let log_file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(bins.bindir.join("postgres"));
+        cmd.arg("-D")
+            .arg(&data_dir)
+            .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .arg("-c")
+            .arg(format!("unix_socket_directories={}", socket_dir.display()))
+            .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            // Several services with their pools plus parallel tests share this server.
+            .args(["-c", "max_connections=200"])
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .process_group(0);
+        run_as(&mut cmd, user);
+        let mut child = match cmd.spawn() {
+            Ok(child) => child,
+            Err(err) => {
+                cleanup(&data_dir, &socket_dir);
+                return Err(err).context("starting postgres");
+            }
+        };
+        let pid = child.id();
+        let identity =
+            Identity::of_group_leader(pid).unwrap_or(Identity { pid, pgid: pid, start_time: 0 });
+        let url = format!("postgres://postgres@127.0.0.1:{port}/{database}");
+        let deadline = Instant::now() + timeout;
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        loop {
+            if let Ok(Some(status)) = child.try_wait() {
+                let tail = processes::tail(&log, 30);
+                if tail.contains("Address already in use") || tail.contains("could not bind") {
+                    last_error = Some(format!("port {port} was taken"));
+                    break;
+                }
+                cleanup(&data_dir, &socket_dir);
+                bail!(
+                    "postgres exited during startup ({status}); last lines of {}:\n{tail}",
+                    log.display()
+                );
+            }
+            if let Ok(Handshake::Ready) =
+                handshake(addr, "postgres", database, Duration::from_millis(200))
+            {
+                return Ok(Embedded { process: identity, port, data_dir, socket_dir, log, url });
+            }
+            if Instant::now() >= deadline {
+                let embedded = Embedded {
+                    process: identity,
+                    port,
+                    data_dir,
+                    socket_dir,
+                    log: log.clone(),
+                    url,
+                };
+                stop(&embedded);
+                bail!(
+                    "postgres did not accept connections within {timeout:?}; see {}",
+                    log.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    cleanup(&data_dir, &socket_dir);
+    bail!("could not start postgres: {}", last_error.unwrap_or_default())
+}
+
+/// Stops the cluster (SIGINT: fast shutdown, then SIGQUIT, then SIGKILL to its group)
+/// and removes its data and socket directories. Safe to call twice.
+pub fn stop(db: &Embedded) {
+    let id = &db.process;
+    if processes::signal_process(id, libc::SIGINT)
+        && !processes::wait_until(Duration::from_secs(2), || !id.is_ours_and_alive())
+        && processes::signal_process(id, libc::SIGQUIT)
+        && !processes::wait_until(Duration::from_secs(1), || !id.is_ours_and_alive())
+    {
+        processes::signal_group(id, libc::SIGKILL);
+        processes::wait_until(Duration::from_secs(1), || !processes::group_is_ours_and_alive(id));
+    }
+    // Backends can outlive the postmaster by a moment.
+    processes::wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
+    let _ = std::fs::remove_dir_all(&db.data_dir);
+    let _ = std::fs::remove_dir_all(&db.socket_dir);
+    // The directory holding data dirs goes too once empty (remove_dir keeps it otherwise).
+    if let Some(parent) = db.data_dir.parent() {
+        let _ = std::fs::remove_dir(parent);
+    }
+}
+
+/// Checks that the server in `url` answers (a protocol startup: no password is sent,
+/// so a server asking for one counts as reachable). The error is one line for the user.
+pub fn check_reachable(url: &str) -> anyhow::Result<()> {
+    let shown = redact(url);
+    let Some(target) = parse_url(url) else {
+        crate::user_error!(
+            "DATABASE_URL `{shown}` is not a postgres://user@host:port/database URL"
+        );
+    };
+    let addrs: Vec<SocketAddr> = match (target.host.as_str(), target.port).to_socket_addrs() {
+        Ok(addrs) => addrs.collect(),
+        Err(err) => crate::user_error!(
+            "DATABASE_URL `{shown}` is not reachable: cannot resolve `{}`: {err}; start that server or unset DATABASE_URL to use a throwaway one",
+            target.host
+        ),
+    };
+    let mut last = String::from("no address");
+    for addr in addrs {
+        match handshake(addr, &target.user, &target.database, Duration::from_secs(3)) {
+            Ok(Handshake::Ready | Handshake::NeedsPassword) => return Ok(()),
+            Ok(Handshake::Rejected { code, message }) if code == "3D000" => crate::user_error!(
+                "DATABASE_URL `{shown}`: {message}; create it or point DATABASE_URL at an existing database"
+            ),
+            Ok(Handshake::Rejected { message, .. }) => last = message,
+            Err(err) => last = err.to_string(),
+        }
+    }
+    crate::user_error!(
+        "DATABASE_URL `{shown}` is not reachable: {last}; start that server or unset DATABASE_URL to use a throwaway one"
+    )
+}
+
+/// A database for test runs outside `services up`: the server in `DATABASE_URL` when
+/// set (checked), else a throwaway cluster that stops when this is dropped.
+pub struct Throwaway(Embedded);
+
+impl Throwaway {
+    pub fn unless_given(state_dir: &Path) -> anyhow::Result<Option<Throwaway>> {
+        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
+            check_reachable(&url)?;
+            return Ok(None);
+        }
+        let bins = ensure_binaries()?;
+        let db = start(
+            &bins,
+            state_dir,
+            "tasker_test",
+            crate::readiness::scaled(Duration::from_secs(30)),
+        )?;
+        eprintln!("xtask: throwaway PostgreSQL {} at {}", bins.version, db.url);
+        Ok(Some(Throwaway(db)))
+    }
+
+    pub fn url(&self) -> &str {
+        &self.0.url
+    }
+}
+
+impl Drop for Throwaway {
+    fn drop(&mut self) {
+        stop(&self.0);
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub struct UrlParts {
+    pub user: String,
+    pub host: String,
+    pub port: u16,
+    pub database: String,
+}
+
+/// The parts of a `postgres://` URL needed to knock on the server's door.
+pub fn parse_url(url: &str) -> Option<UrlParts> {
+    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
+    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let (userinfo, hostport) = match authority.rsplit_once('@') {
+        Some((u, h)) => (Some(u), h),
+        None => (None, authority),
+    };
+    let user = userinfo
+        .map(|u| u.split(':').next().unwrap_or(""))
+        .filter(|u| !u.is_empty())
+        .unwrap_or("postgres");
+    let (host, port) = match hostport.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()?),
+        _ => (hostport, 5432),
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.is_empty() {
+        return None;
+    }
+    let database = path.split('?').next().unwrap_or("");
+    let database = if database.is_empty() { user } else { database };
+    Some(UrlParts {
+        user: user.to_string(),
+        host: host.to_string(),
+        port,
+        database: database.to_string(),
+    })
+}
+
+/// The URL with its password (in the userinfo or a `password=` parameter) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let authority_start = scheme_end + 3;
+        let authority_end =
+            out[authority_start..].find('/').map(|i| authority_start + i).unwrap_or(out.len());
+        if let Some(at) = out[authority_start..authority_end].rfind('@') {
+            let userinfo = &out[authority_start..authority_start + at];
+            if let Some(colon) = userinfo.find(':') {
+                out.replace_range(authority_start + colon + 1..authority_start + at, "***");
+            }
+        }
+    }
+    if let Some(query_start) = out.find('?') {
+        let query: Vec<String> = out[query_start + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.replace_range(query_start + 1.., &query.join("&"));
+    }
+    out
+}
+
+/// Redacts every URL password in free text (log tails we print may quote URLs).
+pub fn redact_text(text: &str) -> String {
+    if !text.contains("://") {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.find("://") {
+            Some(at) => {
+                let start = word[..at]
+                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+')
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+                out.push_str(&word[..start]);
+                out.push_str(&redact(&word[start..]));
+            }
+            None => out.push_str(word),
+        }
+    }
+    out
+}
+
+#[derive(Debug)]
+enum Handshake {
+    Ready,
+    NeedsPassword,
+    Rejected { code: String, message: String },
+}
+
+/// Speaks the start of the PostgreSQL wire protocol: a StartupMessage, then reads until
+/// ReadyForQuery, an authentication request or an error.
+fn handshake(
+    addr: SocketAddr,
+    user: &str,
+    database: &str,
+    timeout: Duration,
+) -> std::io::Result<Handshake> {
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut body = Vec::new();
+    body.extend_from_slice(&196608i32.to_be_bytes()); // protocol 3.0
+    for (key, value) in [("user", user), ("database", database)] {
+        body.extend_from_slice(key.as_bytes());
+        body.push(0);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut message = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+    message.extend_from_slice(&body);
+    stream.write_all(&message)?;
+    loop {
+        let mut header = [0u8; 5];
+        stream.read_exact(&mut header)?;
+        let len = i32::from_be_bytes(header[1..5].try_into().unwrap());
+        if !(4..=1 << 20).contains(&len) {
+            return Err(std::io::Error::other("not a PostgreSQL server"));
+        }
+        let mut payload = vec![0u8; len as usize - 4];
+        stream.read_exact(&mut payload)?;
+        match header[0] {
+            b'R' => {
+                let code = payload.get(..4).map(|b| i32::from_be_bytes(b.try_into().unwrap()));
+                if code != Some(0) {
+                    return Ok(Handshake::NeedsPassword);
+                }
+            }
+            b'Z' => {
+                let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
+                return Ok(Handshake::Ready);
+            }
+            b'E' => {
+                let mut code = String::new();
+                let mut message = String::new();
+                for field in payload.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+                    let text = String::from_utf8_lossy(&field[1..]).to_string();
+                    match field[0] {
+                        b'C' => code = text,
+                        b'M' => message = text,
+                        _ => {}
+                    }
+                }
+                return Ok(Handshake::Rejected { code, message });
+            }
+            _ => {} // ParameterStatus, BackendKeyData, notices
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=x&sslmode=off"),
+            "postgres://h/db?user=u&password=***&sslmode=off"
+        );
+        assert_eq!(redact("postgresql://u:p@ss@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(
+            redact_text(
+                "connecting to database=\"postgres://app:pw@db:5432/x\" failed\nnext http://h/"
+            ),
+            "connecting to database=\"postgres://app:***@db:5432/x\" failed\nnext http://h/"
+        );
+    }
+
+    #[test]
+    fn parse_url_fills_defaults() {
+        assert_eq!(
+            parse_url("postgres://app:pw@db.example:6543/tasker?sslmode=disable"),
+            Some(UrlParts {
+                user: "app".into(),
+                host: "db.example".into(),
+                port: 6543,
+                database: "tasker".into()
+            })
+        );
+        assert_eq!(
+            parse_url("postgresql://localhost"),
+            Some(UrlParts {
+                user: "postgres".into(),
+                host: "localhost".into(),
+                port: 5432,
+                database: "postgres".into()
+            })
+        );
+        assert_eq!(parse_url("mysql://x"), None);
+    }
+
+    #[test]
+    fn a_closed_port_is_unreachable_with_a_redacted_message() {
+        let port = free_port().unwrap();
+        let err =
+            check_reachable(&format!("postgres://u:hunter2@127.0.0.1:{port}/db")).unwrap_err();
+        let text = err.to_string();
+        assert!(err.downcast_ref::<project::UserError>().is_some());
+        assert!(text.contains("is not reachable"), "{text}");
+        assert!(text.contains("u:***@") && !text.contains("hunter2"), "{text}");
+    }
+
+    /// Real server, real protocol: start, check, stop, nothing left.
+    #[test]
+    fn embedded_cluster_starts_answers_and_leaves_nothing() {
+        let Ok(bins) = ensure_binaries() else {
+            panic!("PostgreSQL server binaries are required for this test")
+        };
+        let state = std::env::temp_dir().join(format!("xtask-pg-test-{}", std::process::id()));
+        let db = start(&bins, &state, "tasker_test", Duration::from_secs(30)).unwrap();
+        check_reachable(&db.url).unwrap();
+        assert!(db.process.is_ours_and_alive());
+        stop(&db);
+        assert!(!processes::group_is_ours_and_alive(&db.process));
+        assert!(!db.data_dir.exists() && !db.socket_dir.exists());
+        assert!(std::net::TcpStream::connect(("127.0.0.1", db.port)).is_err());
+        std::fs::remove_dir_all(state).unwrap();
+    }
+}

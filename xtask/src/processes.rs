@@ -1,0 +1,242 @@
+//! Owning processes safely: process identity (pid plus start time, so a reused pid is
+//! never mistaken for ours), liveness, signals to whole process groups, and waiting
+//! without sleeping longer than needed.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A process as recorded in a state file: its pid, process group and kernel start time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Identity {
+    pub pid: u32,
+    pub pgid: u32,
+    /// Clock ticks since boot (field 22 of `/proc/<pid>/stat`).
+    pub start_time: u64,
+}
+
+impl Identity {
+    /// The identity of a process we just spawned into its own group.
+    pub fn of_group_leader(pid: u32) -> Option<Identity> {
+        Some(Identity { pid, pgid: pid, start_time: start_time(pid)? })
+    }
+
+    /// True when `pid` is alive and is still the process we started (not a reused pid).
+    pub fn is_ours_and_alive(&self) -> bool {
+        reap(self.pid);
+        matches!(stat(self.pid), Some(s) if s.start_time == self.start_time && s.state != 'Z')
+    }
+}
+
+struct Stat {
+    state: char,
+    pgrp: u32,
+    start_time: u64,
+}
+
+/// Parses `/proc/<pid>/stat`; the command name may hold spaces and parentheses, so the
+/// fields are counted from the last `)`.
+fn parse_stat(text: &str) -> Option<Stat> {
+    let after = &text[text.rfind(')')? + 1..];
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    // after ")" come field 3 (state), 4 (ppid), 5 (pgrp) ... 22 (starttime).
+    Some(Stat {
+        state: fields.first()?.chars().next()?,
+        pgrp: fields.get(2)?.parse().ok()?,
+        start_time: fields.get(19)?.parse().ok()?,
+    })
+}
+
+fn stat(pid: u32) -> Option<Stat> {
+    parse_stat(&std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?)
+}
+
+pub fn start_time(pid: u32) -> Option<u64> {
+    stat(pid).map(|s| s.start_time)
+}
+
+/// Collects the exit status of `pid` if it is our child and has exited, so it does not
+/// linger as a zombie that still looks alive. Harmless for other processes.
+pub fn reap(pid: u32) {
+    let mut status = 0;
+    // SAFETY: waitpid with WNOHANG only inspects the child table.
+    unsafe { libc::waitpid(pid as libc::pid_t, &mut status, libc::WNOHANG) };
+}
+
+/// Live (non-zombie) members of process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    entries
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| matches!(stat(*pid), Some(s) if s.pgrp == pgid && s.state != 'Z'))
+        .collect()
+}
+
+/// True when the group of `id` still has live members that are ours: either the
+/// leader itself (checked by start time), or, once the leader is gone, its group
+/// (Linux never hands out a pid that is still some group's id, so a group whose leader
+/// died can only hold the leader's descendants).
+pub fn group_is_ours_and_alive(id: &Identity) -> bool {
+    reap(id.pid);
+    match stat(id.pid) {
+        Some(s) if s.state != 'Z' => s.start_time == id.start_time,
+        _ => !group_members(id.pgid).is_empty(),
+    }
+}
+
+/// Sends `signal` to the whole group of `id`, after checking it is still ours.
+/// Returns false when nothing of ours was left to signal.
+pub fn signal_group(id: &Identity, signal: libc::c_int) -> bool {
+    if !group_is_ours_and_alive(id) {
+        return false;
+    }
+    // SAFETY: plain kill(2) on a process group we verified above.
+    unsafe { libc::kill(-(id.pgid as libc::pid_t), signal) == 0 }
+}
+
+/// Sends `signal` to the single process `id` (e.g. the PostgreSQL postmaster, which
+/// shuts its own children down), after checking it is still ours.
+pub fn signal_process(id: &Identity, signal: libc::c_int) -> bool {
+    if !id.is_ours_and_alive() {
+        return false;
+    }
+    // SAFETY: plain kill(2) on a process we verified above.
+    unsafe { libc::kill(id.pid as libc::pid_t, signal) == 0 }
+}
+
+/// Polls until `done` returns true or `timeout` passes; returns whether it became true.
+pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if done() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// Stops groups: SIGTERM to each, up to `grace` for all of them together, then SIGKILL
+/// to what is left. Returns the names that needed SIGKILL.
+pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> Vec<&'a str> {
+    for (_, id) in groups {
+        signal_group(id, libc::SIGTERM);
+    }
+    wait_until(grace, || groups.iter().all(|(_, id)| !group_is_ours_and_alive(id)));
+    let mut killed = Vec::new();
+    for (name, id) in groups {
+        if signal_group(id, libc::SIGKILL) {
+            killed.push(*name);
+        }
+    }
+    if !killed.is_empty() {
+        wait_until(Duration::from_secs(2), || {
+            groups.iter().all(|(_, id)| !group_is_ours_and_alive(id))
+        });
+    }
+    killed
+}
+
+/// The last `n` lines of a log file, for error messages.
+pub fn tail(path: &Path, n: usize) -> String {
+    let Ok(bytes) = std::fs::read(path) else { return String::new() };
+    let text = String::from_utf8_lossy(&bytes);
+    let lines: Vec<&str> = text.lines().collect();
+    // Printed in error messages: never show a database password a service logged.
+    crate::postgres::redact_text(&lines[lines.len().saturating_sub(n)..].join("\n"))
+}
+
+/// Whether we run as root (then PostgreSQL needs another user).
+pub fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn on_interrupt(signal: libc::c_int) {
+    INTERRUPTED.store(signal, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that the task's wait loops
+/// check, so every exit path goes through teardown. Children get the default handlers
+/// back when they exec.
+pub fn catch_interrupts() {
+    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
+        unsafe { libc::signal(signal, on_interrupt as *const () as libc::sighandler_t) };
+    }
+}
+
+/// The signal that interrupted us, if any.
+pub fn interrupted() -> Option<libc::c_int> {
+    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        0 => None,
+        signal => Some(signal),
+    }
+}
+
+/// Waits for a child while watching for interrupts; on one, passes the signal on to the
+/// child (its own group when it has one), waits `grace`, then kills it.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if let Some(signal) = interrupted() {
+            // SAFETY: kill(2) on our own child.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            if !wait_until(grace, || matches!(child.try_wait(), Ok(Some(_)))) {
+                let _ = child.kill();
+            }
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stat_fields_are_counted_after_the_command_name() {
+        let line = "1234 (my (odd) cmd) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 10";
+        let stat = parse_stat(line).unwrap();
+        assert_eq!(stat.state, 'S');
+        assert_eq!(stat.pgrp, 1234);
+        assert_eq!(stat.start_time, 987654);
+    }
+
+    #[test]
+    fn our_own_identity_is_alive_and_a_different_start_time_is_not() {
+        let pid = std::process::id();
+        let start = start_time(pid).unwrap();
+        let me = Identity { pid, pgid: 0, start_time: start };
+        assert!(me.is_ours_and_alive());
+        let reused = Identity { start_time: start + 1, ..me };
+        assert!(!reused.is_ours_and_alive());
+    }
+
+    #[test]
+    fn tail_keeps_the_last_lines() {
+        let path = std::env::temp_dir().join(format!("xtask-tail-{}", std::process::id()));
+        std::fs::write(&path, "a\nb\nc\n").unwrap();
+        assert_eq!(tail(&path, 2), "b\nc");
+        std::fs::remove_file(path).unwrap();
+    }
+}

@@ -1,0 +1,627 @@
+//! Reliability of the native backend, on real processes: a real PostgreSQL, the xtask
+//! binary itself, and `fake-service` (a stand-in that serves `/health` like the real
+//! services and misbehaves on request). Each test has its own state directory, whose
+//! path also tags every process it starts, so "nothing left behind" is checked by
+//! looking for that tag in `/proc`.
+
+use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+const FAKE: &str = env!("CARGO_BIN_EXE_fake-service");
+
+struct Fixture {
+    dir: PathBuf,
+}
+
+impl Fixture {
+    fn new(name: &str) -> Fixture {
+        let dir = std::env::temp_dir().join(format!("xtask-rel-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Fixture { dir }
+    }
+
+    fn state(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.dir.join("services.toml")
+    }
+
+    /// Writes a manifest: a migrate step and `services` (TOML tables after `[services.x]`).
+    fn manifest(&self, services: &str) -> PathBuf {
+        let text = format!(
+            r#"
+[env]
+DATABASE_URL = "{{database_url}}"
+TASKER_INSTANCE_ID = "{{instance_id}}"
+
+[migrate]
+command = ["{FAKE}"]
+args = ["migrate", "{tag}"]
+
+{services}
+"#,
+            tag = self.dir.display()
+        );
+        std::fs::write(self.manifest_path(), text).unwrap();
+        self.manifest_path()
+    }
+
+    /// An orchestration-like and a worker-like fake service.
+    fn two_services(&self) -> PathBuf {
+        self.manifest(&format!(
+            r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+export = "TASKER_TEST_ORCHESTRATION_URL"
+
+[services.worker]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "tasker-worker", ORCH = "{{url:orchestration}}" }}
+depends_on = ["orchestration"]
+health = {{ path = "/health", service = "tasker-worker" }}
+export = "TASKER_TEST_WORKER_URL"
+"#,
+            tag = self.dir.display()
+        ))
+    }
+
+    fn xtask(&self, state: &str, args: &[&str]) -> Command {
+        // The shared options go before a `--` (after it, arguments belong to nextest).
+        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
+        let mut cmd = Command::new(XTASK);
+        cmd.args(&args[..split])
+            .arg("--state-dir")
+            .arg(self.state(state))
+            .arg("--manifest")
+            .arg(self.manifest_path())
+            .args(&args[split..])
+            .env_remove("DATABASE_URL")
+            .env_remove("GITHUB_ACTIONS")
+            .env_remove("GITHUB_ENV")
+            .env_remove("GITHUB_STEP_SUMMARY")
+            .env_remove("CI")
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, state: &str, args: &[&str]) -> Output {
+        self.xtask(state, args).output().unwrap()
+    }
+
+    /// Starts `cmd` in its own process group (so our signals reach only it), its output
+    /// in `<fixture>/background.log`.
+    fn background(&self, cmd: &mut Command) -> std::process::Child {
+        let log = std::fs::File::create(self.dir.join("background.log")).unwrap();
+        cmd.stdout(log.try_clone().unwrap()).stderr(log).process_group(0).spawn().unwrap()
+    }
+
+    fn up(&self, state: &str) -> Output {
+        let out = self.run(state, &["services", "up"]);
+        assert!(out.status.success(), "up failed: {}", String::from_utf8_lossy(&out.stderr));
+        out
+    }
+
+    fn down(&self, state: &str) {
+        let out = self.run(state, &["services", "down"]);
+        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    /// Processes whose command line mentions this fixture's directory.
+    fn leftovers(&self) -> Vec<String> {
+        let tag = self.dir.display().to_string();
+        let mut found = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+            if cmdline.contains(&tag) {
+                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
+            }
+        }
+        found
+    }
+
+    fn assert_nothing_left(&self, state: &str) {
+        // Teardown has returned, so everything must be gone; allow the kernel a moment to
+        // finish reaping before we look.
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while !self.leftovers().is_empty() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        assert_eq!(self.leftovers(), Vec::<String>::new(), "processes left behind");
+        let state = self.state(state);
+        assert!(!state.join("services.json").exists(), "state file left behind");
+        let data: Vec<_> =
+            std::fs::read_dir(state.join("postgres")).into_iter().flatten().collect();
+        assert!(data.is_empty(), "database data left behind: {data:?}");
+    }
+}
+
+impl Drop for Fixture {
+    fn drop(&mut self) {
+        for state in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            if state.path().join("services.json").exists() {
+                let _ = Command::new(XTASK)
+                    .args(["services", "down", "--state-dir"])
+                    .arg(state.path())
+                    .output();
+            }
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+fn read_state(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path.join("services.json")).unwrap()).unwrap()
+}
+
+fn ports_of(state: &serde_json::Value) -> Vec<u16> {
+    let mut ports: Vec<u16> = state["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["port"].as_u64().unwrap() as u16)
+        .collect();
+    ports.push(state["database"]["embedded"]["port"].as_u64().unwrap() as u16);
+    ports
+}
+
+fn port_closed(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_err()
+}
+
+#[test]
+fn up_exports_urls_that_answer_and_down_leaves_nothing() {
+    let f = Fixture::new("updown");
+    f.two_services();
+    let out = f.up("s");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("DATABASE_URL=postgres://postgres@127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("TASKER_TEST_WORKER_URL=http://127.0.0.1:"), "{stdout}");
+    let env_file = std::fs::read_to_string(f.state("s").join("services.env")).unwrap();
+    assert!(env_file.contains("TASKER_TEST_ORCHESTRATION_URL="));
+    let state = read_state(&f.state("s"));
+    let status = f.run("s", &["services", "status"]);
+    let status_text = String::from_utf8_lossy(&status.stdout);
+    assert_eq!(status_text.matches("s  healthy").count(), 2, "{status_text}");
+    let logs = f.run("s", &["services", "logs", "worker"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains("fake-service starting as tasker-worker")
+    );
+    f.down("s");
+    for port in ports_of(&state) {
+        assert!(port_closed(port), "port {port} still open");
+    }
+    f.assert_nothing_left("s");
+    // Idempotent: a second down finds nothing and succeeds.
+    f.down("s");
+}
+
+#[test]
+fn a_service_crashing_at_start_is_reported_at_once_with_its_log_tail() {
+    let f = Fixture::new("crash");
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_CRASH = "1" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+"#,
+        tag = f.dir.display()
+    ));
+    let started = Instant::now();
+    let out = f.run("s", &["services", "up", "--timeout", "60"]);
+    let took = started.elapsed();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service `orchestration` exited during startup (exit status: 3)"),
+        "{err}"
+    );
+    assert!(err.contains("configured to crash at start"), "log tail missing: {err}");
+    // Fail-fast, not the 60 s timeout: the whole `up` (database included) ends quickly.
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn a_dependency_dying_while_its_dependents_start_is_reported_at_once() {
+    let f = Fixture::new("depdies");
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_EXIT_AFTER_MS = "500" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+
+[services.worker]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "tasker-worker", FAKE_DELAY_MS = "600000" }}
+depends_on = ["orchestration"]
+health = {{ path = "/health", service = "tasker-worker" }}
+"#,
+        tag = f.dir.display()
+    ));
+    let out = f.run("s", &["services", "up", "--timeout", "60"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("service `orchestration` exited during startup (exit status: 7)"),
+        "{err}"
+    );
+    assert!(err.contains("configured to exit after 500 ms"), "{err}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn a_foreign_server_on_the_services_port_is_never_accepted() {
+    let f = Fixture::new("foreign");
+    // The service process never binds; a separate program answers 200 on its port.
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["sh"]
+args = ["-c", "'{FAKE}' foreign {{port}} '{tag}' & exec '{FAKE}' serve '{tag}'"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_DELAY_MS = "600000", TAG = "{tag}" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+
+[services.impostor]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", TASKER_INSTANCE_ID = "someone-else" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+"#,
+        tag = f.dir.display()
+    ));
+    let out = f.run("s", &["services", "up", "--timeout", "2"]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("not ready after"), "{err}");
+    assert!(
+        err.contains("`orchestration` (HTTP 200 from service `something-else`: not this service"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "`impostor` (HTTP 200 from `tasker-orchestration` with instance_id \"someone-else\""
+        ),
+        "{err}"
+    );
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn a_stale_state_file_whose_pid_was_reused_does_not_get_it_killed() {
+    let f = Fixture::new("stale");
+    f.two_services();
+    let mut victim = Command::new("sleep").arg("60").process_group(0).spawn().unwrap();
+    let pid = victim.id();
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let start_time: u64 =
+        stat.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
+    let state = serde_json::json!({
+        "version": 1,
+        "database": null,
+        "services": [{
+            "name": "orchestration", "pid": pid, "pgid": pid, "start_time": start_time - 1,
+            "port": 1, "url": "http://127.0.0.1:1", "instance_id": "x", "log": "/dev/null",
+            "health_path": "/health", "identity": "tasker-orchestration", "export": null, "started_unix": 0,
+        }],
+    });
+    std::fs::create_dir_all(f.state("s")).unwrap();
+    std::fs::write(f.state("s").join("services.json"), state.to_string()).unwrap();
+
+    let out = f.run("s", &["services", "down", "--grace", "0.2"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("pid {pid} now belongs to another process; left alone")),
+        "{}",
+        stderr(&out)
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(victim.try_wait().unwrap().is_none(), "the unrelated process was killed");
+    assert!(!f.state("s").join("services.json").exists());
+
+    // `up` over such a stale file starts fresh and still spares the process.
+    std::fs::write(f.state("s").join("services.json"), state.to_string()).unwrap();
+    f.up("s");
+    f.down("s");
+    assert!(victim.try_wait().unwrap().is_none(), "the unrelated process was killed");
+    victim.kill().unwrap();
+    victim.wait().unwrap();
+    f.assert_nothing_left("s");
+}
+
+/// A stand-in for `cargo`: records its arguments, "builds" instantly, and runs the
+/// "tests" as the test wants (sleep for a signal, pass, or fail).
+fn fake_cargo(f: &Fixture, tests: &str) -> PathBuf {
+    let script = f.dir.join("cargo");
+    let calls = f.dir.join("cargo-calls");
+    let text = format!(
+        "#!/bin/sh\necho \"$@\" >> '{calls}'\ncase \"$*\" in\n  *--no-run*) exit 0 ;;\n  nextest*) env | grep '^TASKER_TEST_\\|^DATABASE_URL' | sort > '{calls}.env'; {tests} ;;\nesac\n",
+        calls = calls.display()
+    );
+    std::fs::write(&script, text).unwrap();
+    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    script
+}
+
+#[test]
+fn ci_native_runs_the_tests_against_the_services_and_collects_logs_on_failure() {
+    let f = Fixture::new("cinative");
+    f.two_services();
+    let cargo = fake_cargo(&f, "exit 0");
+    let out = f
+        .xtask("s", &["ci-native", "--partition", "hash:1/2", "--", "--no-fail-fast"])
+        .env("CARGO", &cargo)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let calls = std::fs::read_to_string(f.dir.join("cargo-calls")).unwrap();
+    assert!(
+        calls.contains("nextest run --profile ci -p tasker-core --features test-services --partition hash:1/2 --no-fail-fast"),
+        "{calls}"
+    );
+    let env = std::fs::read_to_string(f.dir.join("cargo-calls.env")).unwrap();
+    assert!(
+        env.contains("TASKER_TEST_ORCHESTRATION_URL=http://127.0.0.1:")
+            && env.contains("TASKER_TEST_WORKER_URL="),
+        "{env}"
+    );
+    let timings = std::fs::read_to_string(f.state("s").join("timings.json")).unwrap();
+    for phase in ["database", "migrate", "start", "ready", "tests", "teardown"] {
+        assert!(timings.contains(&format!("\"{phase}\"")), "{phase} missing in {timings}");
+    }
+    assert!(!f.state("s").join("ci-logs").exists(), "logs collected although the tests passed");
+    f.assert_nothing_left("s");
+
+    let cargo = fake_cargo(&f, "exit 100");
+    let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
+    assert_eq!(out.status.code(), Some(100), "{}", stderr(&out));
+    for log in ["orchestration.log", "worker.log", "postgres.log", "migrate.log"] {
+        assert!(f.state("s").join("ci-logs").join(log).exists(), "{log} not collected");
+    }
+    f.assert_nothing_left("s");
+}
+
+/// Signals `ci-native` while its tests run; everything must be gone afterwards.
+fn interrupt_ci_native_mid_run(name: &str, signal: i32) {
+    let f = Fixture::new(name);
+    f.two_services();
+    let marker = f.dir.join("tests-running");
+    let cargo = fake_cargo(&f, &format!("touch '{}'; exec sleep 60", marker.display()));
+    let mut child = f.background(f.xtask("s", &["ci-native"]).env("CARGO", &cargo));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the tests never started");
+        assert!(child.try_wait().unwrap().is_none(), "ci-native ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let state = read_state(&f.state("s"));
+    let data_dir = PathBuf::from(state["database"]["embedded"]["data_dir"].as_str().unwrap());
+    assert!(data_dir.exists());
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, signal) };
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(128 + signal));
+    for port in ports_of(&state) {
+        assert!(port_closed(port), "port {port} still open");
+    }
+    assert!(!data_dir.exists(), "data directory left behind");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn sigint_to_ci_native_mid_run_leaves_nothing_behind() {
+    interrupt_ci_native_mid_run("sigint", libc::SIGINT);
+}
+
+#[test]
+fn sigterm_to_ci_native_mid_run_leaves_nothing_behind() {
+    interrupt_ci_native_mid_run("sigterm", libc::SIGTERM);
+}
+
+#[test]
+fn sigint_while_waiting_for_readiness_leaves_nothing_behind() {
+    let f = Fixture::new("sigint-startup");
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve", "{tag}"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_DELAY_MS = "600000" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+"#,
+        tag = f.dir.display()
+    ));
+    let mut child = f.background(&mut f.xtask("s", &["services", "up"]));
+    // Wait until the service is recorded as started, i.e. `up` waits for its readiness.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let started = std::fs::read_to_string(f.state("s").join("services.json"))
+            .is_ok_and(|t| t.contains("\"orchestration\""));
+        if started {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the service never started");
+        assert!(child.try_wait().unwrap().is_none(), "up ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn two_sessions_with_separate_state_dirs_run_side_by_side() {
+    let f = Fixture::new("sidebyside");
+    f.two_services();
+    f.up("a");
+    f.up("b");
+    let mut ports = ports_of(&read_state(&f.state("a")));
+    ports.extend(ports_of(&read_state(&f.state("b"))));
+    let mut unique = ports.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), ports.len(), "ports shared: {ports:?}");
+    for state in ["a", "b"] {
+        let out = f.run(state, &["services", "status"]);
+        assert_eq!(String::from_utf8_lossy(&out.stdout).matches("s  healthy").count(), 2);
+    }
+    f.down("a");
+    // b is untouched by a's teardown.
+    let out = f.run("b", &["services", "status"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).matches("s  healthy").count(), 2);
+    f.down("b");
+    f.assert_nothing_left("a");
+    f.assert_nothing_left("b");
+}
+
+#[test]
+fn fifty_up_down_cycles_without_failures_or_leftovers() {
+    let f = Fixture::new("cycles");
+    f.two_services();
+    for cycle in 1..=50 {
+        let up = f.run("s", &["services", "up"]);
+        assert!(up.status.success(), "cycle {cycle}: up failed: {}", stderr(&up));
+        let down = f.run("s", &["services", "down"]);
+        assert!(down.status.success(), "cycle {cycle}: down failed: {}", stderr(&down));
+        assert!(!stderr(&down).contains("SIGKILL"), "cycle {cycle}: {}", stderr(&down));
+    }
+    f.assert_nothing_left("s");
+}
+
+/// Bad input: one `error:` line naming what is wrong, exit 2, nothing started.
+fn assert_bad_input(f: &Fixture, out: &Output, expected: &str) {
+    let err = stderr(out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 1, "not one line: {err}");
+    assert!(lines[0].starts_with("error: ") && lines[0].contains(expected), "{err}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn bad_input_is_one_line_exit_2_and_starts_nothing() {
+    let f = Fixture::new("badinput");
+    f.two_services();
+    let out = f.run("s", &["services", "up", "--only", "wrker"]);
+    assert_bad_input(&f, &out, "unknown service `wrker` in --only");
+    assert!(stderr(&out).contains("defines: orchestration, worker"));
+
+    std::fs::write(
+        f.manifest_path(),
+        "[services.a]\ncommand = [\"x\"]\nhealth = { path = \"/health\"\n",
+    )
+    .unwrap();
+    let out = f.run("s", &["services", "up"]);
+    assert_bad_input(&f, &out, &format!("{}:3: malformed TOML", f.manifest_path().display()));
+
+    f.manifest(
+        r#"
+[services.orchestration]
+binary = "no-such-server"
+package = "nowhere"
+env = { TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{port}" }
+health = { path = "/health", service = "tasker-orchestration" }
+"#,
+    );
+    let out = f.run("s", &["services", "up"]);
+    assert_bad_input(&f, &out, "build it with `cargo build -p nowhere --bin no-such-server`");
+
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = busy.local_addr().unwrap().port();
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+fixed_port = {port}
+"#
+    ));
+    let out = f.run("s", &["services", "up", "--fixed-ports"]);
+    assert_bad_input(&f, &out, &format!("port {port} for `orchestration` (--fixed-ports"));
+    drop(busy);
+
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let out = f
+        .xtask("s", &["services", "up"])
+        .env("DATABASE_URL", format!("postgres://app:hunter2@127.0.0.1:{closed}/db"))
+        .output()
+        .unwrap();
+    assert_bad_input(
+        &f,
+        &out,
+        &format!("DATABASE_URL `postgres://app:***@127.0.0.1:{closed}/db` is not reachable"),
+    );
+    assert!(!stderr(&out).contains("hunter2"));
+
+    f.manifest(&format!(
+        r#"
+[services.orchestration]
+command = ["{FAKE}"]
+args = ["serve"]
+requires = ["no-such-tool-xyz"]
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}" }}
+health = {{ path = "/health", service = "tasker-orchestration" }}
+"#
+    ));
+    let out = f.run("s", &["services", "up"]);
+    assert_bad_input(
+        &f,
+        &out,
+        "service `orchestration` requires `no-such-tool-xyz` on PATH: install `no-such-tool-xyz`",
+    );
+}
+
+#[test]
+fn a_missing_optional_requirement_skips_the_service_with_a_warning() {
+    let f = Fixture::new("optional");
+    let manifest = f.two_services();
+    let mut text = std::fs::read_to_string(&manifest).unwrap();
+    text.push_str(
+        r#"
+[services.ruby-worker]
+command = ["no-such-ruby-xyz"]
+args = ["{port}"]
+optional = true
+tests = "binary(ruby_worker)"
+health = { path = "/health", service = "tasker-worker" }
+export = "TASKER_TEST_RUBY_WORKER_URL"
+"#,
+    );
+    std::fs::write(&manifest, text).unwrap();
+    let cargo = fake_cargo(&f, "exit 0");
+    let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains(
+        "warning: skipping optional service `ruby-worker`: it requires `no-such-ruby-xyz` on PATH"
+    ));
+    let calls = std::fs::read_to_string(f.dir.join("cargo-calls")).unwrap();
+    assert!(calls.contains("-E not (binary(ruby_worker))"), "{calls}");
+    let env = std::fs::read_to_string(f.dir.join("cargo-calls.env")).unwrap();
+    assert!(!env.contains("TASKER_TEST_RUBY_WORKER_URL"), "{env}");
+    f.assert_nothing_left("s");
+}
