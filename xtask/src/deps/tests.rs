@@ -644,3 +644,25 @@ fn the_layout_cache_sees_new_targets_and_new_members() {
     fx.file("crates/b/tests/suite/main.rs", "#[test]\nfn t() { d::f() }\n");
     assert_eq!(class_of(&fx.analyze(), "b", "d", "dev-dependencies").0, "used");
 }
+
+/// This repository itself: nothing verified unused or misplaced, and the committed
+/// report matches the analysis, so a dependency left behind fails the suite.
+#[test]
+fn this_workspace_has_no_unused_dependencies_and_its_report_is_current() {
+    let root = crate::project::root();
+    let ws = load::load(&root.join("Cargo.toml"), false, true).unwrap();
+    let analysis = super::analyze_workspace(&ws);
+    assert_eq!(
+        analysis.failing(),
+        0,
+        "unused or misplaced dependencies:\n{}\nfix with `cargo xtask deps --verified-only --fix-misplaced`",
+        super::report::text(&analysis)
+    );
+    let committed =
+        std::fs::read_to_string(root.join("docs/analysis/unused-dependencies-analysis.md"))
+            .unwrap_or_default();
+    assert!(
+        committed == super::report::markdown(&analysis),
+        "docs/analysis/unused-dependencies-analysis.md is stale: run `cargo xtask deps --report`"
+    );
+}
