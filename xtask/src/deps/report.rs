@@ -1,5 +1,6 @@
 //! Renders an [`Analysis`]: the terminal table, JSON, and the Markdown report.
 
+use serde_json::json;
 use std::fmt::Write as _;
 
 use super::analyze::{Analysis, Class, Finding};
@@ -102,88 +103,58 @@ pub fn summary(a: &Analysis) -> String {
     )
 }
 
-/// A JSON string literal.
-fn js(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn js_opt(s: Option<&str>) -> String {
-    s.map_or_else(|| "null".to_string(), js)
-}
-
-/// The analysis as JSON (written by hand: building a `serde_json::Value` for thousands
-/// of declarations dominates the run time of an unoptimized build).
+/// The analysis as JSON.
 pub fn json(a: &Analysis) -> String {
-    let mut out = String::from("{\n  \"members\": [");
-    for (i, m) in a.members.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(
-            out,
-            "{sep}\n    {{\"name\": {}, \"manifest\": {}, \"dependencies\": [",
-            js(&m.name),
-            js(&m.manifest)
-        );
-        for (j, f) in m.findings.iter().enumerate() {
-            let sep = if j == 0 { "" } else { "," };
-            let location = f.location.as_ref().map_or_else(
-                || "null".to_string(),
-                |l| format!("{{\"file\": {}, \"line\": {}}}", js(&l.file), l.line),
-            );
-            let _ = write!(
-                out,
-                "{sep}\n      {{\"key\": {}, \"package\": {}, \"table\": {}, \"target\": {}, \"optional\": {}, \"class\": {}, \"evidence\": {}, \"location\": {location}, \"ignored_by\": {}}}",
-                js(&f.key),
-                js(&f.package),
-                js(f.table.toml_name()),
-                js_opt(f.target.as_deref()),
-                f.optional,
-                js(f.class.label()),
-                js(&f.evidence),
-                js_opt(f.ignored_by.as_deref()),
-            );
-        }
-        out.push_str("\n    ]}");
-    }
-    out.push_str("\n  ],\n  \"workspace_dependencies\": [");
-    for (i, w) in a.workspace.iter().enumerate() {
-        let sep = if i == 0 { "" } else { "," };
-        let _ = write!(
-            out,
-            "{sep}\n    {{\"key\": {}, \"class\": {}, \"evidence\": {}, \"ignored_by\": {}}}",
-            js(&w.key),
-            js(w.class.label()),
-            js(&w.evidence),
-            js_opt(w.ignored_by.as_deref())
-        );
-    }
-    out.push_str("\n  ],\n  \"warnings\": [");
-    let warnings: Vec<String> = a.warnings.iter().map(|w| js(w)).collect();
-    out.push_str(&warnings.join(", "));
-    let _ = write!(
-        out,
-        "],\n  \"summary\": {{\"declarations\": {}, \"verified_unused\": {}, \"misplaced\": {}, \"needs_investigation\": {}, \"used\": {}}}\n}}\n",
-        a.declarations(),
-        a.count(&Class::VerifiedUnused),
-        a.count(&Class::Misplaced),
-        a.count(&Class::NeedsInvestigation),
-        a.count(&Class::Used),
-    );
+    let members: Vec<_> = a
+        .members
+        .iter()
+        .map(|m| {
+            let dependencies: Vec<_> = m
+                .findings
+                .iter()
+                .map(|f| {
+                    json!({
+                        "key": f.key,
+                        "package": f.package,
+                        "table": f.table.toml_name(),
+                        "target": f.target,
+                        "optional": f.optional,
+                        "class": f.class.label(),
+                        "evidence": f.evidence,
+                        "location": f.location.as_ref().map(|l| json!({"file": l.file, "line": l.line})),
+                        "ignored_by": f.ignored_by,
+                    })
+                })
+                .collect();
+            json!({"name": m.name, "manifest": m.manifest, "dependencies": dependencies})
+        })
+        .collect();
+    let workspace_dependencies: Vec<_> = a
+        .workspace
+        .iter()
+        .map(|w| {
+            json!({
+                "key": w.key,
+                "class": w.class.label(),
+                "evidence": w.evidence,
+                "ignored_by": w.ignored_by,
+            })
+        })
+        .collect();
+    let value = json!({
+        "members": members,
+        "workspace_dependencies": workspace_dependencies,
+        "warnings": a.warnings,
+        "summary": {
+            "declarations": a.declarations(),
+            "verified_unused": a.count(&Class::VerifiedUnused),
+            "misplaced": a.count(&Class::Misplaced),
+            "needs_investigation": a.count(&Class::NeedsInvestigation),
+            "used": a.count(&Class::Used),
+        },
+    });
+    let mut out = serde_json::to_string_pretty(&value).expect("a JSON value always serializes");
+    out.push('\n');
     out
 }
 
