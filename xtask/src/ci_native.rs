@@ -84,6 +84,12 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     let options = services::up_options(&start, &args.common);
     let manifest = manifest::load(&options.manifest)?;
     native::ensure_no_session(&options.state_dir)?;
+    if !project::nextest_installed() {
+        crate::user_error!(
+            "cargo-nextest is not installed; ci-native runs the tests with it: \
+             `cargo install --locked cargo-nextest`"
+        );
+    }
     // Logs of an earlier failed run must not pass for this run's.
     let _ = std::fs::remove_dir_all(options.state_dir.join("ci-logs"));
     if !args.no_build {

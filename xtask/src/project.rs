@@ -40,6 +40,16 @@ pub fn cargo() -> Command {
     cmd
 }
 
+/// True when `cargo nextest` runs.
+pub fn nextest_installed() -> bool {
+    cargo()
+        .args(["nextest", "--version"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
 /// `path` relative to the workspace root when it is inside it, for messages.
 pub fn display_path(path: &Path) -> String {
     let root = root();

@@ -63,7 +63,7 @@ pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let runner = if nextest_installed() { Runner::Nextest } else { Runner::CargoTest };
+    let runner = if project::nextest_installed() { Runner::Nextest } else { Runner::CargoTest };
     if runner == Runner::CargoTest {
         eprintln!("note: cargo-nextest is not installed; running the tests with `cargo test`");
     }
@@ -110,15 +110,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("error: failing test steps: {}", failed.join(", "));
         Err(Exit(1).into())
     }
-}
-
-fn nextest_installed() -> bool {
-    project::cargo()
-        .args(["nextest", "--version"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .status()
-        .is_ok_and(|status| status.success())
 }
 
 #[cfg(test)]

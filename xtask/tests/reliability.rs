@@ -357,7 +357,7 @@ fn fake_cargo(f: &Fixture, tests: &str) -> PathBuf {
     let script = f.dir.join("cargo");
     let calls = f.dir.join("cargo-calls");
     let text = format!(
-        "#!/bin/sh\necho \"$@\" >> '{calls}'\ncase \"$*\" in\n  *--no-run*) exit 0 ;;\n  nextest*) env | grep '^TASKER_TEST_\\|^DATABASE_URL' | sort > '{calls}.env'; {tests} ;;\nesac\n",
+        "#!/bin/sh\necho \"$@\" >> '{calls}'\ncase \"$*\" in\n  'nextest --version') exit 0 ;;\n  *--no-run*) exit 0 ;;\n  nextest*) env | grep '^TASKER_TEST_\\|^DATABASE_URL' | sort > '{calls}.env'; {tests} ;;\nesac\n",
         calls = calls.display()
     );
     std::fs::write(&script, text).unwrap();
@@ -623,5 +623,19 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
     assert!(calls.contains("-E not (binary(ruby_worker))"), "{calls}");
     let env = std::fs::read_to_string(f.dir.join("cargo-calls.env")).unwrap();
     assert!(!env.contains("TASKER_TEST_RUBY_WORKER_URL"), "{env}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn ci_native_without_nextest_says_how_to_install_it_and_starts_nothing() {
+    let f = Fixture::new("nonextest");
+    f.two_services();
+    let cargo = f.dir.join("cargo");
+    std::fs::write(&cargo, "#!/bin/sh\necho 'error: no such command: `nextest`' >&2\nexit 101\n")
+        .unwrap();
+    std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cargo install --locked cargo-nextest"), "{}", stderr(&out));
     f.assert_nothing_left("s");
 }
