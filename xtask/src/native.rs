@@ -4,11 +4,9 @@
 //! shell) stop exactly what was started and nothing else.
 
 use std::collections::BTreeMap;
-use std::fs::File;
 use std::net::SocketAddr;
-use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -476,17 +474,11 @@ fn instance_id(name: &str) -> String {
 }
 
 fn command_for(process: &Process, vars: &Vars, log: &Path) -> anyhow::Result<Command> {
-    let log_file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
     let mut cmd = Command::new(&process.program);
     cmd.args(process.args.iter().map(|a| plan::render(a, vars)))
         .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, vars))))
-        .current_dir(&process.workdir)
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file)
-        // Its own group: a Ctrl-C in the terminal does not reach it, and teardown
-        // reaches its children too.
-        .process_group(0);
+        .current_dir(&process.workdir);
+    processes::own_group_logging_to(&mut cmd, log)?;
     Ok(cmd)
 }
 

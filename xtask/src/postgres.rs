@@ -302,7 +302,8 @@ pub fn free_port() -> anyhow::Result<u16> {
 }
 
 /// Starts a throwaway cluster whose files live under `state_dir/postgres`; returns once
-/// it accepts connections. `timeout` bounds the wait for readiness.
+/// it accepts connections. `timeout` bounds the wait for readiness. On any failure the
+/// copied data directory and the socket directory are removed again.
 pub fn start(
     bins: &Binaries,
     state_dir: &Path,
@@ -312,71 +313,84 @@ pub fn start(
     let user = server_user()?;
     let template = template(bins, database, user)?;
     let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
-    std::fs::create_dir_all(&base)?;
     let data_dir = base.join(format!("data-{}", unique()));
-    let mut cp = Command::new("cp");
-    if cfg!(target_os = "linux") {
-        cp.arg("--reflink=auto");
-    }
-    let status = cp.arg("-a").arg(&template).arg(&data_dir).status().context("running cp")?;
-    if !status.success() {
-        bail!("copying {} to {} failed", template.display(), data_dir.display());
-    }
     // Unix socket paths are limited to ~100 bytes, so the socket goes to the temp dir.
     let socket_dir = std::env::temp_dir().join(format!(
         "xtask-pg-{}-{}",
         std::process::id(),
         unique() % 1_000_000_000
     ));
-    std::fs::create_dir(&socket_dir)?;
-    chown(&socket_dir, user)?;
     let log = state_dir.join("logs").join("postgres.log");
-    std::fs::create_dir_all(log.parent().unwrap())?;
+    let result = (|| {
+        std::fs::create_dir_all(&base)?;
+        let mut cp = Command::new("cp");
+        if cfg!(target_os = "linux") {
+            cp.arg("--reflink=auto");
+        }
+        let status = cp.arg("-a").arg(&template).arg(&data_dir).status().context("running cp")?;
+        if !status.success() {
+            bail!("copying {} to {} failed", template.display(), data_dir.display());
+        }
+        std::fs::create_dir(&socket_dir)
+            .with_context(|| format!("creating {}", socket_dir.display()))?;
+        chown(&socket_dir, user)?;
+        std::fs::create_dir_all(log.parent().unwrap())?;
+        run_server(bins, database, user, &data_dir, &socket_dir, &log, timeout)
+    })();
+    if result.is_err() {
+        remove_dirs(&data_dir, &socket_dir);
+    }
+    result
+}
 
-    let cleanup = |data_dir: &Path, socket_dir: &Path| {
-        let _ = std::fs::remove_dir_all(data_dir);
-        let _ = std::fs::remove_dir_all(socket_dir);
-    };
+/// Runs `postgres` on the prepared data directory until it accepts connections.
+fn run_server(
+    bins: &Binaries,
+    database: &str,
+    user: Option<(libc::uid_t, libc::gid_t)>,
+    data_dir: &Path,
+    socket_dir: &Path,
+    log: &Path,
+    timeout: Duration,
+) -> anyhow::Result<Embedded> {
     // A free port can be taken between our check and the server's bind: try a few.
     let mut last_error = None;
     for _ in 0..3 {
         let port = free_port()?;
-        let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(bins.bindir.join("postgres"));
         cmd.arg("-D")
-            .arg(&data_dir)
+            .arg(data_dir)
             .args(["-p", &port.to_string(), "-c", "listen_addresses=127.0.0.1"])
             .arg("-c")
             .arg(format!("unix_socket_directories={}", socket_dir.display()))
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             // Several services with their pools plus parallel tests share this server.
-            .args(["-c", "max_connections=200"])
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file)
-            .process_group(0);
+            .args(["-c", "max_connections=200"]);
+        processes::own_group_logging_to(&mut cmd, log)?;
         run_as(&mut cmd, user);
-        let mut child = match cmd.spawn() {
-            Ok(child) => child,
-            Err(err) => {
-                cleanup(&data_dir, &socket_dir);
-                return Err(err).context("starting postgres");
-            }
-        };
+        let mut child = cmd.spawn().context("starting postgres")?;
         let pid = child.id();
-        let identity =
-            Identity::of_group_leader(pid).unwrap_or(Identity { pid, pgid: pid, start_time: 0 });
-        let url = format!("postgres://postgres@127.0.0.1:{port}/{database}");
+        let embedded = Embedded {
+            process: Identity::of_group_leader(pid).unwrap_or(Identity {
+                pid,
+                pgid: pid,
+                start_time: 0,
+            }),
+            port,
+            data_dir: data_dir.to_path_buf(),
+            socket_dir: socket_dir.to_path_buf(),
+            log: log.to_path_buf(),
+            url: format!("postgres://postgres@127.0.0.1:{port}/{database}"),
+        };
         let deadline = Instant::now() + timeout;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let tail = processes::tail(&log, 30);
+                let tail = processes::tail(log, 30);
                 if tail.contains("Address already in use") || tail.contains("could not bind") {
                     last_error = Some(format!("port {port} was taken"));
                     break;
                 }
-                cleanup(&data_dir, &socket_dir);
                 bail!(
                     "postgres exited during startup ({status}); last lines of {}:\n{tail}",
                     log.display()
@@ -385,17 +399,9 @@ pub fn start(
             if let Ok(Handshake::Ready) =
                 handshake(addr, "postgres", database, Duration::from_millis(200))
             {
-                return Ok(Embedded { process: identity, port, data_dir, socket_dir, log, url });
+                return Ok(embedded);
             }
             if Instant::now() >= deadline {
-                let embedded = Embedded {
-                    process: identity,
-                    port,
-                    data_dir,
-                    socket_dir,
-                    log: log.clone(),
-                    url,
-                };
                 stop(&embedded);
                 bail!(
                     "postgres did not accept connections within {timeout:?}; see {}",
@@ -405,7 +411,6 @@ pub fn start(
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-    cleanup(&data_dir, &socket_dir);
     bail!("could not start postgres: {}", last_error.unwrap_or_default())
 }
 
@@ -423,10 +428,14 @@ pub fn stop(db: &Embedded) {
     }
     // Backends can outlive the postmaster by a moment.
     processes::wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
-    let _ = std::fs::remove_dir_all(&db.data_dir);
-    let _ = std::fs::remove_dir_all(&db.socket_dir);
+    remove_dirs(&db.data_dir, &db.socket_dir);
+}
+
+fn remove_dirs(data_dir: &Path, socket_dir: &Path) {
+    let _ = std::fs::remove_dir_all(data_dir);
+    let _ = std::fs::remove_dir_all(socket_dir);
     // The directory holding data dirs goes too once empty (remove_dir keeps it otherwise).
-    if let Some(parent) = db.data_dir.parent() {
+    if let Some(parent) = data_dir.parent() {
         let _ = std::fs::remove_dir(parent);
     }
 }

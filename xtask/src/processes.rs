@@ -2,8 +2,13 @@
 //! never mistaken for ours), liveness, signals to whole process groups, and waiting
 //! without sleeping longer than needed.
 
+use std::fs::File;
+use std::os::unix::process::CommandExt;
 use std::path::Path;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
 
 /// A process as recorded in a state file: its pid, process group and kernel start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,6 +106,15 @@ pub fn signal_process(id: &Identity, signal: libc::c_int) -> bool {
     }
     // SAFETY: plain kill(2) on a process we verified above.
     unsafe { libc::kill(id.pid as libc::pid_t, signal) == 0 }
+}
+
+/// Spawns `cmd` as an owned process: in its own process group (a Ctrl-C in the terminal
+/// does not reach it, and a group signal reaches its children too), stdin from /dev/null,
+/// stdout and stderr to `log` (created afresh).
+pub fn own_group_logging_to(cmd: &mut Command, log: &Path) -> anyhow::Result<()> {
+    let file = File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file).process_group(0);
+    Ok(())
 }
 
 /// Polls until `done` returns true or `timeout` passes; returns whether it became true.
