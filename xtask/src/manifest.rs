@@ -507,27 +507,41 @@ fn validate_graph(manifest: &Manifest, file: &str) -> Result<(), String> {
         }
     }
     // A cycle leaves services that never become startable.
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    loop {
-        let ready: Vec<&str> = manifest
-            .services
-            .iter()
-            .filter(|s| !done.contains(s.name.as_str()))
-            .filter(|s| s.depends_on.iter().all(|d| done.contains(d.as_str())))
-            .map(|s| s.name.as_str())
-            .collect();
-        if ready.is_empty() {
-            break;
-        }
-        done.extend(ready);
-    }
-    if let Some(stuck) = manifest.services.iter().find(|s| !done.contains(s.name.as_str())) {
+    let all: Vec<&Service> = manifest.services.iter().collect();
+    let placed: BTreeSet<&str> = waves(&all).into_iter().flatten().collect();
+    if let Some(stuck) = manifest.services.iter().find(|s| !placed.contains(s.name.as_str())) {
         return Err(format!(
             "{file}:{}: dependency cycle through service `{}`",
             stuck.line, stuck.name
         ));
     }
     Ok(())
+}
+
+/// Groups services into start waves: each wave depends only on earlier waves. A
+/// dependency outside `services` (skipped) holds nothing up; services in a cycle are
+/// left out.
+pub fn waves<'m>(services: &[&'m Service]) -> Vec<Vec<&'m str>> {
+    let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
+    let mut done: BTreeSet<&str> = BTreeSet::new();
+    let mut waves = Vec::new();
+    loop {
+        let wave: Vec<&str> = services
+            .iter()
+            .filter(|s| !done.contains(s.name.as_str()))
+            .filter(|s| {
+                s.depends_on
+                    .iter()
+                    .all(|d| done.contains(d.as_str()) || !names.contains(d.as_str()))
+            })
+            .map(|s| s.name.as_str())
+            .collect();
+        if wave.is_empty() {
+            return waves;
+        }
+        done.extend(wave.iter().copied());
+        waves.push(wave);
+    }
 }
 
 /// The service names in `{url:NAME}` placeholders of `text`.

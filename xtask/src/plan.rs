@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{Launch, Manifest, Service, Step};
+use crate::manifest::{Launch, Manifest, Service, Step, waves};
 
 pub struct Options<'a> {
     /// Services asked for by name (`--only`); empty means all.
@@ -133,7 +133,7 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             if let Some(program) = missing_programs(step, world).first() {
                 return Err(format!("the migrate step requires `{program}` on PATH: install it"));
             }
-            Some(process("migrate", step, options, world)?)
+            Some(process("migrate", step, manifest, options, world)?)
         }
         None => None,
     };
@@ -147,14 +147,7 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
                 crate::project::display_path(&manifest.path)
             ));
         }
-        let mut process = process(&service.name, &service.step, options, world)?;
-        // Shared env first so a service's own entries override it.
-        let mut env = manifest.env.clone();
-        for (key, value) in &process.env {
-            env.retain(|(k, _)| k != key);
-            env.push((key.clone(), value.clone()));
-        }
-        process.env = env;
+        let process = process(&service.name, &service.step, manifest, options, world)?;
         planned.insert(
             &service.name,
             PlannedService {
@@ -166,16 +159,6 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             },
         );
     }
-    let migrate = migrate.map(|mut m| {
-        let mut env = manifest.env.clone();
-        for (key, value) in &m.env {
-            env.retain(|(k, _)| k != key);
-            env.push((key.clone(), value.clone()));
-        }
-        m.env = env;
-        m
-    });
-
     let waves = waves(&kept)
         .into_iter()
         .map(|wave| wave.into_iter().map(|name| planned.remove(name).expect("planned")).collect())
@@ -185,13 +168,7 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
         .filter(|s| skipped.iter().any(|k| k.name == s.name))
         .filter_map(|s| s.tests.clone())
         .collect();
-    Ok(Plan {
-        profile_dir: options.target_dir.join(if options.release { "release" } else { "debug" }),
-        migrate,
-        waves,
-        skipped,
-        excluded_tests,
-    })
+    Ok(Plan { profile_dir: profile_dir(options), migrate, waves, skipped, excluded_tests })
 }
 
 fn missing_programs(step: &Step, world: &dyn World) -> Vec<String> {
@@ -204,16 +181,22 @@ fn missing_programs(step: &Step, world: &dyn World) -> Vec<String> {
     programs.into_iter().filter(|p| !world.on_path(p)).map(str::to_string).collect()
 }
 
+/// `target/debug` or `target/release`, per `--release`.
+fn profile_dir(options: &Options) -> PathBuf {
+    options.target_dir.join(if options.release { "release" } else { "debug" })
+}
+
+/// The process of a step, with absolute paths and the manifest's shared `[env]` under its own.
 fn process(
     name: &str,
     step: &Step,
+    manifest: &Manifest,
     options: &Options,
     world: &dyn World,
 ) -> Result<Process, String> {
-    let profile = if options.release { "release" } else { "debug" };
     let program = match &step.launch {
         Launch::Binary { name: binary, package } => {
-            let path = options.target_dir.join(profile).join(binary);
+            let path = profile_dir(options).join(binary);
             if !world.exists(&path) {
                 let release = if options.release { " --release" } else { "" };
                 let package = package
@@ -249,14 +232,15 @@ fn process(
         Some(dir) => options.root.join(dir),
         None => options.root.to_path_buf(),
     };
-    Ok(Process {
-        name: name.to_string(),
-        program,
-        args: step.args.clone(),
-        workdir,
-        env: step.env.clone(),
-        config,
-    })
+    // Shared env first so the step's own entries override it.
+    let mut env: Vec<(String, String)> = manifest
+        .env
+        .iter()
+        .filter(|(key, _)| !step.env.iter().any(|(own, _)| own == key))
+        .cloned()
+        .collect();
+    env.extend(step.env.iter().cloned());
+    Ok(Process { name: name.to_string(), program, args: step.args.clone(), workdir, env, config })
 }
 
 /// Dependencies before dependents, manifest order otherwise.
@@ -266,31 +250,6 @@ fn topological<'m>(services: &[&'m Service]) -> Vec<&'m Service> {
         .flatten()
         .map(|name| *services.iter().find(|s| s.name == name).expect("selected"))
         .collect()
-}
-
-/// Groups services into waves: each wave depends only on earlier waves.
-fn waves<'m>(services: &[&'m Service]) -> Vec<Vec<&'m str>> {
-    let names: BTreeSet<&str> = services.iter().map(|s| s.name.as_str()).collect();
-    let mut done: BTreeSet<&str> = BTreeSet::new();
-    let mut waves = Vec::new();
-    loop {
-        let wave: Vec<&str> = services
-            .iter()
-            .filter(|s| !done.contains(s.name.as_str()))
-            // A dependency outside the set (skipped) does not hold anything up.
-            .filter(|s| {
-                s.depends_on
-                    .iter()
-                    .all(|d| done.contains(d.as_str()) || !names.contains(d.as_str()))
-            })
-            .map(|s| s.name.as_str())
-            .collect();
-        if wave.is_empty() {
-            return waves;
-        }
-        done.extend(wave.iter().copied());
-        waves.push(wave);
-    }
 }
 
 /// Values for the placeholders of one process.
