@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::manifest::{self, Manifest};
+use crate::manifest;
 use crate::plan::{self, Plan, PlannedService, Process, Vars};
 use crate::processes::{self, Identity};
 use crate::project::{self, UserError};
@@ -218,7 +218,6 @@ impl State {
 /// return, an error or a panic never leaves processes behind.
 pub struct Session {
     pub state: State,
-    pub plan: Plan,
     armed: bool,
 }
 
@@ -261,10 +260,18 @@ pub fn which(program: &str) -> Option<PathBuf> {
 
 /// Everything `up` checks before starting anything: manifest, plan, ports, database.
 pub struct Prepared {
-    pub manifest: Manifest,
-    pub plan: Plan,
-    pub database_url: Option<String>,
-    pub binaries: Option<postgres::Binaries>,
+    plan: Plan,
+    database: Source,
+    /// The database created in a throwaway cluster.
+    database_name: String,
+}
+
+/// Where the database comes from.
+enum Source {
+    /// `DATABASE_URL`, checked to be reachable.
+    Given(String),
+    /// A throwaway cluster, started with these server binaries.
+    Throwaway(postgres::Binaries),
 }
 
 /// Refuses to start over a live session; clears a stale one (its processes are gone).
@@ -318,15 +325,14 @@ pub fn prepare(options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Pre
             }
         }
     }
-    let database_url = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty());
-    let binaries = match &database_url {
+    let database = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
         Some(url) => {
-            postgres::check_reachable(url)?;
-            None
+            postgres::check_reachable(&url)?;
+            Source::Given(url)
         }
-        None => Some(postgres::ensure_binaries()?),
+        None => Source::Throwaway(postgres::ensure_binaries()?),
     };
-    Ok(Prepared { manifest, plan, database_url, binaries })
+    Ok(Prepared { plan, database, database_name: manifest.database_name })
 }
 
 fn interrupted() -> bool {
@@ -346,7 +352,7 @@ pub fn start(
     options: &UpOptions,
     timings: &mut Timings,
 ) -> anyhow::Result<Session> {
-    let Prepared { manifest, plan, database_url, binaries } = prepared;
+    let Prepared { plan, database, database_name } = prepared;
     if interrupted() {
         return Err(interruption());
     }
@@ -359,7 +365,6 @@ pub fn start(
             services: Vec::new(),
             excluded_tests: plan.excluded_tests.clone(),
         },
-        plan,
         armed: true,
     };
     // Written first, so a `down` from another shell knows this session from the start.
@@ -367,17 +372,17 @@ pub fn start(
     let root = project::root();
 
     let started = Instant::now();
-    let database_url = match (database_url, binaries) {
-        (Some(url), _) => {
+    let database_url = match database {
+        Source::Given(url) => {
             session.state.database =
                 Some(Database::External { redacted_url: postgres::redact(&url) });
             url
         }
-        (None, Some(bins)) => {
+        Source::Throwaway(bins) => {
             let db = postgres::start(
                 &bins,
                 &options.state_dir,
-                &manifest.database_name,
+                &database_name,
                 readiness::scaled(Duration::from_secs(30)),
             )?;
             let url = db.url.clone();
@@ -385,19 +390,21 @@ pub fn start(
             session.state.save()?;
             url
         }
-        (None, None) => bail!("no database: neither DATABASE_URL nor server binaries"),
     };
     timings.add("database", started.elapsed());
     if interrupted() {
         return Err(interruption());
     }
 
-    let profile_dir = session.plan.profile_dir.clone();
-    let env =
-        Env { database_url: &database_url, root: &root, profile_dir: &profile_dir, logs: &logs };
-    if let Some(migrate) = session.plan.migrate.clone() {
+    let env = Env {
+        database_url: &database_url,
+        root: &root,
+        profile_dir: &plan.profile_dir,
+        logs: &logs,
+    };
+    if let Some(migrate) = &plan.migrate {
         let started = Instant::now();
-        run_migrate(&migrate, &env, options.timeout)?;
+        run_migrate(migrate, &env, options.timeout)?;
         timings.add("migrate", started.elapsed());
     }
 
@@ -406,14 +413,14 @@ pub fn start(
     // Every service started so far, with its process handle, for exit detection.
     let mut children: Vec<Child> = Vec::new();
     let mut records: Vec<ServiceRecord> = Vec::new();
-    for wave in session.plan.waves.clone() {
+    for wave in &plan.waves {
         if interrupted() {
             return Err(interruption());
         }
         let started = Instant::now();
         let earlier = records.len();
         // Ports are reserved for the whole wave at once so two services never get the same one.
-        let ports = reserve_ports(&wave, options.fixed_ports)?;
+        let ports = reserve_ports(wave, options.fixed_ports)?;
         for (service, port) in wave.iter().zip(ports) {
             let (child, record) = spawn_service(service, port, &env, &urls)?;
             session.state.services.push(record.clone());
