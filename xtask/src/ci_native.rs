@@ -97,11 +97,12 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
         github::group("build", || build(&manifest, args.release))?;
         timings.add("build", started.elapsed());
     }
-    stop_if_interrupted()?;
+    processes::check_interrupted()?;
 
     let prepared = native::prepare(&options, timings)?;
     let session = match native::start(prepared, &options, timings) {
         Ok(session) => session,
+        Err(err) if processes::interrupted().is_some() => return Err(err),
         Err(err) => {
             // The session has been torn down; its logs remain.
             github::error(&format!(
@@ -148,7 +149,7 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     if failed {
         collect_logs(&state.dir, Some((&state, &dead)));
     }
-    stop_if_interrupted()?;
+    processes::check_interrupted()?;
     let status = status?;
     match status.code() {
         Some(0) => Ok(()),
@@ -157,16 +158,6 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
             Err(Exit(code.clamp(1, 255) as u8).into())
         }
         None => Err(Exit(1).into()),
-    }
-}
-
-fn stop_if_interrupted() -> anyhow::Result<()> {
-    match processes::interrupted() {
-        Some(signal) => {
-            eprintln!("xtask: interrupted; everything is torn down");
-            Err(Exit(128 + signal as u8).into())
-        }
-        None => Ok(()),
     }
 }
 
@@ -232,7 +223,7 @@ fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     let mut child =
         project::cargo().args(args).stdin(Stdio::null()).spawn().context("running cargo")?;
     let status = processes::wait_child(&mut child, Duration::from_secs(10))?;
-    stop_if_interrupted()?;
+    processes::check_interrupted()?;
     if !status.success() {
         eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
         return Err(Exit(status.code().unwrap_or(1).clamp(1, 255) as u8).into());

@@ -335,16 +335,6 @@ pub fn prepare(options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Pre
     Ok(Prepared { plan, database, database_name: manifest.database_name })
 }
 
-fn interrupted() -> bool {
-    processes::interrupted().is_some()
-}
-
-fn interruption() -> anyhow::Error {
-    let signal = processes::interrupted().unwrap_or(libc::SIGINT);
-    eprintln!("xtask: interrupted; tearing down");
-    project::Exit(128 + signal as u8).into()
-}
-
 /// Starts what `prepared` describes. Phases are added to `timings`: database, migrate,
 /// start, ready.
 pub fn start(
@@ -353,9 +343,7 @@ pub fn start(
     timings: &mut Timings,
 ) -> anyhow::Result<Session> {
     let Prepared { plan, database, database_name } = prepared;
-    if interrupted() {
-        return Err(interruption());
-    }
+    processes::check_interrupted()?;
     let logs = log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let mut session = Session {
@@ -392,9 +380,7 @@ pub fn start(
         }
     };
     timings.add("database", started.elapsed());
-    if interrupted() {
-        return Err(interruption());
-    }
+    processes::check_interrupted()?;
 
     let env = Env {
         database_url: &database_url,
@@ -414,9 +400,7 @@ pub fn start(
     let mut children: Vec<Child> = Vec::new();
     let mut records: Vec<ServiceRecord> = Vec::new();
     for wave in &plan.waves {
-        if interrupted() {
-            return Err(interruption());
-        }
+        processes::check_interrupted()?;
         let started = Instant::now();
         let earlier = records.len();
         // Ports are reserved for the whole wave at once so two services never get the same one.
@@ -447,9 +431,10 @@ pub fn start(
             })
             .collect();
         let left = deadline.saturating_duration_since(Instant::now());
+        let interrupted = || processes::interrupted().is_some();
         match readiness::wait_all(&mut targets, left, &interrupted) {
             Ok(()) => {}
-            Err(readiness::Failure::Interrupted) => return Err(interruption()),
+            Err(readiness::Failure::Interrupted) => processes::check_interrupted()?,
             Err(failure) => return Err(failure.into()),
         }
         timings.add("ready", started.elapsed());
@@ -528,13 +513,11 @@ fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Resul
                 processes::tail(&log, 30)
             );
         }
-        if interrupted() || started.elapsed() > limit {
+        if processes::interrupted().is_some() || started.elapsed() > limit {
             // SAFETY: kill(2) on the group of our own child.
             unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
             let _ = child.wait();
-            if interrupted() {
-                return Err(interruption());
-            }
+            processes::check_interrupted()?;
             bail!(
                 "the migrate step did not finish within {limit:?}; see {}",
                 project::display_path(&log)

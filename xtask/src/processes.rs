@@ -193,8 +193,20 @@ pub fn interrupted() -> Option<libc::c_int> {
     }
 }
 
+/// Once a signal interrupted us: the error that ends the task with `128 + signal`, the
+/// status a shell reports for death by that signal. Callers tear down on the way out.
+pub fn check_interrupted() -> anyhow::Result<()> {
+    match interrupted() {
+        Some(signal) => {
+            eprintln!("xtask: interrupted (signal {signal}); stopping");
+            Err(crate::project::Exit(128 + signal as u8).into())
+        }
+        None => Ok(()),
+    }
+}
+
 /// Waits for a child while watching for interrupts; on one, passes the signal on to the
-/// child (its own group when it has one), waits `grace`, then kills it.
+/// child, waits `grace`, then kills it.
 pub fn wait_child(
     child: &mut std::process::Child,
     grace: Duration,

@@ -83,9 +83,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .spawn()
             .with_context(|| format!("running cargo for the {}", step.name))?;
         let status = crate::processes::wait_child(&mut child, std::time::Duration::from_secs(10))?;
-        if let Some(signal) = crate::processes::interrupted() {
-            return Err(Exit(128 + signal as u8).into());
-        }
+        crate::processes::check_interrupted()?;
         if !status.success() {
             failed.push(step.name);
         }
