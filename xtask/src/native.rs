@@ -274,13 +274,23 @@ enum Source {
     Throwaway(postgres::Binaries),
 }
 
+/// The command that stops the session in `state_dir`, for messages.
+pub fn down_command(state_dir: &Path) -> String {
+    if state_dir == project::xtask_dir() {
+        "cargo xtask services down".to_string()
+    } else {
+        format!("cargo xtask services down --state-dir {}", state_dir.display())
+    }
+}
+
 /// Refuses to start over a live session; clears a stale one (its processes are gone).
 pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
     if let Some(old) = State::load(state_dir)? {
         if old.anything_alive() {
             crate::user_error!(
-                "services from an earlier `up` are still running (state in {}): run `cargo xtask services down` first",
-                project::display_path(&state_file(state_dir))
+                "services from an earlier `up` are still running (state in {}): run `{}` first",
+                project::display_path(&state_file(state_dir)),
+                down_command(state_dir)
             );
         }
         teardown(&old, Duration::from_secs(1));

@@ -142,10 +142,11 @@ fn up(start: &Start, common: &Common) -> anyhow::Result<()> {
     let exports = write_exports(&session.state, true)?;
     let state = session.detach();
     eprintln!(
-        "xtask: {} service(s) ready in {:.2}s (database {}); stop them with `cargo xtask services down`",
+        "xtask: {} service(s) ready in {:.2}s (database {}); stop them with `{}`",
         state.services.len(),
         began.elapsed().as_secs_f64(),
-        state.database.as_ref().map(Database::shown_url).unwrap_or_default()
+        state.database.as_ref().map(Database::shown_url).unwrap_or_default(),
+        native::down_command(&state.dir)
     );
     print!("{}", github::env_file(&exports));
     Ok(())
