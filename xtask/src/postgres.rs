@@ -546,14 +546,13 @@ pub fn parse_url(url: &str) -> Option<UrlParts> {
 pub fn redact(url: &str) -> String {
     let mut out = url.to_string();
     if let Some(scheme_end) = out.find("://") {
-        let authority_start = scheme_end + 3;
-        let authority_end =
-            out[authority_start..].find('/').map(|i| authority_start + i).unwrap_or(out.len());
-        if let Some(at) = out[authority_start..authority_end].rfind('@') {
-            let userinfo = &out[authority_start..authority_start + at];
-            if let Some(colon) = userinfo.find(':') {
-                out.replace_range(authority_start + colon + 1..authority_start + at, "***");
-            }
+        let start = scheme_end + 3;
+        // The userinfo ends at the last `@`, not at the first `/`: a password may hold an
+        // unencoded `/`, `?` or `@`, and hiding too much beats showing a password.
+        if let Some(at) = out[start..].rfind('@')
+            && let Some(colon) = out[start..start + at].find(':')
+        {
+            out.replace_range(start + colon + 1..start + at, "***");
         }
     }
     if let Some(query_start) = out.find('?') {
@@ -675,6 +674,8 @@ mod tests {
             "postgres://h/db?user=u&password=***&sslmode=off"
         );
         assert_eq!(redact("postgresql://u:p@ss@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(redact("postgres://u:se/cr?et@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://h:5432/db?sslmode=off"), "postgres://h:5432/db?sslmode=off");
         assert_eq!(
             redact_text(
                 "connecting to database=\"postgres://app:pw@db:5432/x\" failed\nnext http://h/"
