@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context as _;
 
 use crate::github;
-use crate::manifest::{self, Launch};
+use crate::manifest::{self, Launch, Manifest};
 use crate::native::{self, State};
 use crate::processes;
 use crate::project::{self, Exit};
@@ -161,61 +161,59 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     }
 }
 
-/// Builds every cargo binary the manifest starts, then the test binaries, each in one
-/// cargo invocation; the test run afterwards reuses them.
-fn build(manifest: &manifest::Manifest, release: bool) -> anyhow::Result<()> {
-    let mut binaries: Vec<String> = vec!["build".into()];
-    let mut libraries: Vec<String> = vec!["build".into()];
-    if release {
-        binaries.push("--release".into());
-        libraries.push("--release".into());
+/// Builds every cargo binary the manifest starts, then the test binaries; the test run
+/// afterwards reuses them.
+fn build(manifest: &Manifest, release: bool) -> anyhow::Result<()> {
+    for args in build_commands(manifest, release) {
+        run_cargo(&args)?;
     }
+    Ok(())
+}
+
+/// The cargo invocations of [`build`]: the cargo binaries in one `cargo build`, the
+/// packages that commands need in another (built whole: a `--bin` selection would leave
+/// out the library the Ruby worker loads), then nextest's `--no-run`.
+fn build_commands(manifest: &Manifest, release: bool) -> Vec<Vec<String>> {
+    let mut binaries: Vec<String> = Vec::new();
+    let mut libraries: Vec<String> = Vec::new();
     let steps = manifest.migrate.iter().chain(manifest.services.iter().map(|s| &s.step));
     for step in steps {
         match &step.launch {
             Launch::Binary { name, package } => {
                 match package {
-                    Some(package) => binaries.extend(["-p".to_string(), package.clone()]),
-                    None => binaries.push("--workspace".to_string()),
+                    Some(package) => add_once(&mut binaries, &["-p", package]),
+                    None => add_once(&mut binaries, &["--workspace"]),
                 }
-                binaries.extend(["--bin".to_string(), name.clone()]);
+                add_once(&mut binaries, &["--bin", name]);
             }
-            // A command's package (e.g. a library the Ruby worker loads) is built whole:
-            // `--bin` selections would leave its library out.
             Launch::Command { package: Some(package), .. } => {
-                libraries.extend(["-p".to_string(), package.clone()])
+                add_once(&mut libraries, &["-p", package])
             }
             Launch::Command { package: None, .. } => {}
         }
     }
-    for args in [binaries, libraries] {
-        if args.iter().any(|a| a == "-p" || a == "--bin") {
-            run_cargo(&dedup_pairs(args))?;
+    let cargo_build = |selection: Vec<String>| {
+        let mut args = vec!["build".to_string()];
+        if release {
+            args.push("--release".into());
         }
-    }
-    run_cargo(&nextest_args(release, true, None, &[], &[]))
+        args.extend(selection);
+        args
+    };
+    [binaries, libraries]
+        .into_iter()
+        .filter(|selection| !selection.is_empty())
+        .map(cargo_build)
+        .chain([nextest_args(release, true, None, &[], &[])])
+        .collect()
 }
 
-/// Drops repeated `-p X` / `--bin X` pairs (two services can share a binary).
-fn dedup_pairs(args: Vec<String>) -> Vec<String> {
-    let mut out: Vec<String> = Vec::new();
-    let mut i = 0;
-    while i < args.len() {
-        if (args[i] == "-p" || args[i] == "--bin") && i + 1 < args.len() {
-            let seen = out.windows(2).any(|w| w[0] == args[i] && w[1] == args[i + 1]);
-            if !seen {
-                out.push(args[i].clone());
-                out.push(args[i + 1].clone());
-            }
-            i += 2;
-        } else if !(args[i] == "--workspace" && out.contains(&args[i])) {
-            out.push(args[i].clone());
-            i += 1;
-        } else {
-            i += 1;
-        }
+/// Appends `option` (a flag and its value) unless it is there already: two services, or
+/// a service and the migrate step, can share a binary.
+fn add_once(args: &mut Vec<String>, option: &[&str]) {
+    if !args.windows(option.len()).any(|w| w == option) {
+        args.extend(option.iter().map(|s| s.to_string()));
     }
-    out
 }
 
 fn run_cargo(args: &[String]) -> anyhow::Result<()> {
@@ -385,9 +383,25 @@ mod tests {
 
     #[test]
     fn repeated_binaries_are_built_once() {
-        let args = dedup_pairs(s(&[
-            "build", "-p", "a", "--bin", "x", "-p", "a", "--bin", "y", "-p", "a", "--bin", "x",
-        ]));
-        assert_eq!(args.join(" "), "build -p a --bin x --bin y");
+        let health = r#"health = { path = "/health", service = "s" }"#;
+        let port = r#"env = { P = "{port}" }"#;
+        let text = format!(
+            "[migrate]\nbinary = \"x\"\npackage = \"a\"\n\
+             [services.one]\nbinary = \"x\"\npackage = \"a\"\n{port}\n{health}\n\
+             [services.two]\nbinary = \"y\"\npackage = \"a\"\n{port}\n{health}\n\
+             [services.three]\nbinary = \"x\"\npackage = \"a\"\n{port}\n{health}\n\
+             [services.four]\ncommand = [\"ruby\"]\npackage = \"ext\"\n{port}\n{health}\n"
+        );
+        let manifest = manifest::parse(Path::new("services.toml"), &text).unwrap();
+        let commands: Vec<String> =
+            build_commands(&manifest, true).iter().map(|c| c.join(" ")).collect();
+        assert_eq!(
+            commands,
+            [
+                "build --release -p a --bin x --bin y",
+                "build --release -p ext",
+                "nextest run --profile ci -p tasker-core --features test-services --release --no-run"
+            ]
+        );
     }
 }
