@@ -297,13 +297,18 @@ fn print_logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Resu
                 *offset = 0; // truncated by a new `up`
             }
             file.seek(SeekFrom::Start(*offset))?;
-            let mut text = String::new();
-            file.read_to_string(&mut text)?;
-            // Only whole lines, so a prefix never lands mid-line.
-            let whole =
-                text.rfind('\n').map(|i| i + 1).unwrap_or(if follow { 0 } else { text.len() });
+            let mut bytes = Vec::new();
+            file.read_to_end(&mut bytes)?;
+            // While following, only whole lines, so a prefix never lands mid-line; a last
+            // line without its newline is printed once the rest of it arrives.
+            let whole = match follow {
+                true => bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1),
+                false => bytes.len(),
+            };
+            // A service may log bytes that are not UTF-8; show them rather than stop.
+            let text = String::from_utf8_lossy(&bytes[..whole]);
             let name = path.file_stem().unwrap_or_default().to_string_lossy();
-            for line in text[..whole].lines() {
+            for line in text.lines() {
                 if prefix {
                     writeln!(out, "{name:>14} | {line}")?;
                 } else {

@@ -639,3 +639,18 @@ fn ci_native_without_nextest_says_how_to_install_it_and_starts_nothing() {
     assert!(stderr(&out).contains("cargo install --locked cargo-nextest"), "{}", stderr(&out));
     f.assert_nothing_left("s");
 }
+
+#[test]
+fn logs_prints_bytes_that_are_not_utf8_and_a_last_line_without_newline() {
+    let f = Fixture::new("logs");
+    f.two_services();
+    let logs = f.state("s").join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    std::fs::write(logs.join("worker.log"), b"first\n\xff\xfe not utf-8\nkilled mid-li").unwrap();
+    let out = f.run("s", &["services", "logs", "worker"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "first\n\u{fffd}\u{fffd} not utf-8\nkilled mid-li\n"
+    );
+}
