@@ -92,6 +92,7 @@ by hand: `set -a; . target/xtask/services.env; cargo nextest run ...`.")]
     },
     /// Print a service's log (all logs without NAME)
     Logs {
+        /// A service of the manifest, or `migrate` or `postgres`
         name: Option<String>,
         /// Keep printing as the log grows
         #[arg(long, short)]
@@ -101,6 +102,7 @@ by hand: `set -a; . target/xtask/services.env; cargo nextest run ...`.")]
     },
     /// Measure up -> ready and teardown over several runs (prebuilt binaries)
     Bench {
+        /// How many up/down cycles to measure
         #[arg(long, default_value_t = 10)]
         runs: usize,
         #[command(flatten)]
