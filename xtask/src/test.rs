@@ -1,7 +1,7 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! The suite is a list of steps (see [`plan`]), each a cargo invocation with its own
-//! environment. Every step runs even when an earlier one failed, so one run shows every
+//! The suite is a list of steps (see [`plan`]), each a cargo invocation; all of them get
+//! the same `DATABASE_URL`. Every step runs even when an earlier one failed, so one run shows every
 //! failure; the task fails when any step did. Services that tests need (a database, the
 //! running system) are started here, around the steps that use them.
 
@@ -37,8 +37,6 @@ pub enum Runner {
 pub struct Step {
     pub name: &'static str,
     pub cargo_args: Vec<String>,
-    /// Extra environment, e.g. the `DATABASE_URL` of a throwaway server.
-    pub env: Vec<(String, String)>,
 }
 
 /// The suite's steps, in order. Pure, so the shape of the suite is unit-tested.
@@ -53,12 +51,8 @@ pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
         Runner::CargoTest => with_extra(&["test", "--workspace", "--tests"]),
     };
     vec![
-        Step { name: "unit and integration tests", cargo_args: tests, env: Vec::new() },
-        Step {
-            name: "doc tests",
-            cargo_args: with_extra(&["test", "--workspace", "--doc"]),
-            env: Vec::new(),
-        },
+        Step { name: "unit and integration tests", cargo_args: tests },
+        Step { name: "doc tests", cargo_args: with_extra(&["test", "--workspace", "--doc"]) },
     ]
 }
 
@@ -78,7 +72,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
         let mut child = project::cargo()
             .args(&step.cargo_args)
-            .envs(step.env.iter().map(|(k, v)| (k, v)))
             .envs(database.as_ref().map(|db| ("DATABASE_URL", db.url())))
             .spawn()
             .with_context(|| format!("running cargo for the {}", step.name))?;
