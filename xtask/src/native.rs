@@ -335,11 +335,8 @@ pub fn prepare(options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Pre
             }
         }
     }
-    let database = match std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-        Some(url) => {
-            postgres::check_reachable(&url)?;
-            Source::Given(url)
-        }
+    let database = match postgres::given_url()? {
+        Some(url) => Source::Given(url),
         None => Source::Throwaway(postgres::ensure_binaries()?),
     };
     Ok(Prepared { plan, database, database_name: manifest.database_name })

@@ -472,14 +472,22 @@ pub fn check_reachable(url: &str) -> anyhow::Result<()> {
     )
 }
 
+/// `DATABASE_URL` when it is set (and not empty), checked to be reachable.
+pub fn given_url() -> anyhow::Result<Option<String>> {
+    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
+        return Ok(None);
+    };
+    check_reachable(&url)?;
+    Ok(Some(url))
+}
+
 /// A database for test runs outside `services up`: the server in `DATABASE_URL` when
 /// set (checked), else a throwaway cluster that stops when this is dropped.
 pub struct Throwaway(Embedded);
 
 impl Throwaway {
     pub fn unless_given(state_dir: &Path) -> anyhow::Result<Option<Throwaway>> {
-        if let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) {
-            check_reachable(&url)?;
+        if given_url()?.is_some() {
             return Ok(None);
         }
         let bins = ensure_binaries()?;
