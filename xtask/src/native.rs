@@ -401,28 +401,30 @@ pub fn start(
         timings.add("migrate", started.elapsed());
     }
 
-    let mut urls: BTreeMap<String, String> = BTreeMap::new();
     let deadline = Instant::now() + readiness::scaled(options.timeout);
     // Every service started so far, with its process handle, for exit detection.
     let mut children: Vec<Child> = Vec::new();
-    let mut records: Vec<ServiceRecord> = Vec::new();
     for wave in &plan.waves {
         processes::check_interrupted()?;
         let started = Instant::now();
-        let earlier = records.len();
+        // Everything recorded so far belongs to earlier waves and is ready.
+        let earlier = session.state.services.len();
+        let urls: BTreeMap<String, String> =
+            session.state.services.iter().map(|r| (r.name.clone(), r.url.clone())).collect();
         // Ports are reserved for the whole wave at once so two services never get the same one.
         let ports = reserve_ports(wave, options.fixed_ports)?;
         for (service, port) in wave.iter().zip(ports) {
             let (child, record) = spawn_service(service, port, &env, &urls)?;
-            session.state.services.push(record.clone());
+            session.state.services.push(record);
             children.push(child);
-            records.push(record);
         }
         session.state.save()?;
         timings.add("start", started.elapsed());
 
         let started = Instant::now();
-        let mut targets: Vec<readiness::Target> = records
+        let mut targets: Vec<readiness::Target> = session
+            .state
+            .services
             .iter()
             .zip(children.iter_mut())
             .enumerate()
@@ -445,9 +447,6 @@ pub fn start(
             Err(failure) => return Err(failure.into()),
         }
         timings.add("ready", started.elapsed());
-        for r in &records[earlier..] {
-            urls.insert(r.name.clone(), r.url.clone());
-        }
     }
     Ok(session)
 }
