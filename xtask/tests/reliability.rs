@@ -53,27 +53,42 @@ args = ["migrate", "{tag}"]
         self.manifest_path()
     }
 
-    /// An orchestration-like and a worker-like fake service.
-    fn two_services(&self) -> PathBuf {
-        self.manifest(&format!(
+    /// A `[services.<name>]` table that runs fake-service (tagged with this fixture) as
+    /// `identity`, with extra `env` entries and `more` lines of the table.
+    fn fake(&self, name: &str, identity: &str, env: &[(&str, &str)], more: &str) -> String {
+        let env: String = env.iter().map(|(k, v)| format!(", {k} = \"{v}\"")).collect();
+        format!(
             r#"
-[services.orchestration]
+[services.{name}]
 command = ["{FAKE}"]
 args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}" }}
-health = {{ path = "/health", service = "tasker-orchestration" }}
-export = "TASKER_TEST_ORCHESTRATION_URL"
-
-[services.worker]
-command = ["{FAKE}"]
-args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "tasker-worker", ORCH = "{{url:orchestration}}" }}
-depends_on = ["orchestration"]
-health = {{ path = "/health", service = "tasker-worker" }}
-export = "TASKER_TEST_WORKER_URL"
+env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "{identity}"{env} }}
+health = {{ path = "/health", service = "{identity}" }}
+{more}
 "#,
             tag = self.dir.display()
-        ))
+        )
+    }
+
+    /// An orchestration-like and a worker-like fake service.
+    fn two_services(&self) -> PathBuf {
+        self.manifest(
+            &[
+                self.fake(
+                    "orchestration",
+                    "tasker-orchestration",
+                    &[],
+                    r#"export = "TASKER_TEST_ORCHESTRATION_URL""#,
+                ),
+                self.fake(
+                    "worker",
+                    "tasker-worker",
+                    &[("ORCH", "{url:orchestration}")],
+                    "depends_on = [\"orchestration\"]\nexport = \"TASKER_TEST_WORKER_URL\"",
+                ),
+            ]
+            .concat(),
+        )
     }
 
     fn xtask(&self, state: &str, args: &[&str]) -> Command {
@@ -216,16 +231,7 @@ fn up_exports_urls_that_answer_and_down_leaves_nothing() {
 #[test]
 fn a_service_crashing_at_start_is_reported_at_once_with_its_log_tail() {
     let f = Fixture::new("crash");
-    f.manifest(&format!(
-        r#"
-[services.orchestration]
-command = ["{FAKE}"]
-args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_CRASH = "1" }}
-health = {{ path = "/health", service = "tasker-orchestration" }}
-"#,
-        tag = f.dir.display()
-    ));
+    f.manifest(&f.fake("orchestration", "tasker-orchestration", &[("FAKE_CRASH", "1")], ""));
     let started = Instant::now();
     let out = f.run("s", &["services", "up", "--timeout", "60"]);
     let took = started.elapsed();
@@ -244,23 +250,18 @@ health = {{ path = "/health", service = "tasker-orchestration" }}
 #[test]
 fn a_dependency_dying_while_its_dependents_start_is_reported_at_once() {
     let f = Fixture::new("depdies");
-    f.manifest(&format!(
-        r#"
-[services.orchestration]
-command = ["{FAKE}"]
-args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_EXIT_AFTER_MS = "500" }}
-health = {{ path = "/health", service = "tasker-orchestration" }}
-
-[services.worker]
-command = ["{FAKE}"]
-args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "tasker-worker", FAKE_DELAY_MS = "600000" }}
-depends_on = ["orchestration"]
-health = {{ path = "/health", service = "tasker-worker" }}
-"#,
-        tag = f.dir.display()
-    ));
+    f.manifest(
+        &[
+            f.fake("orchestration", "tasker-orchestration", &[("FAKE_EXIT_AFTER_MS", "500")], ""),
+            f.fake(
+                "worker",
+                "tasker-worker",
+                &[("FAKE_DELAY_MS", "600000")],
+                r#"depends_on = ["orchestration"]"#,
+            ),
+        ]
+        .concat(),
+    );
     let out = f.run("s", &["services", "up", "--timeout", "60"]);
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
@@ -443,15 +444,11 @@ fn sigterm_to_ci_native_mid_run_leaves_nothing_behind() {
 #[test]
 fn sigint_while_waiting_for_readiness_leaves_nothing_behind() {
     let f = Fixture::new("sigint-startup");
-    f.manifest(&format!(
-        r#"
-[services.orchestration]
-command = ["{FAKE}"]
-args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_DELAY_MS = "600000" }}
-health = {{ path = "/health", service = "tasker-orchestration" }}
-"#,
-        tag = f.dir.display()
+    f.manifest(&f.fake(
+        "orchestration",
+        "tasker-orchestration",
+        &[("FAKE_DELAY_MS", "600000")],
+        "",
     ));
     let mut child = f.background(&mut f.xtask("s", &["services", "up"]));
     // Wait until the service is recorded as started, i.e. `up` waits for its readiness.
