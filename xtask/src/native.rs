@@ -444,6 +444,11 @@ pub fn start(
         match readiness::wait_all(&mut targets, left, &interrupted) {
             Ok(()) => {}
             Err(readiness::Failure::Interrupted) => processes::check_interrupted()?,
+            // A later wave waits only for what is left: report the whole timeout.
+            Err(readiness::Failure::Timeout { pending, .. }) => {
+                let waited = readiness::scaled(options.timeout);
+                return Err(readiness::Failure::Timeout { waited, pending }.into());
+            }
             Err(failure) => return Err(failure.into()),
         }
         timings.add("ready", started.elapsed());
