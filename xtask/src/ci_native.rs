@@ -83,6 +83,7 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     };
     let options = services::up_options(&start, &args.common);
     let manifest = manifest::load(&options.manifest)?;
+    // Checked again by `prepare`; here so a live session fails before a long build.
     native::ensure_no_session(&options.state_dir)?;
     if !project::nextest_installed() {
         crate::user_error!(
@@ -99,7 +100,7 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
     }
     processes::check_interrupted()?;
 
-    let prepared = native::prepare(&options, timings)?;
+    let prepared = native::prepare(manifest, &options, timings)?;
     let session = match native::start(prepared, &options, timings) {
         Ok(session) => session,
         Err(err) if processes::interrupted().is_some() => return Err(err),

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::manifest;
+use crate::manifest::Manifest;
 use crate::plan::{self, Plan, PlannedService, Process, Vars};
 use crate::processes::{self, Identity};
 use crate::project::{self, UserError};
@@ -298,8 +298,12 @@ pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub fn prepare(options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Prepared> {
-    let manifest = manifest::load(&options.manifest)?;
+/// Checks `manifest` (as loaded from `options.manifest`) against the machine.
+pub fn prepare(
+    manifest: Manifest,
+    options: &UpOptions,
+    timings: &mut Timings,
+) -> anyhow::Result<Prepared> {
     ensure_no_session(&options.state_dir)?;
     timings.time("config", || -> anyhow::Result<()> {
         for written in config::refresh_generated()? {
