@@ -232,6 +232,61 @@ impl Session {
         self.armed = false;
         teardown(&self.state, grace)
     }
+
+    /// A session in `state_dir` with nothing started yet; its state file is written at
+    /// once, so a `down` from another shell knows it from the start.
+    fn new(state_dir: &Path, excluded_tests: Vec<String>) -> anyhow::Result<Session> {
+        let state = State {
+            dir: state_dir.to_path_buf(),
+            database: None,
+            services: Vec::new(),
+            excluded_tests,
+        };
+        let session = Session { state, armed: true };
+        session.state.save()?;
+        Ok(session)
+    }
+
+    /// Records the given database, or starts and records a throwaway one; returns its URL.
+    fn start_database(&mut self, source: Source, database_name: &str) -> anyhow::Result<String> {
+        match source {
+            Source::Given(url) => {
+                self.state.database =
+                    Some(Database::External { redacted_url: postgres::redact(&url) });
+                Ok(url)
+            }
+            Source::Throwaway(bins) => {
+                let db = postgres::start(
+                    &bins,
+                    &self.state.dir,
+                    database_name,
+                    readiness::scaled(Duration::from_secs(30)),
+                )?;
+                let url = db.url.clone();
+                self.state.database = Some(Database::Embedded(db));
+                self.state.save()?;
+                Ok(url)
+            }
+        }
+    }
+}
+
+/// A database for test runs outside `services up`: `None` when `DATABASE_URL` is given
+/// (and reachable), else a session holding a throwaway cluster, torn down when dropped.
+/// It is recorded in `state_dir` like any session, so a run killed outright (SIGKILL)
+/// leaves a record that `services down --state-dir` stops, not an unknown server. Its
+/// `DATABASE_URL` is in `state.exports()`.
+pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result<Option<Session>> {
+    if postgres::given_url()?.is_some() {
+        return Ok(None);
+    }
+    ensure_no_session(state_dir)?;
+    let bins = postgres::ensure_binaries()?;
+    let version = bins.version.clone();
+    let mut session = Session::new(state_dir, Vec::new())?;
+    let url = session.start_database(Source::Throwaway(bins), database_name)?;
+    eprintln!("xtask: throwaway PostgreSQL {version} at {url}");
+    Ok(Some(session))
 }
 
 impl Drop for Session {
@@ -357,39 +412,11 @@ pub fn start(
     processes::check_interrupted()?;
     let logs = log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let mut session = Session {
-        state: State {
-            dir: options.state_dir.clone(),
-            database: None,
-            services: Vec::new(),
-            excluded_tests: plan.excluded_tests.clone(),
-        },
-        armed: true,
-    };
-    // Written first, so a `down` from another shell knows this session from the start.
-    session.state.save()?;
+    let mut session = Session::new(&options.state_dir, plan.excluded_tests.clone())?;
     let root = project::root();
 
     let started = Instant::now();
-    let database_url = match database {
-        Source::Given(url) => {
-            session.state.database =
-                Some(Database::External { redacted_url: postgres::redact(&url) });
-            url
-        }
-        Source::Throwaway(bins) => {
-            let db = postgres::start(
-                &bins,
-                &options.state_dir,
-                &database_name,
-                readiness::scaled(Duration::from_secs(30)),
-            )?;
-            let url = db.url.clone();
-            session.state.database = Some(Database::Embedded(db));
-            session.state.save()?;
-            url
-        }
-    };
+    let database_url = session.start_database(database, &database_name)?;
     timings.add("database", started.elapsed());
     processes::check_interrupted()?;
 

@@ -481,37 +481,6 @@ pub fn given_url() -> anyhow::Result<Option<String>> {
     Ok(Some(url))
 }
 
-/// A database for test runs outside `services up`: the server in `DATABASE_URL` when
-/// set (checked), else a throwaway cluster that stops when this is dropped.
-pub struct Throwaway(Embedded);
-
-impl Throwaway {
-    pub fn unless_given(state_dir: &Path) -> anyhow::Result<Option<Throwaway>> {
-        if given_url()?.is_some() {
-            return Ok(None);
-        }
-        let bins = ensure_binaries()?;
-        let db = start(
-            &bins,
-            state_dir,
-            "tasker_test",
-            crate::readiness::scaled(Duration::from_secs(30)),
-        )?;
-        eprintln!("xtask: throwaway PostgreSQL {} at {}", bins.version, db.url);
-        Ok(Some(Throwaway(db)))
-    }
-
-    pub fn url(&self) -> &str {
-        &self.0.url
-    }
-}
-
-impl Drop for Throwaway {
-    fn drop(&mut self) {
-        stop(&self.0);
-    }
-}
-
 #[derive(Debug, PartialEq, Eq)]
 pub struct UrlParts {
     pub user: String,

@@ -25,6 +25,10 @@ pub struct Args {
     cargo_args: Vec<String>,
 }
 
+/// The database created in the throwaway cluster; each database test creates its own
+/// databases from the server URL.
+const DATABASE_NAME: &str = "tasker_test";
+
 /// What runs the unit and integration tests.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Runner {
@@ -66,13 +70,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     crate::processes::catch_interrupts();
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
-    let database =
-        crate::postgres::Throwaway::unless_given(&project::xtask_dir().join("test-database"))?;
+    let database = crate::native::database_session(
+        &project::xtask_dir().join("test-database"),
+        DATABASE_NAME,
+    )?;
+    let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
     for step in &steps {
         eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
         let mut child = project::cargo()
             .args(&step.cargo_args)
-            .envs(database.as_ref().map(|db| ("DATABASE_URL", db.url())))
+            .envs(exports.iter().map(|(k, v)| (k, v)))
             .spawn()
             .with_context(|| format!("running cargo for the {}", step.name))?;
         let status = crate::processes::wait_child(&mut child, std::time::Duration::from_secs(10))?;
