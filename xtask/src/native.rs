@@ -401,6 +401,12 @@ pub fn prepare(
     Ok(Prepared { plan, database, database_name: manifest.database_name })
 }
 
+/// Loads the manifest of `options`, prepares and starts it.
+pub fn up(options: &UpOptions, timings: &mut Timings) -> anyhow::Result<Session> {
+    let manifest = crate::manifest::load(&options.manifest)?;
+    start(prepare(manifest, options, timings)?, options, timings)
+}
+
 /// Starts what `prepared` describes. Phases are added to `timings`: database, migrate,
 /// start, ready.
 pub fn start(

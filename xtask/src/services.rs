@@ -138,9 +138,7 @@ fn up(start: &Start, common: &Common) -> anyhow::Result<()> {
     let options = up_options(start, common);
     let mut timings = Timings::default();
     let began = Instant::now();
-    let manifest = manifest::load(&options.manifest)?;
-    let prepared = native::prepare(manifest, &options, &mut timings)?;
-    let session = native::start(prepared, &options, &mut timings)?;
+    let session = native::up(&options, &mut timings)?;
     // Before detaching: if the exports cannot be written, the session still tears down.
     let exports = write_exports(&session.state, true)?;
     let state = session.detach();
@@ -346,9 +344,7 @@ fn bench(runs: usize, start: &Start, common: &Common) -> anyhow::Result<()> {
     for run in 1..=runs.max(1) {
         let mut timings = Timings::default();
         let began = Instant::now();
-        let manifest = manifest::load(&options.manifest)?;
-        let prepared = native::prepare(manifest, &options, &mut timings)?;
-        let session = native::start(prepared, &options, &mut timings)?;
+        let session = native::up(&options, &mut timings)?;
         let ready = began.elapsed();
         let report = session.teardown(Duration::from_secs(5));
         let row = [
