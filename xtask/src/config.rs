@@ -3,9 +3,9 @@
 //! `environments/<env>/<context>.toml` (when it exists) are merged into the result.
 //!
 //! Reading, writing and `--check` live here; the merge itself is the pure function in
-//! `merge.rs`, the `--check` diff is in `diff.rs`.
+//! `merge.rs`, the `--check` diff is in `diff.rs` (also `deps --dry-run`'s).
 
-mod diff;
+pub(crate) mod diff;
 mod merge;
 
 use std::path::{Path, PathBuf};

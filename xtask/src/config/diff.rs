@@ -124,6 +124,17 @@ mod tests {
     }
 
     #[test]
+    fn a_removed_line_and_a_replaced_block_read_as_removals_then_additions() {
+        // What `deps --verified-only --dry-run` prints for a manifest.
+        let old = "[dependencies]\nfoo = \"1\"\nbar = \"1\"\nbaz = \"1\"\n\n[features]\na = [\"dep:foo\", \"bar/x\"]\nb = [\"bar/y\"]\n";
+        let new = "[dependencies]\nfoo = \"1\"\nbaz = \"1\"\n\n[features]\na = [\"dep:foo\"]\n";
+        assert_eq!(
+            unified(old, new, "a/Cargo.toml", "b/Cargo.toml"),
+            "--- a/Cargo.toml\n+++ b/Cargo.toml\n@@ -1,8 +1,6 @@\n [dependencies]\n foo = \"1\"\n-bar = \"1\"\n baz = \"1\"\n \n [features]\n-a = [\"dep:foo\", \"bar/x\"]\n-b = [\"bar/y\"]\n+a = [\"dep:foo\"]\n"
+        );
+    }
+
+    #[test]
     fn diff_against_an_empty_file() {
         assert_eq!(unified("", "a\n", "old", "new"), "--- old\n+++ new\n@@ -0,0 +1,1 @@\n+a\n");
     }

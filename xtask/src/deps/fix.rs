@@ -10,6 +10,7 @@ use super::analyze::{Analysis, Class, Table};
 use super::edit;
 use super::load::{Workspace, inherited_keys};
 use super::verify::{Cargo, Transaction};
+use crate::config::diff;
 use crate::project::Exit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +208,8 @@ pub fn verified_only(
     }
     if dry_run {
         for (path, (old, new)) in &texts {
-            print!("{}", edit::unified_diff(&rel(ws, path), old, new));
+            let shown = rel(ws, path);
+            print!("{}", diff::unified(old, new, &format!("a/{shown}"), &format!("b/{shown}")));
         }
         println!("dry run: nothing written");
         return Ok(());
