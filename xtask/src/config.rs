@@ -120,7 +120,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Regenerates the committed files (the `--all` set) that are out of date and returns
 /// the ones it rewrote. For tasks that start services from the generated files.
-#[allow(dead_code, reason = "called by the tasks that start services")]
 pub fn refresh_generated() -> anyhow::Result<Vec<PathBuf>> {
     let outputs = generate_all(all_jobs(&default_source_dir(), None))?;
     let mut written = Vec::new();

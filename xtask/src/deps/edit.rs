@@ -220,19 +220,7 @@ mod tests {
         let mut d = doc(text);
         remove_dep(&mut d, "foo", Table::Normal, None);
         let gone = cleanup_features(&mut d, "foo");
-        assert_eq!(
-            gone,
-            ["with-foo", "foo-serde"]
-                .map(String::from)
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(gone, ["with-foo", "foo-serde"]);
         assert_eq!(
             d.to_string(),
             "[dependencies]\nbar = \"1\"\n\n[features]\ndefault = []\ntuned = [\"bar/fast\"]\nall = [\"tuned\"]\n"

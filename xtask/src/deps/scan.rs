@@ -267,7 +267,7 @@ impl<'t, 'a> Scanner<'t, 'a> {
                     self.add_ref(name, i, true);
                 }
             }
-            Some(p) if p.is_punct(".") || p.is_punct("$") || p.is_punct("'") => {}
+            Some(p) if p.is_punct(".") || p.is_punct("$") => {}
             _ => self.add_ref(name, i, false),
         }
     }
