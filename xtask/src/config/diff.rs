@@ -15,11 +15,16 @@ pub fn unified(old: &str, new: &str, old_label: &str, new_label: &str) -> String
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let ops = edit_script(&a, &b);
+    let mut out = format!("--- {old_label}\n+++ {new_label}\n");
     if ops.iter().all(|(op, _)| *op == Op::Same) {
-        return String::new();
+        if old == new {
+            return String::new();
+        }
+        // Same lines, other bytes: `\r\n` endings or the final newline.
+        out.push_str("(the lines are equal; the line endings or the final newline differ)\n");
+        return out;
     }
 
-    let mut out = format!("--- {old_label}\n+++ {new_label}\n");
     let changed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].0 != Op::Same).collect();
     // Group changes whose context windows touch into one hunk each.
     let mut hunks: Vec<(usize, usize)> = Vec::new();
@@ -99,6 +104,15 @@ mod tests {
     #[test]
     fn equal_texts_have_no_diff() {
         assert_eq!(unified("a\nb\n", "a\nb\n", "old", "new"), "");
+    }
+
+    #[test]
+    fn texts_differing_only_in_line_endings_still_have_a_diff() {
+        for (old, new) in [("a\nb", "a\nb\n"), ("a\r\nb\r\n", "a\nb\n")] {
+            let diff = unified(old, new, "old", "new");
+            assert!(diff.starts_with("--- old\n+++ new\n"), "{diff}");
+            assert!(diff.contains("the line endings or the final newline differ"), "{diff}");
+        }
     }
 
     #[test]
