@@ -227,9 +227,15 @@ pub fn verified_only(
     match verdict {
         Ok(()) => {
             txn.commit();
+            let moved = changes.iter().filter(|c| c.action == Action::MoveToDev).count();
+            let moves = if moved > 0 {
+                format!(", moved {moved} to dev-dependencies")
+            } else {
+                String::new()
+            };
             println!(
-                "removed {} declaration(s); cargo check --workspace --all-targets passes",
-                changes.len()
+                "removed {} declaration(s){moves}; cargo check --workspace --all-targets passes",
+                changes.len() - moved
             );
             Ok(())
         }
