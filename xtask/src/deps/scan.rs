@@ -82,6 +82,13 @@ pub fn scan(src: &str) -> FileScan {
 
 const NOT_CRATES: &[&str] = &["self", "super", "crate", "Self", "std", "core", "alloc"];
 
+/// Keywords that can stand right before a path (`impl ::x::T`, `return ::x::f()`).
+const KEYWORDS_BEFORE_PATHS: &[&str] = &[
+    "as", "async", "box", "break", "const", "dyn", "else", "fn", "for", "if", "impl", "in", "let",
+    "loop", "match", "move", "mut", "pub", "ref", "return", "static", "type", "unsafe", "where",
+    "while", "yield",
+];
+
 struct Scanner<'t, 'a> {
     toks: &'t [Token<'a>],
     test: Vec<bool>,
@@ -252,16 +259,19 @@ impl<'t, 'a> Scanner<'t, 'a> {
 
     /// `name` at `i` starts a path (`name::x`, not `a::name::x`, `.name::<T>()`, `$name`).
     fn path_start(&mut self, i: usize, name: &str) {
-        if !self.punct(i + 1, "::") {
+        if !self.punct(i + 1, "::") || KEYWORDS_BEFORE_PATHS.contains(&name) {
             return;
         }
         let prev = i.checked_sub(1).map(|p| &self.toks[p]);
         match prev {
             Some(p) if p.is_punct("::") => {
-                // `::name::x` is a crate path; `a::name`, `<T>::name`, `f()::name` are not.
-                let before = i.checked_sub(2).map(|p| &self.toks[p]);
-                let continues_path = before.is_some_and(|b| {
-                    b.ident().is_some() || b.is_punct(">") || b.is_punct(")") || b.is_punct("]")
+                // `::name::x` is a crate path (also after `->`, `=>`, `impl`, `return`, an
+                // attribute, ...); `a::name` and `<T as Tr>::name` are not.
+                let before = |back: usize| i.checked_sub(back).map(|p| &self.toks[p]);
+                let continues_path = before(2).is_some_and(|b| {
+                    b.ident().is_some_and(|word| !KEYWORDS_BEFORE_PATHS.contains(&word))
+                        || (b.is_punct(">")
+                            && !before(3).is_some_and(|a| a.is_punct("-") || a.is_punct("=")))
                 });
                 if !continues_path {
                     self.add_ref(name, i, true);
@@ -669,6 +679,17 @@ mod tests {
     #[test]
     fn qualified_paths_after_generics_are_not_crates() {
         assert_eq!(names("<T as Tr>::assoc::f(); Vec::<u8>::new();"), ["Vec"]);
+    }
+
+    #[test]
+    fn a_leading_double_colon_after_arrows_keywords_and_attributes_starts_a_crate_path() {
+        assert_eq!(names("fn f() -> ::serde_json::Value { x }"), ["serde_json"]);
+        assert_eq!(names("match x { A => ::log::info!(\"\"), }"), ["log"]);
+        assert_eq!(names("impl ::serde::Serialize for X {}"), ["serde"]);
+        assert_eq!(names("fn f() { return ::tokio::spawn(g()); }"), ["tokio"]);
+        assert_eq!(names("fn f(x: &mut ::bytes::Bytes) {}"), ["bytes"]);
+        assert_eq!(names("fn f() { #[allow(unused)] ::tracing::info!(\"x\"); }"), ["tracing"]);
+        assert_eq!(names("fn f() -> Box<dyn ::anyhow::Error> {}"), ["anyhow"]);
     }
 
     #[test]
