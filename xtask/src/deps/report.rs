@@ -274,7 +274,8 @@ const METHODOLOGY: &str = "## Methodology
   or one of these inside a Rust code block of a doc comment or of a Markdown file
   included as docs (`#![doc = include_str!(\"../README.md\")]`): doc tests.
 - Contexts: code in lib and bins is normal; tests, benches, examples, `#[cfg(test)]`
-  items (and modules declared under it) and doc tests are dev; `build.rs` is build. A
+  items (and modules declared under it), `#[test]` / `#[x::test]` functions and doc
+  tests are dev; `build.rs` is build. A
   normal dependency must be referenced somewhere, a dev dependency in dev (or normal)
   code, a build dependency in `build.rs`. A normal dependency referenced only in dev code
   is misplaced.

@@ -486,8 +486,9 @@ fn matching(toks: &[Token<'_>], open: usize) -> usize {
     toks.len().saturating_sub(1).max(open)
 }
 
-/// Marks the tokens of test-only code: the item after `#[cfg(test)]` (up to its `;` or
-/// its closing brace), and the whole file after `#![cfg(test)]`.
+/// Marks the tokens of test-only code: the item after `#[cfg(test)]` or `#[test]` /
+/// `#[some::test]` (up to its `;` or its closing brace, the attribute included), and
+/// the whole file after `#![cfg(test)]`.
 fn test_mask(toks: &[Token<'_>]) -> Vec<bool> {
     let mut mask = vec![false; toks.len()];
     let mut i = 0;
@@ -505,7 +506,17 @@ fn test_mask(toks: &[Token<'_>]) -> Vec<bool> {
         let close = matching(toks, open);
         let is_cfg = toks.get(open + 1).is_some_and(|t| t.is_ident("cfg"))
             && toks.get(open + 2).is_some_and(|t| t.is_punct("("));
-        if !(is_cfg && test_only(&toks[open + 3..close.saturating_sub(1).max(open + 3)])) {
+        let cfg_test = is_cfg && test_only(&toks[open + 3..close.saturating_sub(1).max(open + 3)]);
+        // `#[test]`, `#[tokio::test(..)]`: the function exists only in test builds.
+        let attr = &toks[(open + 1).min(close)..close];
+        let path = &attr[..attr.iter().position(|t| t.is_punct("(")).unwrap_or(attr.len())];
+        let test_fn = !inner
+            && path.last().is_some_and(|t| t.is_ident("test"))
+            && path
+                .iter()
+                .enumerate()
+                .all(|(k, t)| if k % 2 == 0 { t.ident().is_some() } else { t.is_punct("::") });
+        if !(cfg_test || test_fn) {
             i = close + 1;
             continue;
         }
@@ -741,6 +752,17 @@ mod tests {
         assert_eq!(r("any(test, feature = \"x\")"), ["k@2"]);
         assert_eq!(r("not(test)"), ["k@2"]);
         assert_eq!(r("unix"), ["k@2"]);
+    }
+
+    #[test]
+    fn test_functions_outside_cfg_test_are_test_code() {
+        assert_eq!(refs("#[test]\nfn t() { k::x(); }\nfn f() { n::y(); }"), ["k@2+test", "n@3"]);
+        assert_eq!(
+            refs(
+                "#[tokio::test(flavor = \"multi_thread\")]\nasync fn t() { k::x(); }\n#[my::test::helper]\nfn f() { n::y(); }"
+            ),
+            ["tokio@1+test", "k@2+test", "my@3", "n@4"]
+        );
     }
 
     #[test]
