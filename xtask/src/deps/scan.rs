@@ -119,10 +119,9 @@ impl<'t, 'a> Scanner<'t, 'a> {
         self.open_scopes.push(id);
     }
 
-    fn close_scope(&mut self) {
-        if self.open_scopes.len() > 1 {
-            self.open_scopes.pop();
-        }
+    /// Closes the innermost scope (never the file's); returns it.
+    fn close_scope(&mut self) -> Option<u32> {
+        if self.open_scopes.len() > 1 { self.open_scopes.pop() } else { None }
     }
 
     fn add_local(&mut self, name: &str) {
@@ -157,8 +156,8 @@ impl<'t, 'a> Scanner<'t, 'a> {
 
     fn run(&mut self) {
         let toks = self.toks;
-        let mut inline_mods: Vec<(String, usize)> = Vec::new();
-        let mut depth = 0usize;
+        // Open inline modules: name and the scope of their body.
+        let mut inline_mods: Vec<(String, u32)> = Vec::new();
         let mut pending_path: Option<String> = None;
         let mut docs: Vec<(u32, &'a str)> = Vec::new();
         let mut i = 0;
@@ -185,14 +184,10 @@ impl<'t, 'a> Scanner<'t, 'a> {
                         continue;
                     }
                 }
-                Tok::Punct("{") => {
-                    depth += 1;
-                    self.open_scope(false);
-                }
+                Tok::Punct("{") => self.open_scope(false),
                 Tok::Punct("}") => {
-                    depth = depth.saturating_sub(1);
-                    self.close_scope();
-                    if inline_mods.last().is_some_and(|(_, d)| *d > depth) {
+                    let closed = self.close_scope();
+                    if inline_mods.last().is_some_and(|(_, body)| Some(*body) == closed) {
                         inline_mods.pop();
                     }
                     pending_path = None;
@@ -224,9 +219,8 @@ impl<'t, 'a> Scanner<'t, 'a> {
                                 line: self.line(i),
                             });
                         } else if self.punct(i + 2, "{") {
-                            depth += 1;
                             self.open_scope(true);
-                            inline_mods.push((name.to_string(), depth));
+                            inline_mods.push((name.to_string(), self.scope()));
                             pending_path = None;
                             i += 3;
                             continue;
