@@ -241,6 +241,12 @@ pub fn verified_only(
         }
         Err(why) => {
             txn.restore()?;
+            // Blame the removals only if the workspace builds without them.
+            if let Err(before) = cargo.check(false)? {
+                crate::user_error!(
+                    "restored every file: the workspace does not build even without the removals ({before}); fix that first"
+                );
+            }
             eprintln!(
                 "{why}\nrestored every file; nothing was changed (try --with-verification to keep the removals that hold)"
             );

@@ -515,6 +515,20 @@ fn verified_only_restores_every_file_when_the_build_breaks() {
 }
 
 #[test]
+fn verified_only_on_a_workspace_that_does_not_build_says_so_and_restores() {
+    let fx = removal_fixture("broken-before");
+    fx.file("app/src/lib.rs", "pub fn f() -> u8 { used::f() + missing_fn() }\n");
+    let ws = fx.load();
+    let a = super::analyze_workspace(&ws);
+    let before = fx.snapshot();
+    let err = fix::verified_only(&ws, &a, false, false, &fx.cargo()).unwrap_err();
+    let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
+    assert!(user.0.contains("does not build even without the removals"), "{}", user.0);
+    assert!(user.0.contains("missing_fn"), "names the compiler error: {}", user.0);
+    assert_eq!(fx.snapshot(), before, "every file restored, Cargo.lock included");
+}
+
+#[test]
 fn with_verification_removes_the_unused_and_keeps_the_macro_needed_with_the_reason() {
     let fx = Fixture::new("withver");
     fx.ext("helper", "", "pub fn value() -> u8 { 7 }\n")
