@@ -3,9 +3,9 @@
 //! `environments/<env>/<context>.toml` (when it exists) are merged into the result.
 //!
 //! Reading, writing and `--check` live here; the merge itself is the pure function in
-//! `merge.rs`, the `--check` diff is in `diff.rs`.
+//! `merge.rs`, the `--check` diff is in `diff.rs` (also `deps --dry-run`'s).
 
-mod diff;
+pub(crate) mod diff;
 mod merge;
 
 use std::path::{Path, PathBuf};
@@ -120,7 +120,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// Regenerates the committed files (the `--all` set) that are out of date and returns
 /// the ones it rewrote. For tasks that start services from the generated files.
-#[allow(dead_code, reason = "called by the tasks that start services")]
 pub fn refresh_generated() -> anyhow::Result<Vec<PathBuf>> {
     let outputs = generate_all(all_jobs(&default_source_dir(), None))?;
     let mut written = Vec::new();
@@ -191,6 +190,13 @@ fn generate_all(jobs: Vec<Job>) -> anyhow::Result<Vec<(Job, String)>> {
 
 /// Reads a job's sources, merges them and renders the output text.
 fn generate(job: &Job) -> anyhow::Result<String> {
+    if !job.source_dir.is_dir() {
+        return Err(UserError(format!(
+            "source folder {} does not exist; give --source-dir the folder holding base/ and environments/",
+            project::display_path(&job.source_dir)
+        ))
+        .into());
+    }
     let env_dir = job.source_dir.join("environments").join(&job.environment);
     let environments = subdirectories(&job.source_dir.join("environments"))?;
     if !environments.contains(&job.environment) {
@@ -506,6 +512,17 @@ mod tests {
         let message = user_error(run(sources.args(&["common"], "staging", false)));
         assert!(message.starts_with("unknown environment `staging`"), "{message}");
         assert!(message.ends_with("(environments: production, test)"), "{message}");
+        assert!(!sources.output().exists());
+    }
+
+    #[test]
+    fn missing_source_folder_is_named() {
+        let sources = Sources::new("missing-source");
+        let mut args = sources.args(&["common"], "test", false);
+        args.source_dir = Some(sources.0.join("nowhere"));
+        let message = user_error(run(args));
+        let shown = project::display_path(&sources.0.join("nowhere"));
+        assert!(message.starts_with(&format!("source folder {shown} does not exist")), "{message}");
         assert!(!sources.output().exists());
     }
 

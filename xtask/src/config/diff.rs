@@ -15,11 +15,16 @@ pub fn unified(old: &str, new: &str, old_label: &str, new_label: &str) -> String
     let a: Vec<&str> = old.lines().collect();
     let b: Vec<&str> = new.lines().collect();
     let ops = edit_script(&a, &b);
+    let mut out = format!("--- {old_label}\n+++ {new_label}\n");
     if ops.iter().all(|(op, _)| *op == Op::Same) {
-        return String::new();
+        if old == new {
+            return String::new();
+        }
+        // Same lines, other bytes: `\r\n` endings or the final newline.
+        out.push_str("(the lines are equal; the line endings or the final newline differ)\n");
+        return out;
     }
 
-    let mut out = format!("--- {old_label}\n+++ {new_label}\n");
     let changed: Vec<usize> = (0..ops.len()).filter(|&i| ops[i].0 != Op::Same).collect();
     // Group changes whose context windows touch into one hunk each.
     let mut hunks: Vec<(usize, usize)> = Vec::new();
@@ -102,6 +107,15 @@ mod tests {
     }
 
     #[test]
+    fn texts_differing_only_in_line_endings_still_have_a_diff() {
+        for (old, new) in [("a\nb", "a\nb\n"), ("a\r\nb\r\n", "a\nb\n")] {
+            let diff = unified(old, new, "old", "new");
+            assert!(diff.starts_with("--- old\n+++ new\n"), "{diff}");
+            assert!(diff.contains("the line endings or the final newline differ"), "{diff}");
+        }
+    }
+
+    #[test]
     fn a_changed_line_shows_with_context_and_line_numbers() {
         let old = "1\n2\n3\n4\n5\n6\n7\n8\n9\n10\n";
         let new = "1\n2\n3\n4\n5\nsix\n7\n8\n9\n10\n";
@@ -121,6 +135,17 @@ mod tests {
         assert!(diff.contains("-2\n+two\n"), "{diff}");
         assert!(diff.contains("@@ -1,5 +1,5 @@\n 1\n-2\n+two\n"), "{diff}");
         assert!(diff.contains("@@ -16,5 +16,4 @@\n 16\n 17\n 18\n-19\n 20\n"), "{diff}");
+    }
+
+    #[test]
+    fn a_removed_line_and_a_replaced_block_read_as_removals_then_additions() {
+        // What `deps --verified-only --dry-run` prints for a manifest.
+        let old = "[dependencies]\nfoo = \"1\"\nbar = \"1\"\nbaz = \"1\"\n\n[features]\na = [\"dep:foo\", \"bar/x\"]\nb = [\"bar/y\"]\n";
+        let new = "[dependencies]\nfoo = \"1\"\nbaz = \"1\"\n\n[features]\na = [\"dep:foo\"]\n";
+        assert_eq!(
+            unified(old, new, "a/Cargo.toml", "b/Cargo.toml"),
+            "--- a/Cargo.toml\n+++ b/Cargo.toml\n@@ -1,8 +1,6 @@\n [dependencies]\n foo = \"1\"\n-bar = \"1\"\n baz = \"1\"\n \n [features]\n-a = [\"dep:foo\", \"bar/x\"]\n-b = [\"bar/y\"]\n+a = [\"dep:foo\"]\n"
+        );
     }
 
     #[test]

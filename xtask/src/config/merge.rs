@@ -173,6 +173,7 @@ fn merge_table(
                     && replaceable((earlier_kind, earlier), (later_kind, later))
                 {
                     replace(earlier, placed(later.clone(), m.index), base_is_inline);
+                    append_key_comment(base, key, overlay.key(key));
                     m.origins.set(path, m.index);
                 } else {
                     return Err(TypeConflict {
@@ -200,6 +201,23 @@ fn insert(base: &mut Item, key: &Key, item: Item) {
         let value = item.into_value().expect("Item::None is skipped");
         inline.insert_formatted(key, value);
     }
+}
+
+/// A replaced key keeps the comment lines above it and gains the overlay's (which
+/// explain the override) below them.
+fn append_key_comment(base: &mut Item, key: &str, overlay_key: Option<&Key>) {
+    let Some(added) = overlay_key
+        .and_then(|k| k.leaf_decor().prefix())
+        .and_then(|raw| raw.as_str())
+        .filter(|prefix| prefix.contains('#'))
+    else {
+        return;
+    };
+    let Some(mut slot) = base.as_table_like_mut().and_then(|t| t.key_mut(key)) else {
+        return;
+    };
+    let kept = slot.leaf_decor().prefix().and_then(|raw| raw.as_str()).unwrap_or("").to_owned();
+    slot.leaf_decor_mut().set_prefix(format!("{kept}{}", added.trim_start_matches('\n')));
 }
 
 /// Replaces a scalar or array. The overlay's trailing comment wins when it has one (it
@@ -348,6 +366,15 @@ mod tests {
         ]);
         assert!(out.contains("# Explains x.\nx = 2 # base note\n"), "{out}");
         assert!(out.contains("y = 2 # env note\n"), "{out}");
+    }
+
+    #[test]
+    fn the_comment_above_an_override_joins_the_base_comment() {
+        let out = merged(&[
+            ("base", "[a]\n# Explains x.\nx = 1\ny = 1\n"),
+            ("env", "[a]\n\n# Tests need 2.\nx = 2\ny = 2\n"),
+        ]);
+        assert!(out.contains("# Explains x.\n# Tests need 2.\nx = 2\ny = 2\n"), "{out}");
     }
 
     #[test]

@@ -261,15 +261,31 @@ pub fn analyze(
 ) -> Analysis {
     let mut analysis = Analysis { root_manifest: "Cargo.toml".into(), ..Default::default() };
     let mut inherited_by: BTreeMap<&str, Vec<Class>> = BTreeMap::new();
+    // Per workspace-level ignore entry: None while it names no declaration, then the
+    // warning to give if every declaration it names is used, or Some(None) once one is not.
+    let mut pointless: Vec<Option<Option<String>>> = vec![None; workspace_ignore.len()];
     for member in members {
         let report = analyze_member(member, workspace_ignore, &mut analysis.warnings);
         for (decl, finding) in member.decls.iter().zip(&report.findings) {
             if decl.inherited {
                 inherited_by.entry(decl.key.as_str()).or_default().push(finding.class.clone());
             }
+            for (slot, (name, source)) in pointless.iter_mut().zip(workspace_ignore) {
+                if !names_decl(name, decl) {
+                    continue;
+                }
+                *slot = match (slot.take(), &finding.location) {
+                    (Some(None), _) | (_, None) => Some(None),
+                    (Some(Some(warning)), Some(_)) => Some(Some(warning)),
+                    (None, Some(loc)) => {
+                        Some(Some(unneeded_ignore(&member.manifest, &decl.key, source, loc)))
+                    }
+                };
+            }
         }
         analysis.members.push(report);
     }
+    analysis.warnings.extend(pointless.into_iter().flatten().flatten());
     for key in workspace_entries {
         let ignored_by = workspace_ignore.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone());
         let (class, evidence) = match inherited_by.get(key.as_str()) {
@@ -325,21 +341,15 @@ fn analyze_member(
             Table::Dev => first(&[Context::Dev, Context::Normal]),
             Table::Build => first(&[Context::Build]),
         };
-        let ignored_by = member
-            .ignore
-            .iter()
-            .chain(workspace_ignore)
-            .find(|(name, _)| {
-                name == &decl.key || name == &decl.package || name == &decl.crate_name
-            })
+        let member_ignore = member.ignore.iter().find(|(name, _)| names_decl(name, decl));
+        let ignored_by = member_ignore
+            .or_else(|| workspace_ignore.iter().find(|(name, _)| names_decl(name, decl)))
             .map(|(_, source)| source.clone());
         let (class, evidence, location) = match used {
             Some((context, loc)) => {
-                if let Some(source) = &ignored_by {
-                    warnings.push(format!(
-                        "{}: `{}` is listed in {source} but is used at {loc}; remove the ignore entry",
-                        member.manifest, decl.key
-                    ));
+                // Workspace-level entries are judged over all members, in `analyze`.
+                if let Some((_, source)) = member_ignore {
+                    warnings.push(unneeded_ignore(&member.manifest, &decl.key, source, &loc));
                 }
                 if decl.table == Table::Normal && context == Context::Dev {
                     let why = format!(
@@ -368,6 +378,17 @@ fn analyze_member(
         });
     }
     MemberReport { name: member.name.clone(), manifest: member.manifest.clone(), findings }
+}
+
+/// Whether an ignore-list entry names `decl` (by key, package or crate name).
+fn names_decl(name: &str, decl: &Decl) -> bool {
+    name == decl.key || name == decl.package || name == decl.crate_name
+}
+
+fn unneeded_ignore(manifest: &str, key: &str, source: &str, used_at: &Location) -> String {
+    format!(
+        "{manifest}: `{key}` is listed in {source} but is used at {used_at}; remove the ignore entry"
+    )
 }
 
 /// Why an unreferenced declaration may still be needed, or that it is verified unused.
@@ -567,6 +588,21 @@ mod tests {
                 "a/Cargo.toml: `foo` is listed in workspace.metadata.xtask-deps but is used at a/src/lib.rs:3; remove the ignore entry"
             ]
         );
+    }
+
+    #[test]
+    fn a_workspace_ignore_entry_needed_by_one_member_is_not_reported_as_unneeded() {
+        let mut a = Member { manifest: "a/Cargo.toml".into(), ..Default::default() };
+        a.decls = vec![decl("foo", Table::Normal)];
+        a.record_use("foo", Context::Normal, loc("a/src/lib.rs", 3));
+        let mut b = Member { manifest: "b/Cargo.toml".into(), ..Default::default() };
+        b.decls = vec![decl("foo", Table::Normal)];
+        let ignore = [("foo".to_string(), "workspace.metadata.xtask-deps".to_string())];
+        let both = analyze(&[a.clone(), b], &[], &ignore);
+        assert_eq!(both.members[1].findings[0].class, Class::NeedsInvestigation);
+        assert_eq!(both.warnings, Vec::<String>::new(), "b needs the entry");
+        let only_a = analyze(&[a.clone(), a], &[], &ignore);
+        assert_eq!(only_a.warnings.len(), 1, "one warning per entry: {:?}", only_a.warnings);
     }
 
     #[test]

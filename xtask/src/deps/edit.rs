@@ -1,7 +1,7 @@
 //! Manifest edits with `toml_edit`, keeping formatting and comments: removing a
 //! declaration with the feature values that name it, removing a
 //! `[workspace.dependencies]` entry, moving a declaration to `[dev-dependencies]`.
-//! Pure: documents in, documents out; plus a small unified diff for `--dry-run`.
+//! Pure: documents in, documents out.
 
 use toml_edit::{DocumentMut, Entry, Item, Key, Table as TomlTable, TableLike};
 
@@ -180,76 +180,6 @@ fn put(t: &mut dyn TableLike, key: &Key, item: Item) {
     }
 }
 
-/// A unified diff of two texts (line based, 2 lines of context), empty when equal.
-pub fn unified_diff(path: &str, old: &str, new: &str) -> String {
-    if old == new {
-        return String::new();
-    }
-    let a: Vec<&str> = old.lines().collect();
-    let b: Vec<&str> = new.lines().collect();
-    // Longest common subsequence table (manifests are small).
-    let mut lcs = vec![vec![0u32; b.len() + 1]; a.len() + 1];
-    for i in (0..a.len()).rev() {
-        for j in (0..b.len()).rev() {
-            lcs[i][j] =
-                if a[i] == b[j] { lcs[i + 1][j + 1] + 1 } else { lcs[i + 1][j].max(lcs[i][j + 1]) };
-        }
-    }
-    // Edit script: (' ' | '-' | '+', old index, new index, text)
-    let mut ops = Vec::new();
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() || j < b.len() {
-        if i < a.len() && j < b.len() && a[i] == b[j] {
-            ops.push((' ', i, j, a[i]));
-            i += 1;
-            j += 1;
-        } else if j < b.len() && (i == a.len() || lcs[i][j + 1] >= lcs[i + 1][j]) {
-            ops.push(('+', i, j, b[j]));
-            j += 1;
-        } else {
-            ops.push(('-', i, j, a[i]));
-            i += 1;
-        }
-    }
-    let mut out = format!("--- a/{path}\n+++ b/{path}\n");
-    let context = 2;
-    let mut k = 0;
-    while k < ops.len() {
-        if ops[k].0 == ' ' {
-            k += 1;
-            continue;
-        }
-        let start = k.saturating_sub(context);
-        let mut end = k;
-        // Extend the hunk while changes are within 2*context of each other.
-        let mut last_change = k;
-        while end < ops.len() {
-            if ops[end].0 != ' ' {
-                last_change = end;
-            } else if end - last_change > 2 * context {
-                break;
-            }
-            end += 1;
-        }
-        let end = (last_change + context + 1).min(ops.len());
-        let hunk = &ops[start..end];
-        let old_len = hunk.iter().filter(|o| o.0 != '+').count();
-        let new_len = hunk.iter().filter(|o| o.0 != '-').count();
-        out.push_str(&format!(
-            "@@ -{},{} +{},{} @@\n",
-            hunk[0].1 + 1,
-            old_len,
-            hunk[0].2 + 1,
-            new_len
-        ));
-        for (op, _, _, text) in hunk {
-            out.push_str(&format!("{op}{text}\n"));
-        }
-        k = end;
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,19 +220,7 @@ mod tests {
         let mut d = doc(text);
         remove_dep(&mut d, "foo", Table::Normal, None);
         let gone = cleanup_features(&mut d, "foo");
-        assert_eq!(
-            gone,
-            ["with-foo", "foo-serde"]
-                .map(String::from)
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-                .iter()
-                .rev()
-                .cloned()
-                .collect::<Vec<_>>()
-        );
+        assert_eq!(gone, ["with-foo", "foo-serde"]);
         assert_eq!(
             d.to_string(),
             "[dependencies]\nbar = \"1\"\n\n[features]\ndefault = []\ntuned = [\"bar/fast\"]\nall = [\"tuned\"]\n"
@@ -369,16 +287,5 @@ mod tests {
         let before = d.to_string();
         assert!(move_to_dev(&mut d, "foo", None).unwrap_err().contains("optional"));
         assert_eq!(d.to_string(), before);
-    }
-
-    #[test]
-    fn diff_shows_only_the_change_with_context() {
-        let old = "a\nb\nc\nd\ne\nf\ng\n";
-        let new = "a\nb\nc\ne\nf\ng\n";
-        assert_eq!(
-            unified_diff("Cargo.toml", old, new),
-            "--- a/Cargo.toml\n+++ b/Cargo.toml\n@@ -2,5 +2,4 @@\n b\n c\n-d\n e\n f\n"
-        );
-        assert_eq!(unified_diff("x", old, old), "");
     }
 }

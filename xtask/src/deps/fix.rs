@@ -10,6 +10,7 @@ use super::analyze::{Analysis, Class, Table};
 use super::edit;
 use super::load::{Workspace, inherited_keys};
 use super::verify::{Cargo, Transaction};
+use crate::config::diff;
 use crate::project::Exit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -207,7 +208,8 @@ pub fn verified_only(
     }
     if dry_run {
         for (path, (old, new)) in &texts {
-            print!("{}", edit::unified_diff(&rel(ws, path), old, new));
+            let shown = rel(ws, path);
+            print!("{}", diff::unified(old, new, &format!("a/{shown}"), &format!("b/{shown}")));
         }
         println!("dry run: nothing written");
         return Ok(());
@@ -225,14 +227,26 @@ pub fn verified_only(
     match verdict {
         Ok(()) => {
             txn.commit();
+            let moved = changes.iter().filter(|c| c.action == Action::MoveToDev).count();
+            let moves = if moved > 0 {
+                format!(", moved {moved} to dev-dependencies")
+            } else {
+                String::new()
+            };
             println!(
-                "removed {} declaration(s); cargo check --workspace --all-targets passes",
-                changes.len()
+                "removed {} declaration(s){moves}; cargo check --workspace --all-targets passes",
+                changes.len() - moved
             );
             Ok(())
         }
         Err(why) => {
             txn.restore()?;
+            // Blame the removals only if the workspace builds without them.
+            if let Err(before) = cargo.check(false)? {
+                crate::user_error!(
+                    "restored every file: the workspace does not build even without the removals ({before}); fix that first"
+                );
+            }
             eprintln!(
                 "{why}\nrestored every file; nothing was changed (try --with-verification to keep the removals that hold)"
             );

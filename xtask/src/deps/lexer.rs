@@ -165,8 +165,7 @@ impl<'a> Lexer<'a> {
                 Some(b'\\') if raw_hashes.is_none() => i += 2,
                 Some(b'"')
                     if self.bytes[i + 1..].iter().take(hashes).filter(|&&b| b == b'#').count()
-                        == hashes
-                        && self.bytes.len() >= i + 1 + hashes =>
+                        == hashes =>
                 {
                     break Some(i);
                 }

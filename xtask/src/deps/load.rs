@@ -77,9 +77,6 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
     out
 }
 
-/// The resolve results are cached (in `<target>/xtask/deps-resolve.tsv`) under a hash of
-/// everything they depend on: `Cargo.lock`, every member manifest and the manifests of
-/// path dependencies. A hit saves the full `cargo metadata` resolve, most of the run time.
 /// The cache files a workspace root manifest gets (where cargo's default target
 /// directory is): for cleaning up after fixtures.
 #[cfg(test)]
@@ -94,6 +91,10 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
     meta::metadata_cache_path(manifest).into_iter().chain([resolve]).collect()
 }
 
+/// The resolve results are cached (in `<target>/xtask/deps-resolve-<hash>.tsv`) under a
+/// hash of everything they depend on ([`cache_key`]): `Cargo.lock`, every member manifest
+/// and the manifests of path dependencies. A hit saves the full `cargo metadata` resolve,
+/// most of the run time.
 fn resolve_cache_path(meta: &Metadata) -> PathBuf {
     let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
     meta.target_directory.join("xtask").join(name)

@@ -64,7 +64,7 @@ pub struct DepsArgs {
     /// With --with-verification: also run the test suite for each candidate.
     #[arg(long, requires = "with_verification")]
     test: bool,
-    /// With --with-verification: edit even if the git tree has uncommitted changes.
+    /// With --with-verification: edit even if tracked files have uncommitted changes.
     #[arg(long)]
     allow_dirty: bool,
     /// Pass --offline to every cargo invocation.

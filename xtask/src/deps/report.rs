@@ -274,12 +274,13 @@ const METHODOLOGY: &str = "## Methodology
   or one of these inside a Rust code block of a doc comment or of a Markdown file
   included as docs (`#![doc = include_str!(\"../README.md\")]`): doc tests.
 - Contexts: code in lib and bins is normal; tests, benches, examples, `#[cfg(test)]`
-  items (and modules declared under it) and doc tests are dev; `build.rs` is build. A
+  items (and modules declared under it), `#[test]` / `#[x::test]` functions and doc
+  tests are dev; `build.rs` is build. A
   normal dependency must be referenced somewhere, a dev dependency in dev (or normal)
   code, a build dependency in `build.rs`. A normal dependency referenced only in dev code
   is misplaced.
 - A path whose first segment is a module declared or imported (`use crate::..::foo`) in
-  the same file is local, not a crate.
+  the same module, or in a block around it, is local, not a crate.
 - Unreferenced declarations that could be needed without a reference are \"needs
   investigation\": proc-macro crates, crates other crates' macros expand to (a known list,
   and `X` for a used proc-macro `X_derive`/`X_macros`/...), crates with `links`, optional
@@ -296,7 +297,11 @@ const METHODOLOGY: &str = "## Methodology
   the build it restores every file; `--with-verification` settles such cases one by one
   by compiling.
 - Code blocks in the doc comments of binaries count as doc tests, although rustdoc does
-  not run them (this errs towards \"used\").
+  not run them (this errs towards \"used\"). Indented (unfenced) code blocks are not
+  read as doc tests.
+- The removal checks run `cargo check --workspace --all-targets`, which does not compile
+  doc tests: a dev-dependency only a doc test needs, if misjudged, would pass the check.
+  `--with-verification --test` runs the tests, doc tests included.
 - `cfg` conditions other than `test` are not evaluated: code under any `cfg` counts.
 - A dependency kept only to select features of a transitive dependency (feature
   unification) looks unused unless it is one of the few well-known ones; list it in an

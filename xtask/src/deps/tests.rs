@@ -146,22 +146,16 @@ const TRIVIAL: &str = "pub fn f() {}\n#[macro_export]\nmacro_rules! make { () =>
 /// One member exercising every rule of the analysis.
 fn rules_fixture() -> Fixture {
     let fx = Fixture::new("rules");
-    for dir in [
+    // Plain `[dependencies]` entries on trivial crates, in the manifest's order.
+    let plain = [
         "bare",
         "used_via_use",
-        "renamed",
         "ext_extern",
         "aliased",
         "derive_only",
         "mac",
         "mac_use",
-        "doc_only",
-        "build_used",
-        "build_unused",
         "test_only",
-        "dev_cfg_test",
-        "unix_used",
-        "win_unused",
         "tokio",
         "commented",
         "stringy",
@@ -174,13 +168,24 @@ fn rules_fixture() -> Fixture {
         "path_attr",
         "test_mod_file",
         "unreached",
-        "readme_only",
         "ignored_unused",
         "ignored_used",
+    ];
+    // ...and the trivial crates declared another way (renamed, dev, build, target-specific,
+    // optional, through the workspace).
+    for dir in plain.iter().chain(&[
+        "renamed",
+        "doc_only",
+        "build_used",
+        "build_unused",
+        "dev_cfg_test",
+        "unix_used",
+        "win_unused",
+        "readme_only",
         "opt",
         "ws_used",
         "ws_dead",
-    ] {
+    ]) {
         fx.ext(dir, "", TRIVIAL);
     }
     fx.ext("hy_phen", "hy-phen", TRIVIAL)
@@ -195,32 +200,7 @@ fn rules_fixture() -> Fixture {
     std::fs::write(fx.dir.join("ext/toolbin/src/main.rs"), "fn main() {}\n").unwrap();
     let dep = |d: &str| format!("{d} = {{ path = \"../../ext/{d}\" }}\n");
     let mut deps = String::new();
-    for d in [
-        "bare",
-        "used_via_use",
-        "ext_extern",
-        "aliased",
-        "derive_only",
-        "mac",
-        "mac_use",
-        "test_only",
-        "tokio",
-        "commented",
-        "stringy",
-        "shadowed",
-        "unused_plain",
-        "in_tests_dir",
-        "in_example",
-        "attr_string",
-        "nested_mod",
-        "path_attr",
-        "test_mod_file",
-        "unreached",
-        "ignored_unused",
-        "ignored_used",
-        "pm",
-        "native",
-    ] {
+    for d in plain.iter().chain(&["pm", "native"]) {
         deps.push_str(&dep(d));
     }
     deps.push_str("renamed_key = { package = \"renamed\", path = \"../../ext/renamed\" }\n");
@@ -532,6 +512,20 @@ fn verified_only_restores_every_file_when_the_build_breaks() {
         changed.iter().filter(|p| !p.starts_with(fx.dir.join("target"))).collect();
     assert!(manifests_and_lock.is_empty(), "not restored: {manifests_and_lock:?}");
     assert!(fx.dir.join("ws/Cargo.lock").exists());
+}
+
+#[test]
+fn verified_only_on_a_workspace_that_does_not_build_says_so_and_restores() {
+    let fx = removal_fixture("broken-before");
+    fx.file("app/src/lib.rs", "pub fn f() -> u8 { used::f() + missing_fn() }\n");
+    let ws = fx.load();
+    let a = super::analyze_workspace(&ws);
+    let before = fx.snapshot();
+    let err = fix::verified_only(&ws, &a, false, false, &fx.cargo()).unwrap_err();
+    let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
+    assert!(user.0.contains("does not build even without the removals"), "{}", user.0);
+    assert!(user.0.contains("missing_fn"), "names the compiler error: {}", user.0);
+    assert_eq!(fx.snapshot(), before, "every file restored, Cargo.lock included");
 }
 
 #[test]

@@ -247,9 +247,16 @@ pub fn first_error(output: &str) -> String {
         .unwrap_or_else(|| "cargo failed without output".into())
 }
 
-/// Refuses to edit a tree with uncommitted changes (they would be mixed with ours).
+/// Refuses to edit a tree with uncommitted changes to tracked files (they would be mixed
+/// with ours). Untracked files do not count: the edits touch only tracked manifests and
+/// `Cargo.lock`, and the analysis itself may just have written its caches into an
+/// unignored `target/`.
 pub fn ensure_clean(root: &Path) -> anyhow::Result<()> {
-    let out = Command::new("git").arg("-C").arg(root).args(["status", "--porcelain"]).output();
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(root)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output();
     match out {
         Ok(o) if o.status.success() => {
             if !o.stdout.is_empty() {
@@ -322,6 +329,36 @@ mod tests {
         });
         assert!(result.is_err());
         assert_eq!(std::fs::read_to_string(&a).unwrap(), "old");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn a_tree_is_dirty_with_changed_tracked_files_not_with_untracked_ones() {
+        let dir = temp("clean");
+        let git = |args: &[&str]| {
+            let ok = Command::new("git").arg("-C").arg(&dir).args(args).status().unwrap();
+            assert!(ok.success(), "git {args:?}");
+        };
+        git(&["init", "-q"]);
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\n").unwrap();
+        git(&["add", "Cargo.toml"]);
+        git(&[
+            "-c",
+            "user.name=t",
+            "-c",
+            "user.email=t@t",
+            "-c",
+            "commit.gpgsign=false",
+            "commit",
+            "-qm",
+            "init",
+        ]);
+        std::fs::create_dir_all(dir.join("target/xtask")).unwrap();
+        std::fs::write(dir.join("target/xtask/cache"), "").unwrap();
+        ensure_clean(&dir).expect("untracked files leave the tree clean");
+        std::fs::write(dir.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        let err = ensure_clean(&dir).unwrap_err();
+        assert!(err.downcast_ref::<crate::project::UserError>().is_some(), "{err:#}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 
