@@ -101,6 +101,13 @@ impl Engine {
         if !request.context.is_object() {
             return Err(CreateTaskError::Invalid("`context` must be a JSON object".into()));
         }
+        if tasker_shared::messages::contains_nul(&request.context) {
+            return Err(CreateTaskError::Invalid(
+                "`context` must not contain the character \\u0000 (PostgreSQL's jsonb cannot \
+                 store it)"
+                    .into(),
+            ));
+        }
         let internal = |err: sqlx::Error| CreateTaskError::Internal(err.into());
         let task_uuid = Uuid::new_v4();
         let mut tx = self.pool.begin().await.map_err(internal)?;

@@ -212,6 +212,16 @@ async fn invalid_requests_create_nothing() {
     }
     let not_object = CreateTaskRequest::new("demo", "diamond", "1.0.0", json!([1]));
     assert!(matches!(engine.create_task(&not_object).await, Err(CreateTaskError::Invalid(_))));
+    // jsonb cannot store NUL: a client mistake, not a database failure.
+    for context in [json!({"a": ["ok", "nul\u{0}"]}), json!({"k\u{0}": 1})] {
+        let with_nul = CreateTaskRequest::new("demo", "diamond", "1.0.0", context);
+        match engine.create_task(&with_nul).await {
+            Err(CreateTaskError::Invalid(message)) => {
+                assert!(message.contains("u0000"), "{message}")
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
     let tasks: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tasker.tasks").fetch_one(&db.pool).await.unwrap();
     assert_eq!(tasks, 0);
