@@ -487,6 +487,16 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             }
         }
     };
+    // jsonb cannot store NUL: such a result could never be posted and the step would come
+    // back forever, so it becomes the step's error instead.
+    let outcome = match outcome {
+        Ok(result) if tasker_shared::messages::contains_nul(&result) => {
+            Err("the handler's result contains the character \\u0000, which cannot be stored"
+                .into())
+        }
+        Err(message) => Err(message.replace('\0', "\\u0000")),
+        ok => ok,
+    };
     if let Err(error) = &outcome {
         tracing::info!(step = step.step_name, attempt = step.attempt, "step failed: {error}");
     }

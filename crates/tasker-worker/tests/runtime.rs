@@ -99,6 +99,8 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(Value::Null)
         })
+        .register_sync("alpha", "nul_result", |_| Ok(json!({"text": "a\u{0}b"})))
+        .register_sync("alpha", "nul_error", |_| Err("bad\u{0}byte".into()))
         .register_sync("beta", "echo", |step| Ok(step.context.clone()));
     assert_eq!(registry.namespaces().into_iter().collect::<Vec<_>>(), ["alpha", "beta"]);
 
@@ -124,6 +126,8 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
         step("alpha", "slow", 1),
         step("alpha", "unregistered", 1),
         step("beta", "echo", 1),
+        step("alpha", "nul_result", 1),
+        step("alpha", "nul_error", 1),
     ];
     for step in &steps {
         let queue = format!("worker_{}_queue", step.namespace);
@@ -143,6 +147,13 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
     let StepOutcome::Error { message } = outcome_of(&posted, &steps[4]) else { panic!() };
     assert!(message.contains("no handler `unregistered`"), "{message}");
     assert_eq!(outcome_of(&posted, &steps[5]), StepOutcome::Complete { result: json!({"n": 21}) });
+    // NUL cannot be stored in jsonb: posted as an error instead of failing forever.
+    let StepOutcome::Error { message } = outcome_of(&posted, &steps[6]) else { panic!() };
+    assert!(message.contains("\\u0000"), "{message}");
+    assert_eq!(
+        outcome_of(&posted, &steps[7]),
+        StepOutcome::Error { message: "bad\\u0000byte".into() }
+    );
 
     // Posting a result also removed the step message.
     for queue in ["worker_alpha_queue", "worker_beta_queue"] {
