@@ -21,47 +21,24 @@ use tasker_shared::templates::TemplateRegistry;
 use tokio::sync::watch;
 
 /// Runs the server until `shutdown` resolves, then stops accepting, finishes the result
-/// in hand and returns within the configured shutdown budget.
+/// in hand and returns within the configured shutdown budget. `shutdown` is watched from
+/// the start: resolving during startup (connecting, binding) returns `Ok` at once.
 pub async fn serve(
     config: TaskerConfig,
     templates: TemplateRegistry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let orchestration = config.orchestration()?.clone();
-    let pool = tasker_shared::db::connect(&config.database).await?;
-    let migrated: bool = sqlx::query_scalar(
-        "SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL",
-    )
-    .fetch_one(&pool)
-    .await?;
-    if !migrated {
-        anyhow::bail!("the database is not migrated: run `tasker-server migrate` first");
-    }
-    let engine = Arc::new(engine::Engine::new(
-        pool.clone(),
-        Arc::new(templates),
-        config.queues.clone(),
-        orchestration.backoff.clone(),
-    ));
-    engine.create_queues().await.context("creating queues")?;
-    let waker = pgmq_notify::QueueWaker::start(
-        &pool,
-        std::slice::from_ref(&config.queues.step_results_queue),
-    )
-    .await
-    .context("listening for queue notifications")?;
-
-    let address = orchestration.web.socket_addr();
-    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
-        format!("cannot bind {address} (orchestration.web.bind_address, TASKER_WEB_BIND_ADDRESS)")
-    })?;
-    tracing::info!(
-        address = %listener.local_addr()?,
-        instance_id = config.execution.instance_id().unwrap_or("-"),
-        environment = config.execution.environment,
-        "tasker-orchestration listening"
-    );
-
+    let mut shutdown = std::pin::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(&config, templates) => started?,
+        () = &mut shutdown => {
+            tracing::info!("tasker-orchestration stopped during startup");
+            return Ok(());
+        }
+    };
+    let Started { engine, waker, listener } = started;
+    let orchestration = config.orchestration()?;
+    let pool = engine.pool().clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let consumer_running = Arc::new(AtomicBool::new(false));
     let consumer = tokio::spawn(consumer::run(
@@ -102,4 +79,49 @@ pub async fn serve(
     let _ = tokio::time::timeout(std::time::Duration::from_millis(200), pool.close()).await;
     tracing::info!("tasker-orchestration stopped");
     Ok(())
+}
+
+struct Started {
+    engine: Arc<engine::Engine>,
+    waker: pgmq_notify::QueueWaker,
+    listener: tokio::net::TcpListener,
+}
+
+/// Connects, checks the schema, creates the queues, listens for wake-ups and binds.
+async fn start(config: &TaskerConfig, templates: TemplateRegistry) -> anyhow::Result<Started> {
+    let orchestration = config.orchestration()?;
+    let pool = tasker_shared::db::connect(&config.database).await?;
+    let migrated: bool = sqlx::query_scalar(
+        "SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL",
+    )
+    .fetch_one(&pool)
+    .await?;
+    if !migrated {
+        anyhow::bail!("the database is not migrated: run `tasker-server migrate` first");
+    }
+    let engine = Arc::new(engine::Engine::new(
+        pool.clone(),
+        Arc::new(templates),
+        config.queues.clone(),
+        orchestration.backoff.clone(),
+    ));
+    engine.create_queues().await.context("creating queues")?;
+    let waker = pgmq_notify::QueueWaker::start(
+        &pool,
+        std::slice::from_ref(&config.queues.step_results_queue),
+    )
+    .await
+    .context("listening for queue notifications")?;
+
+    let address = orchestration.web.socket_addr();
+    let listener = tokio::net::TcpListener::bind(address).await.with_context(|| {
+        format!("cannot bind {address} (orchestration.web.bind_address, TASKER_WEB_BIND_ADDRESS)")
+    })?;
+    tracing::info!(
+        address = %listener.local_addr()?,
+        instance_id = config.execution.instance_id().unwrap_or("-"),
+        environment = config.execution.environment,
+        "tasker-orchestration listening"
+    );
+    Ok(Started { engine, waker, listener })
 }

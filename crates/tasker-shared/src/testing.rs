@@ -62,3 +62,77 @@ impl TestDatabase {
         }
     }
 }
+
+/// A process a test started; killed on drop if still running (e.g. the test failed).
+pub struct ChildProcess(pub std::process::Child);
+
+impl Drop for ChildProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Sends `signal` (`"TERM"`, `"INT"`, ...) to the process `pid` with kill(1); panics if
+/// that fails.
+pub fn send_signal(pid: u32, signal: &str) {
+    let status = std::process::Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .expect("running kill");
+    assert!(status.success(), "kill -{signal} {pid} failed");
+}
+
+/// Waits (polling every 5 ms) until `child` exits; panics after `timeout`. Returns the exit
+/// status and how long the wait took.
+pub fn wait_for_exit(
+    child: &mut std::process::Child,
+    timeout: std::time::Duration,
+) -> (std::process::ExitStatus, std::time::Duration) {
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            return (status, started.elapsed());
+        }
+        assert!(
+            started.elapsed() < timeout,
+            "process {} still running after {timeout:?}",
+            child.id()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+}
+
+/// A database server that accepts connections and never answers, so a service's startup
+/// hangs while connecting. `accept` returns once the service is inside that wait.
+pub struct UnresponsiveDatabase {
+    listener: std::net::TcpListener,
+    pub url: String,
+}
+
+impl UnresponsiveDatabase {
+    pub fn bind() -> UnresponsiveDatabase {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("binding port 0");
+        let port = listener.local_addr().expect("the bound address").port();
+        UnresponsiveDatabase { listener, url: format!("postgres://tasker@127.0.0.1:{port}/hangs") }
+    }
+
+    /// Waits (bounded) for the first connection; keep the stream until the test is done
+    /// (dropping it would fail the service's connect instead of letting it hang).
+    pub fn accept(&self, timeout: std::time::Duration) -> std::net::TcpStream {
+        self.listener.set_nonblocking(true).expect("a non-blocking listener");
+        let started = std::time::Instant::now();
+        loop {
+            match self.listener.accept() {
+                Ok((stream, _)) => return stream,
+                Err(err) if err.kind() == std::io::ErrorKind::WouldBlock => {
+                    assert!(started.elapsed() < timeout, "nobody connected within {timeout:?}");
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                }
+                Err(err) => panic!("accepting a connection: {err}"),
+            }
+        }
+    }
+}

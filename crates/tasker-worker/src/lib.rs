@@ -21,11 +21,11 @@
 //! - [`Worker::start`]: connects, creates the queues, binds `worker.web.bind_address`
 //!   (from `TASKER_WEB_BIND_ADDRESS`), starts the consumers; returns a [`RunningWorker`]
 //!   once `/health` answers. Must be called inside a multi-threaded tokio runtime.
-//! - [`RunningWorker`]: `local_addr()`, `worker_id()`, `request_stop()` (non-blocking,
-//!   callable from any thread), `stop().await` (stop taking steps, let in-flight steps
-//!   finish within `execution.shutdown_timeout_ms`, close), `run_until_signal().await`
-//!   (SIGTERM/SIGINT, then `stop`).
-//! - [`run`]: `start` + `run_until_signal`, what a worker binary's `main` calls.
+//! - [`RunningWorker`]: `local_addr()`, `worker_id()`, `request_stop()` (non-blocking),
+//!   `stop().await` (stop taking steps, let in-flight steps finish within
+//!   `execution.shutdown_timeout_ms`, close), `run_until(future).await` (then `stop`).
+//! - [`run`]: `start` + `run_until` SIGTERM/SIGINT (also watched during startup), what a
+//!   worker binary's `main` calls.
 //!
 //! The payload a handler receives is a [`StepMessage`]: `task_uuid`, `step_uuid`,
 //! `namespace`, `task_name`, `task_version`, `step_name`, `handler`, `attempt` (from 1),
@@ -298,11 +298,6 @@ impl RunningWorker {
         let _ = self.stop_tx.send(true);
     }
 
-    /// A handle that can request the stop from elsewhere (another task or thread).
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.stop_tx.clone())
-    }
-
     /// Stops taking steps, lets in-flight steps post their results (bounded by
     /// `execution.shutdown_timeout_ms`), stops the HTTP server and closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
@@ -328,34 +323,29 @@ impl RunningWorker {
         Ok(())
     }
 
-    /// Runs until SIGTERM/SIGINT or a [`StopHandle`] request, then [`RunningWorker::stop`].
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        let mut stopped = self.stop_tx.subscribe();
-        tokio::select! {
-            _ = tasker_shared::shutdown_signal() => {}
-            _ = stopped.wait_for(|stop| *stop) => {}
-        }
+    /// Runs until `shutdown` resolves, then [`RunningWorker::stop`].
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        shutdown.await;
         self.stop().await
     }
 }
 
-/// Requests a worker stop from anywhere (cheap to clone).
-#[derive(Clone)]
-pub struct StopHandle(watch::Sender<bool>);
-
-impl StopHandle {
-    pub fn request_stop(&self) {
-        let _ = self.0.send(true);
-    }
-}
-
-/// Starts a worker and serves until SIGTERM/SIGINT.
+/// Starts a worker and serves until SIGTERM/SIGINT. The signal handlers are installed
+/// first, so a signal during startup (connecting, creating queues) is a clean `Ok` exit.
 pub async fn run(
     config: TaskerConfig,
     registry: HandlerRegistry,
     options: WorkerOptions,
 ) -> anyhow::Result<()> {
-    Worker::start(config, registry, options).await?.run_until_signal().await
+    let mut shutdown = std::pin::pin!(tasker_shared::shutdown_signal());
+    let worker = tokio::select! {
+        worker = Worker::start(config, registry, options) => worker?,
+        () = &mut shutdown => {
+            tracing::info!("tasker-worker stopped during startup");
+            return Ok(());
+        }
+    };
+    worker.run_until(shutdown).await
 }
 
 /// A worker that consumes a namespace must handle every step of it, or those steps end
