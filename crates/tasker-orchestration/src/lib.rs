@@ -21,7 +21,7 @@ use tasker_shared::templates::TemplateRegistry;
 use tokio::sync::watch;
 
 /// Runs the server until `shutdown` resolves, then stops accepting, finishes the result
-/// in hand and returns within the configured shutdown budget. `shutdown` is watched from
+/// in hand and returns within the configured shutdown budget (`execution.shutdown_timeout_ms`). `shutdown` is watched from
 /// the start: resolving during startup (connecting, binding) returns `Ok` at once.
 pub async fn serve(
     config: TaskerConfig,
@@ -66,7 +66,7 @@ pub async fn serve(
 
     shutdown.await;
     let _ = stop_tx.send(true);
-    let budget = config.execution.shutdown_timeout();
+    let budget = config.execution.drain_timeout();
     let drained = tokio::time::timeout(budget, async {
         let _ = consumer.await;
         let _ = server.await;
@@ -76,7 +76,7 @@ pub async fn serve(
         tracing::warn!("shutdown budget of {budget:?} exceeded; exiting anyway");
     }
     // Bounded: a stuck connection must not hold the exit.
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), pool.close()).await;
+    let _ = tokio::time::timeout(tasker_shared::config::POOL_CLOSE_TIMEOUT, pool.close()).await;
     tracing::info!("tasker-orchestration stopped");
     Ok(())
 }

@@ -116,7 +116,20 @@ impl ExecutionConfig {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
+
+    /// How long in-flight work may finish after a stop request: the shutdown budget less
+    /// what closing the pool and the runtime may take afterwards, so that the whole exit
+    /// stays within `shutdown_timeout_ms`.
+    pub fn drain_timeout(&self) -> Duration {
+        self.shutdown_timeout().saturating_sub(POOL_CLOSE_TIMEOUT + RUNTIME_SHUTDOWN_TIMEOUT)
+    }
 }
+
+/// The longest a service waits for its database pool to close when it stops.
+pub const POOL_CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The longest a service binary waits for its tokio runtime's remaining tasks at exit.
+pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -302,7 +302,7 @@ impl RunningWorker {
     /// `execution.shutdown_timeout_ms`), stops the HTTP server and closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.request_stop();
-        let budget = self.shared.config.execution.shutdown_timeout();
+        let budget = self.shared.config.execution.drain_timeout();
         let shared = Arc::clone(&self.shared);
         let drained = tokio::time::timeout(budget, async {
             for consumer in self.consumers {
@@ -318,7 +318,11 @@ impl RunningWorker {
                 "shutdown budget of {budget:?} exceeded; unfinished steps reappear after their visibility timeout"
             );
         }
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.shared.pool.close()).await;
+        let _ = tokio::time::timeout(
+            tasker_shared::config::POOL_CLOSE_TIMEOUT,
+            self.shared.pool.close(),
+        )
+        .await;
         tracing::info!(worker_id = self.shared.worker_id, "tasker-worker stopped");
         Ok(())
     }

@@ -5,7 +5,6 @@
 mod handlers;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tasker_shared::TaskerConfig;
 use tasker_worker::WorkerOptions;
@@ -40,7 +39,7 @@ fn main() -> ExitCode {
         handlers::registry(),
         WorkerOptions::new("rust"),
     ));
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime.shutdown_timeout(tasker_shared::config::RUNTIME_SHUTDOWN_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

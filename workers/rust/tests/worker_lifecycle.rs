@@ -228,3 +228,20 @@ fn sigterm_during_startup_exits_0_promptly() {
     assert_eq!(status.code(), Some(0), "{status}");
     assert!(waited < Duration::from_secs(2), "exit took {waited:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_step_longer_than_the_budget_still_exits_within_2_s() {
+    let harness = Harness::start().await;
+    let mut worker = harness.spawn_worker();
+    let uuid =
+        harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 5000})).await;
+    harness.wait_for_claim().await;
+    send_signal(worker.0.id(), "TERM");
+    let (status, exit_after) = wait_for_exit(&mut worker.0, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(exit_after < Duration::from_secs(2), "exit took {exit_after:?}");
+    // The step was abandoned, not failed: no result, it waits for its visibility timeout.
+    let step = harness.task(uuid).await.step("linear_step_1").unwrap().clone();
+    assert_eq!((step.state, step.attempts), (StepState::Enqueued, 1), "{step:#?}");
+    harness.finish().await;
+}
