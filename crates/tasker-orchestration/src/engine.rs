@@ -236,7 +236,10 @@ impl Engine {
                     .bind(error)
                     .execute(&mut *conn)
                     .await?;
-                    touch_task(conn, message.task_uuid, Some(TaskState::Error)).await?;
+                    // A task that already ended (another step failed first) keeps its end.
+                    let in_progress = task.state == TaskState::InProgress.as_str();
+                    touch_task(conn, message.task_uuid, in_progress.then_some(TaskState::Error))
+                        .await?;
                     Ok(ResultEffect::Failed)
                 }
             }

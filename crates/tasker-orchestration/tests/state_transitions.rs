@@ -43,10 +43,22 @@ handler = "h"
 depends_on = ["flaky"]
 "#;
 
+const PAIR: &str = r#"
+[[steps]]
+name = "one"
+handler = "h"
+max_attempts = 1
+[[steps]]
+name = "two"
+handler = "h"
+max_attempts = 1
+"#;
+
 async fn engine(db: &TestDatabase) -> Engine {
     let mut templates = TemplateRegistry::default();
     templates.insert(TaskTemplate::parse("demo", "diamond", "1.0.0", DIAMOND).unwrap());
     templates.insert(TaskTemplate::parse("demo", "flaky", "1.0.0", FLAKY).unwrap());
+    templates.insert(TaskTemplate::parse("demo", "pair", "1.0.0", PAIR).unwrap());
     let queues = QueuesConfig {
         namespace_queue_prefix: "worker_".into(),
         step_results_queue: "results".into(),
@@ -196,6 +208,31 @@ async fn failures_retry_up_to_the_limit_then_fail_the_task() {
     assert_eq!(flaky.last_error.as_deref(), Some("boom 2"));
     assert_eq!(task.step("after").unwrap().state, StepState::Pending);
     assert!(take_steps(&db).await.is_empty());
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn results_after_the_task_failed_do_not_change_when_it_finished() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let request = CreateTaskRequest::new("demo", "pair", "1.0.0", json!({}));
+    let task_uuid = engine.create_task(&request).await.unwrap();
+    let steps = take_steps(&db).await;
+    assert_eq!(steps.len(), 2);
+
+    let failed = outcome(&steps[0], StepOutcome::Error { message: "first".into() });
+    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    let failed_task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(failed_task.state, TaskState::Error);
+
+    // The other step, in flight meanwhile, fails too: recorded, but the task's end stays.
+    let failed = outcome(&steps[1], StepOutcome::Error { message: "second".into() });
+    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Error);
+    assert_eq!(task.completed_at, failed_task.completed_at);
+    let two = task.step(&steps[1].step_name).unwrap();
+    assert_eq!((two.state, two.last_error.as_deref()), (StepState::Error, Some("second")));
     db.drop_database().await;
 }
 
