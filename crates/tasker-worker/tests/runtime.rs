@@ -8,41 +8,20 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use tasker_shared::TaskerConfig;
 use tasker_shared::messages::{StepMessage, StepOutcome, StepResultMessage};
-use tasker_shared::testing::TestDatabase;
+use tasker_shared::testing::{TestConfig, TestDatabase};
 use tasker_worker::{HandlerRegistry, Worker, WorkerOptions};
 use uuid::Uuid;
 
 const RESULTS: &str = "orchestration_step_results";
 
+/// The fallback poll is longer than any wait below: steps are only found in time because
+/// the NOTIFY wake-up path works.
 fn config(db: &TestDatabase) -> TaskerConfig {
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[database.pool]
-max_connections = 4
-min_connections = 1
-acquire_timeout_ms = 10000
-[queues]
-namespace_queue_prefix = "worker_"
-step_results_queue = "{RESULTS}"
-visibility_timeout_seconds = 30
-batch_size = 10
-polling_interval_ms = 1000
-[execution]
-environment = "test"
-instance_id = "${{TASKER_INSTANCE_ID:-}}"
-shutdown_timeout_ms = 2000
-[task_templates]
-path = "config/tasks"
-[worker.web]
-bind_address = "127.0.0.1:0"
-[worker.step_processing]
-max_concurrent_steps = 4
-step_timeout_ms = 300
-"#,
-        db.url
-    );
+    let text = db.config_text(&TestConfig {
+        visibility_timeout_seconds: 30,
+        polling_interval_ms: 60_000,
+        step_timeout_ms: 300,
+    });
     let vars = |name: &str| (name == "TASKER_INSTANCE_ID").then(|| "lib-test".to_string());
     TaskerConfig::parse(&text, Path::new("runtime-test.toml"), &vars).unwrap()
 }

@@ -13,54 +13,12 @@ use tasker_orchestration::engine::Engine;
 use tasker_shared::TaskerConfig;
 use tasker_shared::templates::TemplateRegistry;
 use tasker_shared::testing::{
-    ChildProcess, TestDatabase, UnresponsiveDatabase, send_signal, wait_for_exit,
+    ChildProcess, TestConfig, TestDatabase, UnresponsiveDatabase, send_signal, wait_for_exit,
 };
 use tokio::sync::oneshot;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// A complete config for `db`, written to a temp file: 1 s visibility timeout so a
-/// killed worker's step comes back quickly.
-fn write_config(db: &TestDatabase) -> PathBuf {
-    let text = format!(
-        r#"
-[database]
-url = "{url}"
-[database.pool]
-max_connections = 4
-min_connections = 1
-acquire_timeout_ms = 10000
-[queues]
-namespace_queue_prefix = "worker_"
-step_results_queue = "orchestration_step_results"
-visibility_timeout_seconds = 1
-batch_size = 10
-polling_interval_ms = 50
-[execution]
-environment = "test"
-instance_id = "${{TASKER_INSTANCE_ID:-}}"
-shutdown_timeout_ms = 2000
-[task_templates]
-path = "{templates}"
-[orchestration.web]
-bind_address = "127.0.0.1:0"
-[orchestration.backoff]
-base_ms = 10
-max_ms = 100
-[worker.web]
-bind_address = "${{TASKER_WEB_BIND_ADDRESS:-127.0.0.1:0}}"
-[worker.step_processing]
-max_concurrent_steps = 4
-step_timeout_ms = 10000
-"#,
-        url = db.url,
-        templates = root().join("config/tasks").display(),
-    );
-    let path = std::env::temp_dir().join(format!("{}.toml", db.name));
-    std::fs::write(&path, text).unwrap();
-    path
 }
 
 /// `rust-worker` with `config` (plus `env`), logging warnings to the test's stderr.
@@ -88,7 +46,12 @@ struct Harness {
 impl Harness {
     async fn start() -> Harness {
         let db = TestDatabase::create().await;
-        let config_path = write_config(&db);
+        // A 1 s visibility timeout, so a killed worker's step comes back quickly.
+        let config_path = db.write_config(&TestConfig {
+            visibility_timeout_seconds: 1,
+            polling_interval_ms: 50,
+            step_timeout_ms: 10_000,
+        });
         let config = TaskerConfig::load_from(&config_path, &|_| None).unwrap();
         let templates = TemplateRegistry::load_dir(&config.template_dir()).unwrap();
         let engine = Engine::new(
@@ -160,7 +123,6 @@ impl Harness {
     async fn finish(self) {
         let _ = self.stop_orchestration.send(());
         self.orchestration.await.unwrap().unwrap();
-        let _ = std::fs::remove_file(&self.config_path);
         self.db.drop_database().await;
     }
 }
