@@ -18,9 +18,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .fallback(|method: Method, uri: Uri| async move {
-            (StatusCode::NOT_FOUND, Json(json!({"error": format!("no route for {method} {uri}")})))
+            error(StatusCode::NOT_FOUND, format!("no route for {method} {uri}"))
+        })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {uri}"))
         })
         .with_state(shared)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {

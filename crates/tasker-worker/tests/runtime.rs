@@ -87,12 +87,17 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
 
     // Identity and readiness on the bound address.
     let client = tasker_client::TaskerClient::new(format!("http://{}", worker.local_addr()));
-    let health = tokio::task::spawn_blocking(move || {
+    let (health, wrong_method) = tokio::task::spawn_blocking(move || {
         client.ready().unwrap();
-        client.health().unwrap()
+        (client.health().unwrap(), client.post_raw("/health", "application/json", "{}").unwrap())
     })
     .await
     .unwrap();
+    assert_eq!(wrong_method.0, 405, "{wrong_method:?}");
+    assert!(
+        wrong_method.1["error"].as_str().is_some_and(|e| e.contains("POST")),
+        "{wrong_method:?}"
+    );
     assert_eq!(health.service, "tasker-worker");
     assert_eq!(health.language.as_deref(), Some("ruby"));
     assert_eq!(health.instance_id.as_deref(), Some("lib-test"));
