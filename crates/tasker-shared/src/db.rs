@@ -54,6 +54,17 @@ pub async fn connect_url(
         .with_context(|| format!("connecting to {}", redact_database_url(url)))
 }
 
+/// The readiness check of every service's database: one query, answered within 2 s.
+/// `Err` says what went wrong.
+pub async fn check_ready(pool: &PgPool) -> Result<(), String> {
+    let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    match tokio::time::timeout(Duration::from_secs(2), query).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("no answer within 2 s".to_string()),
+    }
+}
+
 /// What [`migrate`] did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationReport {
