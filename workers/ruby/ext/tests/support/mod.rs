@@ -120,11 +120,7 @@ impl RubyWorker {
     /// (panics if the process is still running after `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
         let sent = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        tasker_shared::testing::send_signal(self.pid(), "TERM");
         self.wait_exit(sent, timeout)
     }
 
