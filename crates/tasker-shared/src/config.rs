@@ -256,11 +256,18 @@ impl TaskerConfig {
         let mut placeholders = BTreeMap::new();
         substitute_table(&mut table, "", lookup, &mut placeholders)
             .map_err(|(key, message)| error(Some(key), message))?;
+        // serde quotes a value of the wrong type in its message: a database URL at the
+        // wrong key must not take its password into the error line.
+        let mut secrets = Vec::new();
+        collect_urls_with_passwords(&toml::Value::Table(table.clone()), &mut secrets);
         let mut config: TaskerConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|err| {
                 let key = err.path().to_string();
                 let key = (key != ".").then_some(key);
-                error(key, err.into_inner().to_string())
+                let message = secrets.iter().fold(err.into_inner().to_string(), |message, url| {
+                    message.replace(url, &crate::redact_database_url(url))
+                });
+                error(key, message)
             })?;
         config.source = path.to_path_buf();
         config.validate().map_err(|(key, message)| {
@@ -398,6 +405,22 @@ fn check_bind_address(web: &WebConfig, key: &str) -> Result<(), (String, String)
             ),
         )
     })
+}
+
+/// Every string in `value` that [`crate::redact_database_url`] would change.
+fn collect_urls_with_passwords(value: &toml::Value, found: &mut Vec<String>) {
+    match value {
+        toml::Value::String(text) if crate::redact_database_url(text) != *text => {
+            found.push(text.clone())
+        }
+        toml::Value::Table(table) => {
+            table.values().for_each(|value| collect_urls_with_passwords(value, found))
+        }
+        toml::Value::Array(items) => {
+            items.iter().for_each(|value| collect_urls_with_passwords(value, found))
+        }
+        _ => {}
+    }
 }
 
 fn substitute_table(
@@ -586,6 +609,13 @@ max_ms = 100
     #[test]
     fn database_url_is_redacted_in_errors() {
         let err = parse(MINIMAL, &[("DATABASE_URL", "mysql://u:secret@h/d")]).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+
+        // A URL at a key of another type: serde quotes the value in its message.
+        let text = MINIMAL.replace("max_connections = 5", "max_connections = \"${DATABASE_URL}\"");
+        let err = parse(&text, &[("DATABASE_URL", "postgres://u:secret@h/d")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("database.pool.max_connections"), "{err}");
+        assert!(err.to_string().contains("postgres://u:***@h/d"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 
