@@ -264,7 +264,9 @@ impl TaskerConfig {
             .map_err(|err| {
                 let key = err.path().to_string();
                 let key = (key != ".").then_some(key);
-                let message = secrets.iter().fold(err.into_inner().to_string(), |message, url| {
+                // `message()`: without toml's own "in `key`" line, the key is named already.
+                let message = err.into_inner().message().to_string();
+                let message = secrets.iter().fold(message, |message, url| {
                     message.replace(url, &crate::redact_database_url(url))
                 });
                 error(key, message)
@@ -597,6 +599,7 @@ max_ms = 100
         )
         .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("queues.batch_size"), "{err}");
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
 
         let err = parse(
             &MINIMAL.replace("batch_size = 10", "batch_size = 10\nbatchsize = 3"),
