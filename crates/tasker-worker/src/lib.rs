@@ -182,6 +182,7 @@ pub(crate) struct Shared {
     pub(crate) queues: Vec<String>,
     slots: Arc<Semaphore>,
     max_slots: usize,
+    step_timeout: Duration,
 }
 
 impl Worker {
@@ -240,6 +241,7 @@ impl Worker {
             queues: queues.clone(),
             slots: Arc::new(Semaphore::new(max_slots)),
             max_slots,
+            step_timeout: Duration::from_millis(worker_config.step_processing.step_timeout_ms),
         });
         tracing::info!(
             address = %local_addr,
@@ -449,19 +451,18 @@ impl Drop for RunningConsumer {
 }
 
 async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
-    let step: StepMessage = match serde_json::from_value(message.message.clone()) {
+    let QueueMessage { msg_id, message: body, .. } = message;
+    let step: StepMessage = match serde_json::from_value(body) {
         Ok(step) => step,
         Err(err) => {
-            tracing::error!(msg_id = message.msg_id, "malformed step message archived: {err}");
-            if let Err(err) = pgmq_notify::archive(&shared.pool, queue, message.msg_id).await {
-                tracing::warn!("archiving message {} failed: {err}", message.msg_id);
+            tracing::error!(msg_id, "malformed step message archived: {err}");
+            if let Err(err) = pgmq_notify::archive(&shared.pool, queue, msg_id).await {
+                tracing::warn!("archiving message {msg_id} failed: {err}");
             }
             return;
         }
     };
-    let timeout = Duration::from_millis(
-        shared.config.worker.as_ref().map_or(30_000, |w| w.step_processing.step_timeout_ms),
-    );
+    let timeout = shared.step_timeout;
     let outcome = match shared.registry.get(&step.namespace, &step.handler) {
         None => Err(format!(
             "no handler `{}` registered for namespace `{}` in worker {}",
@@ -504,7 +505,7 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             Err(message) => StepOutcome::Error { message },
         },
     };
-    if let Err(err) = post_result(shared, queue, message.msg_id, &result).await {
+    if let Err(err) = post_result(shared, queue, msg_id, &result).await {
         tracing::error!(
             step = step.step_name,
             "posting the result failed ({err:#}); the step reappears after its visibility timeout"
