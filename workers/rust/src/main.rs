@@ -22,14 +22,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     tasker_shared::init_tracing();
-    let config =
-        match TaskerConfig::load().and_then(|config| config.worker().map(|_| config.clone())) {
-            Ok(config) => config,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::from(2);
-            }
-        };
+    let config = match TaskerConfig::load().and_then(|config| {
+        config.worker()?;
+        Ok(config)
+    }) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
