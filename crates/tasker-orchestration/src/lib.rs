@@ -21,8 +21,9 @@ use tasker_shared::templates::TemplateRegistry;
 use tokio::sync::watch;
 
 /// Runs the server until `shutdown` resolves, then stops accepting, finishes the result
-/// in hand and returns within the configured shutdown budget (`execution.shutdown_timeout_ms`). `shutdown` is watched from
-/// the start: resolving during startup (connecting, binding) returns `Ok` at once.
+/// in hand and returns within the shutdown budget (`execution.shutdown_timeout_ms`).
+/// `shutdown` is watched from the start: resolving during startup (connecting, binding)
+/// returns `Ok` at once.
 pub async fn serve(
     config: TaskerConfig,
     templates: TemplateRegistry,
