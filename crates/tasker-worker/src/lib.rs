@@ -472,7 +472,11 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             // A separate task turns a handler panic into a step error.
             let run = tokio::spawn(handler.call(step.clone()));
             let abort = run.abort_handle();
-            match tokio::time::timeout(timeout, run).await {
+            let finished = tokio::select! {
+                finished = tokio::time::timeout(timeout, run) => finished,
+                never = keep_hidden(shared, queue, msg_id) => match never {},
+            };
+            match finished {
                 Ok(Ok(result)) => result,
                 Ok(Err(join_error)) => Err(format!("handler panicked: {join_error}")),
                 Err(_) => {
@@ -510,6 +514,23 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             step = step.step_name,
             "posting the result failed ({err:#}); the step reappears after its visibility timeout"
         );
+    }
+}
+
+/// Extends the message's visibility timeout while its handler runs (every half timeout),
+/// so a step that takes longer than `queues.visibility_timeout_seconds` is not handed to a
+/// second worker meanwhile. A worker that dies stops extending it: the message reappears
+/// within one timeout.
+async fn keep_hidden(shared: &Shared, queue: &str, msg_id: i64) -> std::convert::Infallible {
+    let seconds = shared.config.queues.visibility_timeout_seconds;
+    let period = Duration::from_millis(u64::from(seconds.unsigned_abs()) * 500);
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(err) =
+            pgmq_notify::set_visibility_timeout(&shared.pool, queue, msg_id, seconds).await
+        {
+            tracing::warn!("extending the visibility of message {msg_id} failed: {err}");
+        }
     }
 }
 

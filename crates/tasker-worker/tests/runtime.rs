@@ -3,6 +3,8 @@
 //! every outcome (result, error, panic, timeout, missing handler) is posted as a result.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -173,6 +175,40 @@ async fn malformed_step_messages_are_archived() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(pgmq_notify::queue_length(&db.pool, RESULTS).await.unwrap(), 0);
+    worker.stop().await.unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_outlasting_the_visibility_timeout_runs_once() {
+    let db = TestDatabase::create().await;
+    let text = db.config_text(&TestConfig {
+        visibility_timeout_seconds: 1,
+        polling_interval_ms: 50,
+        step_timeout_ms: 10_000,
+    });
+    let config = TaskerConfig::parse(&text, Path::new("visibility-test.toml"), &|_| None).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = HandlerRegistry::new();
+    let counter = Arc::clone(&runs);
+    registry.register("alpha", "slow", move |_step: StepMessage| {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            Ok(json!({"done": true}))
+        }
+    });
+    let worker = Worker::start(config, registry, WorkerOptions::new("rust")).await.unwrap();
+    let slow = step("alpha", "slow", 1);
+    pgmq_notify::send(&db.pool, "worker_alpha_queue", &serde_json::to_value(&slow).unwrap())
+        .await
+        .unwrap();
+    let posted = results(&db, 1).await;
+    assert_eq!(outcome_of(&posted, &slow), StepOutcome::Complete { result: json!({"done": true}) });
+    // 2.5 s against a 1 s visibility timeout: the worker kept the message hidden meanwhile.
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran again while it was running");
+    assert_eq!(pgmq_notify::queue_length(&db.pool, "worker_alpha_queue").await.unwrap(), 0);
     worker.stop().await.unwrap();
     db.drop_database().await;
 }
