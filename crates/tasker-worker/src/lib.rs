@@ -5,9 +5,10 @@
 //! (`<queues.namespace_queue_prefix><namespace>_queue`), runs each step message through the
 //! handler registered under `(namespace, handler name)`, and posts the outcome to the
 //! step-results queue. Posting the result and deleting the step message commit in one
-//! transaction. A worker killed mid-step never deletes the message, so it reappears
-//! after `queues.visibility_timeout_seconds` and another worker runs it (handlers must
-//! therefore tolerate being run again for the same attempt).
+//! transaction. While a handler runs, the worker keeps extending the message's visibility
+//! timeout; a worker killed mid-step neither extends nor deletes it, so it reappears within
+//! `queues.visibility_timeout_seconds` and another worker runs it (handlers must therefore
+//! tolerate being run again for the same attempt).
 //!
 //! # Public API
 //!
