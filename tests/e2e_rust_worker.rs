@@ -200,6 +200,16 @@ fn malformed_requests_get_json_4xx() {
         .unwrap();
     assert_eq!(status, 422, "{body}");
 
+    let (status, body) = client
+        .post_raw(
+            "/v1/tasks",
+            "application/json",
+            r#"{"namespace": "rust", "name": "linear_workflow", "version": "1.0.0", "context": {"even_number": 2, "note": "\u0000"}}"#,
+        )
+        .unwrap();
+    assert_eq!(status, 422, "{body}");
+    assert!(body["error"].as_str().unwrap().contains("u0000"), "{body}");
+
     let (status, _) = client.post_raw("/v1/tasks", "text/plain", "hello").unwrap();
     assert_eq!(status, 415);
 

@@ -118,6 +118,23 @@ pub async fn read<'e>(
         .collect()
 }
 
+/// Hides a message for `visibility_timeout_seconds` from now (a consumer still working on
+/// it extends its claim); `false` when it is gone.
+pub async fn set_visibility_timeout<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    msg_id: i64,
+    visibility_timeout_seconds: i32,
+) -> sqlx::Result<bool> {
+    let row = sqlx::query("SELECT msg_id FROM pgmq.set_vt($1, $2::bigint, $3)")
+        .bind(queue)
+        .bind(msg_id)
+        .bind(visibility_timeout_seconds)
+        .fetch_optional(executor)
+        .await?;
+    Ok(row.is_some())
+}
+
 /// Deletes a message; `false` when it was already gone.
 pub async fn delete<'e>(
     executor: impl PgExecutor<'e>,

@@ -25,8 +25,13 @@ async fn send_read_hides_then_delete_removes() {
     assert!(pgmq_notify::read(pool, "jobs", 30, 10).await.unwrap().is_empty());
     assert_eq!(pgmq_notify::queue_length(pool, "jobs").await.unwrap(), 1);
 
+    // A consumer still working on it can extend its claim (not once it is gone).
+    assert!(pgmq_notify::set_visibility_timeout(pool, "jobs", id, 0).await.unwrap());
+    assert_eq!(pgmq_notify::read(pool, "jobs", 30, 10).await.unwrap()[0].read_ct, 2);
+
     assert!(pgmq_notify::delete(pool, "jobs", id).await.unwrap());
     assert!(!pgmq_notify::delete(pool, "jobs", id).await.unwrap());
+    assert!(!pgmq_notify::set_visibility_timeout(pool, "jobs", id, 30).await.unwrap());
     assert_eq!(pgmq_notify::queue_length(pool, "jobs").await.unwrap(), 0);
     db.drop_database().await;
 }

@@ -60,18 +60,12 @@ async fn health(State(state): State<AppState>) -> Json<Health> {
 }
 
 async fn ready(State(state): State<AppState>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(state.engine.pool()),
-    )
-    .await;
-    let failing = match database {
-        Ok(Ok(_)) if state.consumer_running.load(Ordering::SeqCst) => None,
-        Ok(Ok(_)) => {
+    let failing = match tasker_shared::db::check_ready(state.engine.pool()).await {
+        Err(message) => Some(("database", message)),
+        Ok(()) if !state.consumer_running.load(Ordering::SeqCst) => {
             Some(("result_consumer", "the step-results consumer is not running".to_string()))
         }
-        Ok(Err(err)) => Some(("database", err.to_string())),
-        Err(_) => Some(("database", "no answer within 2 s".to_string())),
+        Ok(()) => None,
     };
     match failing {
         None => {

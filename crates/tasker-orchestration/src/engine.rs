@@ -44,7 +44,9 @@ pub struct Engine {
     backoff: BackoffConfig,
 }
 
+/// The task row an operation works on, locked by it (`FOR UPDATE`) or inserted by it.
 struct TaskRow {
+    task_uuid: Uuid,
     namespace: String,
     name: String,
     version: String,
@@ -101,6 +103,13 @@ impl Engine {
         if !request.context.is_object() {
             return Err(CreateTaskError::Invalid("`context` must be a JSON object".into()));
         }
+        if tasker_shared::messages::contains_nul(&request.context) {
+            return Err(CreateTaskError::Invalid(
+                "`context` must not contain the character \\u0000 (PostgreSQL's jsonb cannot \
+                 store it)"
+                    .into(),
+            ));
+        }
         let internal = |err: sqlx::Error| CreateTaskError::Internal(err.into());
         let task_uuid = Uuid::new_v4();
         let mut tx = self.pool.begin().await.map_err(internal)?;
@@ -133,7 +142,15 @@ impl Engine {
             .await
             .map_err(internal)?;
         }
-        self.enqueue_ready_steps(&mut tx, task_uuid).await.map_err(CreateTaskError::Internal)?;
+        let task = TaskRow {
+            task_uuid,
+            namespace: template.namespace.clone(),
+            name: template.name.clone(),
+            version: template.version.clone(),
+            state: TaskState::InProgress.as_str().to_string(),
+            context: request.context.clone(),
+        };
+        self.enqueue_ready_steps(&mut tx, &task).await.map_err(CreateTaskError::Internal)?;
         tx.commit().await.map_err(internal)?;
         Ok(task_uuid)
     }
@@ -191,7 +208,7 @@ impl Engine {
                         task_complete: false,
                     });
                 }
-                let enqueued = self.enqueue_ready_steps(conn, message.task_uuid).await?;
+                let enqueued = self.enqueue_ready_steps(conn, &task).await?;
                 let unfinished: i64 = sqlx::query_scalar(
                     "SELECT count(*) FROM tasker.workflow_steps
                      WHERE task_uuid = $1 AND state <> 'complete'",
@@ -214,8 +231,7 @@ impl Engine {
                     .bind(error)
                     .execute(&mut *conn)
                     .await?;
-                    self.enqueue_step(conn, &task, message.task_uuid, message.step_uuid, delay)
-                        .await?;
+                    self.enqueue_step(conn, &task, message.step_uuid, delay).await?;
                     touch_task(conn, message.task_uuid, None).await?;
                     Ok(ResultEffect::RetryScheduled { attempt: attempts + 1, delay })
                 } else {
@@ -229,7 +245,10 @@ impl Engine {
                     .bind(error)
                     .execute(&mut *conn)
                     .await?;
-                    touch_task(conn, message.task_uuid, Some(TaskState::Error)).await?;
+                    // A task that already ended (another step failed first) keeps its end.
+                    let in_progress = task.state == TaskState::InProgress.as_str();
+                    touch_task(conn, message.task_uuid, in_progress.then_some(TaskState::Error))
+                        .await?;
                     Ok(ResultEffect::Failed)
                 }
             }
@@ -241,9 +260,8 @@ impl Engine {
     async fn enqueue_ready_steps(
         &self,
         conn: &mut PgConnection,
-        task_uuid: Uuid,
+        task: &TaskRow,
     ) -> anyhow::Result<Vec<String>> {
-        let task = lock_task(conn, task_uuid).await?.context("task vanished while enqueueing")?;
         let ready = sqlx::query(
             "SELECT s.step_uuid, s.name FROM tasker.workflow_steps s
              WHERE s.task_uuid = $1 AND s.state = 'pending'
@@ -253,13 +271,13 @@ impl Engine {
                  WHERE p.state IS DISTINCT FROM 'complete')
              ORDER BY s.position",
         )
-        .bind(task_uuid)
+        .bind(task.task_uuid)
         .fetch_all(&mut *conn)
         .await?;
         let mut names = Vec::with_capacity(ready.len());
         for row in ready {
             let step_uuid: Uuid = row.get("step_uuid");
-            self.enqueue_step(conn, &task, task_uuid, step_uuid, Duration::ZERO).await?;
+            self.enqueue_step(conn, task, step_uuid, Duration::ZERO).await?;
             names.push(row.get("name"));
         }
         Ok(names)
@@ -271,7 +289,6 @@ impl Engine {
         &self,
         conn: &mut PgConnection,
         task: &TaskRow,
-        task_uuid: Uuid,
         step_uuid: Uuid,
         delay: Duration,
     ) -> anyhow::Result<()> {
@@ -292,7 +309,7 @@ impl Engine {
             "SELECT name, result FROM tasker.workflow_steps
              WHERE task_uuid = $1 AND name = ANY($2)",
         )
-        .bind(task_uuid)
+        .bind(task.task_uuid)
         .bind(&depends_on)
         .fetch_all(&mut *conn)
         .await?
@@ -303,7 +320,7 @@ impl Engine {
         })
         .collect();
         let message = StepMessage {
-            task_uuid,
+            task_uuid: task.task_uuid,
             step_uuid,
             namespace: task.namespace.clone(),
             task_name: task.name.clone(),
@@ -394,6 +411,7 @@ async fn lock_task(conn: &mut PgConnection, task_uuid: Uuid) -> anyhow::Result<O
     .fetch_optional(&mut *conn)
     .await?;
     Ok(row.map(|row| TaskRow {
+        task_uuid,
         namespace: row.get("namespace"),
         name: row.get("name"),
         version: row.get("version"),

@@ -21,13 +21,76 @@ use tasker_shared::templates::TemplateRegistry;
 use tokio::sync::watch;
 
 /// Runs the server until `shutdown` resolves, then stops accepting, finishes the result
-/// in hand and returns within the configured shutdown budget.
+/// in hand and returns within the shutdown budget (`execution.shutdown_timeout_ms`).
+/// `shutdown` is watched from the start: resolving during startup (connecting, binding)
+/// returns `Ok` at once.
 pub async fn serve(
     config: TaskerConfig,
     templates: TemplateRegistry,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let orchestration = config.orchestration()?.clone();
+    let mut shutdown = std::pin::pin!(shutdown);
+    let started = tokio::select! {
+        started = start(&config, templates) => started?,
+        () = &mut shutdown => {
+            tracing::info!("tasker-orchestration stopped during startup");
+            return Ok(());
+        }
+    };
+    let Started { engine, waker, listener } = started;
+    let orchestration = config.orchestration()?;
+    let pool = engine.pool().clone();
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let consumer_running = Arc::new(AtomicBool::new(false));
+    let consumer = tokio::spawn(consumer::run(
+        Arc::clone(&engine),
+        waker,
+        stop_rx.clone(),
+        Arc::clone(&consumer_running),
+    ));
+    let app = api::router(
+        api::AppState {
+            engine,
+            instance_id: config.execution.instance_id().map(str::to_string),
+            consumer_running,
+        },
+        std::time::Duration::from_millis(orchestration.web.request_timeout_ms),
+    );
+    let mut server_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = server_stop.wait_for(|stop| *stop).await;
+            })
+            .await
+    });
+
+    shutdown.await;
+    let _ = stop_tx.send(true);
+    let budget = config.execution.drain_timeout();
+    let drained = tokio::time::timeout(budget, async {
+        let _ = consumer.await;
+        let _ = server.await;
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!("shutdown budget of {budget:?} exceeded; exiting anyway");
+    }
+    // Bounded: a stuck connection must not hold the exit.
+    let _ = tokio::time::timeout(tasker_shared::config::POOL_CLOSE_TIMEOUT, pool.close()).await;
+    tracing::info!("tasker-orchestration stopped");
+    Ok(())
+}
+
+struct Started {
+    engine: Arc<engine::Engine>,
+    waker: pgmq_notify::QueueWaker,
+    listener: tokio::net::TcpListener,
+}
+
+/// Connects, checks the schema, creates the queues, listens for wake-ups and binds.
+async fn start(config: &TaskerConfig, templates: TemplateRegistry) -> anyhow::Result<Started> {
+    let orchestration = config.orchestration()?;
     let pool = tasker_shared::db::connect(&config.database).await?;
     let migrated: bool = sqlx::query_scalar(
         "SELECT to_regclass('tasker.tasks') IS NOT NULL AND to_regnamespace('pgmq') IS NOT NULL",
@@ -61,45 +124,5 @@ pub async fn serve(
         environment = config.execution.environment,
         "tasker-orchestration listening"
     );
-
-    let (stop_tx, stop_rx) = watch::channel(false);
-    let consumer_running = Arc::new(AtomicBool::new(false));
-    let consumer = tokio::spawn(consumer::run(
-        Arc::clone(&engine),
-        waker,
-        stop_rx.clone(),
-        Arc::clone(&consumer_running),
-    ));
-    let app = api::router(
-        api::AppState {
-            engine,
-            instance_id: config.execution.instance_id().map(str::to_string),
-            consumer_running,
-        },
-        std::time::Duration::from_millis(orchestration.web.request_timeout_ms),
-    );
-    let mut server_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = server_stop.wait_for(|stop| *stop).await;
-            })
-            .await
-    });
-
-    shutdown.await;
-    let _ = stop_tx.send(true);
-    let budget = config.execution.shutdown_timeout();
-    let drained = tokio::time::timeout(budget, async {
-        let _ = consumer.await;
-        let _ = server.await;
-    })
-    .await;
-    if drained.is_err() {
-        tracing::warn!("shutdown budget of {budget:?} exceeded; exiting anyway");
-    }
-    // Bounded: a stuck connection must not hold the exit.
-    let _ = tokio::time::timeout(std::time::Duration::from_millis(200), pool.close()).await;
-    tracing::info!("tasker-orchestration stopped");
-    Ok(())
+    Ok(Started { engine, waker, listener })
 }

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
         }
     });
     // Background tasks must not hold the exit.
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime.shutdown_timeout(tasker_shared::config::RUNTIME_SHUTDOWN_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(Failure::User(message)) => {

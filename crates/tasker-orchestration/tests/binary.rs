@@ -1,9 +1,14 @@
-//! The `tasker-server` binary: `migrate` is idempotent (also when two run at once), and
-//! bad configuration is one clear line with exit code 2.
+//! The `tasker-server` binary: `migrate` is idempotent (also when two run at once),
+//! bad configuration is one clear line with exit code 2, and SIGTERM/SIGINT end it with
+//! exit code 0 within 2 s, also during startup.
 
-use std::process::{Command, Output};
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
 
-use tasker_shared::testing::TestDatabase;
+use tasker_shared::testing::{
+    ChildProcess, TestDatabase, UnresponsiveDatabase, send_signal, wait_for_exit,
+};
 
 fn tasker_server(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_tasker-server"));
@@ -91,4 +96,58 @@ fn invalid_bind_address_is_exit_2_naming_key_and_file() {
 fn unknown_arguments_are_exit_2() {
     let output = tasker_server(&["--port", "8080"], &[]);
     assert_eq!(output.status.code(), Some(2));
+}
+
+/// `tasker-server` with the generated orchestration test config and templates, its output
+/// piped.
+fn spawn_server(database_url: &str) -> ChildProcess {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let child = Command::new(env!("CARGO_BIN_EXE_tasker-server"))
+        .env(
+            "TASKER_CONFIG_PATH",
+            format!("{root}/config/tasker/generated/orchestration-test.toml"),
+        )
+        .env("TASKER_TEMPLATE_PATH", format!("{root}/config/tasks"))
+        .env("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0")
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting tasker-server");
+    ChildProcess(child)
+}
+
+#[test]
+fn sigterm_during_startup_exits_0_promptly() {
+    let database = UnresponsiveDatabase::bind();
+    let mut server = spawn_server(&database.url);
+    // Startup now waits for the database that never answers.
+    let _connection = database.accept(Duration::from_secs(30));
+    send_signal(server.0.id(), "TERM");
+    let (status, waited) = wait_for_exit(&mut server.0, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(waited < Duration::from_secs(2), "exit took {waited:?}");
+}
+
+#[tokio::test]
+async fn sigint_while_serving_exits_0_promptly() {
+    let db = TestDatabase::create().await;
+    let mut server = spawn_server(&db.url);
+    // Read stderr to the end (a closed pipe would fail the server's last log lines).
+    let stderr = BufReader::new(server.0.stderr.take().unwrap());
+    let (listening_tx, listening) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            if line.contains("tasker-orchestration listening") {
+                let _ = listening_tx.send(());
+            }
+        }
+    });
+    listening.recv_timeout(Duration::from_secs(30)).expect("tasker-server listening");
+    send_signal(server.0.id(), "INT");
+    let (status, waited) = wait_for_exit(&mut server.0, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(waited < Duration::from_secs(2), "exit took {waited:?}");
+    db.drop_database().await;
 }

@@ -43,10 +43,22 @@ handler = "h"
 depends_on = ["flaky"]
 "#;
 
+const PAIR: &str = r#"
+[[steps]]
+name = "one"
+handler = "h"
+max_attempts = 1
+[[steps]]
+name = "two"
+handler = "h"
+max_attempts = 1
+"#;
+
 async fn engine(db: &TestDatabase) -> Engine {
     let mut templates = TemplateRegistry::default();
     templates.insert(TaskTemplate::parse("demo", "diamond", "1.0.0", DIAMOND).unwrap());
     templates.insert(TaskTemplate::parse("demo", "flaky", "1.0.0", FLAKY).unwrap());
+    templates.insert(TaskTemplate::parse("demo", "pair", "1.0.0", PAIR).unwrap());
     let queues = QueuesConfig {
         namespace_queue_prefix: "worker_".into(),
         step_results_queue: "results".into(),
@@ -200,6 +212,31 @@ async fn failures_retry_up_to_the_limit_then_fail_the_task() {
 }
 
 #[tokio::test]
+async fn results_after_the_task_failed_do_not_change_when_it_finished() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let request = CreateTaskRequest::new("demo", "pair", "1.0.0", json!({}));
+    let task_uuid = engine.create_task(&request).await.unwrap();
+    let steps = take_steps(&db).await;
+    assert_eq!(steps.len(), 2);
+
+    let failed = outcome(&steps[0], StepOutcome::Error { message: "first".into() });
+    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    let failed_task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(failed_task.state, TaskState::Error);
+
+    // The other step, in flight meanwhile, fails too: recorded, but the task's end stays.
+    let failed = outcome(&steps[1], StepOutcome::Error { message: "second".into() });
+    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Error);
+    assert_eq!(task.completed_at, failed_task.completed_at);
+    let two = task.step(&steps[1].step_name).unwrap();
+    assert_eq!((two.state, two.last_error.as_deref()), (StepState::Error, Some("second")));
+    db.drop_database().await;
+}
+
+#[tokio::test]
 async fn invalid_requests_create_nothing() {
     let db = TestDatabase::create().await;
     let engine = engine(&db).await;
@@ -212,6 +249,16 @@ async fn invalid_requests_create_nothing() {
     }
     let not_object = CreateTaskRequest::new("demo", "diamond", "1.0.0", json!([1]));
     assert!(matches!(engine.create_task(&not_object).await, Err(CreateTaskError::Invalid(_))));
+    // jsonb cannot store NUL: a client mistake, not a database failure.
+    for context in [json!({"a": ["ok", "nul\u{0}"]}), json!({"k\u{0}": 1})] {
+        let with_nul = CreateTaskRequest::new("demo", "diamond", "1.0.0", context);
+        match engine.create_task(&with_nul).await {
+            Err(CreateTaskError::Invalid(message)) => {
+                assert!(message.contains("u0000"), "{message}")
+            }
+            other => panic!("expected Invalid, got {other:?}"),
+        }
+    }
     let tasks: i64 =
         sqlx::query_scalar("SELECT count(*) FROM tasker.tasks").fetch_one(&db.pool).await.unwrap();
     assert_eq!(tasks, 0);

@@ -116,7 +116,20 @@ impl ExecutionConfig {
     pub fn shutdown_timeout(&self) -> Duration {
         Duration::from_millis(self.shutdown_timeout_ms)
     }
+
+    /// How long in-flight work may finish after a stop request: the shutdown budget less
+    /// what closing the pool and the runtime may take afterwards, so that the whole exit
+    /// stays within `shutdown_timeout_ms`.
+    pub fn drain_timeout(&self) -> Duration {
+        self.shutdown_timeout().saturating_sub(POOL_CLOSE_TIMEOUT + RUNTIME_SHUTDOWN_TIMEOUT)
+    }
 }
+
+/// The longest a service waits for its database pool to close when it stops.
+pub const POOL_CLOSE_TIMEOUT: Duration = Duration::from_millis(200);
+
+/// The longest a service binary waits for its tokio runtime's remaining tasks at exit.
+pub const RUNTIME_SHUTDOWN_TIMEOUT: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -243,11 +256,20 @@ impl TaskerConfig {
         let mut placeholders = BTreeMap::new();
         substitute_table(&mut table, "", lookup, &mut placeholders)
             .map_err(|(key, message)| error(Some(key), message))?;
+        // serde quotes a value of the wrong type in its message: a database URL at the
+        // wrong key must not take its password into the error line.
+        let mut secrets = Vec::new();
+        collect_urls_with_passwords(&toml::Value::Table(table.clone()), &mut secrets);
         let mut config: TaskerConfig = serde_path_to_error::deserialize(toml::Value::Table(table))
             .map_err(|err| {
                 let key = err.path().to_string();
                 let key = (key != ".").then_some(key);
-                error(key, err.into_inner().to_string())
+                // `message()`: without toml's own "in `key`" line, the key is named already.
+                let message = err.into_inner().message().to_string();
+                let message = secrets.iter().fold(message, |message, url| {
+                    message.replace(url, &crate::redact_database_url(url))
+                });
+                error(key, message)
             })?;
         config.source = path.to_path_buf();
         config.validate().map_err(|(key, message)| {
@@ -385,6 +407,22 @@ fn check_bind_address(web: &WebConfig, key: &str) -> Result<(), (String, String)
             ),
         )
     })
+}
+
+/// Every string in `value` that [`crate::redact_database_url`] would change.
+fn collect_urls_with_passwords(value: &toml::Value, found: &mut Vec<String>) {
+    match value {
+        toml::Value::String(text) if crate::redact_database_url(text) != *text => {
+            found.push(text.clone())
+        }
+        toml::Value::Table(table) => {
+            table.values().for_each(|value| collect_urls_with_passwords(value, found))
+        }
+        toml::Value::Array(items) => {
+            items.iter().for_each(|value| collect_urls_with_passwords(value, found))
+        }
+        _ => {}
+    }
 }
 
 fn substitute_table(
@@ -561,6 +599,7 @@ max_ms = 100
         )
         .unwrap_err();
         assert_eq!(err.key.as_deref(), Some("queues.batch_size"), "{err}");
+        assert_eq!(err.to_string().lines().count(), 1, "{err}");
 
         let err = parse(
             &MINIMAL.replace("batch_size = 10", "batch_size = 10\nbatchsize = 3"),
@@ -573,6 +612,13 @@ max_ms = 100
     #[test]
     fn database_url_is_redacted_in_errors() {
         let err = parse(MINIMAL, &[("DATABASE_URL", "mysql://u:secret@h/d")]).unwrap_err();
+        assert!(!err.to_string().contains("secret"), "{err}");
+
+        // A URL at a key of another type: serde quotes the value in its message.
+        let text = MINIMAL.replace("max_connections = 5", "max_connections = \"${DATABASE_URL}\"");
+        let err = parse(&text, &[("DATABASE_URL", "postgres://u:secret@h/d")]).unwrap_err();
+        assert_eq!(err.key.as_deref(), Some("database.pool.max_connections"), "{err}");
+        assert!(err.to_string().contains("postgres://u:***@h/d"), "{err}");
         assert!(!err.to_string().contains("secret"), "{err}");
     }
 

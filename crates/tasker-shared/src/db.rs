@@ -35,15 +35,20 @@ pub async fn connect_url(
 ) -> anyhow::Result<PgPool> {
     // One direct attempt first: it fails fast with the real cause (connection refused,
     // unknown database, authentication), where the pool would retry until its acquire
-    // timeout and then only say that it timed out.
+    // timeout and then only say that it timed out. Bounded by that timeout too: a server
+    // that accepts but never answers must not hang the startup.
     let options: PgConnectOptions = url
         .parse()
         .with_context(|| format!("invalid database URL {}", redact_database_url(url)))?;
-    match options.connect().await {
-        Ok(probe) => {
+    match tokio::time::timeout(acquire_timeout, options.connect()).await {
+        Ok(Ok(probe)) => {
             let _ = probe.close().await;
         }
-        Err(err) => anyhow::bail!("cannot connect to {}: {err}", redact_database_url(url)),
+        Ok(Err(err)) => anyhow::bail!("cannot connect to {}: {err}", redact_database_url(url)),
+        Err(_) => anyhow::bail!(
+            "cannot connect to {}: no answer within {acquire_timeout:?}",
+            redact_database_url(url)
+        ),
     }
     PgPoolOptions::new()
         .max_connections(max_connections)
@@ -52,6 +57,17 @@ pub async fn connect_url(
         .connect_with(options)
         .await
         .with_context(|| format!("connecting to {}", redact_database_url(url)))
+}
+
+/// The readiness check of every service's database: one query, answered within 2 s.
+/// `Err` says what went wrong.
+pub async fn check_ready(pool: &PgPool) -> Result<(), String> {
+    let query = sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(pool);
+    match tokio::time::timeout(Duration::from_secs(2), query).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(err)) => Err(err.to_string()),
+        Err(_) => Err("no answer within 2 s".to_string()),
+    }
 }
 
 /// What [`migrate`] did.
@@ -87,4 +103,17 @@ async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
     Ok(sqlx::query_scalar("SELECT version FROM _sqlx_migrations WHERE success ORDER BY version")
         .fetch_all(pool)
         .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::UnresponsiveDatabase;
+
+    #[tokio::test]
+    async fn a_server_that_never_answers_fails_the_connect_after_the_acquire_timeout() {
+        let database = UnresponsiveDatabase::bind();
+        let err = connect_url(&database.url, 2, 0, Duration::from_millis(200)).await.unwrap_err();
+        assert!(err.to_string().contains("no answer within 200ms"), "{err}");
+    }
 }

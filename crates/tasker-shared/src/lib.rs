@@ -11,8 +11,25 @@ pub mod testing;
 
 pub use config::{ConfigError, TaskerConfig};
 
-/// `url` with any password replaced by `***`, for messages and logs.
+/// `url` with any password replaced by `***` (in the userinfo and in a `password=` query
+/// parameter, both of which PostgreSQL URLs accept), for messages and logs.
 pub fn redact_database_url(url: &str) -> String {
+    // The userinfo first: a `?` inside a password must not be taken for the query.
+    let redacted = redact_userinfo_password(url);
+    let Some((base, query)) = redacted.split_once('?') else {
+        return redacted;
+    };
+    let parameters: Vec<&str> = query
+        .split('&')
+        .map(|parameter| match parameter.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => "password=***",
+            _ => parameter,
+        })
+        .collect();
+    format!("{base}?{}", parameters.join("&"))
+}
+
+fn redact_userinfo_password(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
         return url.to_string();
     };
@@ -45,14 +62,19 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Resolves on the first SIGTERM or SIGINT.
-pub async fn shutdown_signal() {
+/// Installs the SIGTERM and SIGINT handlers at once and returns a future that resolves on
+/// the first of them. Call it before any slow startup work (inside the tokio runtime) and
+/// race that work against it: a signal during startup is then a clean exit, not a death
+/// by the default disposition.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("installing the SIGINT handler");
-    tokio::select! {
-        _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
-        _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+    async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!("SIGTERM received, shutting down"),
+            _ = int.recv() => tracing::info!("SIGINT received, shutting down"),
+        }
     }
 }
 
@@ -68,5 +90,14 @@ mod tests {
         );
         assert_eq!(redact_database_url("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact_database_url("nonsense"), "nonsense");
+        assert_eq!(
+            redact_database_url("postgres://u@h/db?sslmode=off&Password=s3cret&x=1"),
+            "postgres://u@h/db?sslmode=off&password=***&x=1"
+        );
+        assert_eq!(
+            redact_database_url("postgres://u:p@h/db?password=s3cret"),
+            "postgres://u:***@h/db?password=***"
+        );
+        assert_eq!(redact_database_url("postgres://u:a?b@h/db"), "postgres://u:***@h/db");
     }
 }

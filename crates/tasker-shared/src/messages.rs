@@ -44,6 +44,19 @@ pub enum StepOutcome {
     Error { message: String },
 }
 
+/// Whether a string or key anywhere in `value` holds a NUL character, which PostgreSQL's
+/// `jsonb` (task contexts, queue messages) cannot store.
+pub fn contains_nul(value: &Value) -> bool {
+    match value {
+        Value::String(text) => text.contains('\0'),
+        Value::Array(items) => items.iter().any(contains_nul),
+        Value::Object(map) => {
+            map.iter().any(|(key, item)| key.contains('\0') || contains_nul(item))
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +75,12 @@ mod tests {
         assert_eq!(json["message"], "boom");
         let back: StepResultMessage = serde_json::from_value(json).unwrap();
         assert_eq!(back, message);
+    }
+
+    #[test]
+    fn finds_nul_in_strings_and_keys_at_any_depth() {
+        assert!(!contains_nul(&serde_json::json!({"a": [1, "x", {"b": null}]})));
+        assert!(contains_nul(&serde_json::json!({"a": [1, {"b": "x\u{0}"}]})));
+        assert!(contains_nul(&serde_json::json!({"a": {"\u{0}": 1}})));
     }
 }

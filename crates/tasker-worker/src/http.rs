@@ -2,7 +2,6 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::{Method, StatusCode, Uri};
@@ -18,9 +17,16 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
         .route("/health", get(health))
         .route("/health/ready", get(ready))
         .fallback(|method: Method, uri: Uri| async move {
-            (StatusCode::NOT_FOUND, Json(json!({"error": format!("no route for {method} {uri}")})))
+            error(StatusCode::NOT_FOUND, format!("no route for {method} {uri}"))
+        })
+        .method_not_allowed_fallback(|method: Method, uri: Uri| async move {
+            error(StatusCode::METHOD_NOT_ALLOWED, format!("{method} is not allowed on {uri}"))
         })
         .with_state(shared)
+}
+
+fn error(status: StatusCode, message: String) -> Response {
+    (status, Json(json!({ "error": message }))).into_response()
 }
 
 async fn health(State(shared): State<Arc<Shared>>) -> Response {
@@ -35,20 +41,14 @@ async fn health(State(shared): State<Arc<Shared>>) -> Response {
 }
 
 async fn ready(State(shared): State<Arc<Shared>>) -> Response {
-    let database = tokio::time::timeout(
-        Duration::from_secs(2),
-        sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(&shared.pool),
-    )
-    .await;
     let running = shared.consumers_running.load(Ordering::SeqCst);
-    let failing = match database {
-        Ok(Ok(_)) if running == shared.queues.len() => None,
-        Ok(Ok(_)) => Some((
+    let failing = match tasker_shared::db::check_ready(&shared.pool).await {
+        Err(message) => Some(("database", message)),
+        Ok(()) if running != shared.queues.len() => Some((
             "queue_consumers",
             format!("{running} of {} queue consumers running", shared.queues.len()),
         )),
-        Ok(Err(err)) => Some(("database", err.to_string())),
-        Err(_) => Some(("database", "no answer within 2 s".to_string())),
+        Ok(()) => None,
     };
     match failing {
         None => Json(json!({"status": "ready", "queues": shared.queues})).into_response(),

@@ -5,9 +5,10 @@
 //! (`<queues.namespace_queue_prefix><namespace>_queue`), runs each step message through the
 //! handler registered under `(namespace, handler name)`, and posts the outcome to the
 //! step-results queue. Posting the result and deleting the step message commit in one
-//! transaction. A worker killed mid-step never deletes the message, so it reappears
-//! after `queues.visibility_timeout_seconds` and another worker runs it (handlers must
-//! therefore tolerate being run again for the same attempt).
+//! transaction. While a handler runs, the worker keeps extending the message's visibility
+//! timeout; a worker killed mid-step neither extends nor deletes it, so it reappears within
+//! `queues.visibility_timeout_seconds` and another worker runs it (handlers must therefore
+//! tolerate being run again for the same attempt).
 //!
 //! # Public API
 //!
@@ -21,11 +22,11 @@
 //! - [`Worker::start`]: connects, creates the queues, binds `worker.web.bind_address`
 //!   (from `TASKER_WEB_BIND_ADDRESS`), starts the consumers; returns a [`RunningWorker`]
 //!   once `/health` answers. Must be called inside a multi-threaded tokio runtime.
-//! - [`RunningWorker`]: `local_addr()`, `worker_id()`, `request_stop()` (non-blocking,
-//!   callable from any thread), `stop().await` (stop taking steps, let in-flight steps
-//!   finish within `execution.shutdown_timeout_ms`, close), `run_until_signal().await`
-//!   (SIGTERM/SIGINT, then `stop`).
-//! - [`run`]: `start` + `run_until_signal`, what a worker binary's `main` calls.
+//! - [`RunningWorker`]: `local_addr()`, `worker_id()`, `request_stop()` (non-blocking),
+//!   `stop().await` (stop taking steps, let in-flight steps finish within
+//!   `execution.shutdown_timeout_ms`, close), `run_until(future).await` (then `stop`).
+//! - [`run`]: `start` + `run_until` SIGTERM/SIGINT (also watched during startup), what a
+//!   worker binary's `main` calls.
 //!
 //! The payload a handler receives is a [`StepMessage`]: `task_uuid`, `step_uuid`,
 //! `namespace`, `task_name`, `task_version`, `step_name`, `handler`, `attempt` (from 1),
@@ -182,6 +183,7 @@ pub(crate) struct Shared {
     pub(crate) queues: Vec<String>,
     slots: Arc<Semaphore>,
     max_slots: usize,
+    step_timeout: Duration,
 }
 
 impl Worker {
@@ -240,6 +242,7 @@ impl Worker {
             queues: queues.clone(),
             slots: Arc::new(Semaphore::new(max_slots)),
             max_slots,
+            step_timeout: Duration::from_millis(worker_config.step_processing.step_timeout_ms),
         });
         tracing::info!(
             address = %local_addr,
@@ -298,16 +301,11 @@ impl RunningWorker {
         let _ = self.stop_tx.send(true);
     }
 
-    /// A handle that can request the stop from elsewhere (another task or thread).
-    pub fn stop_handle(&self) -> StopHandle {
-        StopHandle(self.stop_tx.clone())
-    }
-
     /// Stops taking steps, lets in-flight steps post their results (bounded by
     /// `execution.shutdown_timeout_ms`), stops the HTTP server and closes the pool.
     pub async fn stop(self) -> anyhow::Result<()> {
         self.request_stop();
-        let budget = self.shared.config.execution.shutdown_timeout();
+        let budget = self.shared.config.execution.drain_timeout();
         let shared = Arc::clone(&self.shared);
         let drained = tokio::time::timeout(budget, async {
             for consumer in self.consumers {
@@ -323,39 +321,38 @@ impl RunningWorker {
                 "shutdown budget of {budget:?} exceeded; unfinished steps reappear after their visibility timeout"
             );
         }
-        let _ = tokio::time::timeout(Duration::from_millis(200), self.shared.pool.close()).await;
+        let _ = tokio::time::timeout(
+            tasker_shared::config::POOL_CLOSE_TIMEOUT,
+            self.shared.pool.close(),
+        )
+        .await;
         tracing::info!(worker_id = self.shared.worker_id, "tasker-worker stopped");
         Ok(())
     }
 
-    /// Runs until SIGTERM/SIGINT or a [`StopHandle`] request, then [`RunningWorker::stop`].
-    pub async fn run_until_signal(self) -> anyhow::Result<()> {
-        let mut stopped = self.stop_tx.subscribe();
-        tokio::select! {
-            _ = tasker_shared::shutdown_signal() => {}
-            _ = stopped.wait_for(|stop| *stop) => {}
-        }
+    /// Runs until `shutdown` resolves, then [`RunningWorker::stop`].
+    pub async fn run_until(self, shutdown: impl Future<Output = ()>) -> anyhow::Result<()> {
+        shutdown.await;
         self.stop().await
     }
 }
 
-/// Requests a worker stop from anywhere (cheap to clone).
-#[derive(Clone)]
-pub struct StopHandle(watch::Sender<bool>);
-
-impl StopHandle {
-    pub fn request_stop(&self) {
-        let _ = self.0.send(true);
-    }
-}
-
-/// Starts a worker and serves until SIGTERM/SIGINT.
+/// Starts a worker and serves until SIGTERM/SIGINT. The signal handlers are installed
+/// first, so a signal during startup (connecting, creating queues) is a clean `Ok` exit.
 pub async fn run(
     config: TaskerConfig,
     registry: HandlerRegistry,
     options: WorkerOptions,
 ) -> anyhow::Result<()> {
-    Worker::start(config, registry, options).await?.run_until_signal().await
+    let mut shutdown = std::pin::pin!(tasker_shared::shutdown_signal());
+    let worker = tokio::select! {
+        worker = Worker::start(config, registry, options) => worker?,
+        () = &mut shutdown => {
+            tracing::info!("tasker-worker stopped during startup");
+            return Ok(());
+        }
+    };
+    worker.run_until(shutdown).await
 }
 
 /// A worker that consumes a namespace must handle every step of it, or those steps end
@@ -455,19 +452,18 @@ impl Drop for RunningConsumer {
 }
 
 async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
-    let step: StepMessage = match serde_json::from_value(message.message.clone()) {
+    let QueueMessage { msg_id, message: body, .. } = message;
+    let step: StepMessage = match serde_json::from_value(body) {
         Ok(step) => step,
         Err(err) => {
-            tracing::error!(msg_id = message.msg_id, "malformed step message archived: {err}");
-            if let Err(err) = pgmq_notify::archive(&shared.pool, queue, message.msg_id).await {
-                tracing::warn!("archiving message {} failed: {err}", message.msg_id);
+            tracing::error!(msg_id, "malformed step message archived: {err}");
+            if let Err(err) = pgmq_notify::archive(&shared.pool, queue, msg_id).await {
+                tracing::warn!("archiving message {msg_id} failed: {err}");
             }
             return;
         }
     };
-    let timeout = Duration::from_millis(
-        shared.config.worker.as_ref().map_or(30_000, |w| w.step_processing.step_timeout_ms),
-    );
+    let timeout = shared.step_timeout;
     let outcome = match shared.registry.get(&step.namespace, &step.handler) {
         None => Err(format!(
             "no handler `{}` registered for namespace `{}` in worker {}",
@@ -477,7 +473,11 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             // A separate task turns a handler panic into a step error.
             let run = tokio::spawn(handler.call(step.clone()));
             let abort = run.abort_handle();
-            match tokio::time::timeout(timeout, run).await {
+            let finished = tokio::select! {
+                finished = tokio::time::timeout(timeout, run) => finished,
+                never = keep_hidden(shared, queue, msg_id) => match never {},
+            };
+            match finished {
                 Ok(Ok(result)) => result,
                 Ok(Err(join_error)) => Err(format!("handler panicked: {join_error}")),
                 Err(_) => {
@@ -486,6 +486,16 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
                 }
             }
         }
+    };
+    // jsonb cannot store NUL: such a result could never be posted and the step would come
+    // back forever, so it becomes the step's error instead.
+    let outcome = match outcome {
+        Ok(result) if tasker_shared::messages::contains_nul(&result) => {
+            Err("the handler's result contains the character \\u0000, which cannot be stored"
+                .into())
+        }
+        Err(message) => Err(message.replace('\0', "\\u0000")),
+        ok => ok,
     };
     if let Err(error) = &outcome {
         tracing::info!(step = step.step_name, attempt = step.attempt, "step failed: {error}");
@@ -500,11 +510,28 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             Err(message) => StepOutcome::Error { message },
         },
     };
-    if let Err(err) = post_result(shared, queue, message.msg_id, &result).await {
+    if let Err(err) = post_result(shared, queue, msg_id, &result).await {
         tracing::error!(
             step = step.step_name,
             "posting the result failed ({err:#}); the step reappears after its visibility timeout"
         );
+    }
+}
+
+/// Extends the message's visibility timeout while its handler runs (every half timeout),
+/// so a step that takes longer than `queues.visibility_timeout_seconds` is not handed to a
+/// second worker meanwhile. A worker that dies stops extending it: the message reappears
+/// within one timeout.
+async fn keep_hidden(shared: &Shared, queue: &str, msg_id: i64) -> std::convert::Infallible {
+    let seconds = shared.config.queues.visibility_timeout_seconds;
+    let period = Duration::from_millis(u64::from(seconds.unsigned_abs()) * 500);
+    loop {
+        tokio::time::sleep(period).await;
+        if let Err(err) =
+            pgmq_notify::set_visibility_timeout(&shared.pool, queue, msg_id, seconds).await
+        {
+            tracing::warn!("extending the visibility of message {msg_id} failed: {err}");
+        }
     }
 }
 

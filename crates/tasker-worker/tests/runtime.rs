@@ -3,46 +3,27 @@
 //! every outcome (result, error, panic, timeout, missing handler) is posted as a result.
 
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 use tasker_shared::TaskerConfig;
 use tasker_shared::messages::{StepMessage, StepOutcome, StepResultMessage};
-use tasker_shared::testing::TestDatabase;
+use tasker_shared::testing::{TestConfig, TestDatabase};
 use tasker_worker::{HandlerRegistry, Worker, WorkerOptions};
 use uuid::Uuid;
 
 const RESULTS: &str = "orchestration_step_results";
 
+/// The fallback poll is longer than any wait below: steps are only found in time because
+/// the NOTIFY wake-up path works.
 fn config(db: &TestDatabase) -> TaskerConfig {
-    let text = format!(
-        r#"
-[database]
-url = "{}"
-[database.pool]
-max_connections = 4
-min_connections = 1
-acquire_timeout_ms = 10000
-[queues]
-namespace_queue_prefix = "worker_"
-step_results_queue = "{RESULTS}"
-visibility_timeout_seconds = 30
-batch_size = 10
-polling_interval_ms = 1000
-[execution]
-environment = "test"
-instance_id = "${{TASKER_INSTANCE_ID:-}}"
-shutdown_timeout_ms = 2000
-[task_templates]
-path = "config/tasks"
-[worker.web]
-bind_address = "127.0.0.1:0"
-[worker.step_processing]
-max_concurrent_steps = 4
-step_timeout_ms = 300
-"#,
-        db.url
-    );
+    let text = db.config_text(&TestConfig {
+        visibility_timeout_seconds: 30,
+        polling_interval_ms: 60_000,
+        step_timeout_ms: 300,
+    });
     let vars = |name: &str| (name == "TASKER_INSTANCE_ID").then(|| "lib-test".to_string());
     TaskerConfig::parse(&text, Path::new("runtime-test.toml"), &vars).unwrap()
 }
@@ -99,6 +80,8 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
             tokio::time::sleep(Duration::from_secs(5)).await;
             Ok(Value::Null)
         })
+        .register_sync("alpha", "nul_result", |_| Ok(json!({"text": "a\u{0}b"})))
+        .register_sync("alpha", "nul_error", |_| Err("bad\u{0}byte".into()))
         .register_sync("beta", "echo", |step| Ok(step.context.clone()));
     assert_eq!(registry.namespaces().into_iter().collect::<Vec<_>>(), ["alpha", "beta"]);
 
@@ -106,12 +89,17 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
 
     // Identity and readiness on the bound address.
     let client = tasker_client::TaskerClient::new(format!("http://{}", worker.local_addr()));
-    let health = tokio::task::spawn_blocking(move || {
+    let (health, wrong_method) = tokio::task::spawn_blocking(move || {
         client.ready().unwrap();
-        client.health().unwrap()
+        (client.health().unwrap(), client.post_raw("/health", "application/json", "{}").unwrap())
     })
     .await
     .unwrap();
+    assert_eq!(wrong_method.0, 405, "{wrong_method:?}");
+    assert!(
+        wrong_method.1["error"].as_str().is_some_and(|e| e.contains("POST")),
+        "{wrong_method:?}"
+    );
     assert_eq!(health.service, "tasker-worker");
     assert_eq!(health.language.as_deref(), Some("ruby"));
     assert_eq!(health.instance_id.as_deref(), Some("lib-test"));
@@ -124,6 +112,8 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
         step("alpha", "slow", 1),
         step("alpha", "unregistered", 1),
         step("beta", "echo", 1),
+        step("alpha", "nul_result", 1),
+        step("alpha", "nul_error", 1),
     ];
     for step in &steps {
         let queue = format!("worker_{}_queue", step.namespace);
@@ -143,6 +133,13 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
     let StepOutcome::Error { message } = outcome_of(&posted, &steps[4]) else { panic!() };
     assert!(message.contains("no handler `unregistered`"), "{message}");
     assert_eq!(outcome_of(&posted, &steps[5]), StepOutcome::Complete { result: json!({"n": 21}) });
+    // NUL cannot be stored in jsonb: posted as an error instead of failing forever.
+    let StepOutcome::Error { message } = outcome_of(&posted, &steps[6]) else { panic!() };
+    assert!(message.contains("\\u0000"), "{message}");
+    assert_eq!(
+        outcome_of(&posted, &steps[7]),
+        StepOutcome::Error { message: "bad\\u0000byte".into() }
+    );
 
     // Posting a result also removed the step message.
     for queue in ["worker_alpha_queue", "worker_beta_queue"] {
@@ -178,6 +175,40 @@ async fn malformed_step_messages_are_archived() {
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     assert_eq!(pgmq_notify::queue_length(&db.pool, RESULTS).await.unwrap(), 0);
+    worker.stop().await.unwrap();
+    db.drop_database().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_step_outlasting_the_visibility_timeout_runs_once() {
+    let db = TestDatabase::create().await;
+    let text = db.config_text(&TestConfig {
+        visibility_timeout_seconds: 1,
+        polling_interval_ms: 50,
+        step_timeout_ms: 10_000,
+    });
+    let config = TaskerConfig::parse(&text, Path::new("visibility-test.toml"), &|_| None).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let mut registry = HandlerRegistry::new();
+    let counter = Arc::clone(&runs);
+    registry.register("alpha", "slow", move |_step: StepMessage| {
+        let counter = Arc::clone(&counter);
+        async move {
+            counter.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(2500)).await;
+            Ok(json!({"done": true}))
+        }
+    });
+    let worker = Worker::start(config, registry, WorkerOptions::new("rust")).await.unwrap();
+    let slow = step("alpha", "slow", 1);
+    pgmq_notify::send(&db.pool, "worker_alpha_queue", &serde_json::to_value(&slow).unwrap())
+        .await
+        .unwrap();
+    let posted = results(&db, 1).await;
+    assert_eq!(outcome_of(&posted, &slow), StepOutcome::Complete { result: json!({"done": true}) });
+    // 2.5 s against a 1 s visibility timeout: the worker kept the message hidden meanwhile.
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the step ran again while it was running");
+    assert_eq!(pgmq_notify::queue_length(&db.pool, "worker_alpha_queue").await.unwrap(), 0);
     worker.stop().await.unwrap();
     db.drop_database().await;
 }

@@ -9,7 +9,16 @@
 #
 # Takes no flags: configuration is the environment plus the config file. The native library
 # comes from TASKER_RUBY_EXT_PATH or the workspace's target/{debug,release}
-# (`cargo build -p tasker-worker-ruby-ext`). INT/TERM stop it within 2 s.
+# (`cargo build -p tasker-worker-ruby-ext`). INT/TERM stop it within 2 s, also while starting.
+
+# The traps come first, so that a signal while loading is a stop request, not a death.
+stop = { requested: false, loop: nil }
+%w[INT TERM].each do |signal|
+  Signal.trap(signal) do
+    stop[:requested] = true
+    stop[:loop]&.request_stop
+  end
+end
 
 require "logger"
 require_relative "../lib/tasker_ruby"
@@ -51,16 +60,21 @@ rescue TaskerRuby::LibraryMissing => e
 end
 logger.info("native library: #{library}")
 
-stop = { requested: false, loop: nil }
-%w[INT TERM].each do |signal|
-  Signal.trap(signal) do
-    stop[:requested] = true
-    stop[:loop]&.request_stop
-  end
-end
-
+# The library call cannot be interrupted (it connects, creates the queues, binds), so it
+# runs on its own thread while this one watches for a stop request.
+starting = Thread.new { native.start(config_path, { TaskerRuby::Handlers::NAMESPACE => registry.names }) }
+starting.report_on_exception = false
 begin
-  runtime = native.start(config_path, { TaskerRuby::Handlers::NAMESPACE => registry.names })
+  until starting.join(0.02) # re-raises the start's StartError
+    next unless stop[:requested]
+
+    # Leave at once, without waiting for the library call (`exit` would wait for that
+    # thread). Nothing is lost: a step claimed in the last instant reappears after its
+    # visibility timeout.
+    logger.info("stopped during startup")
+    exit!(0)
+  end
+  runtime = starting.value
 rescue TaskerRuby::StartError => e
   fail_with.call("cannot start the worker runtime: #{e.message}", 2)
 end

@@ -10,9 +10,17 @@ class NativeTest < Minitest::Test
     Logger.new(File::NULL)
   end
 
-  def worker_loop(runtime, grace: 1.0)
+  def worker_loop(runtime, grace: 1.0, logger: quiet_logger)
     TaskerRuby::WorkerLoop.new(runtime: runtime, runner: TaskerRuby::StepRunner.new(TaskerRuby::Handlers.registry),
-                               logger: quiet_logger, grace: grace)
+                               logger: logger, grace: grace)
+  end
+
+  # A logger whose lines also go to `lines`, so a test can wait for one.
+  def queue_logger(lines)
+    sink = Object.new
+    sink.define_singleton_method(:write) { |line| lines << line && line.bytesize }
+    sink.define_singleton_method(:close) { nil }
+    Logger.new(sink)
   end
 
   def test_missing_library_names_the_build_command
@@ -62,9 +70,10 @@ class NativeTest < Minitest::Test
   def test_stop_abandons_a_step_still_running_after_the_grace_period
     runtime = native.start_synthetic({ "handlers" => ["ruby_sleep_step"], "count" => 1,
                                        "context" => { "sleep_ms" => 10_000 } })
-    loop = worker_loop(runtime, grace: 0.3)
+    lines = Queue.new
+    loop = worker_loop(runtime, grace: 0.3, logger: queue_logger(lines))
     Thread.new do
-      sleep 0.3
+      nil until lines.pop.include?("started: ruby_sleep_step")
       loop.request_stop
     end
     started = Process.clock_gettime(Process::CLOCK_MONOTONIC)

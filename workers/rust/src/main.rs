@@ -5,7 +5,6 @@
 mod handlers;
 
 use std::process::ExitCode;
-use std::time::Duration;
 
 use tasker_shared::TaskerConfig;
 use tasker_worker::WorkerOptions;
@@ -23,14 +22,16 @@ fn main() -> ExitCode {
         return ExitCode::from(2);
     }
     tasker_shared::init_tracing();
-    let config =
-        match TaskerConfig::load().and_then(|config| config.worker().map(|_| config.clone())) {
-            Ok(config) => config,
-            Err(err) => {
-                eprintln!("error: {err}");
-                return ExitCode::from(2);
-            }
-        };
+    let config = match TaskerConfig::load().and_then(|config| {
+        config.worker()?;
+        Ok(config)
+    }) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return ExitCode::from(2);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,7 +41,7 @@ fn main() -> ExitCode {
         handlers::registry(),
         WorkerOptions::new("rust"),
     ));
-    runtime.shutdown_timeout(Duration::from_millis(100));
+    runtime.shutdown_timeout(tasker_shared::config::RUNTIME_SHUTDOWN_TIMEOUT);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -4,7 +4,7 @@
 //! SIGTERM lets the step in hand finish before a prompt exit.
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::json;
@@ -12,53 +12,27 @@ use tasker_client::api::{CreateTaskRequest, StepState, TaskResponse, TaskState};
 use tasker_orchestration::engine::Engine;
 use tasker_shared::TaskerConfig;
 use tasker_shared::templates::TemplateRegistry;
-use tasker_shared::testing::TestDatabase;
+use tasker_shared::testing::{
+    ChildProcess, TestConfig, TestDatabase, UnresponsiveDatabase, send_signal, wait_for_exit,
+};
 use tokio::sync::oneshot;
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// A complete config for `db`, written to a temp file: 1 s visibility timeout so a
-/// killed worker's step comes back quickly.
-fn write_config(db: &TestDatabase) -> PathBuf {
-    let text = format!(
-        r#"
-[database]
-url = "{url}"
-[database.pool]
-max_connections = 4
-min_connections = 1
-acquire_timeout_ms = 10000
-[queues]
-namespace_queue_prefix = "worker_"
-step_results_queue = "orchestration_step_results"
-visibility_timeout_seconds = 1
-batch_size = 10
-polling_interval_ms = 50
-[execution]
-environment = "test"
-instance_id = "${{TASKER_INSTANCE_ID:-}}"
-shutdown_timeout_ms = 2000
-[task_templates]
-path = "{templates}"
-[orchestration.web]
-bind_address = "127.0.0.1:0"
-[orchestration.backoff]
-base_ms = 10
-max_ms = 100
-[worker.web]
-bind_address = "${{TASKER_WEB_BIND_ADDRESS:-127.0.0.1:0}}"
-[worker.step_processing]
-max_concurrent_steps = 4
-step_timeout_ms = 10000
-"#,
-        url = db.url,
-        templates = root().join("config/tasks").display(),
-    );
-    let path = std::env::temp_dir().join(format!("{}.toml", db.name));
-    std::fs::write(&path, text).unwrap();
-    path
+/// `rust-worker` with `config` (plus `env`), logging warnings to the test's stderr.
+fn spawn_worker(config: &Path, env: &[(&str, &str)]) -> ChildProcess {
+    let child = Command::new(env!("CARGO_BIN_EXE_rust-worker"))
+        .env("TASKER_CONFIG_PATH", config)
+        .env("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0")
+        .env("RUST_LOG", "warn")
+        .envs(env.iter().copied())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("starting rust-worker");
+    ChildProcess(child)
 }
 
 struct Harness {
@@ -72,7 +46,12 @@ struct Harness {
 impl Harness {
     async fn start() -> Harness {
         let db = TestDatabase::create().await;
-        let config_path = write_config(&db);
+        // A 1 s visibility timeout, so a killed worker's step comes back quickly.
+        let config_path = db.write_config(&TestConfig {
+            visibility_timeout_seconds: 1,
+            polling_interval_ms: 50,
+            step_timeout_ms: 10_000,
+        });
         let config = TaskerConfig::load_from(&config_path, &|_| None).unwrap();
         let templates = TemplateRegistry::load_dir(&config.template_dir()).unwrap();
         let engine = Engine::new(
@@ -90,16 +69,8 @@ impl Harness {
         Harness { db, config_path, engine, stop_orchestration, orchestration }
     }
 
-    fn spawn_worker(&self) -> WorkerProcess {
-        let child = Command::new(env!("CARGO_BIN_EXE_rust-worker"))
-            .env("TASKER_CONFIG_PATH", &self.config_path)
-            .env("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting rust-worker");
-        WorkerProcess(child)
+    fn spawn_worker(&self) -> ChildProcess {
+        spawn_worker(&self.config_path, &[])
     }
 
     async fn create(&self, name: &str, context: serde_json::Value) -> uuid::Uuid {
@@ -152,27 +123,8 @@ impl Harness {
     async fn finish(self) {
         let _ = self.stop_orchestration.send(());
         self.orchestration.await.unwrap().unwrap();
-        let _ = std::fs::remove_file(&self.config_path);
         self.db.drop_database().await;
     }
-}
-
-/// A spawned worker, killed if a failing test leaves it running.
-struct WorkerProcess(Child);
-
-impl Drop for WorkerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    let status =
-        Command::new("kill").args([format!("-{name}"), child.id().to_string()]).status().unwrap();
-    assert!(status.success());
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -189,8 +141,9 @@ async fn killed_worker_mid_step_and_restarted_still_completes_the_task() {
 
     let mut second = harness.spawn_worker();
     let task = harness.wait_until(uuid, "completion after restart", |t| t.state.is_final()).await;
-    signal(&second.0, "TERM");
-    assert!(second.0.wait().unwrap().success());
+    send_signal(second.0.id(), "TERM");
+    let (status, _) = wait_for_exit(&mut second.0, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
 
     assert_eq!(task.state, TaskState::Complete, "{task:#?}");
     let results: Vec<i64> =
@@ -208,12 +161,10 @@ async fn sigterm_lets_the_step_in_hand_finish_then_exits_promptly() {
     let uuid =
         harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 600})).await;
     harness.wait_for_claim().await;
-    let signalled = Instant::now();
-    signal(&worker.0, "TERM");
-    let status = worker.0.wait().unwrap();
-    let exit_after = signalled.elapsed();
+    send_signal(worker.0.id(), "TERM");
+    let (status, exit_after) = wait_for_exit(&mut worker.0, Duration::from_secs(10));
     assert!(status.success(), "{status}");
-    assert!(exit_after < Duration::from_secs(3), "exit took {exit_after:?}");
+    assert!(exit_after < Duration::from_secs(2), "exit took {exit_after:?}");
 
     // The step in hand posted its result before the exit; the next one was never taken.
     let task = harness
@@ -224,5 +175,35 @@ async fn sigterm_lets_the_step_in_hand_finish_then_exits_promptly() {
     assert_eq!(task.step("linear_step_1").unwrap().result, Some(json!({"result": 4})));
     assert_eq!(task.step("linear_step_2").unwrap().state, StepState::Enqueued);
     assert_eq!(task.state, TaskState::InProgress);
+    harness.finish().await;
+}
+
+#[test]
+fn sigterm_during_startup_exits_0_promptly() {
+    let database = UnresponsiveDatabase::bind();
+    let config = root().join("config/tasker/generated/worker-test.toml");
+    let mut worker = spawn_worker(&config, &[("DATABASE_URL", &database.url)]);
+    // Startup now waits for the database that never answers.
+    let _connection = database.accept(Duration::from_secs(30));
+    send_signal(worker.0.id(), "TERM");
+    let (status, waited) = wait_for_exit(&mut worker.0, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(0), "{status}");
+    assert!(waited < Duration::from_secs(2), "exit took {waited:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_during_a_step_longer_than_the_budget_still_exits_within_2_s() {
+    let harness = Harness::start().await;
+    let mut worker = harness.spawn_worker();
+    let uuid =
+        harness.create("linear_workflow", json!({"even_number": 2, "step_delay_ms": 5000})).await;
+    harness.wait_for_claim().await;
+    send_signal(worker.0.id(), "TERM");
+    let (status, exit_after) = wait_for_exit(&mut worker.0, Duration::from_secs(10));
+    assert!(status.success(), "{status}");
+    assert!(exit_after < Duration::from_secs(2), "exit took {exit_after:?}");
+    // The step was abandoned, not failed: no result, it waits for its visibility timeout.
+    let step = harness.task(uuid).await.step("linear_step_1").unwrap().clone();
+    assert_eq!((step.state, step.attempts), (StepState::Enqueued, 1), "{step:#?}");
     harness.finish().await;
 }

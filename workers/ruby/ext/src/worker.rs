@@ -33,7 +33,10 @@ pub fn start(
     tasker_shared::init_tracing();
     let mut config =
         TaskerConfig::load_from(Path::new(config_path), &|name| std::env::var(name).ok())
-            .and_then(|config| config.worker().map(|_| config.clone()))
+            .and_then(|config| {
+                config.worker()?;
+                Ok(config)
+            })
             .map_err(|err| err.to_string())?;
     // Ruby runs one step at a time: claiming more would leave messages waiting in the
     // channel while their visibility timeout runs out, and another worker would run them too.

@@ -1,11 +1,13 @@
-//! Startup failures of `ruby workers/ruby/bin/server.rb`: one clear message, exit code 2,
-//! nothing left running. No database needed.
+//! Startup of `ruby workers/ruby/bin/server.rb`: failures are one clear message, exit
+//! code 2, nothing left running; a SIGTERM while starting is a prompt exit 0. No database
+//! needed.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use support::RubyWorker;
+use tasker_shared::testing::UnresponsiveDatabase;
 
 fn exit_of(worker: &mut RubyWorker) -> (Option<i32>, String) {
     let (status, _) = worker.wait_exit(Instant::now(), Duration::from_secs(20));
@@ -67,4 +69,16 @@ fn the_log_never_shows_the_database_password() {
     assert_eq!(code, Some(2), "output:\n{log}");
     assert!(log.contains("DATABASE_URL=postgresql://tasker:***@127.0.0.1:"), "output:\n{log}");
     assert!(!log.contains("hunter2secret"), "the password leaked:\n{log}");
+}
+
+#[test]
+fn sigterm_while_the_runtime_starts_exits_0_promptly() {
+    let database = UnresponsiveDatabase::bind();
+    let mut worker = RubyWorker::start(&[("DATABASE_URL", database.url.clone())]);
+    // The library is now inside its start, waiting for the database that never answers.
+    let _connection = database.accept(Duration::from_secs(30));
+    let (status, waited) = worker.terminate(Duration::from_secs(10));
+    let log = worker.log();
+    assert_eq!(status.code(), Some(0), "output:\n{log}");
+    assert!(waited < Duration::from_secs(2), "exit took {waited:?}; output:\n{log}");
 }

@@ -68,7 +68,7 @@ impl RubyWorker {
                 workspace_root().join("config/tasker/generated/worker-test.toml"),
             )
             .env("TASKER_TEMPLATE_PATH", workspace_root().join("config/tasks"))
-            .env("TASKER_WEB_BIND_ADDRESS", format!("127.0.0.1:{}", free_port()))
+            .env("TASKER_WEB_BIND_ADDRESS", "127.0.0.1:0")
             .env("TASKER_INSTANCE_ID", &instance_id)
             .env_remove("RUST_LOG")
             .envs(envs.iter().map(|(key, value)| (key, value)))
@@ -120,11 +120,7 @@ impl RubyWorker {
     /// (panics if the process is still running after `timeout`).
     pub fn terminate(&mut self, timeout: Duration) -> (ExitStatus, Duration) {
         let sent = Instant::now();
-        let status = Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("running kill");
-        assert!(status.success(), "kill -TERM {} failed", self.pid());
+        tasker_shared::testing::send_signal(self.pid(), "TERM");
         self.wait_exit(sent, timeout)
     }
 
