@@ -1,17 +1,13 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
-mod ci_native;
+mod cli;
 mod config;
 mod deps;
 mod github;
-mod manifest;
-mod native;
-mod plan;
-mod postgres;
-mod processes;
+mod interrupts;
 mod project;
-mod readiness;
+mod secrets;
 mod services;
 mod test;
 mod timings;
@@ -42,10 +38,14 @@ enum Task {
     Deps(deps::DepsArgs),
     /// Run the whole test suite: unit, integration and doc tests of the workspace
     Test(test::Args),
-    /// Run the services natively: up, down, status, logs, bench
-    Services(services::Args),
+    /// Run the services natively or in Docker: up, down, status, logs, bench
+    Services(cli::services::Args),
     /// The native CI pipeline: build, database, services, end-to-end tests, teardown
-    CiNative(ci_native::Args),
+    CiNative(cli::ci::NativeArgs),
+    /// The same pipeline with the services in Docker Compose (production-like)
+    CiDocker(cli::ci::DockerArgs),
+    /// The Docker backend's files and base image: generate, bootstrap
+    Docker(cli::docker::Args),
 }
 
 fn main() -> ExitCode {
@@ -54,8 +54,10 @@ fn main() -> ExitCode {
         Task::Config(args) => config::run(args),
         Task::Deps(args) => deps::run(args),
         Task::Test(args) => test::run(args),
-        Task::Services(args) => services::run(args),
-        Task::CiNative(args) => ci_native::run(args),
+        Task::Services(args) => cli::services::run(args),
+        Task::CiNative(args) => cli::ci::native(args),
+        Task::CiDocker(args) => cli::ci::docker(args),
+        Task::Docker(args) => cli::docker::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

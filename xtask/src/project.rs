@@ -73,6 +73,14 @@ pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<(
     result
 }
 
+/// A stable 16-hex-digit hash of `text` (FNV-1a), for names derived from paths or
+/// inputs: the same text gives the same name on every run and machine.
+pub fn short_hash(text: &str) -> String {
+    let hash =
+        text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
+    format!("{hash:016x}")
+}
+
 /// A mistake in the user's input (flags, files, environment): printed as one line and
 /// exits with code 2. Internal failures stay plain `anyhow` errors and exit 1.
 #[derive(Debug)]

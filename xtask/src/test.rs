@@ -67,10 +67,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let steps = plan(runner, &args.cargo_args);
     let mut failed = Vec::new();
-    crate::processes::catch_interrupts();
+    crate::interrupts::catch_interrupts();
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
-    let database = crate::native::database_session(
+    let database = crate::services::native::database_session(
         &project::xtask_dir().join("test-database"),
         DATABASE_NAME,
     )?;
@@ -82,8 +82,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .envs(exports.iter().map(|(k, v)| (k, v)))
             .spawn()
             .with_context(|| format!("running cargo for the {}", step.name))?;
-        let status = crate::processes::wait_child(&mut child, std::time::Duration::from_secs(10))?;
-        crate::processes::check_interrupted()?;
+        let status = crate::interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
+        crate::interrupts::check_interrupted()?;
         if !status.success() {
             failed.push(step.name);
         }
@@ -91,9 +91,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     drop(database);
     // Then the end-to-end tests against the real services.
     eprintln!("==> end-to-end tests: cargo xtask ci-native");
-    match crate::ci_native::run_default() {
+    match crate::cli::ci::native_default() {
         Ok(()) => {}
-        Err(err) if crate::processes::interrupted().is_some() => return Err(err),
+        Err(err) if crate::interrupts::interrupted().is_some() => return Err(err),
         Err(err) => {
             if err.downcast_ref::<Exit>().is_none() {
                 eprintln!("error: {err:#}");

@@ -191,9 +191,9 @@ fn ports_of(state: &serde_json::Value) -> Vec<u16> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|s| s["port"].as_u64().unwrap() as u16)
+        .map(|s| s["addr"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap())
         .collect();
-    ports.push(state["database"]["embedded"]["port"].as_u64().unwrap() as u16);
+    ports.push(state["database"]["port"].as_u64().unwrap() as u16);
     ports
 }
 
@@ -320,13 +320,16 @@ fn a_stale_state_file_whose_pid_was_reused_does_not_get_it_killed() {
     let start_time: u64 =
         stat.rsplit(')').next().unwrap().split_whitespace().nth(19).unwrap().parse().unwrap();
     let state = serde_json::json!({
-        "version": 1,
+        "version": 2,
+        "backend": "native",
         "database": null,
         "services": [{
-            "name": "orchestration", "pid": pid, "pgid": pid, "start_time": start_time - 1,
-            "port": 1, "url": "http://127.0.0.1:1", "instance_id": "x", "log": "/dev/null",
-            "health_path": "/health", "identity": "tasker-orchestration", "export": null, "started_unix": 0,
+            "name": "orchestration", "url": "http://127.0.0.1:1", "addr": "127.0.0.1:1",
+            "instance_id": "x", "health_path": "/health", "identity": "tasker-orchestration",
+            "export": null, "started_unix": 0, "log": "/dev/null",
+            "process": { "pid": pid, "pgid": pid, "start_time": start_time - 1 },
         }],
+        "excluded_tests": [],
     });
     std::fs::create_dir_all(f.state("s")).unwrap();
     std::fs::write(f.state("s").join("services.json"), state.to_string()).unwrap();
@@ -418,7 +421,7 @@ fn interrupt_ci_native_mid_run(name: &str, signal: i32) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let state = read_state(&f.state("s"));
-    let data_dir = PathBuf::from(state["database"]["embedded"]["data_dir"].as_str().unwrap());
+    let data_dir = PathBuf::from(state["database"]["data_dir"].as_str().unwrap());
     assert!(data_dir.exists());
     // SAFETY: signalling the child we spawned.
     unsafe { libc::kill(child.id() as i32, signal) };

@@ -23,7 +23,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static HANDLER: Once = Once::new();
 
 fn interrupted() -> bool {
-    crate::processes::interrupted().is_some()
+    crate::interrupts::interrupted().is_some()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -52,7 +52,7 @@ fn restore_files(files: &[(PathBuf, Option<Vec<u8>>)]) -> anyhow::Result<()> {
 /// restores every open transaction's files and exits 130.
 fn install_signal_handler() {
     HANDLER.call_once(|| {
-        crate::processes::catch_interrupts();
+        crate::interrupts::catch_interrupts();
         std::thread::spawn(|| {
             while !interrupted() {
                 std::thread::sleep(std::time::Duration::from_millis(20));

@@ -1,15 +1,11 @@
 //! Is a service up, and is it *our* service? An HTTP GET of its health path every
 //! ~50 ms; ready only on 200 with the expected `service` identity and the instance id
 //! xtask gave that process. A process that exits while we wait fails at once with its
-//! exit status and log tail. Shared by every backend.
+//! exit status and log tail (the backend says which exited). Shared by every backend.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::Child;
 use std::time::{Duration, Instant};
-
-use crate::processes;
 
 pub const PERIOD: Duration = Duration::from_millis(50);
 const REQUEST_TIMEOUT: Duration = Duration::from_millis(500);
@@ -21,9 +17,6 @@ pub struct Target<'a> {
     pub path: &'a str,
     pub identity: &'a str,
     pub instance_id: &'a str,
-    pub log: PathBuf,
-    /// The process, when we own it here (to notice an early exit).
-    pub child: Option<&'a mut Child>,
     /// Already ready (an earlier wave): only watched for an exit, not probed.
     pub ready: bool,
 }
@@ -100,7 +93,8 @@ pub enum Failure {
     Exited {
         name: String,
         status: String,
-        log: PathBuf,
+        /// Where its whole log is, for the message.
+        log: String,
         tail: String,
     },
     /// The deadline passed; each service not ready with its last observation.
@@ -116,8 +110,7 @@ impl std::fmt::Display for Failure {
         match self {
             Failure::Exited { name, status, log, tail } => write!(
                 f,
-                "service `{name}` exited during startup ({status}); last lines of {}:\n{tail}",
-                crate::project::display_path(log)
+                "service `{name}` exited during startup ({status}); last lines of {log}:\n{tail}"
             ),
             Failure::Timeout { waited, pending } => {
                 let list: Vec<String> =
@@ -131,11 +124,13 @@ impl std::fmt::Display for Failure {
 
 impl std::error::Error for Failure {}
 
-/// Waits until every target is ready, one of them exits (also one already ready),
-/// `timeout` passes, or `interrupted` says to stop.
+/// Waits until every target is ready, `exited` reports a process that ended (also one
+/// already ready: a dependency that dies while its dependents start is reported at
+/// once too), `timeout` passes, or `interrupted` says to stop.
 pub fn wait_all(
-    targets: &mut [Target],
+    targets: &[Target],
     timeout: Duration,
+    exited: &mut dyn FnMut() -> Option<Failure>,
     interrupted: &dyn Fn() -> bool,
 ) -> Result<(), Failure> {
     let started = Instant::now();
@@ -144,23 +139,13 @@ pub fn wait_all(
         .map(|t| if t.ready { None } else { Some("no answer yet".to_string()) })
         .collect();
     loop {
-        for (target, last) in targets.iter_mut().zip(last.iter_mut()) {
-            // Every process is watched: a dependency that dies while its dependents start
-            // is reported at once too.
-            if let Some(child) = target.child.as_deref_mut()
-                && let Ok(Some(status)) = child.try_wait()
-            {
-                return Err(Failure::Exited {
-                    name: target.name.to_string(),
-                    status: status.to_string(),
-                    log: target.log.clone(),
-                    tail: processes::tail(&target.log, 30),
-                });
+        if let Some(failure) = exited() {
+            return Err(failure);
+        }
+        for (target, last) in targets.iter().zip(last.iter_mut()) {
+            if last.is_some() {
+                *last = check(target.addr, target.path, target.identity, target.instance_id).err();
             }
-            if last.is_none() {
-                continue;
-            }
-            *last = check(target.addr, target.path, target.identity, target.instance_id).err();
         }
         if last.iter().all(Option::is_none) {
             return Ok(());

@@ -6,12 +6,12 @@ use std::fs::File;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::Context as _;
 
 /// A process as recorded in a state file: its pid, process group and kernel start time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub pid: u32,
     pub pgid: u32,
@@ -117,29 +117,15 @@ pub fn own_group_logging_to(cmd: &mut Command, log: &Path) -> anyhow::Result<()>
     Ok(())
 }
 
-/// Polls until `done` returns true or `timeout` passes; returns whether it became true.
-pub fn wait_until(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
-    let deadline = Instant::now() + timeout;
-    let mut pause = Duration::from_millis(1);
-    loop {
-        if done() {
-            return true;
-        }
-        if Instant::now() >= deadline {
-            return false;
-        }
-        std::thread::sleep(pause);
-        pause = (pause * 2).min(Duration::from_millis(20));
-    }
-}
-
 /// Stops groups: SIGTERM to each, up to `grace` for all of them together, then SIGKILL
 /// to what is left. Returns the names that needed SIGKILL.
 pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> Vec<&'a str> {
     for (_, id) in groups {
         signal_group(id, libc::SIGTERM);
     }
-    wait_until(grace, || groups.iter().all(|(_, id)| !group_is_ours_and_alive(id)));
+    crate::interrupts::wait_until(grace, || {
+        groups.iter().all(|(_, id)| !group_is_ours_and_alive(id))
+    });
     let mut killed = Vec::new();
     for (name, id) in groups {
         if signal_group(id, libc::SIGKILL) {
@@ -147,92 +133,17 @@ pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> 
         }
     }
     if !killed.is_empty() {
-        wait_until(Duration::from_secs(2), || {
+        crate::interrupts::wait_until(Duration::from_secs(2), || {
             groups.iter().all(|(_, id)| !group_is_ours_and_alive(id))
         });
     }
     killed
 }
 
-/// The last `n` lines of a log file, for error messages.
-pub fn tail(path: &Path, n: usize) -> String {
-    let Ok(bytes) = std::fs::read(path) else { return String::new() };
-    let text = String::from_utf8_lossy(&bytes);
-    let lines: Vec<&str> = text.lines().collect();
-    // Printed in error messages: never show a database password a service logged.
-    crate::postgres::redact_text(&lines[lines.len().saturating_sub(n)..].join("\n"))
-}
-
 /// Whether we run as root (then PostgreSQL needs another user).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
-}
-
-static INTERRUPTED: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
-
-extern "C" fn on_interrupt(signal: libc::c_int) {
-    INTERRUPTED.store(signal, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// From now on SIGINT, SIGTERM and SIGHUP only set a flag that the task's wait loops
-/// check, so every exit path goes through teardown. Children get the default handlers
-/// back when they exec.
-pub fn catch_interrupts() {
-    for signal in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: the handler only stores to an atomic, which is async-signal-safe.
-        unsafe { libc::signal(signal, on_interrupt as *const () as libc::sighandler_t) };
-    }
-}
-
-/// The signal that interrupted us, if any.
-pub fn interrupted() -> Option<libc::c_int> {
-    match INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        0 => None,
-        signal => Some(signal),
-    }
-}
-
-/// Once a signal interrupted us: the error that ends the task with `128 + signal`, the
-/// status a shell reports for death by that signal. Callers tear down on the way out.
-pub fn check_interrupted() -> anyhow::Result<()> {
-    match interrupted() {
-        Some(signal) => {
-            eprintln!("xtask: interrupted (signal {signal}); stopping");
-            Err(crate::project::Exit(128 + signal as u8).into())
-        }
-        None => Ok(()),
-    }
-}
-
-/// Waits for a child while watching for interrupts; on one, passes the signal on to the
-/// child, waits `grace`, then kills it.
-pub fn wait_child(
-    child: &mut std::process::Child,
-    grace: Duration,
-) -> std::io::Result<std::process::ExitStatus> {
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status);
-        }
-        if let Some(signal) = interrupted() {
-            // SAFETY: kill(2) on our own child.
-            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
-            if !wait_until(grace, || matches!(child.try_wait(), Ok(Some(_)))) {
-                let _ = child.kill();
-            }
-            return child.wait();
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
-/// Unix time in seconds.
-pub fn unix_now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -256,13 +167,5 @@ mod tests {
         assert!(me.is_ours_and_alive());
         let reused = Identity { start_time: start + 1, ..me };
         assert!(!reused.is_ours_and_alive());
-    }
-
-    #[test]
-    fn tail_keeps_the_last_lines() {
-        let path = std::env::temp_dir().join(format!("xtask-tail-{}", std::process::id()));
-        std::fs::write(&path, "a\nb\nc\n").unwrap();
-        assert_eq!(tail(&path, 2), "b\nc");
-        std::fs::remove_file(path).unwrap();
     }
 }

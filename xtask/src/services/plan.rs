@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use crate::manifest::{Launch, Manifest, Service, Step, waves};
+use super::manifest::{Launch, Manifest, Service, Step, waves};
 
 pub struct Options<'a> {
     /// Services asked for by name (`--only`); empty means all.
@@ -252,14 +252,17 @@ fn topological<'m>(services: &[&'m Service]) -> Vec<&'m Service> {
         .collect()
 }
 
-/// Values for the placeholders of one process.
+/// Values for the placeholders of one process, as the backend that runs it sees them
+/// (paths inside a container differ from the host's).
 pub struct Vars<'a> {
     pub port: Option<u16>,
+    /// The address a service binds: loopback natively, every interface in a container.
+    pub bind_host: &'a str,
     pub database_url: &'a str,
-    pub root: &'a Path,
+    pub root: &'a str,
     pub instance_id: &'a str,
-    pub config: Option<&'a Path>,
-    pub target_dir: &'a Path,
+    pub config: Option<&'a str>,
+    pub target_dir: &'a str,
     /// Base URLs of the services started so far.
     pub urls: &'a BTreeMap<String, String>,
 }
@@ -278,13 +281,12 @@ pub fn render(template: &str, vars: &Vars) -> String {
         let name = &after[..close];
         match name {
             "port" => out.push_str(&vars.port.map(|p| p.to_string()).unwrap_or_default()),
+            "bind_host" => out.push_str(vars.bind_host),
             "database_url" => out.push_str(vars.database_url),
-            "root" => out.push_str(&vars.root.display().to_string()),
+            "root" => out.push_str(vars.root),
             "instance_id" => out.push_str(vars.instance_id),
-            "target_dir" => out.push_str(&vars.target_dir.display().to_string()),
-            "config" => {
-                out.push_str(&vars.config.map(|c| c.display().to_string()).unwrap_or_default())
-            }
+            "target_dir" => out.push_str(vars.target_dir),
+            "config" => out.push_str(vars.config.unwrap_or_default()),
             _ => match name.strip_prefix("url:").and_then(|s| vars.urls.get(s)) {
                 Some(url) => out.push_str(url),
                 None => out.push_str(&rest[open..open + close + 2]),
@@ -299,7 +301,7 @@ pub fn render(template: &str, vars: &Vars) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::manifest;
+    use crate::services::manifest;
 
     const MANIFEST: &str = r#"
 [env]
@@ -316,7 +318,7 @@ config = "config/orch.toml"
 binary = "tasker-server"
 package = "tasker-orchestration"
 config = "config/orch.toml"
-env = { TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{port}", RUST_LOG = "debug" }
+env = { TASKER_WEB_BIND_ADDRESS = "{bind_host}:{port}", RUST_LOG = "debug" }
 health = { path = "/health", service = "tasker-orchestration" }
 export = "TASKER_TEST_ORCHESTRATION_URL"
 fixed_port = 8080
@@ -483,16 +485,17 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
             BTreeMap::from([("orchestration".to_string(), "http://127.0.0.1:9".to_string())]);
         let vars = Vars {
             port: Some(4242),
+            bind_host: "127.0.0.1",
             database_url: "postgres://u@h/db",
-            root: Path::new("/r"),
+            root: "/r",
             instance_id: "id-1",
-            config: Some(Path::new("/r/c.toml")),
-            target_dir: Path::new("/r/target/debug"),
+            config: Some("/r/c.toml"),
+            target_dir: "/r/target/debug",
             urls: &urls,
         };
         assert_eq!(
             render(
-                "127.0.0.1:{port} {database_url} {root}/x {instance_id} {config} {url:orchestration} {target_dir}/lib.so",
+                "{bind_host}:{port} {database_url} {root}/x {instance_id} {config} {url:orchestration} {target_dir}/lib.so",
                 &vars
             ),
             "127.0.0.1:4242 postgres://u@h/db /r/x id-1 /r/c.toml http://127.0.0.1:9 /r/target/debug/lib.so"

@@ -71,7 +71,7 @@ pub struct Service {
 
 /// Placeholders a value may contain. `{url:NAME}` is checked separately.
 pub const PLACEHOLDERS: &[&str] =
-    &["port", "database_url", "root", "instance_id", "config", "target_dir"];
+    &["port", "bind_host", "database_url", "root", "instance_id", "config", "target_dir"];
 
 pub fn default_path() -> PathBuf {
     project::root().join("config/services.toml")
@@ -143,6 +143,12 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
             {
                 return Err(format!(
                     "{}: service name `{name}` must be letters, digits, `-` and `_`",
+                    at(service.span())
+                ));
+            }
+            if RESERVED.contains(&name) {
+                return Err(format!(
+                    "{}: service name `{name}` is reserved (the database and the migrate step use it); pick another",
                     at(service.span())
                 ));
             }
@@ -237,7 +243,7 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
                 .any(|v| v.contains("{port}"));
             if !mentions_port {
                 return Err(format!(
-                    "{}: {section} never receives its port: use `{{port}}` in its env (e.g. TASKER_WEB_BIND_ADDRESS = \"127.0.0.1:{{port}}\") or args",
+                    "{}: {section} never receives its port: use `{{port}}` in its env (e.g. TASKER_WEB_BIND_ADDRESS = \"{{bind_host}}:{{port}}\") or args",
                     at(service.span())
                 ));
             }
@@ -260,6 +266,9 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
     validate_graph(&manifest, &file)?;
     Ok(manifest)
 }
+
+/// Names the backends give the database and the migrate step (log files, containers).
+const RESERVED: &[&str] = &["postgres", "migrate"];
 
 const STEP_KEYS: &[&str] =
     &["binary", "package", "command", "args", "workdir", "config", "env", "requires"];
@@ -430,7 +439,7 @@ pub fn check_placeholders(text: &str, allow_port: bool) -> Result<(), String> {
             || name.strip_prefix("url:").is_some_and(|s| !s.is_empty());
         if !known {
             return Err(format!(
-                "unknown placeholder `{{{name}}}` (known: {{port}}, {{database_url}}, {{root}}, {{instance_id}}, {{config}}, {{target_dir}}, {{url:SERVICE}})"
+                "unknown placeholder `{{{name}}}` (known: {{port}}, {{bind_host}}, {{database_url}}, {{root}}, {{instance_id}}, {{config}}, {{target_dir}}, {{url:SERVICE}})"
             ));
         }
         if name == "port" && !allow_port {
@@ -574,7 +583,7 @@ config = "config/a.toml"
 binary = "tasker-server"
 package = "tasker-orchestration"
 config = "config/a.toml"
-env = { TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{port}" }
+env = { TASKER_WEB_BIND_ADDRESS = "{bind_host}:{port}" }
 health = { path = "/health", service = "tasker-orchestration" }
 export = "TASKER_TEST_ORCHESTRATION_URL"
 
@@ -687,5 +696,15 @@ health = { path = "/health", service = "tasker-worker" }
     fn binary_xor_command() {
         let text = GOOD.replace("command = [\"ruby\"]", "command = [\"ruby\"]\nbinary = \"x\"");
         assert!(error_of(&text).contains("both `binary` and `command`"));
+    }
+
+    #[test]
+    fn the_database_and_migrate_names_are_reserved() {
+        let text = GOOD.replace("[services.worker]", "[services.postgres]");
+        assert!(
+            error_of(&text).contains("service name `postgres` is reserved"),
+            "{}",
+            error_of(&text)
+        );
     }
 }

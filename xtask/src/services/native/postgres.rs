@@ -15,8 +15,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::processes::{self, Identity};
+use super::processes::{self, Identity};
+use crate::interrupts::wait_until;
 use crate::project;
+use crate::secrets::redact;
+use crate::services::logs;
 
 /// Where the server binaries live and which version they are.
 #[derive(Debug, Clone)]
@@ -26,7 +29,7 @@ pub struct Binaries {
 }
 
 /// A running embedded cluster, as recorded in the state file.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Embedded {
     pub process: Identity,
     pub port: u16,
@@ -280,12 +283,8 @@ fn reachable_by_server(
         return preferred.to_path_buf();
     }
     // Keyed by the preferred path, so each checkout and state dir keeps its own.
-    let key = preferred
-        .display()
-        .to_string()
-        .bytes()
-        .fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-    std::env::temp_dir().join(format!("{fallback}-{key:016x}"))
+    let key = project::short_hash(&preferred.display().to_string());
+    std::env::temp_dir().join(format!("{fallback}-{key}"))
 }
 
 fn unique() -> u128 {
@@ -386,7 +385,7 @@ fn run_server(
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
         loop {
             if let Ok(Some(status)) = child.try_wait() {
-                let tail = processes::tail(log, 30);
+                let tail = logs::tail(log, 30);
                 if tail.contains("Address already in use") || tail.contains("could not bind") {
                     last_error = Some(format!("port {port} was taken"));
                     break;
@@ -419,15 +418,15 @@ fn run_server(
 pub fn stop(db: &Embedded) {
     let id = &db.process;
     if processes::signal_process(id, libc::SIGINT)
-        && !processes::wait_until(Duration::from_secs(2), || !id.is_ours_and_alive())
+        && !wait_until(Duration::from_secs(2), || !id.is_ours_and_alive())
         && processes::signal_process(id, libc::SIGQUIT)
-        && !processes::wait_until(Duration::from_secs(1), || !id.is_ours_and_alive())
+        && !wait_until(Duration::from_secs(1), || !id.is_ours_and_alive())
     {
         processes::signal_group(id, libc::SIGKILL);
-        processes::wait_until(Duration::from_secs(1), || !processes::group_is_ours_and_alive(id));
+        wait_until(Duration::from_secs(1), || !processes::group_is_ours_and_alive(id));
     }
     // Backends can outlive the postmaster by a moment.
-    processes::wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
+    wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
     remove_dirs(&db.data_dir, &db.socket_dir);
 }
 
@@ -519,57 +518,6 @@ pub fn parse_url(url: &str) -> Option<UrlParts> {
     })
 }
 
-/// The URL with its password (in the userinfo or a `password=` parameter) replaced by `***`.
-pub fn redact(url: &str) -> String {
-    let mut out = url.to_string();
-    if let Some(scheme_end) = out.find("://") {
-        let start = scheme_end + 3;
-        // The userinfo ends at the last `@`, not at the first `/`: a password may hold an
-        // unencoded `/`, `?` or `@`, and hiding too much beats showing a password.
-        if let Some(at) = out[start..].rfind('@')
-            && let Some(colon) = out[start..start + at].find(':')
-        {
-            out.replace_range(start + colon + 1..start + at, "***");
-        }
-    }
-    if let Some(query_start) = out.find('?') {
-        let query: Vec<String> = out[query_start + 1..]
-            .split('&')
-            .map(|pair| match pair.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => pair.to_string(),
-            })
-            .collect();
-        out.replace_range(query_start + 1.., &query.join("&"));
-    }
-    out
-}
-
-/// Redacts every URL password in free text (log tails we print may quote URLs).
-pub fn redact_text(text: &str) -> String {
-    if !text.contains("://") {
-        return text.to_string();
-    }
-    let mut out = String::with_capacity(text.len());
-    for (i, word) in text.split(' ').enumerate() {
-        if i > 0 {
-            out.push(' ');
-        }
-        match word.find("://") {
-            Some(at) => {
-                let start = word[..at]
-                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+')
-                    .map(|i| i + 1)
-                    .unwrap_or(0);
-                out.push_str(&word[..start]);
-                out.push_str(&redact(&word[start..]));
-            }
-            None => out.push_str(word),
-        }
-    }
-    out
-}
-
 #[derive(Debug)]
 enum Handshake {
     Ready,
@@ -641,25 +589,6 @@ fn handshake(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redact_hides_passwords_only() {
-        assert_eq!(redact("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(
-            redact("postgres://h/db?user=u&password=x&sslmode=off"),
-            "postgres://h/db?user=u&password=***&sslmode=off"
-        );
-        assert_eq!(redact("postgresql://u:p@ss@h/db"), "postgresql://u:***@h/db");
-        assert_eq!(redact("postgres://u:se/cr?et@h/db"), "postgres://u:***@h/db");
-        assert_eq!(redact("postgres://h:5432/db?sslmode=off"), "postgres://h:5432/db?sslmode=off");
-        assert_eq!(
-            redact_text(
-                "connecting to database=\"postgres://app:pw@db:5432/x\" failed\nnext http://h/"
-            ),
-            "connecting to database=\"postgres://app:***@db:5432/x\" failed\nnext http://h/"
-        );
-    }
 
     #[test]
     fn parse_url_fills_defaults() {

@@ -1,127 +1,106 @@
-//! `cargo xtask ci-native`: the whole native pipeline in one command. Build the service
-//! and test binaries once, start the database and the services, run the end-to-end
-//! tests with nextest's `ci` profile, collect logs on failure, tear everything down on
-//! every path, and report phase timings.
+//! The CI pipeline, written once for both backends: build the service and test binaries,
+//! start a session, run the end-to-end tests with nextest's `ci` profile against it,
+//! collect logs on failure, tear down on every path, report phase timings.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
+use super::manifest::{self, Launch, Manifest};
+use super::{Backend, Session, UpOptions, logs, readiness, state};
 use crate::github;
-use crate::manifest::{self, Launch, Manifest};
-use crate::native::{self, State};
-use crate::processes;
+use crate::interrupts;
 use crate::project::{self, Exit};
-use crate::services::{self, Common, Start};
 use crate::timings::Timings;
 
 /// The end-to-end tests: the root package, behind its `test-services` feature.
 const TEST_PACKAGE: &str = "tasker-core";
 const TEST_FEATURE: &str = "test-services";
 
-#[derive(clap::Args)]
-#[command(after_help = "\
-Examples:
-  cargo xtask ci-native                                everything
-  cargo xtask ci-native --partition hash:1/2           one of two CI shards
-  cargo xtask ci-native -- -E 'test(workflow)'         nextest arguments after --
-
-JUnit: target/nextest/ci/junit.xml. On failure, every service log and the database log
-are copied to <state-dir>/ci-logs/. Timings: <state-dir>/timings.json.")]
-pub struct Args {
-    /// Build and run with the release profile
-    #[arg(long)]
-    release: bool,
-    /// Do not build: the service and test binaries exist already
-    #[arg(long)]
-    no_build: bool,
-    /// Run one shard of the tests, e.g. hash:1/3 (passed to nextest)
-    #[arg(long, value_name = "hash:M/N")]
-    partition: Option<String>,
-    /// Seconds to wait for the services to be ready (scaled by the CI multiplier)
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
-    timeout: u64,
-    #[command(flatten)]
-    common: Common,
-    /// Arguments for `cargo nextest run`
-    #[arg(last = true, value_name = "NEXTEST_ARGS")]
-    nextest_args: Vec<String>,
+pub struct Options {
+    pub up: UpOptions,
+    /// The binaries exist already: do not build.
+    pub no_build: bool,
+    /// One shard of the tests (`hash:M/N`), passed to nextest.
+    pub partition: Option<String>,
+    pub nextest_args: Vec<String>,
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    processes::catch_interrupts();
-    if let Some(partition) = &args.partition {
+/// Runs the pipeline and reports its timings, whatever the outcome.
+pub fn run(options: &Options) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    if let Some(partition) = &options.partition {
         check_partition(partition).map_err(project::UserError)?;
     }
-    let state_dir = args.common.state_dir();
     let mut timings = Timings::default();
-    let result = pipeline(&args, &mut timings);
-    report_timings(&timings, &state_dir);
+    let result = stages(options, &mut timings);
+    report_timings(&timings, options.up.backend, &options.up.state_dir);
     result
 }
 
-/// The pipeline with its defaults (for `cargo xtask test`).
-pub fn run_default() -> anyhow::Result<()> {
-    run(Args {
-        release: false,
-        no_build: false,
-        partition: None,
-        timeout: 60,
-        common: Common { state_dir: None, manifest: None },
-        nextest_args: Vec::new(),
-    })
+/// Where logs are copied for the workflow to upload when a run fails.
+pub fn ci_logs_dir(state_dir: &Path, backend: Backend) -> PathBuf {
+    match backend {
+        Backend::Native => state_dir.join("ci-logs"),
+        Backend::Docker => state_dir.join("ci-logs").join("docker"),
+    }
 }
 
-fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
-    let start = Start {
-        only: Vec::new(),
-        release: args.release,
-        fixed_ports: false,
-        timeout: args.timeout,
-    };
-    let options = services::up_options(&start, &args.common);
-    let manifest = manifest::load(&options.manifest)?;
+fn stages(options: &Options, timings: &mut Timings) -> anyhow::Result<()> {
+    let up = &options.up;
+    let manifest = manifest::load(&up.manifest)?;
     // Checked again by `prepare`; here so a live session fails before a long build.
-    native::ensure_no_session(&options.state_dir)?;
+    super::ensure_no_session(&up.state_dir)?;
     if !project::nextest_installed() {
         crate::user_error!(
-            "cargo-nextest is not installed; ci-native runs the tests with it: \
-             `cargo install --locked cargo-nextest`"
+            "cargo-nextest is not installed; ci-{} runs the tests with it: \
+             `cargo install --locked cargo-nextest`",
+            up.backend.name()
         );
     }
     // Logs of an earlier failed run must not pass for this run's.
-    let _ = std::fs::remove_dir_all(options.state_dir.join("ci-logs"));
-    if !args.no_build {
+    let ci_logs = ci_logs_dir(&up.state_dir, up.backend);
+    let _ = std::fs::remove_dir_all(up.state_dir.join("ci-logs"));
+    if !options.no_build {
         let started = Instant::now();
-        github::group("build", || build(&manifest, args.release))?;
+        github::group("build", || build(&manifest, up.release))?;
         timings.add("build", started.elapsed());
     }
-    processes::check_interrupted()?;
+    interrupts::check_interrupted()?;
 
-    let prepared = native::prepare(manifest, &options, timings)?;
-    let session = match native::start(prepared, &options, timings) {
+    let prepared = super::prepare(manifest, up, timings)?;
+    let session = match super::start(prepared, up, timings) {
         Ok(session) => session,
-        Err(err) if processes::interrupted().is_some() => return Err(err),
+        Err(err) if interrupts::interrupted().is_some() => return Err(err),
         Err(err) => {
             // The session has been torn down; its logs remain.
             github::error(&format!(
                 "services did not start: {}",
                 err.to_string().lines().next().unwrap_or_default()
             ));
-            collect_logs(&options.state_dir, None);
+            let copied = logs::collect(&state::log_dir(&up.state_dir), &ci_logs);
+            eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&ci_logs));
             return Err(err);
         }
     };
+    test_and_teardown(options, session, &ci_logs, timings)
+}
 
-    let exports = services::write_exports(&session.state, false)?;
+fn test_and_teardown(
+    options: &Options,
+    session: Session,
+    ci_logs: &Path,
+    timings: &mut Timings,
+) -> anyhow::Result<()> {
+    let exports = super::write_exports(&session.state, false)?;
     let nextest = nextest_args(
-        args.release,
+        options.up.release,
         false,
-        args.partition.as_deref(),
+        options.partition.as_deref(),
         &session.state.excluded_tests,
-        &args.nextest_args,
+        &options.nextest_args,
     );
     eprintln!("xtask: cargo {}", nextest.join(" "));
     let started = Instant::now();
@@ -129,28 +108,34 @@ fn pipeline(args: &Args, timings: &mut Timings) -> anyhow::Result<()> {
         .args(&nextest)
         .envs(exports.iter().map(|(k, v)| (k, v)))
         // The tests scale their own waits by the same factor as xtask's startup.
-        .env(crate::readiness::MULTIPLIER_VAR, crate::readiness::multiplier().to_string())
+        .env(readiness::MULTIPLIER_VAR, readiness::multiplier().to_string())
         .spawn()
         .context("running cargo nextest")
-        .and_then(|mut child| Ok(processes::wait_child(&mut child, Duration::from_secs(10))?));
+        .and_then(|mut child| Ok(interrupts::wait_child(&mut child, Duration::from_secs(10))?));
     timings.add("tests", started.elapsed());
     let failed = !matches!(&status, Ok(s) if s.success());
-    let dead: Vec<String> = session
-        .state
-        .services
-        .iter()
-        .filter(|s| !processes::group_is_ours_and_alive(&s.process))
-        .map(|s| s.name.clone())
-        .collect();
+    let dead = session.dead_services();
     let state = session.state.clone();
-    let report = timings.time("teardown", || session.teardown(Duration::from_secs(5)));
+    let report = timings.time("teardown", || session.teardown(Duration::from_secs(5), failed));
     if !report.killed.is_empty() {
         eprintln!("warning: needed SIGKILL: {}", report.killed.join(", "));
     }
     if failed {
-        collect_logs(&state.dir, Some((&state, &dead)));
+        let copied = logs::collect(&state::log_dir(&state.dir), ci_logs);
+        eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(ci_logs));
+        if dead.is_empty() {
+            eprintln!(
+                "xtask: every service was still running when the tests ended; see their logs there"
+            );
+        }
+        for service in state.services.iter().filter(|s| dead.contains(&s.name)) {
+            github::group(
+                &format!("{} stopped during the tests: last 30 lines of its log", service.name),
+                || println!("{}", logs::tail(&service.log, 30)),
+            );
+        }
     }
-    processes::check_interrupted()?;
+    interrupts::check_interrupted()?;
     let status = status?;
     match status.code() {
         Some(0) => Ok(()),
@@ -221,8 +206,8 @@ fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut child =
         project::cargo().args(args).stdin(Stdio::null()).spawn().context("running cargo")?;
-    let status = processes::wait_child(&mut child, Duration::from_secs(10))?;
-    processes::check_interrupted()?;
+    let status = interrupts::wait_child(&mut child, Duration::from_secs(10))?;
+    interrupts::check_interrupted()?;
     if !status.success() {
         eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
         return Err(Exit(status.code().unwrap_or(1).clamp(1, 255) as u8).into());
@@ -299,38 +284,7 @@ fn check_partition(partition: &str) -> Result<(), String> {
     }
 }
 
-/// Copies every log (services, migrate, database) to `<state>/ci-logs/` for the workflow
-/// to upload, and prints the tails of the services that died.
-fn collect_logs(state_dir: &Path, dead: Option<(&State, &[String])>) {
-    let from = native::log_dir(state_dir);
-    let to = state_dir.join("ci-logs");
-    let _ = std::fs::remove_dir_all(&to);
-    let _ = std::fs::create_dir_all(&to);
-    let mut copied = 0;
-    for entry in std::fs::read_dir(&from).into_iter().flatten().flatten() {
-        if std::fs::copy(entry.path(), to.join(entry.file_name())).is_ok() {
-            copied += 1;
-        }
-    }
-    eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&to));
-    if let Some((state, dead)) = dead {
-        if dead.is_empty() {
-            eprintln!(
-                "xtask: every service was still running when the tests ended; see their logs there"
-            );
-        }
-        for service in state.services.iter().filter(|s| dead.contains(&s.name)) {
-            github::group(
-                &format!("{} stopped during the tests: last 30 lines of its log", service.name),
-                || {
-                    println!("{}", processes::tail(&service.log, 30));
-                },
-            );
-        }
-    }
-}
-
-fn report_timings(timings: &Timings, state_dir: &Path) {
+fn report_timings(timings: &Timings, backend: Backend, state_dir: &Path) {
     if timings.phases.is_empty() {
         return;
     }
@@ -339,7 +293,8 @@ fn report_timings(timings: &Timings, state_dir: &Path) {
         &state_dir.join("timings.json"),
         serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
     );
-    let _ = github::step_summary(&timings.markdown("ci-native phase timings"));
+    let _ =
+        github::step_summary(&timings.markdown(&format!("ci-{} phase timings", backend.name())));
 }
 
 #[cfg(test)]

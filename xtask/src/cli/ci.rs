@@ -1,0 +1,99 @@
+//! `cargo xtask ci-native` and `cargo xtask ci-docker`: the CI pipeline
+//! ([`crate::services::pipeline`]) with one backend or the other. Only the command line
+//! lives here.
+
+use crate::services::{Backend, pipeline};
+
+use super::services::{Common, DockerFlags, Start};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask ci-native                                everything
+  cargo xtask ci-native --partition hash:1/2           one of two CI shards
+  cargo xtask ci-native -- -E 'test(workflow)'         nextest arguments after --
+
+JUnit: target/nextest/ci/junit.xml. On failure, every service log and the database log
+are copied to <state-dir>/ci-logs/. Timings: <state-dir>/timings.json.")]
+pub struct NativeArgs {
+    #[command(flatten)]
+    run: RunArgs,
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Examples:
+  cargo xtask ci-docker                                everything, in containers
+  cargo xtask ci-docker --offline                      local base images only (no pull)
+  cargo xtask ci-docker -- -E 'test(workflow)'         nextest arguments after --
+
+The images copy the binaries built on this machine; their base image matches this
+machine's OS release (`cargo xtask docker bootstrap` builds it locally when no registry
+is reachable). JUnit: target/nextest/ci/junit.xml. On failure, every container's log is
+saved to <state-dir>/ci-logs/docker/. Timings: <state-dir>/timings.json.")]
+pub struct DockerArgs {
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(flatten)]
+    docker: DockerFlags,
+}
+
+/// What both pipelines take.
+#[derive(clap::Args)]
+struct RunArgs {
+    /// Build and run with the release profile
+    #[arg(long)]
+    release: bool,
+    /// Do not build: the service and test binaries exist already
+    #[arg(long)]
+    no_build: bool,
+    /// Run one shard of the tests, e.g. hash:1/3 (passed to nextest)
+    #[arg(long, value_name = "hash:M/N")]
+    partition: Option<String>,
+    /// Seconds to wait for the services to be ready (scaled by the CI multiplier)
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    timeout: u64,
+    #[command(flatten)]
+    common: Common,
+    /// Arguments for `cargo nextest run`
+    #[arg(last = true, value_name = "NEXTEST_ARGS")]
+    nextest_args: Vec<String>,
+}
+
+impl RunArgs {
+    fn options(self, backend: Backend, docker: DockerFlags) -> pipeline::Options {
+        let start = Start {
+            only: Vec::new(),
+            release: self.release,
+            fixed_ports: false,
+            timeout: self.timeout,
+        };
+        pipeline::Options {
+            up: start.options(&self.common, backend, docker),
+            no_build: self.no_build,
+            partition: self.partition,
+            nextest_args: self.nextest_args,
+        }
+    }
+}
+
+pub fn native(args: NativeArgs) -> anyhow::Result<()> {
+    pipeline::run(&args.run.options(Backend::Native, DockerFlags::default()))
+}
+
+pub fn docker(args: DockerArgs) -> anyhow::Result<()> {
+    pipeline::run(&args.run.options(Backend::Docker, args.docker))
+}
+
+/// `ci-native` with its defaults (for `cargo xtask test`).
+pub fn native_default() -> anyhow::Result<()> {
+    let run = RunArgs {
+        release: false,
+        no_build: false,
+        partition: None,
+        timeout: 60,
+        common: Common { state_dir: None, manifest: None },
+        nextest_args: Vec::new(),
+    };
+    pipeline::run(&run.options(Backend::Native, DockerFlags::default()))
+}

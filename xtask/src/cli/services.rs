@@ -1,0 +1,399 @@
+//! `cargo xtask services up | down | status | logs | bench`: the services of
+//! `config/services.toml`, natively or in Docker, for tests run by hand. Only the command
+//! line lives here; the work is the session API of [`crate::services`].
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use crate::github;
+use crate::interrupts;
+use crate::project;
+use crate::services::{self, Backend, State, UpOptions, docker, logs, manifest, readiness, state};
+use crate::timings::Timings;
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options shared by every subcommand.
+#[derive(clap::Args, Clone)]
+pub struct Common {
+    /// Where state, logs and services.env live (default: target/xtask). Separate
+    /// directories allow separate sets of services side by side
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// The services manifest (default: config/services.toml)
+    #[arg(long, value_name = "FILE")]
+    pub manifest: Option<PathBuf>,
+}
+
+impl Common {
+    pub fn state_dir(&self) -> PathBuf {
+        absolute(self.state_dir.clone().unwrap_or_else(project::xtask_dir))
+    }
+    pub fn manifest(&self) -> PathBuf {
+        absolute(self.manifest.clone().unwrap_or_else(manifest::default_path))
+    }
+}
+
+fn absolute(path: PathBuf) -> PathBuf {
+    if path.is_absolute() {
+        path
+    } else {
+        std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path)
+    }
+}
+
+#[derive(clap::Args, Clone)]
+pub struct Start {
+    /// Start only these services (and what they depend on)
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    pub only: Vec<String>,
+    /// Use binaries of the release profile
+    #[arg(long)]
+    pub release: bool,
+    /// Use each service's `fixed_port` from the manifest instead of free ports
+    #[arg(long)]
+    pub fixed_ports: bool,
+    /// Seconds to wait for all services to be ready (times TASKER_TEST_TIMEOUT_MULTIPLIER, or 3 when CI is set)
+    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    pub timeout: u64,
+}
+
+impl Start {
+    pub fn options(&self, common: &Common, backend: Backend, docker: DockerFlags) -> UpOptions {
+        UpOptions {
+            manifest: common.manifest(),
+            state_dir: common.state_dir(),
+            only: self.only.clone(),
+            release: self.release,
+            fixed_ports: self.fixed_ports,
+            timeout: Duration::from_secs(self.timeout),
+            backend,
+            docker: docker.into(),
+        }
+    }
+}
+
+/// How the Docker backend finds its base image.
+#[derive(clap::Args, Clone, Default)]
+pub struct DockerFlags {
+    /// Docker backend: never pull; use (and if needed build) the local base image
+    #[arg(long)]
+    pub offline: bool,
+    /// Docker backend: the base image of the service images (default: this machine's OS
+    /// release, pulled, or built locally by `cargo xtask docker bootstrap`)
+    #[arg(long, value_name = "IMAGE")]
+    pub base_image: Option<String>,
+}
+
+impl From<DockerFlags> for docker::Options {
+    fn from(flags: DockerFlags) -> docker::Options {
+        docker::Options { offline: flags.offline, base_image: flags.base_image, rebuild: false }
+    }
+}
+
+#[derive(clap::Subcommand)]
+enum Command {
+    /// Start the database, run migrations and start the services; print their URLs
+    #[command(after_help = "\
+Natively (the default), without DATABASE_URL a throwaway PostgreSQL is started (and removed
+by `down`). With --backend docker, the services and PostgreSQL run as a Compose project
+whose ports are published on 127.0.0.1.
+Writes <state-dir>/services.env (and appends to $GITHUB_ENV when set), so tests can run
+by hand: `set -a; . target/xtask/services.env; cargo nextest run ...`.")]
+    Up {
+        /// What runs the services
+        #[arg(long, value_enum, default_value_t = Backend::Native)]
+        backend: Backend,
+        #[command(flatten)]
+        start: Start,
+        #[command(flatten)]
+        docker: DockerFlags,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Stop what `up` started (verified by pid and start time, or by Compose project) and remove the throwaway database
+    Down {
+        /// Seconds between SIGTERM and SIGKILL
+        #[arg(long, value_name = "SECS", default_value_t = 5.0)]
+        grace: f64,
+        /// Without a state file, also look for containers a killed Docker run left behind
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Show each service's pid or container, port, health and uptime
+    Status {
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Print a service's log (all logs without NAME)
+    Logs {
+        /// A service of the manifest, or `migrate` or `postgres`
+        name: Option<String>,
+        /// Keep printing as the log grows
+        #[arg(long, short)]
+        follow: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Measure the overhead of each backend: up -> ready and teardown, several runs
+    #[command(after_help = "\
+Binaries are not built here (build them first); the numbers are what a backend adds
+around the tests. With several --backend flags the runs alternate between them, so both
+see the same machine load. For Docker, `images` is the time to stage and build the
+service images (cached unless --cold).
+
+Examples:
+  cargo xtask services bench --runs 15
+  cargo xtask services bench --backend native --backend docker --runs 5
+  cargo xtask services bench --backend docker --cold --runs 3")]
+    Bench {
+        /// How many up/down cycles to measure per backend
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        /// The backends to measure (repeat the flag for several)
+        #[arg(long, value_enum, default_values_t = [Backend::Native])]
+        backend: Vec<Backend>,
+        /// Docker: rebuild the service images without the build cache in every run
+        #[arg(long)]
+        cold: bool,
+        #[command(flatten)]
+        start: Start,
+        #[command(flatten)]
+        docker: DockerFlags,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Up { backend, start, docker, common } => {
+            up(&start.options(&common, backend, docker))
+        }
+        Command::Down { grace, backend, common } => {
+            down(&common, backend, Duration::from_secs_f64(grace.max(0.0)))
+        }
+        Command::Status { common } => status(&common),
+        Command::Logs { name, follow, common } => logs(&common, name.as_deref(), follow),
+        Command::Bench { runs, backend, cold, start, docker, common } => {
+            bench(runs, &backend, cold, &start, docker, &common)
+        }
+    }
+}
+
+fn up(options: &UpOptions) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    let mut timings = Timings::default();
+    let began = Instant::now();
+    let session = services::up(options, &mut timings)?;
+    // Before detaching: if the exports cannot be written, the session still tears down.
+    let exports = services::write_exports(&session.state, true)?;
+    let state = session.detach();
+    eprintln!(
+        "xtask: {} service(s) ready in {:.2}s ({}, database {}); stop them with `{}`",
+        state.services.len(),
+        began.elapsed().as_secs_f64(),
+        state.backend.name(),
+        state.database.as_ref().map(services::Database::shown_url).unwrap_or_default(),
+        services::down_command(&state.dir)
+    );
+    print!("{}", github::env_file(&exports));
+    Ok(())
+}
+
+fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::Result<()> {
+    let state_dir = common.state_dir();
+    match services::down(&state_dir, grace)? {
+        Some(report) => {
+            for foreign in &report.foreign {
+                eprintln!("warning: {foreign}");
+            }
+            if !report.killed.is_empty() {
+                eprintln!("warning: needed SIGKILL after {grace:?}: {}", report.killed.join(", "));
+            }
+            eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
+        }
+        None if backend == Some(Backend::Docker) => match docker::down_leftovers(&state_dir)? {
+            0 => eprintln!(
+                "xtask: nothing to stop (no state in {} and no containers of it)",
+                project::display_path(&state_dir)
+            ),
+            n => eprintln!("xtask: removed {n} Compose project(s) a killed run left behind"),
+        },
+        None => {
+            eprintln!("xtask: nothing to stop (no state in {})", project::display_path(&state_dir))
+        }
+    }
+    Ok(())
+}
+
+fn status(common: &Common) -> anyhow::Result<()> {
+    let Some(state) = State::load(&common.state_dir())? else {
+        println!(
+            "no services running (no state in {})",
+            project::display_path(&common.state_dir())
+        );
+        return Ok(());
+    };
+    println!("backend        {}", state.backend.name());
+    let running = |alive: bool| if alive { "running" } else { "NOT RUNNING" };
+    match &state.database {
+        Some(services::Database::Embedded(db)) => println!(
+            "database       pid {:<7} port {:<5} {}  {}",
+            db.process.pid,
+            db.port,
+            running(services::native::processes::group_is_ours_and_alive(&db.process)),
+            crate::secrets::redact(&db.url)
+        ),
+        Some(db) => println!("database       {}", db.shown_url()),
+        None => {}
+    }
+    let alive = services::alive_services(&state);
+    let now = state::unix_now();
+    for s in &state.services {
+        let health = if !alive.contains(&s.name) {
+            "NOT RUNNING".to_string()
+        } else {
+            match readiness::check(s.addr, &s.health_path, &s.identity, &s.instance_id) {
+                Ok(()) => "healthy".to_string(),
+                Err(why) => format!("unhealthy: {why}"),
+            }
+        };
+        let runs_as = match s.process {
+            Some(p) => format!("pid {:<7}", p.pid),
+            None => "container  ".to_string(),
+        };
+        println!(
+            "{:<14} {runs_as} {:<21} up {:>6}s  {health}",
+            s.name,
+            s.addr,
+            now.saturating_sub(s.started_unix)
+        );
+    }
+    Ok(())
+}
+
+fn logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Result<()> {
+    let state_dir = common.state_dir();
+    match State::load(&state_dir)? {
+        Some(state) if state.backend == Backend::Docker => docker::print_logs(&state, name, follow),
+        _ => logs::print(&state::log_dir(&state_dir), name, follow),
+    }
+}
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The phases a bench row reports, in order; `other` is what no phase accounts for.
+const BENCH_PHASES: [&str; 5] = ["images", "database", "migrate", "services", "other"];
+
+/// Up, ready, down, N times per backend (alternating); prints the medians. Binaries are
+/// not built here, so the numbers are what the backend adds around the tests.
+fn bench(
+    runs: usize,
+    backends: &[Backend],
+    cold: bool,
+    start: &Start,
+    docker: DockerFlags,
+    common: &Common,
+) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    let mut backends = backends.to_vec();
+    backends.dedup();
+    // Per backend: rows of [ready, phases..., teardown].
+    let mut rows: Vec<Vec<[f64; 7]>> = vec![Vec::new(); backends.len()];
+    'runs: for run in 1..=runs.max(1) {
+        for (b, backend) in backends.iter().enumerate() {
+            let mut options = start.options(common, *backend, docker.clone());
+            options.docker.rebuild = cold;
+            let mut timings = Timings::default();
+            let began = Instant::now();
+            let session = services::up(&options, &mut timings)?;
+            let ready = began.elapsed();
+            let report = session.teardown(Duration::from_secs(5), false);
+            let services = timings.get("start") + timings.get("ready");
+            let accounted = timings.get("config")
+                + timings.get("images")
+                + timings.get("database")
+                + timings.get("migrate")
+                + services;
+            let row = [
+                ready.as_secs_f64(),
+                timings.get("images").as_secs_f64(),
+                timings.get("database").as_secs_f64(),
+                timings.get("migrate").as_secs_f64(),
+                services.as_secs_f64(),
+                ready.saturating_sub(accounted).as_secs_f64(),
+                report.took.as_secs_f64(),
+            ];
+            eprintln!(
+                "run {run:>3} {:<6}: ready {:.3}s (images {:.3}, database {:.3}, migrate {:.3}, services {:.3}, other {:.3}), teardown {:.3}s",
+                backend.name(),
+                row[0],
+                row[1],
+                row[2],
+                row[3],
+                row[4],
+                row[5],
+                row[6]
+            );
+            rows[b].push(row);
+            if interrupts::interrupted().is_some() {
+                break 'runs;
+            }
+        }
+    }
+    let column =
+        |rows: &[[f64; 7]], i: usize| median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>());
+    let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
+    println!(
+        "median over {} run(s) per backend (seconds){}:",
+        rows[0].len(),
+        if cold && backends.contains(&Backend::Docker) {
+            ", docker images rebuilt cold"
+        } else {
+            ""
+        }
+    );
+    println!("  {:<18}{}", "", names.iter().map(|n| format!("{n:>10}")).collect::<String>());
+    let line = |label: &str, i: usize| {
+        let cells: String = rows.iter().map(|r| format!("{:>10.3}", column(r, i))).collect();
+        println!("  {label:<18}{cells}");
+    };
+    line("up -> all ready", 0);
+    for (i, phase) in BENCH_PHASES.iter().enumerate() {
+        line(&format!("  {phase}"), i + 1);
+    }
+    line("teardown", 6);
+    if backends.len() == 2 {
+        let overhead = |r: &[[f64; 7]]| column(r, 0) + column(r, 6);
+        let (a, b) = (overhead(&rows[0]), overhead(&rows[1]));
+        if a > 0.0 {
+            println!("  {:<18}{:>10.1}x", format!("{} / {}", names[1], names[0]), b / a);
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn median_of_odd_and_even_counts() {
+        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+}

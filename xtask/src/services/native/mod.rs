@@ -1,0 +1,385 @@
+//! The native backend: carries out a plan with processes on this machine. Database,
+//! migrate step, services in waves (each in its own process group, output to
+//! `<state>/logs/<name>.log`), readiness, and a state file that lets `down` (from any
+//! shell) stop exactly what was started and nothing else.
+
+pub mod postgres;
+pub mod processes;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, bail};
+
+use super::plan::{self, Plan, PlannedService, Process, Vars};
+use super::state::{self, Database, ServiceRecord, State, unix_now};
+use super::{Backend, Session, Teardown, UpOptions, logs, readiness};
+use crate::interrupts;
+use crate::project;
+use crate::services::manifest::Manifest;
+use crate::timings::Timings;
+use processes::Identity;
+
+/// Services listen on the loopback interface only: nothing of a session is reachable
+/// from other machines.
+const BIND_HOST: &str = "127.0.0.1";
+
+/// Where the database comes from.
+enum Source {
+    /// `DATABASE_URL`, checked to be reachable.
+    Given(String),
+    /// A throwaway cluster, started with these server binaries.
+    Throwaway(postgres::Binaries),
+}
+
+/// Records the given database, or starts and records a throwaway one; returns its URL.
+fn start_database(
+    session: &mut Session,
+    source: Source,
+    database_name: &str,
+) -> anyhow::Result<String> {
+    match source {
+        Source::Given(url) => {
+            session.state.database =
+                Some(Database::External { redacted_url: crate::secrets::redact(&url) });
+            Ok(url)
+        }
+        Source::Throwaway(bins) => {
+            let db = postgres::start(
+                &bins,
+                &session.state.dir,
+                database_name,
+                readiness::scaled(Duration::from_secs(30)),
+            )?;
+            let url = db.url.clone();
+            session.state.database = Some(Database::Embedded(db));
+            session.state.save()?;
+            Ok(url)
+        }
+    }
+}
+
+/// A database for test runs outside `services up`: `None` when `DATABASE_URL` is given
+/// (and reachable), else a session holding a throwaway cluster, torn down when dropped.
+/// It is recorded in `state_dir` like any session, so a run killed outright (SIGKILL)
+/// leaves a record that `services down --state-dir` stops, not an unknown server. Its
+/// `DATABASE_URL` is in `state.exports()`.
+pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result<Option<Session>> {
+    if postgres::given_url()?.is_some() {
+        return Ok(None);
+    }
+    super::ensure_no_session(state_dir)?;
+    let bins = postgres::ensure_binaries()?;
+    let version = bins.version.clone();
+    let mut session = Session::begin(State::new(state_dir, Backend::Native, Vec::new()))?;
+    let url = start_database(&mut session, Source::Throwaway(bins), database_name)?;
+    eprintln!("xtask: throwaway PostgreSQL {version} at {}", crate::secrets::redact(&url));
+    Ok(Some(session))
+}
+
+pub struct RealWorld;
+
+impl plan::World for RealWorld {
+    fn on_path(&self, program: &str) -> bool {
+        which(program).is_some()
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
+}
+
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+}
+
+/// Everything checked before the native backend starts anything.
+pub struct Prepared {
+    plan: Plan,
+    database: Source,
+    /// The database created in a throwaway cluster.
+    database_name: String,
+}
+
+/// Plans `manifest` for this machine: binaries, requirements on PATH, fixed ports, the
+/// database.
+pub fn prepare(manifest: Manifest, options: &UpOptions) -> anyhow::Result<Prepared> {
+    let plan = super::plan_with(&manifest, options, &RealWorld)?;
+    if options.fixed_ports {
+        for service in plan.services() {
+            let port = service.fixed_port.expect("plan checked");
+            if std::net::TcpListener::bind(("127.0.0.1", port)).is_err() {
+                crate::user_error!(
+                    "port {port} for `{}` (--fixed-ports, {}) is already in use: stop what listens there or drop --fixed-ports",
+                    service.process.name,
+                    project::display_path(&manifest.path)
+                );
+            }
+        }
+    }
+    let database = match postgres::given_url()? {
+        Some(url) => Source::Given(url),
+        None => Source::Throwaway(postgres::ensure_binaries()?),
+    };
+    Ok(Prepared { plan, database, database_name: manifest.database_name })
+}
+
+/// Starts what `prepared` describes. Phases are added to `timings`: database, migrate,
+/// start, ready.
+pub fn start(
+    prepared: Prepared,
+    options: &UpOptions,
+    timings: &mut Timings,
+) -> anyhow::Result<Session> {
+    let Prepared { plan, database, database_name } = prepared;
+    interrupts::check_interrupted()?;
+    let logs = state::log_dir(&options.state_dir);
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
+    let mut session = Session::begin(State::new(
+        &options.state_dir,
+        Backend::Native,
+        plan.excluded_tests.clone(),
+    ))?;
+    let root = project::root().display().to_string();
+    let profile_dir = plan.profile_dir.display().to_string();
+
+    let started = Instant::now();
+    let database_url = start_database(&mut session, database, &database_name)?;
+    timings.add("database", started.elapsed());
+    interrupts::check_interrupted()?;
+
+    let env =
+        Env { database_url: &database_url, root: &root, profile_dir: &profile_dir, logs: &logs };
+    if let Some(migrate) = &plan.migrate {
+        let started = Instant::now();
+        run_migrate(migrate, &env, options.timeout)?;
+        timings.add("migrate", started.elapsed());
+    }
+
+    let deadline = Instant::now() + readiness::scaled(options.timeout);
+    // Every service started so far, with its process handle, for exit detection.
+    let mut children: Vec<Child> = Vec::new();
+    for wave in &plan.waves {
+        interrupts::check_interrupted()?;
+        let started = Instant::now();
+        // Everything recorded so far belongs to earlier waves and is ready.
+        let earlier = session.state.services.len();
+        let urls: BTreeMap<String, String> =
+            session.state.services.iter().map(|r| (r.name.clone(), r.url.clone())).collect();
+        // Ports are reserved for the whole wave at once so two services never get the same one.
+        let ports = reserve_ports(wave, options.fixed_ports)?;
+        for (service, port) in wave.iter().zip(ports) {
+            let (child, record) = spawn_service(service, port, &env, &urls)?;
+            session.state.services.push(record);
+            children.push(child);
+        }
+        session.state.save()?;
+        timings.add("start", started.elapsed());
+
+        let started = Instant::now();
+        let records = &session.state.services;
+        let targets: Vec<readiness::Target> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| readiness::Target {
+                name: &r.name,
+                addr: r.addr,
+                path: &r.health_path,
+                identity: &r.identity,
+                instance_id: &r.instance_id,
+                ready: i < earlier,
+            })
+            .collect();
+        let mut exited = || {
+            records.iter().zip(children.iter_mut()).find_map(|(r, child)| {
+                let status = child.try_wait().ok()??;
+                Some(readiness::Failure::Exited {
+                    name: r.name.clone(),
+                    status: status.to_string(),
+                    log: project::display_path(&r.log),
+                    tail: logs::tail(&r.log, 30),
+                })
+            })
+        };
+        let left = deadline.saturating_duration_since(Instant::now());
+        let interrupted = || interrupts::interrupted().is_some();
+        match readiness::wait_all(&targets, left, &mut exited, &interrupted) {
+            Ok(()) => {}
+            Err(readiness::Failure::Interrupted) => interrupts::check_interrupted()?,
+            // A later wave waits only for what is left: report the whole timeout.
+            Err(readiness::Failure::Timeout { pending, .. }) => {
+                let waited = readiness::scaled(options.timeout);
+                return Err(readiness::Failure::Timeout { waited, pending }.into());
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+        timings.add("ready", started.elapsed());
+    }
+    Ok(session)
+}
+
+fn reserve_ports(wave: &[PlannedService], fixed: bool) -> anyhow::Result<Vec<u16>> {
+    if fixed {
+        return Ok(wave.iter().map(|s| s.fixed_port.expect("plan checked")).collect());
+    }
+    let listeners: Vec<std::net::TcpListener> = wave
+        .iter()
+        .map(|_| std::net::TcpListener::bind("127.0.0.1:0"))
+        .collect::<Result<_, _>>()
+        .context("reserving ports")?;
+    listeners.iter().map(|l| Ok(l.local_addr()?.port())).collect()
+}
+
+fn instance_id(name: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{name}-{}-{nanos:08x}", std::process::id())
+}
+
+fn command_for(process: &Process, vars: &Vars, log: &Path) -> anyhow::Result<Command> {
+    let mut cmd = Command::new(&process.program);
+    cmd.args(process.args.iter().map(|a| plan::render(a, vars)))
+        .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, vars))))
+        .current_dir(&process.workdir);
+    processes::own_group_logging_to(&mut cmd, log)?;
+    Ok(cmd)
+}
+
+/// What every process of a session shares.
+struct Env<'a> {
+    database_url: &'a str,
+    root: &'a str,
+    profile_dir: &'a str,
+    logs: &'a Path,
+}
+
+fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Result<()> {
+    let log = env.logs.join("migrate.log");
+    let id = instance_id("migrate");
+    let urls = BTreeMap::new();
+    let config = migrate.config.as_ref().map(|c| c.display().to_string());
+    let vars = Vars {
+        port: None,
+        bind_host: BIND_HOST,
+        database_url: env.database_url,
+        root: env.root,
+        instance_id: &id,
+        config: config.as_deref(),
+        target_dir: env.profile_dir,
+        urls: &urls,
+    };
+    let mut child = command_for(migrate, &vars, &log)?
+        .spawn()
+        .with_context(|| format!("starting the migrate step ({})", migrate.program.display()))?;
+    let limit = readiness::scaled(timeout);
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            if status.success() {
+                return Ok(());
+            }
+            bail!(
+                "the migrate step `{} {}` failed ({status}); last lines of {}:\n{}",
+                migrate.program.display(),
+                migrate.args.join(" "),
+                project::display_path(&log),
+                logs::tail(&log, 30)
+            );
+        }
+        if interrupts::interrupted().is_some() || started.elapsed() > limit {
+            // SAFETY: kill(2) on the group of our own child.
+            unsafe { libc::kill(-(child.id() as libc::pid_t), libc::SIGKILL) };
+            let _ = child.wait();
+            interrupts::check_interrupted()?;
+            bail!(
+                "the migrate step did not finish within {limit:?}; see {}",
+                project::display_path(&log)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+fn spawn_service(
+    service: &PlannedService,
+    port: u16,
+    env: &Env,
+    urls: &BTreeMap<String, String>,
+) -> anyhow::Result<(Child, ServiceRecord)> {
+    let name = &service.process.name;
+    let log = env.logs.join(format!("{name}.log"));
+    let id = instance_id(name);
+    let config = service.process.config.as_ref().map(|c| c.display().to_string());
+    let vars = Vars {
+        port: Some(port),
+        bind_host: BIND_HOST,
+        database_url: env.database_url,
+        root: env.root,
+        instance_id: &id,
+        config: config.as_deref(),
+        target_dir: env.profile_dir,
+        urls,
+    };
+    let child = command_for(&service.process, &vars, &log)?
+        .spawn()
+        .with_context(|| format!("starting `{name}` ({})", service.process.program.display()))?;
+    let pid = child.id();
+    let process = Identity::of_group_leader(pid)
+        .with_context(|| format!("`{name}` (pid {pid}) vanished right after start"))?;
+    let record = ServiceRecord {
+        name: name.clone(),
+        url: format!("http://{BIND_HOST}:{port}"),
+        addr: ([127, 0, 0, 1], port).into(),
+        instance_id: id,
+        health_path: service.health_path.clone(),
+        identity: service.identity.clone(),
+        export: service.export.clone(),
+        started_unix: unix_now(),
+        log,
+        process: Some(process),
+    };
+    Ok((child, record))
+}
+
+/// Stops everything `state` records, verifying each pid by its start time first, and
+/// the embedded database.
+pub fn teardown(state: &State, grace: Duration) -> Teardown {
+    let mut report = Teardown::default();
+    let mut groups: Vec<(&str, Identity)> = Vec::new();
+    for s in state.services.iter().rev() {
+        let Some(process) = s.process else { continue };
+        if processes::group_is_ours_and_alive(&process) {
+            groups.push((&s.name, process));
+        } else if processes::start_time(process.pid).is_some_and(|t| t != process.start_time) {
+            report.foreign.push(format!(
+                "{} (pid {} now belongs to another process; left alone)",
+                s.name, process.pid
+            ));
+        }
+    }
+    report.killed =
+        processes::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
+    if let Some(Database::Embedded(db)) = &state.database {
+        postgres::stop(db);
+    }
+    let _ = std::fs::remove_dir(state.dir.join("postgres"));
+    report
+}
+
+/// Whether anything recorded here still runs (verified by pid and start time).
+pub fn anything_alive(state: &State) -> bool {
+    let db_alive = matches!(&state.database, Some(Database::Embedded(db)) if processes::group_is_ours_and_alive(&db.process));
+    db_alive || state.services.iter().any(service_alive)
+}
+
+pub fn service_alive(service: &ServiceRecord) -> bool {
+    service.process.is_some_and(|p| processes::group_is_ours_and_alive(&p))
+}
+
+pub fn dead_services(state: &State) -> Vec<String> {
+    state.services.iter().filter(|s| !service_alive(s)).map(|s| s.name.clone()).collect()
+}

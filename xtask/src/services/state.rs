@@ -1,0 +1,229 @@
+//! The persisted record of a session (`<state-dir>/services.json`): which backend runs
+//! it, the database, each service's address and identity, and what the backend needs to
+//! stop it from another shell. Written atomically, read and written through serde.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+use super::Backend;
+use super::docker::DockerRecord;
+use super::native::postgres::Embedded;
+use super::native::processes::Identity;
+use crate::project;
+
+/// Bumped when the format changes: a file of another version is refused, not guessed at.
+const FORMAT: u32 = 2;
+
+/// What is running, as written to `<state>/services.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct State {
+    pub version: u32,
+    /// The directory the record lives in (not stored: it is where the file was found).
+    #[serde(skip)]
+    pub dir: PathBuf,
+    pub backend: Backend,
+    pub database: Option<Database>,
+    pub services: Vec<ServiceRecord>,
+    /// nextest filters of tests whose services were skipped.
+    pub excluded_tests: Vec<String>,
+    /// The Docker backend's Compose project.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker: Option<DockerRecord>,
+}
+
+/// The database a session uses.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Database {
+    /// A throwaway cluster started by the native backend.
+    Embedded(Embedded),
+    /// From `DATABASE_URL`; only the redacted form is kept.
+    External { redacted_url: String },
+    /// The Docker backend's PostgreSQL container, published on 127.0.0.1.
+    Container { url: String },
+}
+
+impl Database {
+    /// The URL for messages: passwords are never shown.
+    pub fn shown_url(&self) -> String {
+        match self {
+            Database::Embedded(db) => crate::secrets::redact(&db.url),
+            Database::External { redacted_url } => redacted_url.clone(),
+            Database::Container { url } => crate::secrets::redact(url),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ServiceRecord {
+    pub name: String,
+    /// The base URL the tests use, reachable from this machine.
+    pub url: String,
+    /// Where the health check connects (the host side of the URL).
+    pub addr: SocketAddr,
+    pub instance_id: String,
+    pub health_path: String,
+    pub identity: String,
+    pub export: Option<String>,
+    pub started_unix: u64,
+    /// Its log file (natively written as it runs; the Docker backend saves the
+    /// container's log there when it stops or fails).
+    pub log: PathBuf,
+    /// Native: the process group that runs it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<Identity>,
+}
+
+pub fn state_file(dir: &Path) -> PathBuf {
+    dir.join("services.json")
+}
+
+pub fn env_file(dir: &Path) -> PathBuf {
+    dir.join("services.env")
+}
+
+pub fn log_dir(dir: &Path) -> PathBuf {
+    dir.join("logs")
+}
+
+impl State {
+    /// An empty record of a session about to start in `dir`.
+    pub fn new(dir: &Path, backend: Backend, excluded_tests: Vec<String>) -> State {
+        State {
+            version: FORMAT,
+            dir: dir.to_path_buf(),
+            backend,
+            database: None,
+            services: Vec::new(),
+            excluded_tests,
+            docker: None,
+        }
+    }
+
+    pub fn save(&self) -> anyhow::Result<()> {
+        project::write_atomic(&state_file(&self.dir), serde_json::to_string_pretty(self)? + "\n")
+    }
+
+    /// The state in `dir`, if any. A file we cannot read is a user-level problem: say
+    /// where it is rather than guessing what it describes.
+    pub fn load(dir: &Path) -> anyhow::Result<Option<State>> {
+        let path = state_file(dir);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
+        };
+        match serde_json::from_str::<State>(&text) {
+            Ok(state) if state.version == FORMAT => {
+                Ok(Some(State { dir: dir.to_path_buf(), ..state }))
+            }
+            _ => crate::user_error!(
+                "{} is not a state file this xtask understands: stop its processes yourself and delete it",
+                path.display()
+            ),
+        }
+    }
+
+    /// Variables for tests run against this session: the URL of each service and the
+    /// database URL of a database the session started (an external one is already in
+    /// the environment, and its password is never written anywhere).
+    pub fn exports(&self) -> Vec<(String, String)> {
+        let mut vars = Vec::new();
+        match &self.database {
+            Some(Database::Embedded(db)) => vars.push(("DATABASE_URL".to_string(), db.url.clone())),
+            Some(Database::Container { url }) => {
+                vars.push(("DATABASE_URL".to_string(), url.clone()))
+            }
+            Some(Database::External { .. }) | None => {}
+        }
+        for s in &self.services {
+            if let Some(var) = &s.export {
+                vars.push((var.clone(), s.url.clone()));
+            }
+        }
+        vars
+    }
+}
+
+/// Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn native_state() -> State {
+        State {
+            database: Some(Database::Embedded(Embedded {
+                process: Identity { pid: 10, pgid: 10, start_time: 99 },
+                port: 5555,
+                data_dir: "/s/postgres/data".into(),
+                socket_dir: "/tmp/x".into(),
+                log: "/s/logs/postgres.log".into(),
+                url: "postgres://postgres@127.0.0.1:5555/t".into(),
+            })),
+            services: vec![ServiceRecord {
+                name: "orchestration".into(),
+                url: "http://127.0.0.1:4000".into(),
+                addr: ([127, 0, 0, 1], 4000).into(),
+                instance_id: "orchestration-1-2".into(),
+                health_path: "/health".into(),
+                identity: "tasker-orchestration".into(),
+                export: Some("TASKER_TEST_ORCHESTRATION_URL".into()),
+                started_unix: 1,
+                log: "/s/logs/orchestration.log".into(),
+                process: Some(Identity { pid: 11, pgid: 11, start_time: 100 }),
+            }],
+            ..State::new(Path::new("/s"), Backend::Native, vec!["binary(ruby)".into()])
+        }
+    }
+
+    #[test]
+    fn state_round_trips_through_a_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-state-{}", std::process::id()));
+        let state = State { dir: dir.clone(), ..native_state() };
+        state.save().unwrap();
+        let back = State::load(&dir).unwrap().unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert_eq!(back.dir, dir);
+        assert_eq!(back.services[0].process, state.services[0].process);
+        assert_eq!(back.exports(), state.exports());
+        assert_eq!(
+            back.exports(),
+            vec![
+                ("DATABASE_URL".to_string(), "postgres://postgres@127.0.0.1:5555/t".to_string()),
+                ("TASKER_TEST_ORCHESTRATION_URL".to_string(), "http://127.0.0.1:4000".to_string())
+            ]
+        );
+        assert_eq!(back.excluded_tests, vec!["binary(ruby)"]);
+    }
+
+    #[test]
+    fn an_external_database_url_is_never_exported() {
+        let state = State {
+            database: Some(Database::External { redacted_url: "postgres://u:***@h/db".into() }),
+            ..State::new(Path::new("/s"), Backend::Native, vec![])
+        };
+        assert!(state.exports().is_empty());
+        assert!(serde_json::to_string(&state).unwrap().contains("u:***@h"));
+    }
+
+    #[test]
+    fn a_file_of_another_format_is_refused_with_its_path() {
+        let dir = std::env::temp_dir().join(format!("xtask-state-old-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(state_file(&dir), r#"{"version":1,"services":[]}"#).unwrap();
+        let err = State::load(&dir).unwrap_err();
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(err.downcast_ref::<project::UserError>().is_some());
+        assert!(err.to_string().contains("services.json is not a state file"), "{err}");
+    }
+}
