@@ -7,180 +7,12 @@
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
-const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
-const FAKE: &str = env!("CARGO_BIN_EXE_fake-service");
+mod support;
 
-struct Fixture {
-    dir: PathBuf,
-}
-
-impl Fixture {
-    fn new(name: &str) -> Fixture {
-        let dir = std::env::temp_dir().join(format!("xtask-rel-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Fixture { dir }
-    }
-
-    fn state(&self, name: &str) -> PathBuf {
-        self.dir.join(name)
-    }
-
-    fn manifest_path(&self) -> PathBuf {
-        self.dir.join("services.toml")
-    }
-
-    /// Writes a manifest: a migrate step and `services` (TOML tables after `[services.x]`).
-    fn manifest(&self, services: &str) -> PathBuf {
-        let text = format!(
-            r#"
-[env]
-DATABASE_URL = "{{database_url}}"
-TASKER_INSTANCE_ID = "{{instance_id}}"
-
-[migrate]
-command = ["{FAKE}"]
-args = ["migrate", "{tag}"]
-
-{services}
-"#,
-            tag = self.dir.display()
-        );
-        std::fs::write(self.manifest_path(), text).unwrap();
-        self.manifest_path()
-    }
-
-    /// A `[services.<name>]` table that runs fake-service (tagged with this fixture) as
-    /// `identity`, with extra `env` entries and `more` lines of the table.
-    fn fake(&self, name: &str, identity: &str, env: &[(&str, &str)], more: &str) -> String {
-        let env: String = env.iter().map(|(k, v)| format!(", {k} = \"{v}\"")).collect();
-        format!(
-            r#"
-[services.{name}]
-command = ["{FAKE}"]
-args = ["serve", "{tag}"]
-env = {{ TASKER_WEB_BIND_ADDRESS = "127.0.0.1:{{port}}", FAKE_IDENTITY = "{identity}"{env} }}
-health = {{ path = "/health", service = "{identity}" }}
-{more}
-"#,
-            tag = self.dir.display()
-        )
-    }
-
-    /// An orchestration-like and a worker-like fake service.
-    fn two_services(&self) -> PathBuf {
-        self.manifest(
-            &[
-                self.fake(
-                    "orchestration",
-                    "tasker-orchestration",
-                    &[],
-                    r#"export = "TASKER_TEST_ORCHESTRATION_URL""#,
-                ),
-                self.fake(
-                    "worker",
-                    "tasker-worker",
-                    &[("ORCH", "{url:orchestration}")],
-                    "depends_on = [\"orchestration\"]\nexport = \"TASKER_TEST_WORKER_URL\"",
-                ),
-            ]
-            .concat(),
-        )
-    }
-
-    fn xtask(&self, state: &str, args: &[&str]) -> Command {
-        // The shared options go before a `--` (after it, arguments belong to nextest).
-        let split = args.iter().position(|a| *a == "--").unwrap_or(args.len());
-        let mut cmd = Command::new(XTASK);
-        cmd.args(&args[..split])
-            .arg("--state-dir")
-            .arg(self.state(state))
-            .arg("--manifest")
-            .arg(self.manifest_path())
-            .args(&args[split..])
-            .env_remove("DATABASE_URL")
-            .env_remove("GITHUB_ACTIONS")
-            .env_remove("GITHUB_ENV")
-            .env_remove("GITHUB_STEP_SUMMARY")
-            .env_remove("CI")
-            .stdin(Stdio::null());
-        cmd
-    }
-
-    fn run(&self, state: &str, args: &[&str]) -> Output {
-        self.xtask(state, args).output().unwrap()
-    }
-
-    /// Starts `cmd` in its own process group (so our signals reach only it), its output
-    /// in `<fixture>/background.log`.
-    fn background(&self, cmd: &mut Command) -> std::process::Child {
-        let log = std::fs::File::create(self.dir.join("background.log")).unwrap();
-        cmd.stdout(log.try_clone().unwrap()).stderr(log).process_group(0).spawn().unwrap()
-    }
-
-    fn up(&self, state: &str) -> Output {
-        let out = self.run(state, &["services", "up"]);
-        assert!(out.status.success(), "up failed: {}", String::from_utf8_lossy(&out.stderr));
-        out
-    }
-
-    fn down(&self, state: &str) {
-        let out = self.run(state, &["services", "down"]);
-        assert!(out.status.success(), "down failed: {}", String::from_utf8_lossy(&out.stderr));
-    }
-
-    /// Processes whose command line mentions this fixture's directory.
-    fn leftovers(&self) -> Vec<String> {
-        let tag = self.dir.display().to_string();
-        let mut found = Vec::new();
-        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-            let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
-            let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
-            if cmdline.contains(&tag) {
-                found.push(format!("{}: {cmdline}", entry.file_name().to_string_lossy()));
-            }
-        }
-        found
-    }
-
-    fn assert_nothing_left(&self, state: &str) {
-        // Teardown has returned, so everything must be gone; allow the kernel a moment to
-        // finish reaping before we look.
-        let deadline = Instant::now() + Duration::from_secs(2);
-        while !self.leftovers().is_empty() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        assert_eq!(self.leftovers(), Vec::<String>::new(), "processes left behind");
-        let state = self.state(state);
-        assert!(!state.join("services.json").exists(), "state file left behind");
-        let data: Vec<_> =
-            std::fs::read_dir(state.join("postgres")).into_iter().flatten().collect();
-        assert!(data.is_empty(), "database data left behind: {data:?}");
-    }
-}
-
-impl Drop for Fixture {
-    fn drop(&mut self) {
-        for state in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            if state.path().join("services.json").exists() {
-                let _ = Command::new(XTASK)
-                    .args(["services", "down", "--state-dir"])
-                    .arg(state.path())
-                    .output();
-            }
-        }
-        if !std::thread::panicking() {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
-    }
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
+use support::{FAKE, Fixture, fake_cargo, stderr};
 
 fn read_state(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path.join("services.json")).unwrap()).unwrap()
@@ -353,20 +185,6 @@ fn a_stale_state_file_whose_pid_was_reused_does_not_get_it_killed() {
     victim.kill().unwrap();
     victim.wait().unwrap();
     f.assert_nothing_left("s");
-}
-
-/// A stand-in for `cargo`: records its arguments, "builds" instantly, and runs the
-/// "tests" as the test wants (sleep for a signal, pass, or fail).
-fn fake_cargo(f: &Fixture, tests: &str) -> PathBuf {
-    let script = f.dir.join("cargo");
-    let calls = f.dir.join("cargo-calls");
-    let text = format!(
-        "#!/bin/sh\necho \"$@\" >> '{calls}'\ncase \"$*\" in\n  'nextest --version') exit 0 ;;\n  *--no-run*) exit 0 ;;\n  nextest*) env | grep '^TASKER_TEST_\\|^DATABASE_URL' | sort > '{calls}.env'; {tests} ;;\nesac\n",
-        calls = calls.display()
-    );
-    std::fs::write(&script, text).unwrap();
-    std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-    script
 }
 
 #[test]
@@ -653,4 +471,23 @@ fn logs_prints_bytes_that_are_not_utf8_and_a_last_line_without_newline() {
         String::from_utf8_lossy(&out.stdout),
         "first\n\u{fffd}\u{fffd} not utf-8\nkilled mid-li\n"
     );
+}
+
+#[test]
+fn the_docker_backend_without_an_engine_is_one_line_exit_2_and_starts_nothing() {
+    let f = Fixture::new("noengine");
+    f.two_services();
+    for args in [&["ci-docker", "--no-build"][..], &["services", "up", "--backend", "docker"][..]] {
+        let out = f
+            .xtask("s", args)
+            .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.starts_with("error: no Docker engine is reachable ("), "{err}");
+        assert!(err.contains("`cargo xtask ci-native` needs none"), "{err}");
+    }
+    f.assert_nothing_left("s");
 }

@@ -36,7 +36,10 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
     }
     let mut timings = Timings::default();
     let result = stages(options, &mut timings);
-    report_timings(&timings, options.up.backend, &options.up.state_dir);
+    // A mistake in the input stops before anything ran: no timings to show.
+    if !matches!(&result, Err(err) if err.downcast_ref::<project::UserError>().is_some()) {
+        report_timings(&timings, options.up.backend, &options.up.state_dir);
+    }
     result
 }
 
@@ -51,8 +54,12 @@ pub fn ci_logs_dir(state_dir: &Path, backend: Backend) -> PathBuf {
 fn stages(options: &Options, timings: &mut Timings) -> anyhow::Result<()> {
     let up = &options.up;
     let manifest = manifest::load(&up.manifest)?;
-    // Checked again by `prepare`; here so a live session fails before a long build.
+    // Checked again by `prepare`; here so a live session or a missing engine fails
+    // before a long build.
     super::ensure_no_session(&up.state_dir)?;
+    if up.backend == Backend::Docker {
+        super::docker::ensure_engine()?;
+    }
     if !project::nextest_installed() {
         crate::user_error!(
             "cargo-nextest is not installed; ci-{} runs the tests with it: \

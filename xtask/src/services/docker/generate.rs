@@ -73,11 +73,16 @@ pub struct File {
 }
 
 /// Every generated file for `manifest`, whose path (as the user named it, relative to the
-/// root when inside it) goes into the headers.
-pub fn files(manifest: &Manifest, source: &str) -> Result<Vec<File>, String> {
-    let plan = container_plan(manifest)?;
+/// root when inside it) goes into the headers. Host paths under `root` and the cargo
+/// target directory become paths in the image.
+pub fn files(manifest: &Manifest, source: &str, host: &Host) -> Result<Vec<File>, String> {
+    let plan = container_plan(manifest, host)?;
     Ok(vec![
-        File { name: COMPOSE_FILE, text: compose(manifest, &plan, source), executable: false },
+        File {
+            name: COMPOSE_FILE,
+            text: compose(manifest, &plan, source, host),
+            executable: false,
+        },
         File { name: APP_DOCKERFILE, text: app_dockerfile(source), executable: false },
         File {
             name: POSTGRES_DOCKERFILE,
@@ -100,20 +105,35 @@ impl plan::World for Container {
     }
 }
 
-/// The plan of every service with paths as the container sees them.
-fn container_plan(manifest: &Manifest) -> Result<Plan, String> {
-    let root = Path::new(APP_ROOT);
-    let target = root.join("target");
-    let options =
-        plan::Options { only: &[], release: false, fixed_ports: false, root, target_dir: &target };
+/// Where the host keeps the workspace and cargo's outputs.
+pub struct Host<'a> {
+    pub root: &'a Path,
+    pub target_dir: &'a Path,
+}
+
+/// The plan of every service, with the host's paths.
+fn container_plan(manifest: &Manifest, host: &Host) -> Result<Plan, String> {
+    let options = plan::Options {
+        only: &[],
+        release: false,
+        fixed_ports: false,
+        root: host.root,
+        target_dir: host.target_dir,
+    };
     plan::plan(manifest, &options, &Container)
 }
 
-/// A path of the plan (under `/app`, cargo outputs under the profile dir) as it is in the
-/// image.
-fn in_image(plan: &Plan, path: &Path) -> String {
-    match path.strip_prefix(&plan.profile_dir) {
-        Ok(rest) => Path::new(APP_BIN).join(rest).display().to_string(),
+/// A host path as it is in the image: cargo outputs (of either profile) under `/app/bin`,
+/// workspace files under `/app`; anything else (a program on PATH) as it is.
+fn in_image(host: &Host, path: &Path) -> String {
+    for profile in ["debug", "release"] {
+        if let Ok(rest) = path.strip_prefix(host.target_dir.join(profile)) {
+            return Path::new(APP_BIN).join(rest).display().to_string();
+        }
+    }
+    match path.strip_prefix(host.root) {
+        Ok(rest) if rest.as_os_str().is_empty() => APP_ROOT.to_string(),
+        Ok(rest) => Path::new(APP_ROOT).join(rest).display().to_string(),
         Err(_) => path.display().to_string(),
     }
 }
@@ -147,14 +167,14 @@ struct Rendered {
 }
 
 fn render(
-    plan: &Plan,
+    host: &Host,
     process: &Process,
     port: Option<u16>,
     database_url: &str,
     urls: &BTreeMap<String, String>,
 ) -> Rendered {
     let instance_id = format!("${{{}:-{}}}", vars::instance_id(&process.name), process.name);
-    let config = process.config.as_ref().map(|c| in_image(plan, c));
+    let config = process.config.as_ref().map(|c| in_image(host, c));
     let vars = Vars {
         port,
         bind_host: "0.0.0.0",
@@ -168,16 +188,16 @@ fn render(
     // Manifest text is escaped for Compose first; then the placeholders bring in the
     // Compose variables, which must stay live.
     let fill = |template: &str| plan::render(&escape(template), &vars);
-    let mut command = vec![in_image(plan, &process.program)];
+    let mut command = vec![in_image(host, &process.program)];
     command.extend(process.args.iter().map(|a| fill(a)));
     Rendered {
         command,
-        workdir: in_image(plan, &process.workdir),
+        workdir: in_image(host, &process.workdir),
         env: process.env.iter().map(|(k, v)| (k.clone(), fill(v))).collect(),
     }
 }
 
-fn compose(manifest: &Manifest, plan: &Plan, source: &str) -> String {
+fn compose(manifest: &Manifest, plan: &Plan, source: &str, host: &Host) -> String {
     let database = &manifest.database_name;
     let password = format!("${{{}:-tasker}}", vars::DB_PASSWORD);
     let database_url = format!("postgres://postgres:{password}@{DATABASE_SERVICE}:5432/{database}");
@@ -263,7 +283,7 @@ fn compose(manifest: &Manifest, plan: &Plan, source: &str) -> String {
     };
 
     if let Some(migrate) = &plan.migrate {
-        let rendered = render(plan, migrate, None, &database_url, &BTreeMap::new());
+        let rendered = render(host, migrate, None, &database_url, &BTreeMap::new());
         out.push_str(&format!("  {MIGRATE_SERVICE}:\n"));
         out.push_str(&app_image_of());
         out.push_str(&common);
@@ -275,7 +295,7 @@ fn compose(manifest: &Manifest, plan: &Plan, source: &str) -> String {
     for service in plan.services() {
         let name = &service.process.name;
         let port = port_of(service.fixed_port);
-        let rendered = render(plan, &service.process, Some(port), &database_url, &urls);
+        let rendered = render(host, &service.process, Some(port), &database_url, &urls);
         out.push_str(&format!("  {name}:\n"));
         out.push_str(&app_image_of());
         out.push_str(&common);
@@ -446,10 +466,14 @@ mod tests {
         manifest::load(&manifest::default_path()).unwrap()
     }
 
+    fn compose_of(manifest: &Manifest) -> String {
+        let host = Host { root: Path::new("/r"), target_dir: Path::new("/r/target") };
+        compose(manifest, &container_plan(manifest, &host).unwrap(), "m", &host)
+    }
+
     #[test]
     fn services_get_container_values_for_every_placeholder() {
-        let text =
-            compose(&committed_manifest(), &container_plan(&committed_manifest()).unwrap(), "m");
+        let text = compose_of(&committed_manifest());
         assert!(text.contains("      TASKER_WEB_BIND_ADDRESS: \"0.0.0.0:8080\"\n"), "{text}");
         assert!(text.contains(
             "      DATABASE_URL: \"postgres://postgres:${TASKER_DB_PASSWORD:-tasker}@postgres:5432/tasker_test\"\n"
@@ -477,8 +501,7 @@ mod tests {
 
     #[test]
     fn dependents_wait_for_migrations_and_healthy_dependencies() {
-        let text =
-            compose(&committed_manifest(), &container_plan(&committed_manifest()).unwrap(), "m");
+        let text = compose_of(&committed_manifest());
         let worker = &text[text.find("  rust-worker:\n").unwrap()..];
         let depends = &worker[worker.find("    depends_on:\n").unwrap()..];
         assert!(depends.starts_with(
@@ -495,7 +518,7 @@ env = { A = "{bind_host}:{port}", PRICE = "$5 {instance_id}" }
 health = { path = "/health", service = "one" }
 "#;
         let manifest = manifest::parse(Path::new("services.toml"), text).unwrap();
-        let out = compose(&manifest, &container_plan(&manifest).unwrap(), "m");
+        let out = compose_of(&manifest);
         assert!(out.contains("      PRICE: \"$$5 ${TASKER_INSTANCE_ID_ONE:-one}\"\n"), "{out}");
     }
 

@@ -54,15 +54,11 @@ pub fn resolve_base(given: Option<&str>, offline: bool) -> anyhow::Result<String
             image
         }
         BaseChoice::PublicPresent(image) => image,
+        BaseChoice::PublicPull(image) if pull(&image) => image,
         BaseChoice::PublicPull(image) => {
-            if pull(&image) {
-                image
-            } else {
-                eprintln!(
-                    "xtask: cannot pull {image} (no registry reachable); using a local base image"
-                );
-                bootstrap::ensure(&os, false)?
-            }
+            let local = bootstrap::ensure(&os, false)?;
+            eprintln!("xtask: base image {local} (built here: {image} cannot be pulled)");
+            local
         }
         BaseChoice::Local => bootstrap::ensure(&os, false)?,
     };
@@ -71,13 +67,16 @@ pub fn resolve_base(given: Option<&str>, offline: bool) -> anyhow::Result<String
 }
 
 fn pull(image: &str) -> bool {
-    eprintln!("xtask: docker pull {image}");
-    Command::new("docker")
+    let pulled = Command::new("docker")
         .args(["pull", "--quiet", image])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .is_ok_and(|s| s.success())
+        .is_ok_and(|s| s.success());
+    if pulled {
+        eprintln!("xtask: pulled {image}");
+    }
+    pulled
 }
 
 /// The build context: `app/` (the app Dockerfile and `files/`, laid out as `/app`) and

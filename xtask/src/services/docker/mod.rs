@@ -72,7 +72,10 @@ pub fn files_dir(manifest_path: &Path, state_dir: &Path) -> PathBuf {
 /// rewrote (none when `check`, which only compares and reports).
 pub fn refresh_files(manifest: &Manifest, dir: &Path, check: bool) -> anyhow::Result<Vec<PathBuf>> {
     let source = project::display_path(&manifest.path);
-    let files = generate::files(manifest, &source).map_err(UserError)?;
+    let root = project::root();
+    let target_dir = project::target_dir();
+    let host = generate::Host { root: &root, target_dir: &target_dir };
+    let files = generate::files(manifest, &source, &host).map_err(UserError)?;
     let mut changed = Vec::new();
     for file in files {
         let path = dir.join(file.name);
@@ -464,24 +467,24 @@ impl Container {
     }
 }
 
-/// Parses `docker ps --format '{{json .}}'` lines.
+/// What `docker ps` prints per container: named fields only. (`{{json .}}` would include
+/// the size, which the engine computes per container: seconds on some storage drivers.)
+const PS_FORMAT: &str = concat!(
+    r#"{"ID":{{json .ID}},"State":{{json .State}},"Status":{{json .Status}},"#,
+    r#""Ports":{{json .Ports}},"Service":{{json (.Label "com.docker.compose.service")}},"#,
+    r#""Project":{{json (.Label "com.docker.compose.project")}}}"#
+);
+
+/// Parses `docker ps --format PS_FORMAT` lines.
 pub fn parse_ps(text: &str) -> Vec<Container> {
     text.lines()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
         .map(|v| {
             let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
-            let labels = field("Labels");
-            let label = |key: &str| {
-                labels
-                    .split(',')
-                    .find_map(|pair| pair.strip_prefix(&format!("{key}=")))
-                    .unwrap_or_default()
-                    .to_string()
-            };
             Container {
                 id: field("ID"),
-                service: label("com.docker.compose.service"),
-                project: label("com.docker.compose.project"),
+                service: field("Service"),
+                project: field("Project"),
                 state: field("State"),
                 status: field("Status"),
                 ports: field("Ports"),
@@ -492,8 +495,7 @@ pub fn parse_ps(text: &str) -> Vec<Container> {
 
 fn ps(filter: &str) -> anyhow::Result<Vec<Container>> {
     let sh = Shell::new()?;
-    let format = "{{json .}}";
-    let out = cmd!(sh, "docker ps --all --no-trunc --filter {filter} --format {format}")
+    let out = cmd!(sh, "docker ps --all --no-trunc --filter {filter} --format {PS_FORMAT}")
         .quiet()
         .read()
         .context("listing containers")?;
@@ -639,9 +641,9 @@ mod tests {
 
     #[test]
     fn ps_lines_give_service_state_exit_code_and_ports() {
-        let text = r#"{"ID":"abc123","Labels":"com.docker.compose.project=tasker-1,com.docker.compose.service=orchestration,org.tasker.xtask.state-dir=/s","State":"running","Status":"Up 2 seconds","Ports":"127.0.0.1:49153->8080/tcp"}
-{"ID":"def456","Labels":"com.docker.compose.service=migrate,com.docker.compose.project=tasker-1","State":"exited","Status":"Exited (0) 1 second ago","Ports":""}
-{"ID":"0a1","Labels":"com.docker.compose.service=rust-worker","State":"exited","Status":"Exited (101) 1 second ago","Ports":""}"#;
+        let text = r#"{"ID":"abc123","State":"running","Status":"Up 2 seconds","Ports":"127.0.0.1:49153->8080/tcp","Service":"orchestration","Project":"tasker-1"}
+{"ID":"def456","State":"exited","Status":"Exited (0) 1 second ago","Ports":"","Service":"migrate","Project":"tasker-1"}
+{"ID":"0a1","State":"exited","Status":"Exited (101) 1 second ago","Ports":"","Service":"rust-worker","Project":"tasker-1"}"#;
         let containers = parse_ps(text);
         assert_eq!(containers.len(), 3);
         assert_eq!(containers[0].service, "orchestration");
