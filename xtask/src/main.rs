@@ -36,7 +36,7 @@ enum Task {
     Config(config::Args),
     /// Find unused dependencies; remove them safely
     Deps(deps::DepsArgs),
-    /// Run the whole test suite: unit, integration and doc tests of the workspace
+    /// Run the whole test suite: unit, integration, doc, end-to-end (and Docker backend) tests
     Test(test::Args),
     /// Run the services natively or in Docker: up, down, status, logs, bench
     Services(cli::services::Args),

@@ -1,9 +1,11 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! The suite is a list of steps (see [`plan`]), each a cargo invocation; all of them get
-//! the same `DATABASE_URL`. Every step runs even when an earlier one failed, so one run shows every
-//! failure; the task fails when any step did. Services that tests need (a database, the
-//! running system) are started here, around the steps that use them.
+//! The suite is a list of steps (see [`plan`]), each a cargo invocation with the same
+//! `DATABASE_URL`, then the end-to-end tests (`ci-native`) and the Docker backend's tests
+//! ([`docker_step`], where an engine is reachable). Every step runs even when an earlier
+//! one failed, so one run shows every failure; the task fails when any step did. Services
+//! that tests need (a database, the running system) are started here, around the steps
+//! that use them.
 
 use anyhow::Context as _;
 
@@ -13,7 +15,8 @@ use crate::project::{self, Exit};
 #[command(after_help = "\
 Runs the workspace's unit and integration tests (with cargo-nextest when it is installed,
 else `cargo test`), then the doc tests, with a throwaway PostgreSQL as DATABASE_URL unless
-DATABASE_URL is set; then the end-to-end tests (`cargo xtask ci-native`).
+DATABASE_URL is set; then the end-to-end tests (`cargo xtask ci-native`); then the Docker
+backend's own tests where a Docker engine is reachable (skipped, and said so, elsewhere).
 
 Examples:
   cargo xtask test                      the whole suite
@@ -60,6 +63,26 @@ pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
     ]
 }
 
+/// The Docker backend's tests: ignored by the steps above (they need an engine), run
+/// here on their own where one is reachable.
+pub fn docker_step(runner: Runner, extra: &[String]) -> Step {
+    let mut cargo_args: Vec<String> = match runner {
+        Runner::Nextest => {
+            ["nextest", "run", "-p", "xtask", "--test", "docker_backend", "--run-ignored", "only"]
+                .map(String::from)
+                .to_vec()
+        }
+        Runner::CargoTest => {
+            ["test", "-p", "xtask", "--test", "docker_backend"].map(String::from).to_vec()
+        }
+    };
+    cargo_args.extend(extra.iter().cloned());
+    if runner == Runner::CargoTest {
+        cargo_args.extend(["--".to_string(), "--ignored".to_string()]);
+    }
+    Step { name: "Docker backend tests", cargo_args }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let runner = if project::nextest_installed() { Runner::Nextest } else { Runner::CargoTest };
     if runner == Runner::CargoTest {
@@ -67,6 +90,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let steps = plan(runner, &args.cargo_args);
     let mut failed = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
     crate::interrupts::catch_interrupts();
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
@@ -76,15 +100,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
     for step in &steps {
-        eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
-        let mut child = project::cargo()
-            .args(&step.cargo_args)
-            .envs(exports.iter().map(|(k, v)| (k, v)))
-            .spawn()
-            .with_context(|| format!("running cargo for the {}", step.name))?;
-        let status = crate::interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
-        crate::interrupts::check_interrupted()?;
-        if !status.success() {
+        if !run_step(step, &exports)? {
             failed.push(step.name);
         }
     }
@@ -101,13 +117,43 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             failed.push("end-to-end tests");
         }
     }
+    let docker = docker_step(runner, &args.cargo_args);
+    match crate::services::docker::ensure_engine() {
+        Ok(_) => {
+            if !run_step(&docker, &[])? {
+                failed.push(docker.name);
+            }
+        }
+        Err(why) => {
+            eprintln!("==> {}: skipped: {why}", docker.name);
+            skipped.push(format!("{} (no Docker engine)", docker.name));
+        }
+    }
+    let ran = steps.len() + 2 - skipped.len();
+    let skipped = match skipped.is_empty() {
+        true => String::new(),
+        false => format!("; skipped: {}", skipped.join(", ")),
+    };
     if failed.is_empty() {
-        eprintln!("==> all {} test steps passed", steps.len() + 1);
+        eprintln!("==> all {ran} test steps passed{skipped}");
         Ok(())
     } else {
-        eprintln!("error: failing test steps: {}", failed.join(", "));
+        eprintln!("error: failing test steps: {}{skipped}", failed.join(", "));
         Err(Exit(1).into())
     }
+}
+
+/// Runs one cargo step with `env`; returns whether it passed.
+fn run_step(step: &Step, env: &[(String, String)]) -> anyhow::Result<bool> {
+    eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
+    let mut child = project::cargo()
+        .args(&step.cargo_args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .spawn()
+        .with_context(|| format!("running cargo for the {}", step.name))?;
+    let status = crate::interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
+    crate::interrupts::check_interrupted()?;
+    Ok(status.success())
 }
 
 #[cfg(test)]
@@ -128,6 +174,18 @@ mod tests {
     fn without_nextest_cargo_test_skips_doc_tests_in_the_first_step() {
         let steps = plan(Runner::CargoTest, &[]);
         assert_eq!(args_of(&steps), ["test --workspace --tests", "test --workspace --doc"]);
+    }
+
+    #[test]
+    fn the_docker_tests_are_the_ignored_ones_of_their_binary() {
+        assert_eq!(
+            docker_step(Runner::Nextest, &[]).cargo_args.join(" "),
+            "nextest run -p xtask --test docker_backend --run-ignored only"
+        );
+        assert_eq!(
+            docker_step(Runner::CargoTest, &["crash".to_owned()]).cargo_args.join(" "),
+            "test -p xtask --test docker_backend crash -- --ignored"
+        );
     }
 
     #[test]

@@ -184,9 +184,10 @@ pub fn down(state_dir: &Path, grace: Duration) -> anyhow::Result<Option<Teardown
 }
 
 /// Everything checked before anything starts, per backend.
+#[allow(clippy::large_enum_variant, reason = "one value per run, moved once")]
 pub enum Prepared {
     Native(native::Prepared),
-    Docker(Box<docker::Prepared>),
+    Docker(docker::Prepared),
 }
 
 /// Checks the manifest against the machine and plans the session: nothing is started,
@@ -205,9 +206,7 @@ pub fn prepare(
     })?;
     match options.backend {
         Backend::Native => Ok(Prepared::Native(native::prepare(manifest, options)?)),
-        Backend::Docker => {
-            Ok(Prepared::Docker(Box::new(docker::prepare(manifest, options, timings)?)))
-        }
+        Backend::Docker => Ok(Prepared::Docker(docker::prepare(manifest, options, timings)?)),
     }
 }
 
@@ -244,7 +243,7 @@ pub fn start(
 ) -> anyhow::Result<Session> {
     match prepared {
         Prepared::Native(prepared) => native::start(prepared, options, timings),
-        Prepared::Docker(prepared) => docker::start(*prepared, options, timings),
+        Prepared::Docker(prepared) => docker::start(prepared, options, timings),
     }
 }
 

@@ -221,13 +221,14 @@ fn compose(manifest: &Manifest, plan: &Plan, source: &str, host: &Host) -> Strin
          # run (it prepares the build context and the base image):\n\
          #   docker compose -f docker/docker-compose.test.yml up --build\n\
          # Published ports bind to 127.0.0.1 only; `docker compose port SERVICE PORT` shows them.\n\
-         # Healthchecks are short (Compose's default interval is 30 s); `init: true` makes a stop\n\
-         # take milliseconds instead of Docker's 10 s timeout.\n\nservices:\n",
+         # Compose orders the services by the healthchecks when run by hand (1 s interval;\n\
+         # Compose's default is 30 s); xtask starts them in the same order with its own\n\
+         # probes. `init: true` makes a stop take milliseconds instead of Docker's 10 s timeout.\n\nservices:\n",
     );
     let healthcheck = |test: Vec<String>| {
         let test: Vec<String> = ["CMD".to_string()].iter().chain(&test).map(|t| quote(t)).collect();
         format!(
-            "    healthcheck:\n      test: [{}]\n      interval: 200ms\n      timeout: 2s\n      retries: 300\n",
+            "    healthcheck:\n      test: [{}]\n      interval: 1s\n      timeout: 2s\n      retries: 60\n",
             test.join(", ")
         )
     };

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 use xshell::{Shell, cmd};
 
@@ -215,8 +215,7 @@ fn run_vars(
 }
 
 /// Stages the context, builds the images, starts the project, waits for readiness.
-/// Phases: images, start (Compose up: database, migrations, dependencies healthy),
-/// ready (xtask's identity probe of every service).
+/// Phases: images, then as natively database, migrate, start and ready.
 pub fn start(
     prepared: Prepared,
     options: &UpOptions,
@@ -237,24 +236,15 @@ pub fn start(
     crate::github::group("images", || -> anyhow::Result<()> {
         let copies = generate::context_copies(&plan, &project::root());
         images::stage(&images::context_dir(&options.state_dir), &files_dir, &copies)?;
-        images::build(
-            command(),
-            DATABASE_SERVICE,
-            &format!("tasker-ci-postgres:{project}"),
-            options.docker.rebuild,
-        )?;
+        let postgres_image = format!("tasker-ci-postgres:{project}");
+        images::build(command(), DATABASE_SERVICE, &postgres_image, options.docker.rebuild)?;
         interrupts::check_interrupted()?;
-        let app_owner = if plan.migrate.is_some() {
-            MIGRATE_SERVICE.to_string()
-        } else {
-            manifest.services.first().map(|s| s.name.clone()).unwrap_or_default()
+        let app_owner = match &plan.migrate {
+            Some(_) => MIGRATE_SERVICE.to_string(),
+            None => manifest.services.first().map(|s| s.name.clone()).unwrap_or_default(),
         };
-        images::build(
-            command(),
-            &app_owner,
-            &format!("tasker-ci-app:{project}"),
-            options.docker.rebuild,
-        )?;
+        let app_image = format!("tasker-ci-app:{project}");
+        images::build(command(), &app_owner, &app_image, options.docker.rebuild)?;
         images::prune_dangling();
         Ok(())
     })?;
@@ -270,128 +260,183 @@ pub fn start(
     let mut session = Session::begin(state)?;
     let logs = state::log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs)?;
+    let deadline = Instant::now() + readiness::scaled(options.timeout);
+    let timed_out = || {
+        anyhow::anyhow!(
+            "not ready after {:.0?} (--timeout, times the CI multiplier)",
+            readiness::scaled(options.timeout)
+        )
+    };
 
-    // Compose starts the database, runs the migrations and starts each service once its
-    // dependencies are healthy; `up` returns when the last ones are started.
+    // Compose creates the network and every container; xtask starts them in the
+    // manifest's order and waits with its own probes, which are faster than Compose's
+    // dependency polling (500 ms per hop) and need no healthcheck running every few
+    // hundred milliseconds for the whole run.
     let started = Instant::now();
-    let deadline = started + readiness::scaled(options.timeout);
     let compose_log = logs.join("compose.log");
-    let log_file = std::fs::File::create(&compose_log)?;
-    let mut up = command();
-    up.args(["up", "--detach", "--no-build"])
-        .args(plan.services().map(|s| &s.process.name))
-        .stdin(Stdio::null())
-        .stdout(log_file.try_clone()?)
-        .stderr(log_file);
-    let mut child = up.spawn().context("running docker compose up")?;
+    let mut create = command();
+    create.args(["up", "--no-start", "--no-build"]).args(plan.services().map(|s| &s.process.name));
+    run_logged(create, &compose_log).map_err(|e| startup_failure(e, &compose_log))?;
+    let ids: BTreeMap<String, String> =
+        containers(&project)?.into_iter().map(|c| (c.service, c.id)).collect();
+    let id_of = |service: &str| {
+        ids.get(service)
+            .cloned()
+            .with_context(|| format!("Compose created no container for `{service}`"))
+    };
     let mut watch = Watch::new(&project);
+
+    docker_start(&[id_of(DATABASE_SERVICE)?])?;
+    let database = published(&project, DATABASE_SERVICE, 5432)?;
     loop {
-        if let Some(status) = child.try_wait()? {
-            if status.success() {
-                break;
-            }
-            // Compose's own message, and what the containers say.
-            let failure = watch.poll(true)?.unwrap_or_else(|| {
-                let text = std::fs::read_to_string(&compose_log).unwrap_or_default();
-                readiness::Failure::Exited {
-                    name: "docker compose up".into(),
-                    status: status.to_string(),
-                    log: project::display_path(&compose_log),
-                    tail: logs::tail_of(&text, 15),
-                }
-            });
-            return Err(startup_failure(failure, &compose_log));
+        if crate::services::native::postgres::accepts_connections(
+            database,
+            "postgres",
+            &manifest.database_name,
+        ) {
+            break;
         }
         if let Some(failure) = watch.poll(false)? {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(startup_failure(failure, &compose_log));
+            return Err(failure.into());
         }
-        if interrupts::interrupted().is_some() || Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            interrupts::check_interrupted()?;
-            bail!(
-                "docker compose up did not finish within {:.0?}; last lines of {}:\n{}",
-                readiness::scaled(options.timeout),
-                project::display_path(&compose_log),
-                logs::tail(&compose_log, 15)
-            );
+        interrupts::check_interrupted()?;
+        if Instant::now() >= deadline {
+            return Err(timed_out());
         }
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(readiness::PERIOD);
     }
-    timings.add("start", started.elapsed());
-
-    let started = Instant::now();
-    let running = containers(&project)?;
-    let now = unix_now();
-    for service in plan.services() {
-        let name = &service.process.name;
-        let port = service.fixed_port.unwrap_or(generate::DEFAULT_PORT);
-        let addr = running
-            .iter()
-            .find(|c| &c.service == name)
-            .and_then(|c| c.published(port))
-            .with_context(|| format!("`{name}` publishes no port {port} on 127.0.0.1"))?;
-        session.state.services.push(ServiceRecord {
-            name: name.clone(),
-            url: format!("http://{addr}"),
-            addr,
-            instance_id: run.instance_ids[name].clone(),
-            health_path: service.health_path.clone(),
-            identity: service.identity.clone(),
-            export: service.export.clone(),
-            started_unix: now,
-            log: logs.join(format!("{name}.log")),
-            process: None,
-        });
-    }
-    let database = running
-        .iter()
-        .find(|c| c.service == DATABASE_SERVICE)
-        .and_then(|c| c.published(5432))
-        .context("the database publishes no port on 127.0.0.1")?;
     session.state.database = Some(Database::Container {
         url: format!("postgres://postgres:{}@{database}/{}", run.password, manifest.database_name),
     });
     session.state.save()?;
+    timings.add("database", started.elapsed());
 
-    let records = &session.state.services;
-    let targets: Vec<readiness::Target> = records
-        .iter()
-        .map(|r| readiness::Target {
-            name: &r.name,
-            addr: r.addr,
-            path: &r.health_path,
-            identity: &r.identity,
-            instance_id: &r.instance_id,
-            ready: false,
-        })
-        .collect();
-    let mut exited = || watch.poll(false).ok().flatten();
-    let left = deadline.saturating_duration_since(Instant::now());
-    let interrupted = || interrupts::interrupted().is_some();
-    match readiness::wait_all(&targets, left, &mut exited, &interrupted) {
-        Ok(()) => {}
-        Err(readiness::Failure::Interrupted) => interrupts::check_interrupted()?,
-        Err(readiness::Failure::Timeout { pending, .. }) => {
-            let waited = readiness::scaled(options.timeout);
-            return Err(readiness::Failure::Timeout { waited, pending }.into());
+    if plan.migrate.is_some() {
+        let started = Instant::now();
+        let migrate = id_of(MIGRATE_SERVICE)?;
+        docker_start(std::slice::from_ref(&migrate))?;
+        loop {
+            if let Some(failure) = watch.poll(true)? {
+                return Err(failure.into());
+            }
+            if containers(&project)?.iter().any(|c| c.id == migrate && c.exit_code() == Some(0)) {
+                break;
+            }
+            interrupts::check_interrupted()?;
+            if Instant::now() >= deadline {
+                return Err(timed_out());
+            }
+            std::thread::sleep(readiness::PERIOD);
         }
-        Err(failure) => return Err(failure.into()),
+        timings.add("migrate", started.elapsed());
     }
-    timings.add("ready", started.elapsed());
+
+    let now = unix_now();
+    for wave in &plan.waves {
+        let started = Instant::now();
+        let earlier = session.state.services.len();
+        let wave_ids: Vec<String> =
+            wave.iter().map(|s| id_of(&s.process.name)).collect::<anyhow::Result<_>>()?;
+        docker_start(&wave_ids)?;
+        for service in wave {
+            let name = &service.process.name;
+            let addr =
+                published(&project, name, service.fixed_port.unwrap_or(generate::DEFAULT_PORT))?;
+            session.state.services.push(ServiceRecord {
+                name: name.clone(),
+                url: format!("http://{addr}"),
+                addr,
+                instance_id: run.instance_ids[name].clone(),
+                health_path: service.health_path.clone(),
+                identity: service.identity.clone(),
+                export: service.export.clone(),
+                started_unix: now,
+                log: logs.join(format!("{name}.log")),
+                process: None,
+            });
+        }
+        session.state.save()?;
+        timings.add("start", started.elapsed());
+
+        let started = Instant::now();
+        let records = &session.state.services;
+        let targets: Vec<readiness::Target> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| readiness::Target {
+                name: &r.name,
+                addr: r.addr,
+                path: &r.health_path,
+                identity: &r.identity,
+                instance_id: &r.instance_id,
+                ready: i < earlier,
+            })
+            .collect();
+        let mut exited = || watch.poll(false).ok().flatten();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let interrupted = || interrupts::interrupted().is_some();
+        match readiness::wait_all(&targets, left, &mut exited, &interrupted) {
+            Ok(()) => {}
+            Err(readiness::Failure::Interrupted) => interrupts::check_interrupted()?,
+            Err(readiness::Failure::Timeout { pending, .. }) => {
+                let waited = readiness::scaled(options.timeout);
+                return Err(readiness::Failure::Timeout { waited, pending }.into());
+            }
+            Err(failure) => return Err(failure.into()),
+        }
+        timings.add("ready", started.elapsed());
+    }
     Ok(session)
 }
 
+/// Runs a Compose command with its output in `log`; the error carries the output's end.
+fn run_logged(mut cmd: Command, log: &Path) -> Result<(), readiness::Failure> {
+    let file = std::fs::File::create(log).and_then(|f| Ok((f.try_clone()?, f)));
+    let status =
+        file.and_then(|(out, err)| cmd.stdin(Stdio::null()).stdout(out).stderr(err).status());
+    match status {
+        Ok(status) if status.success() => Ok(()),
+        other => Err(readiness::Failure::Exited {
+            name: "docker compose".into(),
+            status: match other {
+                Ok(status) => status.to_string(),
+                Err(err) => err.to_string(),
+            },
+            log: project::display_path(log),
+            tail: logs::tail(log, 15),
+        }),
+    }
+}
+
+/// `docker start` of created containers.
+fn docker_start(ids: &[String]) -> anyhow::Result<()> {
+    let sh = Shell::new()?;
+    cmd!(sh, "docker start {ids...}")
+        .quiet()
+        .ignore_stdout()
+        .run()
+        .context("starting containers")?;
+    Ok(())
+}
+
+/// The host address of `service`'s published container port.
+fn published(project: &str, service: &str, port: u16) -> anyhow::Result<SocketAddr> {
+    containers(project)?
+        .iter()
+        .find(|c| c.service == service)
+        .and_then(|c| c.published(port))
+        .with_context(|| format!("`{service}` publishes no port {port} on 127.0.0.1"))
+}
+
 fn startup_failure(failure: readiness::Failure, compose_log: &Path) -> anyhow::Error {
-    let compose = logs::tail(compose_log, 10);
     match failure {
-        readiness::Failure::Exited { name, .. } if name == "docker compose up" => {
-            anyhow::anyhow!("docker compose up failed:\n{compose}")
+        readiness::Failure::Exited { name, status, tail, .. } if name == "docker compose" => {
+            anyhow::anyhow!(
+                "docker compose failed ({status}); last lines of {}:\n{tail}",
+                project::display_path(compose_log)
+            )
         }
-        failure if compose.trim().is_empty() => failure.into(),
-        failure => anyhow::anyhow!("{failure}\ndocker compose up said:\n{compose}"),
+        failure => failure.into(),
     }
 }
 

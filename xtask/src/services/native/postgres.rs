@@ -518,6 +518,15 @@ pub fn parse_url(url: &str) -> Option<UrlParts> {
     })
 }
 
+/// Whether a server on `addr` is up and past its own startup: it answers a startup
+/// message with ReadyForQuery or a password request (no password is sent).
+pub fn accepts_connections(addr: SocketAddr, user: &str, database: &str) -> bool {
+    matches!(
+        handshake(addr, user, database, Duration::from_millis(500)),
+        Ok(Handshake::Ready | Handshake::NeedsPassword)
+    )
+}
+
 #[derive(Debug)]
 enum Handshake {
     Ready,
