@@ -201,7 +201,12 @@ fn a_failing_image_build_names_the_image_and_the_step_and_starts_nothing() {
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let last = stderr(&out).lines().last().unwrap_or_default().to_string();
     assert!(last.starts_with("error: building image `tasker-ci-postgres:"), "{last}");
-    assert!(last.contains("step `[postgres 2/4] RUN"), "{last}");
+    // BuildKit (Compose v2) or the legacy builder (Compose v1) names the step.
+    assert!(
+        last.contains("step `[postgres 2/4] RUN") || last.contains("step `Step 3/10 : RUN"),
+        "{last}"
+    );
+    assert!(last.contains("/bin/sh"), "the reason is missing: {last}");
     assert_no_containers_left(&f, "s");
 }
 

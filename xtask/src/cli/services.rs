@@ -128,6 +128,9 @@ by hand: `set -a; . target/xtask/services.env; cargo nextest run ...`.")]
     },
     /// Show each service's pid or container, port, health and uptime
     Status {
+        /// Check that the session runs on this backend (read from the state file anyway)
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
         #[command(flatten)]
         common: Common,
     },
@@ -138,6 +141,9 @@ by hand: `set -a; . target/xtask/services.env; cargo nextest run ...`.")]
         /// Keep printing as the log grows
         #[arg(long, short)]
         follow: bool,
+        /// Check that the session runs on this backend (read from the state file anyway)
+        #[arg(long, value_enum)]
+        backend: Option<Backend>,
         #[command(flatten)]
         common: Common,
     },
@@ -179,8 +185,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Down { grace, backend, common } => {
             down(&common, backend, Duration::from_secs_f64(grace.max(0.0)))
         }
-        Command::Status { common } => status(&common),
-        Command::Logs { name, follow, common } => logs(&common, name.as_deref(), follow),
+        Command::Status { backend, common } => status(&common, backend),
+        Command::Logs { name, follow, backend, common } => {
+            logs(&common, backend, name.as_deref(), follow)
+        }
         Command::Bench { runs, backend, cold, start, docker, common } => {
             bench(runs, &backend, cold, &start, docker, &common)
         }
@@ -233,8 +241,24 @@ fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::R
     Ok(())
 }
 
-fn status(common: &Common) -> anyhow::Result<()> {
-    let Some(state) = State::load(&common.state_dir())? else {
+/// The session in the state directory, checked against `--backend` when given.
+fn session_state(common: &Common, backend: Option<Backend>) -> anyhow::Result<Option<State>> {
+    let state = State::load(&common.state_dir())?;
+    if let (Some(state), Some(backend)) = (&state, backend)
+        && state.backend != backend
+    {
+        crate::user_error!(
+            "the session in {} runs on the {} backend, not {}: drop --backend",
+            project::display_path(&common.state_dir()),
+            state.backend.name(),
+            backend.name()
+        );
+    }
+    Ok(state)
+}
+
+fn status(common: &Common, backend: Option<Backend>) -> anyhow::Result<()> {
+    let Some(state) = session_state(common, backend)? else {
         println!(
             "no services running (no state in {})",
             project::display_path(&common.state_dir())
@@ -279,9 +303,14 @@ fn status(common: &Common) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn logs(common: &Common, name: Option<&str>, follow: bool) -> anyhow::Result<()> {
+fn logs(
+    common: &Common,
+    backend: Option<Backend>,
+    name: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
     let state_dir = common.state_dir();
-    match State::load(&state_dir)? {
+    match session_state(common, backend)? {
         Some(state) if state.backend == Backend::Docker => docker::print_logs(&state, name, follow),
         _ => logs::print(&state::log_dir(&state_dir), name, follow),
     }

@@ -46,6 +46,9 @@ impl Compose {
     pub fn command(&self, project: &str, file: &Path) -> Command {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]).arg("-p").arg(project).arg("-f").arg(file);
+        // v2 builds through the engine's own BuildKit; without buildx installed, its
+        // default (Bake) only warns and falls back. Ask for that path directly.
+        cmd.env("COMPOSE_BAKE", "false");
         cmd
     }
 }
@@ -74,11 +77,23 @@ pub fn find_or_install() -> anyhow::Result<Compose> {
     Ok(compose)
 }
 
+/// Pins the Compose command (e.g. `docker-compose` for v1, or a path), skipping the search.
+pub const OVERRIDE_VAR: &str = "XTASK_COMPOSE";
+
 fn choose() -> anyhow::Result<Compose> {
     let found = |argv: &[&str]| {
         probe(argv)
             .map(|version| Compose { argv: argv.iter().map(|a| a.to_string()).collect(), version })
     };
+    if let Some(pinned) = std::env::var(OVERRIDE_VAR).ok().filter(|v| !v.trim().is_empty()) {
+        let argv: Vec<&str> = pinned.split_whitespace().collect();
+        return match found(&argv) {
+            Some(compose) => Ok(compose),
+            None => crate::user_error!(
+                "{OVERRIDE_VAR}=`{pinned}` does not run as Docker Compose (`{pinned} version --short` failed): fix or unset it"
+            ),
+        };
+    }
     let installed = tools_dir().join(format!("docker-compose-{PYPI_VERSION}"));
     let installed_argv = installed.display().to_string();
     // Cheapest first; the first v2 wins. A v1 found on the way is the fallback.

@@ -166,7 +166,8 @@ pub fn build(mut compose: Command, service: &str, image: &str, cold: bool) -> an
 }
 
 /// The failing step and the reason, from the end of a build's output (BuildKit's
-/// `> [2/4] RUN ...` and `ERROR:` lines, or the legacy builder's `Step 2/4 : RUN ...`).
+/// `> [2/4] RUN ...` and `ERROR:` lines, or the legacy builder's `Step 2/4 : RUN ...`),
+/// each cut to one readable line.
 pub fn failed_step(output: &[String]) -> String {
     let step = output.iter().rev().find_map(|line| {
         let line = line.trim();
@@ -175,17 +176,33 @@ pub fn failed_step(output: &[String]) -> String {
         }
         line.strip_prefix("Step ").map(|rest| format!("Step {rest}"))
     });
-    let reason = output.iter().rev().map(|l| l.trim()).find(|line| {
-        line.contains("did not complete successfully")
-            || line.contains("returned a non-zero code")
-            || line.starts_with("ERROR")
-            || line.contains("failed to solve")
-            || line.starts_with("error")
-    });
+    // The most telling line first: the step's own failure, then any error.
+    let telling = [
+        "did not complete successfully",
+        "returned a non-zero code",
+        "unable to start container process",
+        "failed to solve",
+        "ERROR",
+    ];
+    let reason = telling
+        .iter()
+        .find_map(|pattern| output.iter().rev().map(|l| l.trim()).find(|l| l.contains(pattern)))
+        .or_else(|| {
+            output.iter().rev().map(|l| l.trim()).find(|l| {
+                let lower = l.to_lowercase();
+                lower.contains("error") || lower.contains("failed")
+            })
+        });
+    let short = |text: &str, chars: usize| match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}...", &text[..cut]),
+        None => text.to_string(),
+    };
     match (step, reason) {
-        (Some(step), Some(reason)) => format!("step `{step}`: {reason}"),
-        (Some(step), None) => format!("step `{step}` (the output above says why)"),
-        (None, Some(reason)) => reason.to_string(),
+        (Some(step), Some(reason)) => {
+            format!("step `{}`: {}", short(&step, 80), short(reason, 200))
+        }
+        (Some(step), None) => format!("step `{}` (the output above says why)", short(&step, 80)),
+        (None, Some(reason)) => short(reason, 200),
         (None, None) => "see the output above".to_string(),
     }
 }
@@ -253,6 +270,7 @@ mod tests {
             "Step 2/5 : RUN false",
             " ---> Running in 1234",
             "The command '/bin/sh -c false' returned a non-zero code: 1",
+            "Service 'postgres' failed to build : Build failed",
         ]
         .map(String::from)
         .to_vec();
@@ -260,6 +278,9 @@ mod tests {
             failed_step(&legacy),
             "step `Step 2/5 : RUN false`: The command '/bin/sh -c false' returned a non-zero code: 1"
         );
+        let long = vec![format!("Step 3/10 : RUN {}", "x".repeat(300))];
+        let text = failed_step(&long);
+        assert!(text.len() < 120 && text.contains("..."), "{text}");
     }
 
     #[test]

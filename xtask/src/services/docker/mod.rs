@@ -19,12 +19,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
+use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 use xshell::{Shell, cmd};
 
 use super::manifest::{self, Manifest};
-use super::plan::{self, Plan};
+use super::plan::{self, Plan, PlannedService};
 use super::state::{self, Database, ServiceRecord, State, unix_now};
 use super::{Backend, Session, Teardown, UpOptions, logs, readiness};
 use crate::interrupts;
@@ -260,23 +260,49 @@ pub fn start(
     let mut session = Session::begin(state)?;
     let logs = state::log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs)?;
-    let deadline = Instant::now() + readiness::scaled(options.timeout);
-    let timed_out = || {
-        anyhow::anyhow!(
-            "not ready after {:.0?} (--timeout, times the CI multiplier)",
-            readiness::scaled(options.timeout)
-        )
+    let mut starter = Starter {
+        project: &project,
+        watch: Watch::new(&project),
+        deadline: Instant::now() + readiness::scaled(options.timeout),
+        timeout: options.timeout,
+        logs: &logs,
+        instance_ids: &run.instance_ids,
+        started_unix: unix_now(),
     };
+    let compose_log = logs.join("compose.log");
+    let database_url = |addr: SocketAddr| {
+        format!("postgres://postgres:{}@{addr}/{}", run.password, manifest.database_name)
+    };
+    let services: Vec<&String> = plan.services().map(|s| &s.process.name).collect();
+
+    if !compose.is_v2() {
+        // Compose v1 cannot create containers without waiting for their dependencies'
+        // conditions, so it starts them itself, in the same order, by the healthchecks;
+        // then xtask's probe.
+        let started = Instant::now();
+        let mut up = command();
+        up.args(["up", "--detach", "--no-build"]).args(&services);
+        starter.run_compose(up, &compose_log)?;
+        let database = published(&project, DATABASE_SERVICE, 5432)?;
+        session.state.database = Some(Database::Container { url: database_url(database) });
+        for wave in &plan.waves {
+            starter.record(&mut session, wave)?;
+        }
+        timings.add("start", started.elapsed());
+        let started = Instant::now();
+        starter.wait_ready(&session, 0)?;
+        timings.add("ready", started.elapsed());
+        return Ok(session);
+    }
 
     // Compose creates the network and every container; xtask starts them in the
     // manifest's order and waits with its own probes, which are faster than Compose's
     // dependency polling (500 ms per hop) and need no healthcheck running every few
     // hundred milliseconds for the whole run.
     let started = Instant::now();
-    let compose_log = logs.join("compose.log");
     let mut create = command();
-    create.args(["up", "--no-start", "--no-build"]).args(plan.services().map(|s| &s.process.name));
-    run_logged(create, &compose_log).map_err(|e| startup_failure(e, &compose_log))?;
+    create.args(["up", "--no-start", "--no-build"]).args(&services);
+    starter.run_compose(create, &compose_log)?;
     let ids: BTreeMap<String, String> =
         containers(&project)?.into_iter().map(|c| (c.service, c.id)).collect();
     let id_of = |service: &str| {
@@ -284,30 +310,17 @@ pub fn start(
             .cloned()
             .with_context(|| format!("Compose created no container for `{service}`"))
     };
-    let mut watch = Watch::new(&project);
 
     docker_start(&[id_of(DATABASE_SERVICE)?])?;
     let database = published(&project, DATABASE_SERVICE, 5432)?;
-    loop {
-        if crate::services::native::postgres::accepts_connections(
+    starter.wait_until(|| {
+        Ok(crate::services::native::postgres::accepts_connections(
             database,
             "postgres",
             &manifest.database_name,
-        ) {
-            break;
-        }
-        if let Some(failure) = watch.poll(false)? {
-            return Err(failure.into());
-        }
-        interrupts::check_interrupted()?;
-        if Instant::now() >= deadline {
-            return Err(timed_out());
-        }
-        std::thread::sleep(readiness::PERIOD);
-    }
-    session.state.database = Some(Database::Container {
-        url: format!("postgres://postgres:{}@{database}/{}", run.password, manifest.database_name),
-    });
+        ))
+    })?;
+    session.state.database = Some(Database::Container { url: database_url(database) });
     session.state.save()?;
     timings.add("database", started.elapsed());
 
@@ -315,52 +328,119 @@ pub fn start(
         let started = Instant::now();
         let migrate = id_of(MIGRATE_SERVICE)?;
         docker_start(std::slice::from_ref(&migrate))?;
-        loop {
-            if let Some(failure) = watch.poll(true)? {
-                return Err(failure.into());
-            }
-            if containers(&project)?.iter().any(|c| c.id == migrate && c.exit_code() == Some(0)) {
-                break;
-            }
-            interrupts::check_interrupted()?;
-            if Instant::now() >= deadline {
-                return Err(timed_out());
-            }
-            std::thread::sleep(readiness::PERIOD);
-        }
+        starter.wait_until(|| {
+            Ok(containers(&project)?.iter().any(|c| c.id == migrate && c.exit_code() == Some(0)))
+        })?;
         timings.add("migrate", started.elapsed());
     }
 
-    let now = unix_now();
     for wave in &plan.waves {
         let started = Instant::now();
         let earlier = session.state.services.len();
         let wave_ids: Vec<String> =
             wave.iter().map(|s| id_of(&s.process.name)).collect::<anyhow::Result<_>>()?;
         docker_start(&wave_ids)?;
+        starter.record(&mut session, wave)?;
+        timings.add("start", started.elapsed());
+        let started = Instant::now();
+        starter.wait_ready(&session, earlier)?;
+        timings.add("ready", started.elapsed());
+    }
+    Ok(session)
+}
+
+/// What starting a project's containers needs at each step: the deadline, the watch
+/// that fails at once when a container exits, and the values services are recorded with.
+struct Starter<'a> {
+    project: &'a str,
+    watch: Watch<'a>,
+    deadline: Instant,
+    timeout: Duration,
+    logs: &'a Path,
+    instance_ids: &'a BTreeMap<String, String>,
+    started_unix: u64,
+}
+
+impl Starter<'_> {
+    fn timed_out(&self) -> anyhow::Error {
+        anyhow::anyhow!(
+            "not ready after {:.0?} (--timeout, times the CI multiplier)",
+            readiness::scaled(self.timeout)
+        )
+    }
+
+    /// Polls `done` until it is true, a container exits, the deadline passes or a signal
+    /// arrives.
+    fn wait_until(&mut self, mut done: impl FnMut() -> anyhow::Result<bool>) -> anyhow::Result<()> {
+        loop {
+            if done()? {
+                return Ok(());
+            }
+            if let Some(failure) = self.watch.poll(false)? {
+                return Err(failure.into());
+            }
+            interrupts::check_interrupted()?;
+            if Instant::now() >= self.deadline {
+                return Err(self.timed_out());
+            }
+            std::thread::sleep(readiness::PERIOD);
+        }
+    }
+
+    /// Runs a Compose command with its output in `log`, watching the containers while it
+    /// runs; a failure shows Compose's own message.
+    fn run_compose(&mut self, mut cmd: Command, log: &Path) -> anyhow::Result<()> {
+        let file = std::fs::File::create(log)?;
+        cmd.stdin(Stdio::null()).stdout(file.try_clone()?).stderr(file);
+        let mut child = cmd.spawn().context("running docker compose")?;
+        let result = self.wait_until(|| Ok(child.try_wait()?.is_some()));
+        if result.is_err() {
+            let _ = child.kill();
+            let _ = child.wait();
+            return result;
+        }
+        let status = child.wait()?;
+        if !status.success() {
+            bail!(
+                "docker compose failed ({status}); last lines of {}:\n{}",
+                project::display_path(log),
+                logs::tail(log, 15)
+            );
+        }
+        Ok(())
+    }
+
+    /// Records the services of `wave` (started now) with their published addresses. A
+    /// container that already exited publishes nothing: its exit is the error.
+    fn record(&mut self, session: &mut Session, wave: &[PlannedService]) -> anyhow::Result<()> {
+        if let Some(failure) = self.watch.poll(true)? {
+            return Err(failure.into());
+        }
         for service in wave {
             let name = &service.process.name;
-            let addr =
-                published(&project, name, service.fixed_port.unwrap_or(generate::DEFAULT_PORT))?;
+            let port = service.fixed_port.unwrap_or(generate::DEFAULT_PORT);
+            let addr = published(self.project, name, port)?;
             session.state.services.push(ServiceRecord {
                 name: name.clone(),
                 url: format!("http://{addr}"),
                 addr,
-                instance_id: run.instance_ids[name].clone(),
+                instance_id: self.instance_ids[name].clone(),
                 health_path: service.health_path.clone(),
                 identity: service.identity.clone(),
                 export: service.export.clone(),
-                started_unix: now,
-                log: logs.join(format!("{name}.log")),
+                started_unix: self.started_unix,
+                log: self.logs.join(format!("{name}.log")),
                 process: None,
             });
         }
-        session.state.save()?;
-        timings.add("start", started.elapsed());
+        session.state.save()
+    }
 
-        let started = Instant::now();
-        let records = &session.state.services;
-        let targets: Vec<readiness::Target> = records
+    /// xtask's identity probe of every recorded service but the first `earlier` (ready).
+    fn wait_ready(&mut self, session: &Session, earlier: usize) -> anyhow::Result<()> {
+        let targets: Vec<readiness::Target> = session
+            .state
+            .services
             .iter()
             .enumerate()
             .map(|(i, r)| readiness::Target {
@@ -372,39 +452,19 @@ pub fn start(
                 ready: i < earlier,
             })
             .collect();
+        let watch = &mut self.watch;
         let mut exited = || watch.poll(false).ok().flatten();
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = self.deadline.saturating_duration_since(Instant::now());
         let interrupted = || interrupts::interrupted().is_some();
         match readiness::wait_all(&targets, left, &mut exited, &interrupted) {
-            Ok(()) => {}
-            Err(readiness::Failure::Interrupted) => interrupts::check_interrupted()?,
+            Ok(()) => Ok(()),
+            Err(readiness::Failure::Interrupted) => interrupts::check_interrupted(),
             Err(readiness::Failure::Timeout { pending, .. }) => {
-                let waited = readiness::scaled(options.timeout);
-                return Err(readiness::Failure::Timeout { waited, pending }.into());
+                let waited = readiness::scaled(self.timeout);
+                Err(readiness::Failure::Timeout { waited, pending }.into())
             }
-            Err(failure) => return Err(failure.into()),
+            Err(failure) => Err(failure.into()),
         }
-        timings.add("ready", started.elapsed());
-    }
-    Ok(session)
-}
-
-/// Runs a Compose command with its output in `log`; the error carries the output's end.
-fn run_logged(mut cmd: Command, log: &Path) -> Result<(), readiness::Failure> {
-    let file = std::fs::File::create(log).and_then(|f| Ok((f.try_clone()?, f)));
-    let status =
-        file.and_then(|(out, err)| cmd.stdin(Stdio::null()).stdout(out).stderr(err).status());
-    match status {
-        Ok(status) if status.success() => Ok(()),
-        other => Err(readiness::Failure::Exited {
-            name: "docker compose".into(),
-            status: match other {
-                Ok(status) => status.to_string(),
-                Err(err) => err.to_string(),
-            },
-            log: project::display_path(log),
-            tail: logs::tail(log, 15),
-        }),
     }
 }
 
@@ -426,18 +486,6 @@ fn published(project: &str, service: &str, port: u16) -> anyhow::Result<SocketAd
         .find(|c| c.service == service)
         .and_then(|c| c.published(port))
         .with_context(|| format!("`{service}` publishes no port {port} on 127.0.0.1"))
-}
-
-fn startup_failure(failure: readiness::Failure, compose_log: &Path) -> anyhow::Error {
-    match failure {
-        readiness::Failure::Exited { name, status, tail, .. } if name == "docker compose" => {
-            anyhow::anyhow!(
-                "docker compose failed ({status}); last lines of {}:\n{tail}",
-                project::display_path(compose_log)
-            )
-        }
-        failure => failure.into(),
-    }
 }
 
 /// Watches a project's containers while it starts: one that exits (the migrate step with
