@@ -208,6 +208,12 @@ fn a_failing_image_build_names_the_image_and_the_step_and_starts_nothing() {
     );
     assert!(last.contains("/bin/sh"), "the reason is missing: {last}");
     assert_no_containers_left(&f, "s");
+    // Nor the container of the failed build step (the legacy builder keeps it unless told).
+    let out = Command::new("docker")
+        .args(["ps", "--all", "--quiet", "--filter", &format!("ancestor={empty}")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "", "build containers left behind");
 }
 
 #[test]

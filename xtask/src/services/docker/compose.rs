@@ -28,6 +28,12 @@ pub struct Compose {
 }
 
 impl Compose {
+    /// The `build` arguments: v1's legacy builder leaves the container of a failed step
+    /// behind unless told otherwise (v2 builds with BuildKit, which leaves none).
+    pub fn build_args(&self) -> &'static [&'static str] {
+        if self.is_v2() { &["build"] } else { &["build", "--force-rm"] }
+    }
+
     pub fn is_v2(&self) -> bool {
         major(&self.version).is_some_and(|m| m >= 2)
     }
@@ -46,9 +52,6 @@ impl Compose {
     pub fn command(&self, project: &str, file: &Path) -> Command {
         let mut cmd = Command::new(&self.argv[0]);
         cmd.args(&self.argv[1..]).arg("-p").arg(project).arg("-f").arg(file);
-        // v2 builds through the engine's own BuildKit; without buildx installed, its
-        // default (Bake) only warns and falls back. Ask for that path directly.
-        cmd.env("COMPOSE_BAKE", "false");
         cmd
     }
 }

@@ -137,8 +137,14 @@ fn link_tree(from: &Path, to: &Path) -> std::io::Result<()> {
 
 /// Builds one image through Compose (`service` owns its build section), streaming the
 /// output; on failure the error names the image and the step that failed.
-pub fn build(mut compose: Command, service: &str, image: &str, cold: bool) -> anyhow::Result<()> {
-    compose.arg("build");
+pub fn build(
+    mut compose: Command,
+    build_args: &[&str],
+    service: &str,
+    image: &str,
+    cold: bool,
+) -> anyhow::Result<()> {
+    compose.args(build_args);
     if cold {
         compose.arg("--no-cache");
     }

@@ -237,14 +237,26 @@ pub fn start(
         let copies = generate::context_copies(&plan, &project::root());
         images::stage(&images::context_dir(&options.state_dir), &files_dir, &copies)?;
         let postgres_image = format!("tasker-ci-postgres:{project}");
-        images::build(command(), DATABASE_SERVICE, &postgres_image, options.docker.rebuild)?;
+        images::build(
+            command(),
+            compose.build_args(),
+            DATABASE_SERVICE,
+            &postgres_image,
+            options.docker.rebuild,
+        )?;
         interrupts::check_interrupted()?;
         let app_owner = match &plan.migrate {
             Some(_) => MIGRATE_SERVICE.to_string(),
             None => manifest.services.first().map(|s| s.name.clone()).unwrap_or_default(),
         };
         let app_image = format!("tasker-ci-app:{project}");
-        images::build(command(), &app_owner, &app_image, options.docker.rebuild)?;
+        images::build(
+            command(),
+            compose.build_args(),
+            &app_owner,
+            &app_image,
+            options.docker.rebuild,
+        )?;
         images::prune_dangling();
         Ok(())
     })?;
