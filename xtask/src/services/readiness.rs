@@ -165,6 +165,38 @@ pub fn wait_all(
     }
 }
 
+/// Waits for the recorded services of a session (all but the first `earlier`, ready
+/// already) until `deadline`, failing at once when `exited` reports an exit. A timeout
+/// names the whole startup timeout `waited` (later waves only wait for what is left).
+pub fn wait_for_services(
+    services: &[crate::services::state::ServiceRecord],
+    earlier: usize,
+    deadline: Instant,
+    waited: Duration,
+    exited: &mut dyn FnMut() -> Option<Failure>,
+) -> anyhow::Result<()> {
+    let targets: Vec<Target> = services
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Target {
+            name: &r.name,
+            addr: r.addr,
+            path: &r.health_path,
+            identity: &r.identity,
+            instance_id: &r.instance_id,
+            ready: i < earlier,
+        })
+        .collect();
+    let left = deadline.saturating_duration_since(Instant::now());
+    let interrupted = || crate::interrupts::interrupted().is_some();
+    match wait_all(&targets, left, exited, &interrupted) {
+        Ok(()) => Ok(()),
+        Err(Failure::Interrupted) => crate::interrupts::check_interrupted(),
+        Err(Failure::Timeout { pending, .. }) => Err(Failure::Timeout { waited, pending }.into()),
+        Err(failure) => Err(failure.into()),
+    }
+}
+
 /// The one knob for slow machines, shared with the end-to-end tests.
 pub const MULTIPLIER_VAR: &str = "TASKER_TEST_TIMEOUT_MULTIPLIER";
 

@@ -450,33 +450,16 @@ impl Starter<'_> {
 
     /// xtask's identity probe of every recorded service but the first `earlier` (ready).
     fn wait_ready(&mut self, session: &Session, earlier: usize) -> anyhow::Result<()> {
-        let targets: Vec<readiness::Target> = session
-            .state
-            .services
-            .iter()
-            .enumerate()
-            .map(|(i, r)| readiness::Target {
-                name: &r.name,
-                addr: r.addr,
-                path: &r.health_path,
-                identity: &r.identity,
-                instance_id: &r.instance_id,
-                ready: i < earlier,
-            })
-            .collect();
         let watch = &mut self.watch;
         let mut exited = || watch.poll(false).ok().flatten();
-        let left = self.deadline.saturating_duration_since(Instant::now());
-        let interrupted = || interrupts::interrupted().is_some();
-        match readiness::wait_all(&targets, left, &mut exited, &interrupted) {
-            Ok(()) => Ok(()),
-            Err(readiness::Failure::Interrupted) => interrupts::check_interrupted(),
-            Err(readiness::Failure::Timeout { pending, .. }) => {
-                let waited = readiness::scaled(self.timeout);
-                Err(readiness::Failure::Timeout { waited, pending }.into())
-            }
-            Err(failure) => Err(failure.into()),
-        }
+        let waited = readiness::scaled(self.timeout);
+        readiness::wait_for_services(
+            &session.state.services,
+            earlier,
+            self.deadline,
+            waited,
+            &mut exited,
+        )
     }
 }
 

@@ -180,18 +180,6 @@ pub fn start(
 
         let started = Instant::now();
         let records = &session.state.services;
-        let targets: Vec<readiness::Target> = records
-            .iter()
-            .enumerate()
-            .map(|(i, r)| readiness::Target {
-                name: &r.name,
-                addr: r.addr,
-                path: &r.health_path,
-                identity: &r.identity,
-                instance_id: &r.instance_id,
-                ready: i < earlier,
-            })
-            .collect();
         let mut exited = || {
             records.iter().zip(children.iter_mut()).find_map(|(r, child)| {
                 let status = child.try_wait().ok()??;
@@ -203,18 +191,8 @@ pub fn start(
                 })
             })
         };
-        let left = deadline.saturating_duration_since(Instant::now());
-        let interrupted = || interrupts::interrupted().is_some();
-        match readiness::wait_all(&targets, left, &mut exited, &interrupted) {
-            Ok(()) => {}
-            Err(readiness::Failure::Interrupted) => interrupts::check_interrupted()?,
-            // A later wave waits only for what is left: report the whole timeout.
-            Err(readiness::Failure::Timeout { pending, .. }) => {
-                let waited = readiness::scaled(options.timeout);
-                return Err(readiness::Failure::Timeout { waited, pending }.into());
-            }
-            Err(failure) => return Err(failure.into()),
-        }
+        let waited = readiness::scaled(options.timeout);
+        readiness::wait_for_services(records, earlier, deadline, waited, &mut exited)?;
         timings.add("ready", started.elapsed());
     }
     Ok(session)
@@ -240,10 +218,30 @@ fn instance_id(name: &str) -> String {
     format!("{name}-{}-{nanos:08x}", std::process::id())
 }
 
-fn command_for(process: &Process, vars: &Vars, log: &Path) -> anyhow::Result<Command> {
+/// The command of `process` with its placeholders filled, in its own process group,
+/// logging to `log`.
+fn command_for(
+    process: &Process,
+    env: &Env,
+    port: Option<u16>,
+    instance_id: &str,
+    urls: &BTreeMap<String, String>,
+    log: &Path,
+) -> anyhow::Result<Command> {
+    let config = process.config.as_ref().map(|c| c.display().to_string());
+    let vars = Vars {
+        port,
+        bind_host: BIND_HOST,
+        database_url: env.database_url,
+        root: env.root,
+        instance_id,
+        config: config.as_deref(),
+        target_dir: env.profile_dir,
+        urls,
+    };
     let mut cmd = Command::new(&process.program);
-    cmd.args(process.args.iter().map(|a| plan::render(a, vars)))
-        .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, vars))))
+    cmd.args(process.args.iter().map(|a| plan::render(a, &vars)))
+        .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, &vars))))
         .current_dir(&process.workdir);
     processes::own_group_logging_to(&mut cmd, log)?;
     Ok(cmd)
@@ -260,19 +258,7 @@ struct Env<'a> {
 fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Result<()> {
     let log = env.logs.join("migrate.log");
     let id = instance_id("migrate");
-    let urls = BTreeMap::new();
-    let config = migrate.config.as_ref().map(|c| c.display().to_string());
-    let vars = Vars {
-        port: None,
-        bind_host: BIND_HOST,
-        database_url: env.database_url,
-        root: env.root,
-        instance_id: &id,
-        config: config.as_deref(),
-        target_dir: env.profile_dir,
-        urls: &urls,
-    };
-    let mut child = command_for(migrate, &vars, &log)?
+    let mut child = command_for(migrate, env, None, &id, &BTreeMap::new(), &log)?
         .spawn()
         .with_context(|| format!("starting the migrate step ({})", migrate.program.display()))?;
     let limit = readiness::scaled(timeout);
@@ -313,18 +299,7 @@ fn spawn_service(
     let name = &service.process.name;
     let log = env.logs.join(format!("{name}.log"));
     let id = instance_id(name);
-    let config = service.process.config.as_ref().map(|c| c.display().to_string());
-    let vars = Vars {
-        port: Some(port),
-        bind_host: BIND_HOST,
-        database_url: env.database_url,
-        root: env.root,
-        instance_id: &id,
-        config: config.as_deref(),
-        target_dir: env.profile_dir,
-        urls,
-    };
-    let child = command_for(&service.process, &vars, &log)?
+    let child = command_for(&service.process, env, Some(port), &id, urls, &log)?
         .spawn()
         .with_context(|| format!("starting `{name}` ({})", service.process.program.display()))?;
     let pid = child.id();
