@@ -51,6 +51,14 @@ pub fn export_env(vars: &[(String, String)]) -> anyhow::Result<bool> {
     append("GITHUB_ENV", &env_file(vars))
 }
 
+/// Sets the outputs of the current step (`$GITHUB_OUTPUT`), when running there. Values
+/// are single lines (a newline would start another output).
+pub fn set_outputs(outputs: &[(&str, String)]) -> anyhow::Result<bool> {
+    let text: String =
+        outputs.iter().map(|(k, v)| format!("{k}={}\n", v.replace(['\r', '\n'], " "))).collect();
+    append("GITHUB_OUTPUT", &text)
+}
+
 /// Appends markdown to the job's summary page (`$GITHUB_STEP_SUMMARY`), when running there.
 pub fn step_summary(markdown: &str) -> anyhow::Result<bool> {
     append("GITHUB_STEP_SUMMARY", markdown)

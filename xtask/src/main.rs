@@ -1,16 +1,21 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod ci_compare;
+mod ci_mode;
+mod ci_scope;
 mod cli;
 mod config;
 mod deps;
 mod github;
 mod interrupts;
+mod lint;
 mod project;
 mod secrets;
 mod services;
 mod test;
 mod timings;
+mod workflows;
 
 use std::process::ExitCode;
 
@@ -46,6 +51,16 @@ enum Task {
     CiDocker(cli::ci::DockerArgs),
     /// The Docker backend's files and base image: generate, bootstrap
     Docker(cli::docker::Args),
+    /// Build the service binaries and the end-to-end tests once, for CI shards
+    CiArchive(cli::ci::ArchiveArgs),
+    /// Decide the integration-test mode (native, docker, both) from the GitHub event
+    CiMode(ci_mode::Args),
+    /// Compare the JUnit results of a native and a Docker run
+    CiCompare(ci_compare::Args),
+    /// Decide what a change must run, from the files it touches
+    CiScope(ci_scope::Args),
+    /// Every check that needs no test run: fmt, clippy, deps, generated files, workflows
+    Lint(lint::Args),
 }
 
 fn main() -> ExitCode {
@@ -58,6 +73,11 @@ fn main() -> ExitCode {
         Task::CiNative(args) => cli::ci::native(args),
         Task::CiDocker(args) => cli::ci::docker(args),
         Task::Docker(args) => cli::docker::run(args),
+        Task::CiArchive(args) => cli::ci::archive(args),
+        Task::CiMode(args) => ci_mode::run(args),
+        Task::CiCompare(args) => ci_compare::run(args),
+        Task::CiScope(args) => ci_scope::run(args),
+        Task::Lint(args) => lint::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -23,6 +23,10 @@ Examples:
   cargo xtask test -- merge             only tests whose name contains `merge`
   cargo xtask test -- --no-fail-fast")]
 pub struct Args {
+    /// Only the unit, integration and doc tests (CI runs the end-to-end tests in jobs of
+    /// their own)
+    #[arg(long)]
+    skip_end_to_end: bool,
     /// Arguments after `--` go to every cargo test run (test name filters, cargo flags)
     #[arg(last = true, value_name = "CARGO_ARGS")]
     cargo_args: Vec<String>,
@@ -105,28 +109,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     drop(database);
-    // Then the end-to-end tests against the real services.
-    eprintln!("==> end-to-end tests: cargo xtask ci-native");
-    match crate::cli::ci::native_default() {
-        Ok(()) => {}
-        Err(err) if crate::interrupts::interrupted().is_some() => return Err(err),
-        Err(err) => {
-            if err.downcast_ref::<Exit>().is_none() {
-                eprintln!("error: {err:#}");
-            }
-            failed.push("end-to-end tests");
-        }
-    }
-    let docker = docker_step(runner, &args.cargo_args);
-    match crate::services::docker::ensure_engine() {
-        Ok(_) => {
-            if !run_step(&docker, &[])? {
-                failed.push(docker.name);
+    if args.skip_end_to_end {
+        skipped.push("end-to-end tests (--skip-end-to-end)".to_string());
+        skipped.push("Docker backend tests (--skip-end-to-end)".to_string());
+    } else {
+        // Then the end-to-end tests against the real services.
+        eprintln!("==> end-to-end tests: cargo xtask ci-native");
+        match crate::cli::ci::native_default() {
+            Ok(()) => {}
+            Err(err) if crate::interrupts::interrupted().is_some() => return Err(err),
+            Err(err) => {
+                if err.downcast_ref::<Exit>().is_none() {
+                    eprintln!("error: {err:#}");
+                }
+                failed.push("end-to-end tests");
             }
         }
-        Err(why) => {
-            eprintln!("==> {}: skipped: {why}", docker.name);
-            skipped.push(format!("{} (no Docker engine)", docker.name));
+        let docker = docker_step(runner, &args.cargo_args);
+        match crate::services::docker::ensure_engine() {
+            Ok(_) => {
+                if !run_step(&docker, &[])? {
+                    failed.push(docker.name);
+                }
+            }
+            Err(why) => {
+                eprintln!("==> {}: skipped: {why}", docker.name);
+                skipped.push(format!("{} (no Docker engine)", docker.name));
+            }
         }
     }
     let ran = steps.len() + 2 - skipped.len();

@@ -2,9 +2,12 @@
 //! ([`crate::services::pipeline`]) with one backend or the other. Only the command line
 //! lives here.
 
-use crate::services::{Backend, pipeline};
+use std::path::PathBuf;
 
-use super::services::{Common, DockerFlags, Start};
+use crate::project;
+use crate::services::{Backend, manifest, pipeline};
+
+use super::services::{Common, DockerFlags, Start, absolute};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -47,12 +50,18 @@ struct RunArgs {
     /// Do not build: the service and test binaries exist already
     #[arg(long)]
     no_build: bool,
+    /// Do not build: take the service files and the tests from DIR (`cargo xtask ci-archive`)
+    #[arg(long, value_name = "DIR", conflicts_with = "no_build")]
+    from_archive: Option<PathBuf>,
     /// Run one shard of the tests, e.g. hash:1/3 (passed to nextest)
     #[arg(long, value_name = "hash:M/N")]
     partition: Option<String>,
     /// Seconds to wait for the services to be ready (scaled by the CI multiplier)
     #[arg(long, value_name = "SECS", default_value_t = 60)]
     timeout: u64,
+    /// Leave these services out, and their tests (what `cargo xtask ci-scope` suggests)
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    without: Vec<String>,
     #[command(flatten)]
     common: Common,
     /// Arguments for `cargo nextest run`
@@ -64,6 +73,7 @@ impl RunArgs {
     fn options(self, backend: Backend, docker: DockerFlags) -> pipeline::Options {
         let start = Start {
             only: Vec::new(),
+            without: self.without,
             release: self.release,
             fixed_ports: false,
             timeout: self.timeout,
@@ -71,6 +81,7 @@ impl RunArgs {
         pipeline::Options {
             up: start.options(&self.common, backend, docker),
             no_build: self.no_build,
+            from_archive: self.from_archive.map(absolute),
             partition: self.partition,
             nextest_args: self.nextest_args,
         }
@@ -90,10 +101,37 @@ pub fn native_default() -> anyhow::Result<()> {
     let run = RunArgs {
         release: false,
         no_build: false,
+        from_archive: None,
         partition: None,
         timeout: 60,
+        without: Vec::new(),
         common: Common { state_dir: None, manifest: None },
         nextest_args: Vec::new(),
     };
     pipeline::run(&run.options(Backend::Native, DockerFlags::default()))
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+For sharding over CI runners: one job builds, uploads DIR, and each shard runs
+`cargo xtask ci-native --from-archive DIR --partition hash:K/N` without compiling.
+
+Example:
+  cargo xtask ci-archive --output target/xtask/ci-archive")]
+pub struct ArchiveArgs {
+    /// Build the release profile
+    #[arg(long)]
+    release: bool,
+    /// Where to write the archive (default: target/xtask/ci-archive)
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+    /// The services manifest (default: config/services.toml)
+    #[arg(long, value_name = "FILE")]
+    manifest: Option<PathBuf>,
+}
+
+pub fn archive(args: ArchiveArgs) -> anyhow::Result<()> {
+    let output = absolute(args.output.unwrap_or_else(|| project::xtask_dir().join("ci-archive")));
+    let manifest_path = absolute(args.manifest.unwrap_or_else(manifest::default_path));
+    pipeline::archive(&manifest_path, args.release, &output)
 }

@@ -38,7 +38,8 @@ impl Common {
     }
 }
 
-fn absolute(path: PathBuf) -> PathBuf {
+/// A path the user typed, made absolute against where they stand.
+pub fn absolute(path: PathBuf) -> PathBuf {
     if path.is_absolute() {
         path
     } else {
@@ -51,6 +52,9 @@ pub struct Start {
     /// Start only these services (and what they depend on)
     #[arg(long, value_name = "NAME", num_args = 1..)]
     pub only: Vec<String>,
+    /// Leave these services out, and their tests (the manifest's `tests` filter)
+    #[arg(long, value_name = "NAME", num_args = 1..)]
+    pub without: Vec<String>,
     /// Use binaries of the release profile
     #[arg(long)]
     pub release: bool,
@@ -68,6 +72,8 @@ impl Start {
             manifest: common.manifest(),
             state_dir: common.state_dir(),
             only: self.only.clone(),
+            // An empty name (a workflow passing an empty output) leaves nothing out.
+            without: self.without.iter().filter(|n| !n.is_empty()).cloned().collect(),
             release: self.release,
             fixed_ports: self.fixed_ports,
             timeout: Duration::from_secs(self.timeout),

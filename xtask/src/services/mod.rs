@@ -54,6 +54,8 @@ pub struct UpOptions {
     pub state_dir: PathBuf,
     /// Services asked for by name; empty means all.
     pub only: Vec<String>,
+    /// Services left out, with their tests.
+    pub without: Vec<String>,
     pub release: bool,
     pub fixed_ports: bool,
     /// Overall startup timeout, before the CI multiplier.
@@ -220,6 +222,7 @@ pub fn plan_with(
     let target = project::target_dir();
     let plan_options = plan::Options {
         only: &options.only,
+        without: &options.without,
         release: options.release,
         fixed_ports: options.fixed_ports,
         root: &root,
@@ -227,10 +230,14 @@ pub fn plan_with(
     };
     let plan = plan::plan(manifest, &plan_options, world).map_err(UserError)?;
     for skipped in &plan.skipped {
-        eprintln!(
-            "warning: skipping optional service `{}`: it {}; its tests are filtered out",
-            skipped.name, skipped.reason
-        );
+        if options.without.contains(&skipped.name) {
+            eprintln!("xtask: leaving out `{}` and its tests (--without)", skipped.name);
+        } else {
+            eprintln!(
+                "warning: skipping optional service `{}`: it {}; its tests are filtered out",
+                skipped.name, skipped.reason
+            );
+        }
     }
     Ok(plan)
 }

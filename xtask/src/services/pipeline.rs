@@ -23,9 +23,47 @@ pub struct Options {
     pub up: UpOptions,
     /// The binaries exist already: do not build.
     pub no_build: bool,
+    /// Take the service binaries and the tests from a directory `ci-archive` made
+    /// (another job built them): nothing is compiled.
+    pub from_archive: Option<PathBuf>,
     /// One shard of the tests (`hash:M/N`), passed to nextest.
     pub partition: Option<String>,
     pub nextest_args: Vec<String>,
+}
+
+/// The nextest archive of the end-to-end tests, inside an archive directory.
+const TESTS_ARCHIVE: &str = "tests.tar.zst";
+/// The cargo outputs the services run (binaries, the FFI library), inside it.
+const BIN_DIR: &str = "bin";
+
+/// Where the end-to-end test binaries come from.
+#[derive(Debug, Clone, Copy)]
+pub enum TestBinaries<'a> {
+    /// Built in this workspace (`-p tasker-core --features test-services`).
+    Workspace { release: bool },
+    /// A nextest archive made elsewhere, run against this checkout.
+    Archive { file: &'a Path, root: &'a Path },
+}
+
+impl TestBinaries<'_> {
+    fn selection(&self) -> Vec<String> {
+        match self {
+            TestBinaries::Workspace { release } => {
+                let mut args: Vec<String> =
+                    ["-p", TEST_PACKAGE, "--features", TEST_FEATURE].map(String::from).to_vec();
+                if *release {
+                    args.push("--release".into());
+                }
+                args
+            }
+            TestBinaries::Archive { file, root } => vec![
+                "--archive-file".into(),
+                file.display().to_string(),
+                "--workspace-remap".into(),
+                root.display().to_string(),
+            ],
+        }
+    }
 }
 
 /// Runs the pipeline and reports its timings, whatever the outcome.
@@ -70,7 +108,9 @@ fn stages(options: &Options, timings: &mut Timings) -> anyhow::Result<()> {
     // Logs of an earlier failed run must not pass for this run's.
     let ci_logs = ci_logs_dir(&up.state_dir, up.backend);
     let _ = std::fs::remove_dir_all(up.state_dir.join("ci-logs"));
-    if !options.no_build {
+    if let Some(dir) = &options.from_archive {
+        timings.time("restore", || restore(dir, up.release))?;
+    } else if !options.no_build {
         let started = Instant::now();
         github::group("build", || build(&manifest, up.release))?;
         timings.add("build", started.elapsed());
@@ -102,9 +142,14 @@ fn test_and_teardown(
     timings: &mut Timings,
 ) -> anyhow::Result<()> {
     let exports = super::write_exports(&session.state, false)?;
+    let root = project::root();
+    let archive = options.from_archive.as_ref().map(|dir| dir.join(TESTS_ARCHIVE));
+    let binaries = match &archive {
+        Some(file) => TestBinaries::Archive { file, root: &root },
+        None => TestBinaries::Workspace { release: options.up.release },
+    };
     let nextest = nextest_args(
-        options.up.release,
-        false,
+        binaries,
         options.partition.as_deref(),
         &session.state.excluded_tests,
         &options.nextest_args,
@@ -163,6 +208,75 @@ fn build(manifest: &Manifest, release: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo xtask ci-archive`: builds what the pipeline needs once, for other machines:
+/// `<output>/tests.tar.zst` (the end-to-end tests, a nextest archive) and `<output>/bin/`
+/// (every cargo output the services run). `--from-archive <output>` runs from it.
+pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    let manifest = manifest::load(manifest_path)?;
+    let mut commands = build_commands(&manifest, release);
+    commands.pop(); // the tests go into the archive instead
+    for args in &commands {
+        run_cargo(args)?;
+    }
+    let _ = std::fs::remove_dir_all(output);
+    std::fs::create_dir_all(output.join(BIN_DIR))?;
+    let mut args: Vec<String> =
+        ["nextest", "archive", "--profile", "ci"].map(String::from).to_vec();
+    args.extend(TestBinaries::Workspace { release }.selection());
+    args.extend(["--archive-file".to_string(), output.join(TESTS_ARCHIVE).display().to_string()]);
+    run_cargo(&args)?;
+    let root = project::root();
+    let target = project::target_dir();
+    let options = super::plan::Options {
+        only: &[],
+        without: &[],
+        release,
+        fixed_ports: false,
+        root: &root,
+        target_dir: &target,
+    };
+    let plan = super::plan::plan(&manifest, &options, &super::plan::FilesHere)
+        .map_err(project::UserError)?;
+    let mut copied = 0;
+    for copy in super::docker::generate::context_copies(&plan, &root) {
+        if copy.to.starts_with(BIN_DIR) {
+            std::fs::copy(&copy.from, output.join(&copy.to))
+                .with_context(|| format!("copying {}", copy.from.display()))?;
+            copied += 1;
+        }
+    }
+    eprintln!(
+        "xtask: archived the end-to-end tests and {copied} service file(s) in {}; run them elsewhere with `--from-archive {}`",
+        project::display_path(output),
+        project::display_path(output)
+    );
+    Ok(())
+}
+
+/// Puts an archive's service files where the plan looks for them (`target/<profile>/`),
+/// executable (artifact transfers drop the mode).
+fn restore(dir: &Path, release: bool) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let bin = dir.join(BIN_DIR);
+    if !bin.is_dir() || !dir.join(TESTS_ARCHIVE).is_file() {
+        crate::user_error!(
+            "{} is not an archive of `cargo xtask ci-archive` (it needs {BIN_DIR}/ and {TESTS_ARCHIVE})",
+            project::display_path(dir)
+        );
+    }
+    let profile = project::target_dir().join(if release { "release" } else { "debug" });
+    std::fs::create_dir_all(&profile)?;
+    for entry in std::fs::read_dir(&bin)? {
+        let entry = entry?;
+        let to = profile.join(entry.file_name());
+        let _ = std::fs::remove_file(&to);
+        std::fs::copy(entry.path(), &to).with_context(|| format!("restoring {}", to.display()))?;
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
+    }
+    Ok(())
+}
+
 /// The cargo invocations of [`build`]: the cargo binaries in one `cargo build`, the
 /// packages that commands need in another (built whole: a `--bin` selection would leave
 /// out the library the Ruby worker loads), then nextest's `--no-run`.
@@ -197,7 +311,7 @@ fn build_commands(manifest: &Manifest, release: bool) -> Vec<Vec<String>> {
         .into_iter()
         .filter(|selection| !selection.is_empty())
         .map(cargo_build)
-        .chain([nextest_args(release, true, None, &[], &[])])
+        .chain([no_run_args(release)])
         .collect()
 }
 
@@ -222,26 +336,24 @@ fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `cargo nextest run --no-run`: builds the end-to-end tests.
+fn no_run_args(release: bool) -> Vec<String> {
+    let mut args: Vec<String> = ["nextest", "run", "--profile", "ci"].map(String::from).to_vec();
+    args.extend(TestBinaries::Workspace { release }.selection());
+    args.push("--no-run".into());
+    args
+}
+
 /// The `cargo nextest run` arguments. Filters of skipped services' tests are combined
 /// with the user's own `-E` expression (nextest ORs separate `-E`s, so they must be merged).
 pub fn nextest_args(
-    release: bool,
-    no_run: bool,
+    binaries: TestBinaries,
     partition: Option<&str>,
     excluded: &[String],
     user: &[String],
 ) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["nextest", "run", "--profile", "ci", "-p", TEST_PACKAGE, "--features", TEST_FEATURE]
-            .map(String::from)
-            .to_vec();
-    if release {
-        args.push("--release".into());
-    }
-    if no_run {
-        args.push("--no-run".into());
-        return args;
-    }
+    let mut args: Vec<String> = ["nextest", "run", "--profile", "ci"].map(String::from).to_vec();
+    args.extend(binaries.selection());
     if let Some(partition) = partition {
         args.extend(["--partition".to_string(), partition.to_string()]);
     }
@@ -314,25 +426,33 @@ mod tests {
 
     #[test]
     fn the_test_run_uses_the_ci_profile_and_passes_partition_and_args() {
-        let args = nextest_args(false, false, Some("hash:1/2"), &[], &s(&["--no-fail-fast"]));
+        let workspace = TestBinaries::Workspace { release: false };
+        let args = nextest_args(workspace, Some("hash:1/2"), &[], &s(&["--no-fail-fast"]));
         assert_eq!(
             args.join(" "),
             "nextest run --profile ci -p tasker-core --features test-services --partition hash:1/2 --no-fail-fast"
         );
         assert_eq!(
-            nextest_args(true, true, None, &[], &[]).join(" "),
+            no_run_args(true).join(" "),
             "nextest run --profile ci -p tasker-core --features test-services --release --no-run"
+        );
+        let archive =
+            TestBinaries::Archive { file: Path::new("/a/tests.tar.zst"), root: Path::new("/r") };
+        assert_eq!(
+            nextest_args(archive, Some("hash:2/2"), &[], &[]).join(" "),
+            "nextest run --profile ci --archive-file /a/tests.tar.zst --workspace-remap /r --partition hash:2/2"
         );
     }
 
     #[test]
     fn skipped_services_tests_are_filtered_out_even_with_a_user_filter() {
         let excluded = s(&["binary(ruby)"]);
-        let args = nextest_args(false, false, None, &excluded, &[]);
+        let workspace = TestBinaries::Workspace { release: false };
+        let args = nextest_args(workspace, None, &excluded, &[]);
         assert_eq!(args[args.len() - 2..], s(&["-E", "not (binary(ruby))"]));
-        let args = nextest_args(false, false, None, &excluded, &s(&["-E", "test(a)"]));
+        let args = nextest_args(workspace, None, &excluded, &s(&["-E", "test(a)"]));
         assert_eq!(args[args.len() - 2..], s(&["-E", "(test(a)) and not (binary(ruby))"]));
-        let args = nextest_args(false, false, None, &excluded, &s(&["--filterset=test(a)"]));
+        let args = nextest_args(workspace, None, &excluded, &s(&["--filterset=test(a)"]));
         assert_eq!(args.last().unwrap(), "--filterset=(test(a)) and not (binary(ruby))");
     }
 

@@ -10,6 +10,8 @@ use super::manifest::{Launch, Manifest, Service, Step, waves};
 pub struct Options<'a> {
     /// Services asked for by name (`--only`); empty means all.
     pub only: &'a [String],
+    /// Services left out on purpose (`--without`), with their tests.
+    pub without: &'a [String],
     pub release: bool,
     pub fixed_ports: bool,
     pub root: &'a Path,
@@ -20,6 +22,19 @@ pub struct Options<'a> {
 pub trait World {
     fn on_path(&self, program: &str) -> bool;
     fn exists(&self, path: &Path) -> bool;
+}
+
+/// A machine whose files are checked but whose programs are not: what an image or
+/// another runner provides (the Docker backend, an archive built for another machine).
+pub struct FilesHere;
+
+impl World for FilesHere {
+    fn on_path(&self, _program: &str) -> bool {
+        true
+    }
+    fn exists(&self, path: &Path) -> bool {
+        path.exists()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -100,8 +115,28 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
     let explicitly_asked: BTreeSet<&str> = options.only.iter().map(String::as_str).collect();
 
     let mut skipped: Vec<Skipped> = Vec::new();
+    for name in options.without {
+        let Some(service) = manifest.services.iter().find(|s| &s.name == name) else {
+            let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
+            return Err(format!(
+                "unknown service `{name}` in --without ({} defines: {})",
+                crate::project::display_path(&manifest.path),
+                known.join(", ")
+            ));
+        };
+        if service.tests.is_none() {
+            return Err(format!(
+                "service `{name}` has no `tests` filter in {}, so its tests cannot be left out with it: add one or drop --without {name}",
+                crate::project::display_path(&manifest.path)
+            ));
+        }
+        skipped.push(Skipped { name: name.clone(), reason: "is left out (--without)".into() });
+    }
     let mut kept: Vec<&Service> = Vec::new();
     for service in topological(&selected) {
+        if options.without.contains(&service.name) {
+            continue;
+        }
         let missing = missing_programs(&service.step, world);
         let skipped_dep = service.depends_on.iter().find(|d| skipped.iter().any(|s| &s.name == *d));
         let reason = match (missing.first(), skipped_dep) {
@@ -163,7 +198,8 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
         .into_iter()
         .map(|wave| wave.into_iter().map(|name| planned.remove(name).expect("planned")).collect())
         .collect();
-    let excluded_tests = selected
+    let excluded_tests = manifest
+        .services
         .iter()
         .filter(|s| skipped.iter().any(|k| k.name == s.name))
         .filter_map(|s| s.tests.clone())
@@ -370,6 +406,7 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
         let only: Vec<String> = only.iter().map(|s| s.to_string()).collect();
         let options = Options {
             only: &only,
+            without: &[],
             release: false,
             fixed_ports: false,
             root: Path::new("/r"),
@@ -432,6 +469,31 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
         );
     }
 
+    fn plan_without(names: &[&str]) -> Result<Plan, String> {
+        let without: Vec<String> = names.iter().map(|s| s.to_string()).collect();
+        let options = Options {
+            only: &[],
+            without: &without,
+            release: false,
+            fixed_ports: false,
+            root: Path::new("/r"),
+            target_dir: Path::new("/r/target"),
+        };
+        plan(&manifest(), &options, &everything())
+    }
+
+    #[test]
+    fn without_leaves_a_service_and_its_tests_out() {
+        let plan = plan_without(&["ruby-worker"]).unwrap();
+        assert_eq!(wave_names(&plan), vec![vec!["orchestration"], vec!["rust-worker"]]);
+        assert_eq!(plan.excluded_tests, vec!["binary(ruby_worker)"]);
+        assert_eq!(plan.skipped[0].reason, "is left out (--without)");
+        let err = plan_without(&["rust-worker"]).unwrap_err();
+        assert!(err.contains("has no `tests` filter"), "{err}");
+        let err = plan_without(&["rubyworker"]).unwrap_err();
+        assert!(err.starts_with("unknown service `rubyworker` in --without"), "{err}");
+    }
+
     #[test]
     fn missing_binary_says_how_to_build_it() {
         let world = FakeWorld { programs: vec![], missing_files: vec!["debug/rust-worker"] };
@@ -470,6 +532,7 @@ export = "TASKER_TEST_RUBY_WORKER_URL"
         let only = vec!["rust-worker".to_string()];
         let options = Options {
             only: &only,
+            without: &[],
             release: true,
             fixed_ports: true,
             root: Path::new("/r"),

@@ -115,6 +115,7 @@ pub struct Host<'a> {
 fn container_plan(manifest: &Manifest, host: &Host) -> Result<Plan, String> {
     let options = plan::Options {
         only: &[],
+        without: &[],
         release: false,
         fixed_ports: false,
         root: host.root,
@@ -530,6 +531,7 @@ health = { path = "/health", service = "one" }
         let target = root.join("target");
         let options = plan::Options {
             only: &[],
+            without: &[],
             release: true,
             fixed_ports: false,
             root,

@@ -117,18 +117,6 @@ pub fn ensure_engine() -> anyhow::Result<String> {
     }
 }
 
-/// Host files the images copy must exist; programs come with the image.
-struct HostFiles;
-
-impl plan::World for HostFiles {
-    fn on_path(&self, _program: &str) -> bool {
-        true
-    }
-    fn exists(&self, path: &Path) -> bool {
-        path.exists()
-    }
-}
-
 /// Everything checked before the Docker backend starts anything.
 pub struct Prepared {
     plan: Plan,
@@ -146,7 +134,7 @@ pub fn prepare(
     timings: &mut Timings,
 ) -> anyhow::Result<Prepared> {
     let engine = ensure_engine()?;
-    let plan = super::plan_with(&manifest, options, &HostFiles)?;
+    let plan = super::plan_with(&manifest, options, &plan::FilesHere)?;
     let project = project_name(&options.state_dir);
     if !containers(&project)?.is_empty() {
         crate::user_error!(

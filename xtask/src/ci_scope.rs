@@ -1,0 +1,251 @@
+//! `cargo xtask ci-scope`: what a change must run, from the files it touches. Pure
+//! classification ([`classify`]) of the paths `git diff --name-only` reports against the
+//! merge base; the task prints the decision with its reasons and writes it to
+//! `$GITHUB_OUTPUT`.
+
+use std::process::Command;
+
+use anyhow::Context as _;
+
+use crate::github;
+use crate::project::{self, UserError};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Rules, per changed file:
+  docs/**, *.md, LICENSE*                          documentation only: no integration tests
+  .github/**, docker/**, config/services.toml,     everything runs (both workers)
+    .config/nextest.toml, xtask/**, migrations,
+    Cargo.toml, Cargo.lock, .ci/**
+  workers/ruby/**, crates/**, config/**            the Ruby worker's tests run too
+  anything else                                    integration tests, Rust worker only
+`run-docker` is suggested for what the Docker mode exists for: Dockerfiles and the
+compose file, deployment configuration (config/), migrations, the FFI library
+(workers/ruby/ext/).
+
+Writes integration=true|false, ruby=true|false, without=ruby-worker or empty (for
+`ci-native --without`), suggest_docker=true|false to $GITHUB_OUTPUT when set.
+
+Examples:
+  cargo xtask ci-scope                         against the merge base with origin/main
+  cargo xtask ci-scope --base origin/release   against another branch
+  cargo xtask ci-scope --files docs/ci.md xtask/src/main.rs")]
+pub struct Args {
+    /// The branch or commit to diff against (its merge base with HEAD)
+    #[arg(long, value_name = "REF", default_value = "origin/main")]
+    base: String,
+    /// Classify these paths instead of asking git
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    files: Vec<String>,
+}
+
+/// What a change must run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    pub integration: bool,
+    pub ruby: bool,
+    pub suggest_docker: bool,
+    /// Why, one line per rule that fired (with an example path).
+    pub reasons: Vec<String>,
+}
+
+impl Scope {
+    /// The service `ci-native` / `ci-docker --without` can leave out: the change cannot
+    /// affect it (empty: none).
+    pub fn without(&self) -> &'static str {
+        if self.ruby { "" } else { "ruby-worker" }
+    }
+}
+
+fn is_docs(path: &str) -> bool {
+    path.starts_with("docs/")
+        || path.ends_with(".md")
+        || path.rsplit('/').next().is_some_and(|name| name.starts_with("LICENSE"))
+}
+
+fn runs_everything(path: &str) -> bool {
+    [".github/", "docker/", "xtask/", ".ci/", "crates/tasker-shared/migrations/"]
+        .iter()
+        .any(|prefix| path.starts_with(prefix))
+        || ["config/services.toml", ".config/nextest.toml", "Cargo.toml", "Cargo.lock"]
+            .contains(&path)
+}
+
+/// The Ruby worker, and what it shares with the others: the crates, the configs and
+/// task templates.
+fn touches_ruby(path: &str) -> bool {
+    path.starts_with("workers/ruby/") || path.starts_with("crates/") || path.starts_with("config/")
+}
+
+/// Changes the Docker mode exists for (the seed's list).
+fn deployment(path: &str) -> bool {
+    path.starts_with("docker/")
+        || path.starts_with("config/")
+        || path.starts_with("crates/tasker-shared/migrations/")
+        || path.starts_with("workers/ruby/ext/")
+        || path.rsplit('/').next().is_some_and(|name| name.contains("Dockerfile"))
+}
+
+pub fn classify(paths: &[String]) -> Scope {
+    let mut scope =
+        Scope { integration: false, ruby: false, suggest_docker: false, reasons: Vec::new() };
+    let note = |reasons: &mut Vec<String>, rule: &str, path: &str| {
+        if !reasons.iter().any(|r| r.starts_with(rule)) {
+            reasons.push(format!("{rule} ({path})"));
+        }
+    };
+    for path in paths.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
+        if is_docs(path) {
+            continue;
+        }
+        if runs_everything(path) {
+            scope.integration = true;
+            scope.ruby = true;
+            note(&mut scope.reasons, "CI, build or service setup changed: everything runs", path);
+        } else if touches_ruby(path) {
+            scope.integration = true;
+            scope.ruby = true;
+            note(&mut scope.reasons, "the Ruby worker or what it shares changed", path);
+        } else {
+            scope.integration = true;
+            note(&mut scope.reasons, "code changed: integration tests run", path);
+        }
+        if deployment(path) {
+            scope.suggest_docker = true;
+            note(
+                &mut scope.reasons,
+                "deployment-relevant change: consider the `run-docker` label",
+                path,
+            );
+        }
+    }
+    if !scope.integration {
+        scope.reasons.push("documentation only: integration tests are skipped".into());
+    }
+    scope
+}
+
+/// The paths changed between the merge base of `base` and HEAD (committed changes).
+fn changed_files(base: &str) -> anyhow::Result<Vec<String>> {
+    let root = project::root();
+    let merge_base = Command::new("git")
+        .current_dir(&root)
+        .args(["merge-base", base, "HEAD"])
+        .output()
+        .context("running git merge-base")?;
+    if !merge_base.status.success() {
+        crate::user_error!(
+            "no merge base with `{base}` ({}): fetch it (`git fetch origin`, or checkout with fetch-depth: 0) or pass --base",
+            String::from_utf8_lossy(&merge_base.stderr).trim()
+        );
+    }
+    let merge_base = String::from_utf8_lossy(&merge_base.stdout).trim().to_string();
+    let diff = Command::new("git")
+        .current_dir(&root)
+        .args(["diff", "--name-only", &merge_base, "HEAD"])
+        .output()
+        .context("running git diff")?;
+    if !diff.status.success() {
+        return Err(UserError(format!(
+            "git diff against {merge_base} failed: {}",
+            String::from_utf8_lossy(&diff.stderr).trim()
+        ))
+        .into());
+    }
+    Ok(String::from_utf8_lossy(&diff.stdout).lines().map(str::to_string).collect())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let files = match args.files.is_empty() {
+        true => changed_files(&args.base)?,
+        false => args.files,
+    };
+    let scope = classify(&files);
+    println!(
+        "scope of {} changed file(s): integration={} ruby={} suggest_docker={}",
+        files.len(),
+        scope.integration,
+        scope.ruby,
+        scope.suggest_docker
+    );
+    for reason in &scope.reasons {
+        println!("  - {reason}");
+    }
+    github::set_outputs(&[
+        ("integration", scope.integration.to_string()),
+        ("ruby", scope.ruby.to_string()),
+        ("without", scope.without().to_string()),
+        ("suggest_docker", scope.suggest_docker.to_string()),
+    ])?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn of(paths: &[&str]) -> Scope {
+        classify(&paths.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn documentation_only_skips_integration() {
+        let scope = of(&["docs/ci.md", "README.md", "workers/ruby/README.md"]);
+        assert!(!scope.integration && !scope.ruby && !scope.suggest_docker);
+        assert_eq!(scope.reasons, vec!["documentation only: integration tests are skipped"]);
+        assert!(!of(&[]).integration);
+    }
+
+    #[test]
+    fn rust_only_changes_leave_the_ruby_worker_out() {
+        let scope = of(&["workers/rust/src/handlers.rs", "docs/ci.md"]);
+        assert!(scope.integration && !scope.ruby && !scope.suggest_docker);
+        assert_eq!(scope.without(), "ruby-worker");
+    }
+
+    #[test]
+    fn the_ruby_worker_and_shared_crates_include_it() {
+        for path in ["workers/ruby/lib/tasker_ruby/step.rb", "crates/tasker-worker/src/lib.rs"] {
+            let scope = of(&[path]);
+            assert!(scope.integration && scope.ruby, "{path}");
+            assert_eq!(scope.without(), "");
+        }
+    }
+
+    #[test]
+    fn setup_changes_run_everything_and_deployment_ones_suggest_docker() {
+        for path in
+            [".github/workflows/ci.yml", "xtask/src/main.rs", "Cargo.lock", ".config/nextest.toml"]
+        {
+            let scope = of(&[path]);
+            assert!(scope.integration && scope.ruby && !scope.suggest_docker, "{path}");
+        }
+        for path in [
+            "docker/app.Dockerfile",
+            "config/services.toml",
+            "config/tasker/base/common.toml",
+            "crates/tasker-shared/migrations/20260101000000_tasks_and_steps.sql",
+            "workers/ruby/ext/src/bridge.rs",
+        ] {
+            let scope = of(&[path]);
+            assert!(scope.integration && scope.ruby && scope.suggest_docker, "{path}");
+            assert!(
+                scope.reasons.iter().any(|r| r.contains("run-docker")),
+                "{path}: {:?}",
+                scope.reasons
+            );
+        }
+    }
+
+    #[test]
+    fn each_rule_is_reported_once_with_an_example() {
+        let scope = of(&["xtask/src/a.rs", "xtask/src/b.rs", "workers/rust/src/main.rs"]);
+        assert_eq!(
+            scope.reasons,
+            vec![
+                "CI, build or service setup changed: everything runs (xtask/src/a.rs)",
+                "code changed: integration tests run (workers/rust/src/main.rs)",
+            ]
+        );
+    }
+}

@@ -1,0 +1,208 @@
+//! `cargo xtask lint`: every check that needs no test run, in one command: formatting,
+//! clippy with warnings denied, unused dependencies, the generated files (configs and
+//! the Docker files), and the GitHub workflows (their `cargo xtask` command lines
+//! against this parser, and the workflow linters `zizmor` and `check-jsonschema` when
+//! installed). Every check runs; the task fails when any did.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use crate::interrupts;
+use crate::project::{self, Exit};
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied);
+cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
+the workflows' cargo xtask command lines; zizmor and check-jsonschema on
+.github/workflows (skipped, and said so, when not installed; --install-linters installs
+the pinned versions with pip, --require-linters makes a missing one a failure).")]
+pub struct Args {
+    /// Fail when zizmor or check-jsonschema is not installed
+    #[arg(long)]
+    require_linters: bool,
+    /// Install the missing workflow linters first (pinned versions, with pip)
+    #[arg(long)]
+    install_linters: bool,
+}
+
+/// The workflow linters, pinned: a new release's new findings arrive as a deliberate bump.
+const LINTERS: &[(&str, &str)] =
+    &[("zizmor", "zizmor==1.32.0"), ("check-jsonschema", "check-jsonschema==0.39.0")];
+
+/// Installs the missing linters with pip (`python3 -m pip install --user` unless root).
+fn install_linters() -> anyhow::Result<()> {
+    let missing: Vec<&str> = LINTERS
+        .iter()
+        .filter(|(program, _)| crate::services::native::which(program).is_none())
+        .map(|(_, requirement)| *requirement)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    eprintln!("xtask: installing the workflow linters with pip: {}", missing.join(" "));
+    let mut pip = Command::new("python3");
+    pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
+    if !crate::services::native::processes::is_root() {
+        pip.arg("--user");
+    }
+    let status =
+        pip.args(&missing).status().map_err(|e| anyhow::anyhow!("running python3 -m pip: {e}"))?;
+    if !status.success() {
+        crate::user_error!("`python3 -m pip install {}` failed ({status})", missing.join(" "));
+    }
+    Ok(())
+}
+
+/// One check: a command line, or the workflow command check run in process.
+enum Check {
+    Command { name: &'static str, program: PathBuf, args: Vec<String> },
+    Linter { name: &'static str, program: &'static str, args: Vec<String>, install: &'static str },
+    WorkflowCommands,
+}
+
+fn checks() -> Vec<Check> {
+    let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    let xtask = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
+    let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
+    let workflows: Vec<String> = workflow_files().iter().map(|p| p.display().to_string()).collect();
+    let mut schema_args = strings(&["--builtin-schema", "vendor.github-workflows"]);
+    schema_args.extend(workflows.iter().cloned());
+    vec![
+        Check::Command {
+            name: "rustfmt",
+            program: cargo.clone(),
+            args: strings(&["fmt", "--all", "--check"]),
+        },
+        Check::Command {
+            name: "clippy",
+            program: cargo,
+            args: strings(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "tasker-core/test-services",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        },
+        Check::Command {
+            name: "unused dependencies",
+            program: xtask.clone(),
+            args: strings(&["deps"]),
+        },
+        Check::Command {
+            name: "generated configs",
+            program: xtask.clone(),
+            args: strings(&["config", "--all", "--check"]),
+        },
+        Check::Command {
+            name: "generated Docker files",
+            program: xtask,
+            args: strings(&["docker", "generate", "--check"]),
+        },
+        Check::WorkflowCommands,
+        Check::Linter {
+            name: "zizmor",
+            program: "zizmor",
+            args: strings(&["--offline", "--no-progress", ".github/workflows"]),
+            install: "pip install zizmor",
+        },
+        Check::Linter {
+            name: "workflow schema",
+            program: "check-jsonschema",
+            args: schema_args,
+            install: "pip install check-jsonschema",
+        },
+    ]
+}
+
+/// The workflow files of the repository.
+pub fn workflow_files() -> Vec<PathBuf> {
+    let dir = project::root().join(".github/workflows");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    files
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    if args.install_linters {
+        install_linters()?;
+    }
+    let mut failed: Vec<&str> = Vec::new();
+    let mut skipped: Vec<String> = Vec::new();
+    for check in checks() {
+        let started = Instant::now();
+        let (name, ok) = match check {
+            Check::Command { name, program, args } => {
+                eprintln!("==> {name}: {} {}", program.display(), args.join(" "));
+                (name, run_command(&program, &args)?)
+            }
+            Check::Linter { name, program, args, install } => {
+                if crate::services::native::which(program).is_none() {
+                    let note = format!("{name} ({program} is not installed: {install})");
+                    eprintln!("==> {name}: skipped: {program} is not installed ({install})");
+                    skipped.push(note);
+                    continue;
+                }
+                eprintln!("==> {name}: {program} {}", args.join(" "));
+                (name, run_command(Path::new(program), &args)?)
+            }
+            Check::WorkflowCommands => {
+                eprintln!(
+                    "==> workflow commands: every run step is a cargo xtask call this parser accepts"
+                );
+                let problems = crate::workflows::check_files(&workflow_files());
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                ("workflow commands", problems.is_empty())
+            }
+        };
+        eprintln!(
+            "    {} in {:.1}s",
+            if ok { "ok" } else { "FAILED" },
+            started.elapsed().as_secs_f64()
+        );
+        if !ok {
+            failed.push(name);
+        }
+    }
+    let skipped_note = match skipped.is_empty() {
+        true => String::new(),
+        false => format!("; skipped: {}", skipped.join(", ")),
+    };
+    if (args.require_linters || args.install_linters) && !skipped.is_empty() {
+        eprintln!("error: --require-linters, and a workflow linter is missing{skipped_note}");
+        return Err(Exit(1).into());
+    }
+    if failed.is_empty() {
+        eprintln!("==> lint passed{skipped_note}");
+        Ok(())
+    } else {
+        eprintln!("error: failing checks: {}{skipped_note}", failed.join(", "));
+        Err(Exit(1).into())
+    }
+}
+
+fn run_command(program: &Path, args: &[String]) -> anyhow::Result<bool> {
+    let mut child = Command::new(program)
+        .args(args)
+        .current_dir(project::root())
+        .spawn()
+        .map_err(|e| anyhow::anyhow!("running {}: {e}", program.display()))?;
+    let status = interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
+    interrupts::check_interrupted()?;
+    Ok(status.success())
+}

@@ -1,0 +1,186 @@
+//! The GitHub workflows, checked here where no runner exists: every `run:` step is one
+//! line that calls `cargo xtask`, and this binary's own command parser accepts it, so a
+//! renamed task or flag fails a test instead of the next pull request.
+
+use std::path::PathBuf;
+
+use clap::Parser as _;
+
+/// A `run:` step of a workflow file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RunStep {
+    pub line: usize,
+    pub command: String,
+}
+
+/// The `run:` steps of a workflow's text; multi-line ones are problems (the logic they
+/// would hold belongs in xtask, where it is tested).
+pub fn run_steps(text: &str) -> (Vec<RunStep>, Vec<String>) {
+    let mut steps = Vec::new();
+    let mut problems = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start().trim_start_matches("- ").trim_start();
+        let Some(value) = trimmed.strip_prefix("run:") else { continue };
+        let value = value.trim();
+        if value.is_empty() || value.starts_with('|') || value.starts_with('>') {
+            problems.push(format!(
+                "line {}: a multi-line run step; steps are one `cargo xtask` call (logic goes into xtask, where it is tested)",
+                i + 1
+            ));
+            continue;
+        }
+        steps.push(RunStep { line: i + 1, command: value.to_string() });
+    }
+    (steps, problems)
+}
+
+/// The words of a command line, with `${{ ... }}` expressions replaced by a sample value
+/// (`1`: valid wherever this repository's workflows use one) and shell quotes removed.
+pub fn words(command: &str) -> Vec<String> {
+    let mut text = String::new();
+    let mut rest = command;
+    while let Some(start) = rest.find("${{") {
+        text.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                text.push('1');
+                rest = &rest[start + end + 2..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    text.push_str(rest);
+    let mut words = Vec::new();
+    let mut word = String::new();
+    let mut quote: Option<char> = None;
+    let mut in_word = false;
+    for c in text.chars() {
+        match (quote, c) {
+            (Some(q), c) if c == q => quote = None,
+            (Some(_), c) => word.push(c),
+            (None, '"' | '\'') => {
+                quote = Some(c);
+                in_word = true;
+            }
+            (None, c) if c.is_whitespace() => {
+                if in_word {
+                    words.push(std::mem::take(&mut word));
+                    in_word = false;
+                }
+            }
+            (None, c) => {
+                word.push(c);
+                in_word = true;
+            }
+        }
+    }
+    if in_word {
+        words.push(word);
+    }
+    words
+}
+
+/// Why a run step is not a `cargo xtask` call this parser accepts, if it is not.
+pub fn check_step(step: &RunStep) -> Option<String> {
+    let words = words(&step.command);
+    if words.len() < 2 || words[0] != "cargo" || words[1] != "xtask" {
+        return Some(format!(
+            "line {}: `{}` is not a `cargo xtask` call; CI and developers must run the same code",
+            step.line, step.command
+        ));
+    }
+    let argv = std::iter::once("cargo xtask".to_string()).chain(words[2..].iter().cloned());
+    match crate::Cli::try_parse_from(argv) {
+        Ok(_) => None,
+        Err(err) => {
+            let message = err.to_string();
+            let first = message.lines().next().unwrap_or_default().trim_start_matches("error: ");
+            Some(format!("line {}: `{}`: {first}", step.line, step.command))
+        }
+    }
+}
+
+/// Every problem of the given workflow files, `file: line N: ...`.
+pub fn check_files(files: &[PathBuf]) -> Vec<String> {
+    if files.is_empty() {
+        return vec!["no workflow files in .github/workflows".to_string()];
+    }
+    let mut problems = Vec::new();
+    for file in files {
+        let shown = crate::project::display_path(file);
+        let text = match std::fs::read_to_string(file) {
+            Ok(text) => text,
+            Err(err) => {
+                problems.push(format!("{shown}: cannot read: {err}"));
+                continue;
+            }
+        };
+        let (steps, multiline) = run_steps(&text);
+        problems.extend(multiline.into_iter().map(|p| format!("{shown}: {p}")));
+        problems.extend(steps.iter().filter_map(check_step).map(|p| format!("{shown}: {p}")));
+    }
+    problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_repositorys_workflows_call_only_commands_this_parser_accepts() {
+        let files = crate::lint::workflow_files();
+        assert!(files.len() >= 2, "the workflows are missing: {files:?}");
+        let problems = check_files(&files);
+        assert!(problems.is_empty(), "{}", problems.join("\n"));
+        let calls: usize =
+            files.iter().map(|f| run_steps(&std::fs::read_to_string(f).unwrap()).0.len()).sum();
+        assert!(calls >= 8, "only {calls} run steps found: is the extraction broken?");
+    }
+
+    #[test]
+    fn a_renamed_flag_or_task_is_caught() {
+        let step = |command: &str| RunStep { line: 7, command: command.to_string() };
+        assert_eq!(
+            check_step(&step("cargo xtask ci-native --partition hash:${{ matrix.shard }}/2")),
+            None
+        );
+        assert_eq!(
+            check_step(&step(
+                "cargo xtask ci-native --without \"${{ needs.scope.outputs.without }}\""
+            )),
+            None
+        );
+        let err = check_step(&step("cargo xtask ci-native --shard 1/2")).unwrap();
+        assert!(
+            err.starts_with(
+                "line 7: `cargo xtask ci-native --shard 1/2`: unexpected argument '--shard'"
+            ),
+            "{err}"
+        );
+        let err = check_step(&step("cargo xtask ci_native")).unwrap();
+        assert!(err.contains("unrecognized subcommand 'ci_native'"), "{err}");
+        let err = check_step(&step("npm test")).unwrap();
+        assert!(err.contains("is not a `cargo xtask` call"), "{err}");
+    }
+
+    #[test]
+    fn multi_line_steps_are_refused() {
+        let text = "jobs:\n  a:\n    steps:\n      - run: cargo xtask lint\n      - name: x\n        run: |\n          echo hi\n";
+        let (steps, problems) = run_steps(text);
+        assert_eq!(steps, vec![RunStep { line: 4, command: "cargo xtask lint".into() }]);
+        assert_eq!(problems.len(), 1);
+        assert!(problems[0].starts_with("line 6: a multi-line run step"), "{problems:?}");
+    }
+
+    #[test]
+    fn expressions_and_quotes_become_words() {
+        assert_eq!(
+            words("cargo xtask ci-compare 'native dir/junit.xml' \"${{ x }}\" a${{ y }}b"),
+            vec!["cargo", "xtask", "ci-compare", "native dir/junit.xml", "1", "a1b"]
+        );
+        assert_eq!(words("a \"\" b"), vec!["a", "", "b"]);
+    }
+}
