@@ -125,11 +125,11 @@ pub fn classify(paths: &[String]) -> Scope {
     scope
 }
 
-/// The paths changed between the merge base of `base` and HEAD (committed changes).
-fn changed_files(base: &str) -> anyhow::Result<Vec<String>> {
-    let root = project::root();
+/// The paths changed between the merge base of `base` and HEAD (committed changes) in
+/// the repository at `root`.
+fn changed_files(root: &std::path::Path, base: &str) -> anyhow::Result<Vec<String>> {
     let merge_base = Command::new("git")
-        .current_dir(&root)
+        .current_dir(root)
         .args(["merge-base", base, "HEAD"])
         .output()
         .context("running git merge-base")?;
@@ -141,7 +141,7 @@ fn changed_files(base: &str) -> anyhow::Result<Vec<String>> {
     }
     let merge_base = String::from_utf8_lossy(&merge_base.stdout).trim().to_string();
     let diff = Command::new("git")
-        .current_dir(&root)
+        .current_dir(root)
         .args(["diff", "--name-only", &merge_base, "HEAD"])
         .output()
         .context("running git diff")?;
@@ -157,7 +157,7 @@ fn changed_files(base: &str) -> anyhow::Result<Vec<String>> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let files = match args.files.is_empty() {
-        true => changed_files(&args.base)?,
+        true => changed_files(&project::root(), &args.base)?,
         false => args.files,
     };
     let scope = classify(&files);
@@ -235,6 +235,41 @@ mod tests {
                 scope.reasons
             );
         }
+    }
+
+    /// A repository with a `main` branch and a change on top of it.
+    fn repository() -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-scope-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("docs")).unwrap();
+        let git = |args: &[&str]| {
+            let out = Command::new("git")
+                .current_dir(&dir)
+                .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+                .args(args)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        git(&["init", "--quiet", "--initial-branch=main"]);
+        std::fs::write(dir.join("README.md"), "a").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "--quiet", "-m", "one"]);
+        git(&["checkout", "--quiet", "-b", "change"]);
+        std::fs::write(dir.join("docs/ci.md"), "b").unwrap();
+        git(&["add", "."]);
+        git(&["commit", "--quiet", "-m", "two"]);
+        dir
+    }
+
+    #[test]
+    fn the_diff_against_the_merge_base_lists_the_changed_files() {
+        let dir = repository();
+        assert_eq!(changed_files(&dir, "main").unwrap(), vec!["docs/ci.md"]);
+        let err = changed_files(&dir, "no-such-branch").unwrap_err();
+        assert!(err.downcast_ref::<UserError>().is_some(), "{err:#}");
+        assert!(err.to_string().starts_with("no merge base with `no-such-branch`"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]
