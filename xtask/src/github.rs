@@ -24,6 +24,13 @@ pub fn group<T>(title: &str, body: impl FnOnce() -> T) -> T {
     out
 }
 
+/// Asks GitHub to replace `secret` by `***` in every log line from now on.
+pub fn mask(secret: &str) {
+    if is_actions() && !secret.is_empty() {
+        println!("::add-mask::{secret}");
+    }
+}
+
 /// An error line that GitHub also shows as an annotation.
 pub fn error(message: &str) {
     if is_actions() {

@@ -13,6 +13,14 @@ pub fn random_token(bytes: usize) -> anyhow::Result<String> {
     Ok(buf.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// The password in a URL's userinfo, if it has one.
+pub fn password_of(url: &str) -> Option<&str> {
+    let start = url.find("://")? + 3;
+    let at = url[start..].rfind('@')?;
+    let userinfo = &url[start..start + at];
+    userinfo.split_once(':').map(|(_, password)| password).filter(|p| !p.is_empty())
+}
+
 /// The URL with its password (in the userinfo or a `password=` parameter) replaced by `***`.
 pub fn redact(url: &str) -> String {
     let mut out = url.to_string();
@@ -67,6 +75,13 @@ pub fn redact_text(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_password_of_a_url_is_found() {
+        assert_eq!(password_of("postgres://u:s3cret@h:5432/db"), Some("s3cret"));
+        assert_eq!(password_of("postgres://u@h/db"), None);
+        assert_eq!(password_of("http://127.0.0.1:8080"), None);
+    }
 
     #[test]
     fn tokens_are_hex_of_the_asked_length_and_differ() {

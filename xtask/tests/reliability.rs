@@ -39,7 +39,7 @@ fn up_exports_urls_that_answer_and_down_leaves_nothing() {
     f.two_services();
     let out = f.up("s");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("DATABASE_URL=postgres://postgres@127.0.0.1:"), "{stdout}");
+    assert!(stdout.contains("DATABASE_URL=postgres://postgres:***@127.0.0.1:"), "{stdout}");
     assert!(stdout.contains("TASKER_TEST_WORKER_URL=http://127.0.0.1:"), "{stdout}");
     let env_file = std::fs::read_to_string(f.state("s").join("services.env")).unwrap();
     assert!(env_file.contains("TASKER_TEST_ORCHESTRATION_URL="));
@@ -488,6 +488,138 @@ fn the_docker_backend_without_an_engine_is_one_line_exit_2_and_starts_nothing() 
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
         assert!(err.starts_with("error: no Docker engine is reachable ("), "{err}");
         assert!(err.contains("`cargo xtask ci-native` needs none"), "{err}");
+    }
+    f.assert_nothing_left("s");
+}
+
+/// `psql` as the given user (`None`: as ourselves), never prompting for a password.
+fn psql(as_user: Option<&str>, args: &[&str]) -> Output {
+    let mut cmd = match as_user {
+        Some(user) => {
+            let mut cmd = Command::new("runuser");
+            cmd.args(["-u", user, "--", "psql"]);
+            cmd
+        }
+        None => Command::new("psql"),
+    };
+    let out = cmd.args(["-w", "-X", "-At"]).args(args).stdin(std::process::Stdio::null()).output();
+    out.expect(
+        "psql is required for this test (Debian: postgresql-client, installed with postgresql)",
+    )
+}
+
+fn database_url(f: &Fixture, state: &str) -> String {
+    let env = std::fs::read_to_string(f.state(state).join("services.env")).unwrap();
+    env.lines().find_map(|l| l.strip_prefix("DATABASE_URL=")).unwrap().to_string()
+}
+
+fn is_root() -> bool {
+    // SAFETY: geteuid has no preconditions.
+    unsafe { libc::geteuid() == 0 }
+}
+
+/// The reproduction: while services run, another local account must not reach
+/// the throwaway database, over TCP (a password is required) or its socket (a private
+/// directory), so it cannot run `COPY ... TO PROGRAM` as the server's account.
+#[test]
+fn another_local_user_cannot_use_the_throwaway_database() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let f = Fixture::new("dbauth");
+    f.two_services();
+    f.up("s");
+    let url = database_url(&f, "s");
+    let state = read_state(&f.state("s"));
+    let port = state["database"]["port"].as_u64().unwrap().to_string();
+    let socket_dir = state["database"]["socket_dir"].as_str().unwrap().to_string();
+    for file in ["services.env", "services.json"] {
+        let mode = std::fs::metadata(f.state("s").join(file)).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} is readable by others");
+    }
+    let socket_mode = std::fs::metadata(&socket_dir).unwrap().permissions().mode();
+    assert_eq!(socket_mode & 0o777, 0o700, "the socket directory is open to others");
+
+    // With the session's password it works (so the refusals below can fail).
+    let ok = psql(None, &[&url, "-c", "select 41 + 1"]);
+    assert_eq!(String::from_utf8_lossy(&ok.stdout).trim(), "42", "{}", stderr(&ok));
+
+    let marker = f.dir.join("pwned");
+    let attack = format!("COPY (select 1) TO PROGRAM 'id > {}'", marker.display());
+    let without_password = url.replacen(&format!(":{}@", password_of(&url)), "@", 1);
+    let users: Vec<Option<&str>> = if is_root() { vec![None, Some("nobody")] } else { vec![None] };
+    for user in users {
+        let tcp = psql(user, &[&without_password, "-c", &attack]);
+        assert!(!tcp.status.success(), "TCP without a password was accepted for {user:?}");
+        let err = stderr(&tcp);
+        assert!(
+            err.contains("no password supplied") || err.contains("password authentication failed"),
+            "{user:?}: {err}"
+        );
+        if user.is_some() {
+            let socket = psql(
+                user,
+                &[
+                    "-h",
+                    &socket_dir,
+                    "-p",
+                    &port,
+                    "-U",
+                    "postgres",
+                    "-d",
+                    "tasker_test",
+                    "-c",
+                    &attack,
+                ],
+            );
+            assert!(!socket.status.success(), "the socket let another account in");
+            assert!(stderr(&socket).contains("Permission denied"), "{}", stderr(&socket));
+        }
+    }
+    if !is_root() {
+        eprintln!("note: not root: the other-account part (runuser) was not run");
+    }
+    assert!(!marker.exists(), "the attack ran a program as the server's account");
+    f.down("s");
+    f.assert_nothing_left("s");
+}
+
+fn password_of(url: &str) -> String {
+    let userinfo = url.split("://").nth(1).unwrap().rsplit_once('@').unwrap().0;
+    userinfo.split_once(':').unwrap().1.to_string()
+}
+
+#[test]
+fn the_database_password_is_in_no_printed_output_and_no_log() {
+    let f = Fixture::new("dbsecret");
+    f.two_services();
+    let mut printed = Vec::new();
+    let up = f.up("s");
+    let password = password_of(&database_url(&f, "s"));
+    assert_eq!(password.len(), 32, "a per-session random password");
+    printed.push(("up", up));
+    printed.push(("status", f.run("s", &["services", "status"])));
+    printed.push(("logs", f.run("s", &["services", "logs"])));
+    printed.push(("down", f.run("s", &["services", "down"])));
+    // The pipeline, with tests that fail, so logs are collected too.
+    let cargo = fake_cargo(&f, "exit 100");
+    printed
+        .push(("ci-native", f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap()));
+    for (what, out) in &printed {
+        for stream in [&out.stdout, &out.stderr] {
+            assert!(
+                !String::from_utf8_lossy(stream).contains(&password),
+                "{what} printed the password"
+            );
+        }
+    }
+    let logs: Vec<PathBuf> = ["logs", "ci-logs"]
+        .iter()
+        .flat_map(|dir| std::fs::read_dir(f.state("s").join(dir)).into_iter().flatten().flatten())
+        .map(|e| e.path())
+        .collect();
+    assert!(logs.len() >= 4, "no logs to check: {logs:?}");
+    for log in logs {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        assert!(!text.contains(&password), "{} holds the password", log.display());
     }
     f.assert_nothing_left("s");
 }

@@ -108,8 +108,10 @@ enum Command {
 Natively (the default), without DATABASE_URL a throwaway PostgreSQL is started (and removed
 by `down`). With --backend docker, the services and PostgreSQL run as a Compose project
 whose ports are published on 127.0.0.1.
-Writes <state-dir>/services.env (and appends to $GITHUB_ENV when set), so tests can run
-by hand: `set -a; . target/xtask/services.env; cargo nextest run ...`.")]
+Writes <state-dir>/services.env (mode 0600: it holds the database password; and appends to
+$GITHUB_ENV when set, with the password masked in GitHub's logs), so tests can run by
+hand: `set -a; . target/xtask/services.env; set +a; cargo nextest run ...`. What it prints
+has the password redacted.")]
     Up {
         /// What runs the services
         #[arg(long, value_enum, default_value_t = Backend::Native)]
@@ -217,7 +219,14 @@ fn up(options: &UpOptions) -> anyhow::Result<()> {
         state.database.as_ref().map(services::Database::shown_url).unwrap_or_default(),
         services::down_command(&state.dir)
     );
-    print!("{}", github::env_file(&exports));
+    // The database password stays in the file (mode 0600): what is printed is redacted.
+    let shown: Vec<(String, String)> =
+        exports.iter().map(|(k, v)| (k.clone(), crate::secrets::redact(v))).collect();
+    print!("{}", github::env_file(&shown));
+    eprintln!(
+        "xtask: the values with the database password are in {} (`set -a; . {0}; set +a`)",
+        project::display_path(&state::env_file(&state.dir))
+    );
     Ok(())
 }
 

@@ -273,8 +273,15 @@ pub fn write_exports(
         text.push_str(&format!("# DATABASE_URL comes from your environment ({redacted_url}).\n"));
     }
     text.push_str(&crate::github::env_file(&exports));
-    project::write_atomic(&state::env_file(&state.dir), text)?;
+    // It holds the database password: the owner's alone.
+    project::write_private(&state::env_file(&state.dir), text)?;
     if for_later_steps {
+        // Later steps get the real URL; GitHub masks its password in every log.
+        for (_, value) in &exports {
+            if let Some(password) = crate::secrets::password_of(value) {
+                crate::github::mask(password);
+            }
+        }
         crate::github::export_env(&exports)?;
     }
     Ok(exports)

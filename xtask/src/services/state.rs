@@ -103,8 +103,9 @@ impl State {
         }
     }
 
+    /// Writes the record, readable by its owner only: it holds the database password.
     pub fn save(&self) -> anyhow::Result<()> {
-        project::write_atomic(&state_file(&self.dir), serde_json::to_string_pretty(self)? + "\n")
+        project::write_private(&state_file(&self.dir), serde_json::to_string_pretty(self)? + "\n")
     }
 
     /// The state in `dir`, if any. A file we cannot read is a user-level problem: say

@@ -8,6 +8,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -40,7 +41,7 @@ pub struct Embedded {
 }
 
 /// Bumped whenever `template()` makes the data directory differently.
-const TEMPLATE_FORMAT: &str = "f2";
+const TEMPLATE_FORMAT: &str = "f3";
 
 /// The user the server runs as when we are root.
 const SERVER_USER: &str = "postgres";
@@ -211,7 +212,10 @@ fn template(
             .args([
                 "-U",
                 "postgres",
-                "--auth=trust",
+                // TCP needs a password (set per session, never in the template); the
+                // socket, in a directory only the server's account can enter, is trusted.
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
                 "--no-sync",
                 // 1 MB WAL segments instead of 16: a third less to copy per run.
                 "--wal-segsize=1",
@@ -330,7 +334,10 @@ pub fn start(
         if !status.success() {
             bail!("copying {} to {} failed", template.display(), data_dir.display());
         }
-        std::fs::create_dir(&socket_dir)
+        // Only the server's account may enter: the socket trusts whoever reaches it.
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&socket_dir)
             .with_context(|| format!("creating {}", socket_dir.display()))?;
         chown(&socket_dir, user)?;
         std::fs::create_dir_all(log.parent().unwrap())?;
@@ -352,6 +359,8 @@ fn run_server(
     log: &Path,
     timeout: Duration,
 ) -> anyhow::Result<Embedded> {
+    // The session's password: from the OS's random source, only ever in the URL.
+    let password = crate::secrets::random_token(16)?;
     // A free port can be taken between our check and the server's bind: try a few.
     let mut last_error = None;
     for _ in 0..3 {
@@ -379,7 +388,7 @@ fn run_server(
             data_dir: data_dir.to_path_buf(),
             socket_dir: socket_dir.to_path_buf(),
             log: log.to_path_buf(),
-            url: format!("postgres://postgres@127.0.0.1:{port}/{database}"),
+            url: format!("postgres://{SERVER_USER}:{password}@127.0.0.1:{port}/{database}"),
         };
         let deadline = Instant::now() + timeout;
         let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -395,9 +404,14 @@ fn run_server(
                     log.display()
                 );
             }
-            if let Ok(Handshake::Ready) =
-                handshake(addr, "postgres", database, Duration::from_millis(200))
+            // Up once a TCP login gets as far as the password request.
+            if let Ok(Handshake::Ready | Handshake::NeedsPassword) =
+                handshake(addr, SERVER_USER, database, Duration::from_millis(200))
             {
+                if let Err(err) = set_password(socket_dir, port, database, &password) {
+                    stop(&embedded);
+                    return Err(err);
+                }
                 return Ok(embedded);
             }
             if Instant::now() >= deadline {
@@ -534,8 +548,8 @@ enum Handshake {
     Rejected { code: String, message: String },
 }
 
-/// Speaks the start of the PostgreSQL wire protocol: a StartupMessage, then reads until
-/// ReadyForQuery, an authentication request or an error.
+/// Speaks the start of the PostgreSQL wire protocol over TCP: a StartupMessage, then
+/// reads until ReadyForQuery, an authentication request or an error.
 fn handshake(
     addr: SocketAddr,
     user: &str,
@@ -545,6 +559,20 @@ fn handshake(
     let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
     stream.set_read_timeout(Some(timeout))?;
     stream.set_write_timeout(Some(timeout))?;
+    let result = startup(&mut stream, user, database);
+    if let Ok(Handshake::Ready) = result {
+        let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
+    }
+    result
+}
+
+/// Sends a StartupMessage and reads until ReadyForQuery, an authentication request or
+/// an error.
+fn startup(
+    stream: &mut (impl Read + Write),
+    user: &str,
+    database: &str,
+) -> std::io::Result<Handshake> {
     let mut body = Vec::new();
     body.extend_from_slice(&196608i32.to_be_bytes()); // protocol 3.0
     for (key, value) in [("user", user), ("database", database)] {
@@ -558,40 +586,86 @@ fn handshake(
     message.extend_from_slice(&body);
     stream.write_all(&message)?;
     loop {
-        let mut header = [0u8; 5];
-        stream.read_exact(&mut header)?;
-        let len = i32::from_be_bytes(header[1..5].try_into().unwrap());
-        if !(4..=1 << 20).contains(&len) {
-            return Err(std::io::Error::other("not a PostgreSQL server"));
-        }
-        let mut payload = vec![0u8; len as usize - 4];
-        stream.read_exact(&mut payload)?;
-        match header[0] {
+        let (kind, payload) = read_message(stream)?;
+        match kind {
             b'R' => {
                 let code = payload.get(..4).map(|b| i32::from_be_bytes(b.try_into().unwrap()));
                 if code != Some(0) {
                     return Ok(Handshake::NeedsPassword);
                 }
             }
-            b'Z' => {
-                let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
-                return Ok(Handshake::Ready);
-            }
+            b'Z' => return Ok(Handshake::Ready),
             b'E' => {
-                let mut code = String::new();
-                let mut message = String::new();
-                for field in payload.split(|b| *b == 0).filter(|f| !f.is_empty()) {
-                    let text = String::from_utf8_lossy(&field[1..]).to_string();
-                    match field[0] {
-                        b'C' => code = text,
-                        b'M' => message = text,
-                        _ => {}
-                    }
-                }
+                let (code, message) = error_fields(&payload);
                 return Ok(Handshake::Rejected { code, message });
             }
             _ => {} // ParameterStatus, BackendKeyData, notices
         }
+    }
+}
+
+fn read_message(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
+    let mut header = [0u8; 5];
+    stream.read_exact(&mut header)?;
+    let len = i32::from_be_bytes(header[1..5].try_into().unwrap());
+    if !(4..=1 << 20).contains(&len) {
+        return Err(std::io::Error::other("not a PostgreSQL server"));
+    }
+    let mut payload = vec![0u8; len as usize - 4];
+    stream.read_exact(&mut payload)?;
+    Ok((header[0], payload))
+}
+
+/// The SQLSTATE code and message of an ErrorResponse.
+fn error_fields(payload: &[u8]) -> (String, String) {
+    let mut code = String::new();
+    let mut message = String::new();
+    for field in payload.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let text = String::from_utf8_lossy(&field[1..]).to_string();
+        match field[0] {
+            b'C' => code = text,
+            b'M' => message = text,
+            _ => {}
+        }
+    }
+    (code, message)
+}
+
+/// Sets the superuser's password of a fresh cluster through its private socket (trusted
+/// there; TCP needs the password). Until this returns, no TCP login is possible at all:
+/// the role has no password.
+fn set_password(
+    socket_dir: &Path,
+    port: u16,
+    database: &str,
+    password: &str,
+) -> anyhow::Result<()> {
+    let path = socket_dir.join(format!(".s.PGSQL.{port}"));
+    let mut stream = std::os::unix::net::UnixStream::connect(&path)
+        .with_context(|| format!("connecting to {}", path.display()))?;
+    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+    match startup(&mut stream, SERVER_USER, database)? {
+        Handshake::Ready => {}
+        other => bail!("the server's own socket did not accept us: {other:?}"),
+    }
+    // The password is hex (secrets::random_token): nothing to quote.
+    let sql = format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'\0");
+    let mut message = vec![b'Q'];
+    message.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
+    message.extend_from_slice(sql.as_bytes());
+    stream.write_all(&message)?;
+    let mut error = None;
+    loop {
+        match read_message(&mut stream)? {
+            (b'E', payload) => error = Some(error_fields(&payload).1),
+            (b'Z', _) => break,
+            _ => {}
+        }
+    }
+    let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
+    match error {
+        Some(message) => bail!("setting the session's database password failed: {message}"),
+        None => Ok(()),
     }
 }
 
@@ -642,6 +716,19 @@ mod tests {
         let state = std::env::temp_dir().join(format!("xtask-pg-test-{}", std::process::id()));
         let db = start(&bins, &state, "tasker_test", Duration::from_secs(30)).unwrap();
         check_reachable(&db.url).unwrap();
+        // TCP needs the session's password; the URL carries one, the template none.
+        let password = crate::secrets::password_of(&db.url).expect("a password in the URL");
+        assert_eq!(password.len(), 32);
+        let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
+        assert!(matches!(
+            handshake(addr, "postgres", "tasker_test", Duration::from_secs(5)),
+            Ok(Handshake::NeedsPassword)
+        ));
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(&db.socket_dir).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o700, "the socket directory is open to others");
+        }
         assert!(db.process.is_ours_and_alive());
         stop(&db);
         assert!(!processes::group_is_ours_and_alive(&db.process));
