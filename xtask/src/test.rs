@@ -155,11 +155,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 /// Runs one cargo step with `env`; returns whether it passed.
 fn run_step(step: &Step, env: &[(String, String)]) -> anyhow::Result<bool> {
     eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
-    let mut child = project::cargo()
+    let mut command = project::cargo();
+    command
         .args(&step.cargo_args)
         .envs(env.iter().map(|(k, v)| (k, v)))
-        .spawn()
-        .with_context(|| format!("running cargo for the {}", step.name))?;
+        .stdin(std::process::Stdio::null());
+    crate::interrupts::own(&mut command, libc::SIGTERM);
+    let mut child =
+        command.spawn().with_context(|| format!("running cargo for the {}", step.name))?;
     let status = crate::interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
     crate::interrupts::check_interrupted()?;
     Ok(status.success())

@@ -7,12 +7,12 @@
 use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{FAKE, Fixture, fake_cargo, stderr};
+use support::{FAKE, Fixture, fake_cargo, scaled, stderr};
 
 fn read_state(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path.join("services.json")).unwrap()).unwrap()
@@ -75,7 +75,7 @@ fn a_service_crashing_at_start_is_reported_at_once_with_its_log_tail() {
     );
     assert!(err.contains("configured to crash at start"), "log tail missing: {err}");
     // Fail-fast, not the 60 s timeout: the whole `up` (database included) ends quickly.
-    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert!(took < scaled(Duration::from_secs(10)), "took {took:?}");
     f.assert_nothing_left("s");
 }
 
@@ -621,5 +621,120 @@ fn the_database_password_is_in_no_printed_output_and_no_log() {
         let text = std::fs::read_to_string(&log).unwrap_or_default();
         assert!(!text.contains(&password), "{} holds the password", log.display());
     }
+    f.assert_nothing_left("s");
+}
+
+/// Starts `ci-native` (with a stand-in cargo whose tests wait) in the background and
+/// returns once its tests run, with the state it recorded.
+fn ci_native_in_its_tests(f: &Fixture, state: &str) -> (std::process::Child, serde_json::Value) {
+    let marker = f.dir.join(format!("{state}-tests-running"));
+    let cargo = fake_cargo(f, &format!("touch '{}'; exec sleep 60", marker.display()));
+    let mut child = f.background(f.xtask(state, &["ci-native"]).env("CARGO", &cargo));
+    let deadline = Instant::now() + scaled(Duration::from_secs(60));
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the tests never started");
+        assert!(child.try_wait().unwrap().is_none(), "ci-native ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let recorded = read_state(&f.state(state));
+    (child, recorded)
+}
+
+#[test]
+fn sigkill_to_ci_native_takes_its_services_along_and_the_next_run_starts() {
+    let f = Fixture::new("sigkill");
+    f.two_services();
+    let (mut child, recorded) = ci_native_in_its_tests(&f, "s");
+    let data_dir = PathBuf::from(recorded["database"]["data_dir"].as_str().unwrap());
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGKILL) };
+    child.wait().unwrap();
+    // The services and the database die with their owner (the kernel tells them).
+    let deadline = Instant::now() + scaled(Duration::from_secs(5));
+    while !f.leftovers().is_empty() {
+        assert!(Instant::now() < deadline, "left running: {:?}", f.leftovers());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // (Ports are not checked here: once freed, tests running in parallel may take them.)
+    // The next run starts normally, saying what it cleaned up.
+    let cargo = fake_cargo(&f, "exit 0");
+    let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is gone; stopping what it left"), "{}", stderr(&out));
+    assert!(!data_dir.exists(), "the killed run's data directory is still there");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn two_runs_on_one_state_directory_at_once_record_one_session() {
+    let f = Fixture::new("twice");
+    f.two_services();
+    let mut first = f.xtask("s", &["services", "up"]);
+    let mut second = f.xtask("s", &["services", "up"]);
+    let (a, b) = (
+        first.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),
+        second.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap(),
+    );
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(0)) && codes.contains(&Some(2)),
+        "{codes:?}: {} / {}",
+        stderr(&a),
+        stderr(&b)
+    );
+    let refused = if a.status.code() == Some(2) { &a } else { &b };
+    let err = stderr(refused);
+    assert!(
+        err.contains("another xtask run") || err.contains("still running"),
+        "one line saying why: {err}"
+    );
+    // Exactly one session, and nothing it does not track.
+    let recorded = read_state(&f.state("s"));
+    assert_eq!(recorded["services"].as_array().unwrap().len(), 2);
+    f.down("s");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn a_service_ignoring_sigterm_is_stopped_within_the_shutdown_budget() {
+    let f = Fixture::new("budget");
+    f.manifest(
+        &[
+            f.fake("orchestration", "tasker-orchestration", &[("FAKE_IGNORE_TERM", "1")], ""),
+            f.fake(
+                "worker",
+                "tasker-worker",
+                &[("FAKE_IGNORE_TERM", "1")],
+                r#"depends_on = ["orchestration"]"#,
+            ),
+        ]
+        .concat(),
+    );
+    let (mut child, _) = ci_native_in_its_tests(&f, "s");
+    let signalled = Instant::now();
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    assert_eq!(child.wait().unwrap().code(), Some(128 + libc::SIGTERM));
+    let took = signalled.elapsed();
+    assert!(took < scaled(Duration::from_secs(5)), "the shutdown took {took:?}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn a_service_whose_port_is_taken_as_it_starts_gets_another() {
+    let f = Fixture::new("porttaken");
+    let once = f.dir.join("port-taken-once");
+    let once = once.display().to_string();
+    f.manifest(&f.fake(
+        "orchestration",
+        "tasker-orchestration",
+        &[("FAKE_PORT_TAKEN_ONCE", &once)],
+        "",
+    ));
+    let out = f.run("s", &["services", "up"]);
+    assert!(out.status.success(), "a lost port was reported as a crash: {}", stderr(&out));
+    assert!(stderr(&out).contains("lost its port to another program"), "{}", stderr(&out));
+    f.down("s");
     f.assert_nothing_left("s");
 }

@@ -5,7 +5,8 @@
 //! `fake-service serve`   serve /health as $FAKE_IDENTITY (default tasker-orchestration);
 //!                        FAKE_CRASH=1 exits with code 3 at start, FAKE_DELAY_MS delays the bind,
 //!                        FAKE_IGNORE_TERM=1 ignores SIGTERM, FAKE_EXIT_AFTER_MS exits (code 7)
-//!                        that long after start.
+//!                        that long after start, FAKE_PORT_TAKEN_ONCE=FILE fails to bind
+//!                        ("Address already in use") the first time (until FILE exists).
 //! `fake-service migrate` checks that $DATABASE_URL accepts TCP connections, then exits.
 //! `fake-service foreign PORT` answers every request with a 200 that is not ours.
 
@@ -43,6 +44,15 @@ fn serve() {
     if env("FAKE_CRASH") == "1" {
         eprintln!("fake-service: configured to crash at start");
         std::process::exit(3);
+    }
+    let taken_once = env("FAKE_PORT_TAKEN_ONCE");
+    if !taken_once.is_empty() && std::fs::metadata(&taken_once).is_err() {
+        let _ = std::fs::write(&taken_once, "");
+        eprintln!(
+            "fake-service: cannot bind {}: Address already in use (os error 98)",
+            env("TASKER_WEB_BIND_ADDRESS")
+        );
+        std::process::exit(4);
     }
     if env("FAKE_IGNORE_TERM") == "1" {
         // SAFETY: setting a signal disposition.

@@ -79,6 +79,7 @@ impl Start {
             timeout: Duration::from_secs(self.timeout),
             backend,
             docker: docker.into(),
+            detached: false,
         }
     }
 }
@@ -205,6 +206,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn up(options: &UpOptions) -> anyhow::Result<()> {
     interrupts::catch_interrupts();
+    let options = &UpOptions { detached: true, ..options.clone() };
+    // Held until this process exits; the services it leaves running do not inherit it.
+    let _lock = state::StateLock::acquire(&options.state_dir)?;
     let mut timings = Timings::default();
     let began = Instant::now();
     let session = services::up(options, &mut timings)?;
@@ -354,6 +358,7 @@ fn bench(
     common: &Common,
 ) -> anyhow::Result<()> {
     interrupts::catch_interrupts();
+    let _lock = state::StateLock::acquire(&common.state_dir())?;
     let mut backends = backends.to_vec();
     backends.dedup();
     // Per backend: rows of [ready, phases..., teardown].

@@ -57,12 +57,16 @@ fn install_signal_handler() {
             while !interrupted() {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
-            let children = lock(&CHILDREN).clone();
-            for pid in &children {
-                // Only children we spawned and have not reaped: the pid cannot be reused yet.
-                // SAFETY: plain kill(2) on a pid we own.
-                unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
-            }
+            let children = {
+                // Signalled under the lock: a registered child is not reaped before it is
+                // unregistered (`output_of`), so its pid cannot have been reused.
+                let children = lock(&CHILDREN);
+                for pid in children.iter() {
+                    // SAFETY: plain kill(2) on a child we own, not yet reaped.
+                    unsafe { libc::kill(*pid as libc::pid_t, libc::SIGTERM) };
+                }
+                children.clone()
+            };
             // Let them stop before restoring, so none writes Cargo.lock after us.
             for pid in &children {
                 wait_gone(*pid);
@@ -93,6 +97,54 @@ fn wait_gone(pid: u32) {
                 std::thread::sleep(std::time::Duration::from_millis(20));
             }
             _ => return,
+        }
+    }
+}
+
+/// Waits for a registered child and collects its output. It is reaped only after it is
+/// unregistered, under the lock the signal watcher holds while it signals: the watcher
+/// never signals a pid that could already belong to another process.
+fn output_of(mut child: std::process::Child) -> std::io::Result<std::process::Output> {
+    use std::io::Read as _;
+    let pid = child.id();
+    let drain = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as Box<dyn std::io::Read + Send>));
+    let waited = wait_exit_keeping_pid(pid);
+    let status = {
+        let mut children = lock(&CHILDREN);
+        children.retain(|p| *p != pid);
+        waited.and_then(|()| child.wait())
+    };
+    Ok(std::process::Output {
+        status: status?,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
+}
+
+/// Blocks until child `pid` has exited, leaving it unreaped (a zombie keeps its pid).
+fn wait_exit_keeping_pid(pid: u32) -> std::io::Result<()> {
+    loop {
+        // SAFETY: waitid writes into the zeroed siginfo we own.
+        let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
+        let rc = unsafe {
+            libc::waitid(libc::P_PID, pid as libc::id_t, &mut info, libc::WEXITED | libc::WNOWAIT)
+        };
+        if rc == 0 {
+            return Ok(());
+        }
+        let err = std::io::Error::last_os_error();
+        if err.kind() != std::io::ErrorKind::Interrupted {
+            return Err(err);
         }
     }
 }
@@ -189,10 +241,8 @@ impl Cargo {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().with_context(|| format!("starting cargo {}", args.join(" ")))?;
-        let pid = child.id();
-        lock(&CHILDREN).push(pid);
-        let output = child.wait_with_output();
-        lock(&CHILDREN).retain(|p| *p != pid);
+        lock(&CHILDREN).push(child.id());
+        let output = output_of(child);
         while interrupted() {
             // The child died of our signal: leave restoring and exiting to the handler.
             std::thread::sleep(std::time::Duration::from_millis(50));
@@ -277,6 +327,21 @@ pub fn ensure_clean(root: &Path) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_stays_unreaped_until_it_is_unregistered() {
+        let child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        wait_exit_keeping_pid(pid).unwrap();
+        // Exited but not reaped: the pid is still this zombie, not free for reuse.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        assert!(stat.rsplit(')').next().unwrap().trim_start().starts_with('Z'), "{stat}");
+        lock(&CHILDREN).push(pid);
+        let output = output_of(child).unwrap();
+        assert!(output.status.success());
+        assert!(!lock(&CHILDREN).contains(&pid), "still registered after it was reaped");
+        assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "not reaped");
+    }
 
     fn temp(name: &str) -> PathBuf {
         let dir =

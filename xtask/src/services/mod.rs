@@ -62,6 +62,10 @@ pub struct UpOptions {
     pub timeout: Duration,
     pub backend: Backend,
     pub docker: docker::Options,
+    /// The session outlives this process on purpose (`services up`). Otherwise it is
+    /// owned: its processes die with this one, and a later run cleans up after a killed
+    /// owner.
+    pub detached: bool,
 }
 
 /// A started session. Dropping it while armed tears everything down, so an early
@@ -69,15 +73,23 @@ pub struct UpOptions {
 pub struct Session {
     pub state: State,
     armed: bool,
+    /// The state directory's lock, when the session holds it itself (the test database).
+    lock: Option<state::StateLock>,
 }
 
 impl Session {
     /// A session with nothing started yet; its record is written at once, so a `down`
     /// from another shell knows it from the start.
     pub(crate) fn begin(state: State) -> anyhow::Result<Session> {
-        let session = Session { state, armed: true };
+        let session = Session { state, armed: true, lock: None };
         session.state.save()?;
         Ok(session)
+    }
+
+    /// The session holds `lock` until it is torn down.
+    pub(crate) fn holding(mut self, lock: state::StateLock) -> Session {
+        self.lock = Some(lock);
+        self
     }
 
     /// Keeps the services running after this process exits (`services up`).
@@ -90,7 +102,9 @@ impl Session {
     /// container's) are first saved to each service's log file.
     pub fn teardown(mut self, grace: Duration, save_logs: bool) -> Teardown {
         self.armed = false;
-        teardown(&self.state, grace, save_logs)
+        let report = teardown(&self.state, grace, save_logs);
+        self.lock.take();
+        report
     }
 
     /// The services that are no longer running.
@@ -106,7 +120,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         if self.armed {
             // Whatever failed, keep what the services said about it.
-            teardown(&self.state, Duration::from_secs(5), true);
+            teardown(&self.state, crate::interrupts::grace(Duration::from_secs(5)), true);
         }
     }
 }
@@ -165,24 +179,74 @@ pub fn down_command(state_dir: &Path) -> String {
 }
 
 /// Refuses to start over a live session; clears a stale one (its processes are gone).
+///
+/// A session whose owner (a pipeline run) died is stopped, with one line saying so: its
+/// processes already died with their owner, and whatever is left (containers, a data
+/// directory) goes. A detached session (`services up`), or one whose owner still runs,
+/// is never touched. Processes of this state directory that no record tracks (its file
+/// was deleted) make the run stop with the command that removes them.
 pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
     if let Some(old) = State::load(state_dir)? {
-        if anything_alive(&old) {
-            crate::user_error!(
-                "services from an earlier `up` ({}) are still running (state in {}): run `{}` first",
+        let owner_gone = old.owner.is_some_and(|owner| !owner.is_ours_and_alive());
+        if owner_gone {
+            eprintln!(
+                "xtask: the run that owned the {} session in {} (pid {}) is gone; stopping what it left",
                 old.backend.name(),
-                project::display_path(&state::state_file(state_dir)),
-                down_command(state_dir)
+                project::display_path(state_dir),
+                old.owner.map(|o| o.pid).unwrap_or_default()
             );
+        } else if anything_alive(&old) {
+            match old.owner {
+                Some(owner) => crate::user_error!(
+                    "another run (pid {}) is using the services in {}: wait for it, or use another --state-dir",
+                    owner.pid,
+                    project::display_path(state_dir)
+                ),
+                None => crate::user_error!(
+                    "services from an earlier `up` ({}) are still running (state in {}): run `{}` first",
+                    old.backend.name(),
+                    project::display_path(&state::state_file(state_dir)),
+                    down_command(state_dir)
+                ),
+            }
         }
         teardown(&old, Duration::from_secs(1), false);
+    }
+    let untracked = native::processes::marked(state_dir);
+    if !untracked.is_empty() {
+        let pids: Vec<String> = untracked.iter().map(|p| p.pid.to_string()).collect();
+        crate::user_error!(
+            "processes started for {} run without a state file to track them (pids {}): run `{}` first (it finds them by their environment)",
+            project::display_path(state_dir),
+            pids.join(", "),
+            down_command(state_dir)
+        );
     }
     Ok(())
 }
 
-/// `down`: tears down the session recorded in `state_dir`, if any.
+/// `down`: tears down the session recorded in `state_dir`, if any; without a record,
+/// the processes marked as started for `state_dir` (by their environment).
 pub fn down(state_dir: &Path, grace: Duration) -> anyhow::Result<Option<Teardown>> {
-    Ok(State::load(state_dir)?.map(|state| teardown(&state, grace, false)))
+    if let Some(state) = State::load(state_dir)? {
+        return Ok(Some(teardown(&state, grace, false)));
+    }
+    let untracked = native::processes::marked(state_dir);
+    if untracked.is_empty() {
+        return Ok(None);
+    }
+    let started = std::time::Instant::now();
+    let groups: Vec<(String, native::processes::Identity)> =
+        untracked.iter().map(|id| (format!("untracked pid {}", id.pid), *id)).collect();
+    let named: Vec<(&str, native::processes::Identity)> =
+        groups.iter().map(|(name, id)| (name.as_str(), *id)).collect();
+    let killed = native::processes::terminate_groups(&named, grace);
+    native::postgres::remove_leftovers(state_dir);
+    Ok(Some(Teardown {
+        took: started.elapsed(),
+        killed: killed.into_iter().map(str::to_string).collect(),
+        foreign: vec![format!("stopped {} process group(s) no state file tracked", groups.len())],
+    }))
 }
 
 /// Everything checked before anything starts, per backend.

@@ -91,6 +91,8 @@ pub fn ci_logs_dir(state_dir: &Path, backend: Backend) -> PathBuf {
 
 fn stages(options: &Options, timings: &mut Timings) -> anyhow::Result<()> {
     let up = &options.up;
+    // One run per state directory, from before the build until after the teardown.
+    let _lock = state::StateLock::acquire(&up.state_dir)?;
     let manifest = manifest::load(&up.manifest)?;
     // Checked again by `prepare`; here so a live session or a missing engine fails
     // before a long build.
@@ -156,11 +158,15 @@ fn test_and_teardown(
     );
     eprintln!("xtask: cargo {}", nextest.join(" "));
     let started = Instant::now();
-    let status = project::cargo()
+    let mut command = project::cargo();
+    command
         .args(&nextest)
         .envs(exports.iter().map(|(k, v)| (k, v)))
         // The tests scale their own waits by the same factor as xtask's startup.
         .env(readiness::MULTIPLIER_VAR, readiness::multiplier().to_string())
+        .stdin(Stdio::null());
+    interrupts::own(&mut command, libc::SIGTERM);
+    let status = command
         .spawn()
         .context("running cargo nextest")
         .and_then(|mut child| Ok(interrupts::wait_child(&mut child, Duration::from_secs(10))?));
@@ -168,7 +174,8 @@ fn test_and_teardown(
     let failed = !matches!(&status, Ok(s) if s.success());
     let dead = session.dead_services();
     let state = session.state.clone();
-    let report = timings.time("teardown", || session.teardown(Duration::from_secs(5), failed));
+    let grace = interrupts::grace(Duration::from_secs(5));
+    let report = timings.time("teardown", || session.teardown(grace, failed));
     if !report.killed.is_empty() {
         eprintln!("warning: needed SIGKILL: {}", report.killed.join(", "));
     }
@@ -325,8 +332,10 @@ fn add_once(args: &mut Vec<String>, option: &[&str]) {
 
 fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let mut child =
-        project::cargo().args(args).stdin(Stdio::null()).spawn().context("running cargo")?;
+    let mut command = project::cargo();
+    command.args(args).stdin(Stdio::null());
+    interrupts::own(&mut command, libc::SIGTERM);
+    let mut child = command.spawn().context("running cargo")?;
     let status = interrupts::wait_child(&mut child, Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     if !status.success() {

@@ -32,6 +32,11 @@ pub struct State {
     /// The Docker backend's Compose project.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerRecord>,
+    /// The run that owns the session (a pipeline, `cargo xtask test`): its processes die
+    /// with it, and a later run cleans up after an owner that died. None: detached
+    /// (`services up`), kept until `services down`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub owner: Option<Identity>,
 }
 
 /// The database a session uses.
@@ -100,7 +105,14 @@ impl State {
             services: Vec::new(),
             excluded_tests,
             docker: None,
+            owner: None,
         }
+    }
+
+    /// The same record, owned by this process.
+    pub fn owned(self) -> State {
+        let owner = Identity::of_process(std::process::id());
+        State { owner, ..self }
     }
 
     /// Writes the record, readable by its owner only: it holds the database password.
@@ -146,6 +158,45 @@ impl State {
             }
         }
         vars
+    }
+}
+
+/// The lock of a state directory: one run at a time may start, run or tear down a
+/// session there. An OS file lock (`flock`), so the kernel drops it when its holder dies
+/// however it dies; runs on other state directories (and clones) are independent.
+pub struct StateLock {
+    _file: std::fs::File,
+}
+
+impl StateLock {
+    /// Takes the lock of `dir`, or fails with one line naming the run that holds it.
+    pub fn acquire(dir: &Path) -> anyhow::Result<StateLock> {
+        use std::io::{Read as _, Seek as _, Write as _};
+        use std::os::fd::AsRawFd as _;
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        let path = dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("opening {}", path.display()))?;
+        // SAFETY: flock on a descriptor we own.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            crate::user_error!(
+                "another xtask run{} is using {}: wait for it to end, or give this one its own --state-dir",
+                if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
+                project::display_path(dir)
+            );
+        }
+        file.set_len(0)?;
+        file.rewind()?;
+        writeln!(file, "{}", std::process::id())?;
+        Ok(StateLock { _file: file })
     }
 }
 
@@ -215,6 +266,21 @@ mod tests {
         };
         assert!(state.exports().is_empty());
         assert!(serde_json::to_string(&state).unwrap().contains("u:***@h"));
+    }
+
+    #[test]
+    fn a_state_directory_is_locked_by_one_holder_at_a_time() {
+        let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        let first = StateLock::acquire(&dir).unwrap();
+        let err = StateLock::acquire(&dir).err().expect("a second holder must be refused");
+        assert!(err.downcast_ref::<project::UserError>().is_some());
+        let expected = format!("another xtask run (pid {}) is using", std::process::id());
+        assert!(err.to_string().starts_with(&expected), "{err}");
+        drop(first);
+        let again = StateLock::acquire(&dir);
+        assert!(again.is_ok(), "the lock was not released with its holder");
+        drop(again);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

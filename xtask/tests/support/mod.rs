@@ -11,6 +11,17 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
+
+/// A time limit of a test, scaled like every other wait: by
+/// `TASKER_TEST_TIMEOUT_MULTIPLIER`, or 3 when `CI` is set (shared machines are slower).
+pub fn scaled(base: Duration) -> Duration {
+    let factor = std::env::var("TASKER_TEST_TIMEOUT_MULTIPLIER")
+        .ok()
+        .and_then(|m| m.parse::<f64>().ok())
+        .filter(|m| *m > 0.0)
+        .unwrap_or(if std::env::var_os("CI").is_some() { 3.0 } else { 1.0 });
+    base.mul_f64(factor)
+}
 pub const FAKE: &str = env!("CARGO_BIN_EXE_fake-service");
 
 pub struct Fixture {
@@ -149,7 +160,7 @@ health = {{ path = "/health", service = "{identity}" }}
     pub fn assert_nothing_left(&self, state: &str) {
         // Teardown has returned, so everything must be gone; allow the kernel a moment to
         // finish reaping before we look.
-        let deadline = Instant::now() + Duration::from_secs(2);
+        let deadline = Instant::now() + scaled(Duration::from_secs(2));
         while !self.leftovers().is_empty() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }

@@ -251,7 +251,8 @@ pub fn start(
     timings.add("images", started.elapsed());
     interrupts::check_interrupted()?;
 
-    let mut state = State::new(&options.state_dir, Backend::Docker, plan.excluded_tests.clone());
+    let state = State::new(&options.state_dir, Backend::Docker, plan.excluded_tests.clone());
+    let mut state = if options.detached { state } else { state.owned() };
     state.docker = Some(DockerRecord {
         project: project.clone(),
         compose_file: compose_file.clone(),

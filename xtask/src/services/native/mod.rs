@@ -47,11 +47,15 @@ fn start_database(
             Ok(url)
         }
         Source::Throwaway(bins) => {
+            // No live session here (checked, and the state directory is locked): what a
+            // killed one left goes.
+            postgres::remove_leftovers(&session.state.dir);
             let db = postgres::start(
                 &bins,
                 &session.state.dir,
                 database_name,
                 readiness::scaled(Duration::from_secs(30)),
+                session.state.owner.is_some(),
             )?;
             let url = db.url.clone();
             session.state.database = Some(Database::Embedded(db));
@@ -70,10 +74,12 @@ pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result
     if postgres::given_url()?.is_some() {
         return Ok(None);
     }
+    let lock = super::state::StateLock::acquire(state_dir)?;
     super::ensure_no_session(state_dir)?;
     let bins = postgres::ensure_binaries()?;
     let version = bins.version.clone();
-    let mut session = Session::begin(State::new(state_dir, Backend::Native, Vec::new()))?;
+    let mut session =
+        Session::begin(State::new(state_dir, Backend::Native, Vec::new()).owned())?.holding(lock);
     let url = start_database(&mut session, Source::Throwaway(bins), database_name)?;
     eprintln!("xtask: throwaway PostgreSQL {version} at {}", crate::secrets::redact(&url));
     Ok(Some(session))
@@ -137,11 +143,8 @@ pub fn start(
     interrupts::check_interrupted()?;
     let logs = state::log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
-    let mut session = Session::begin(State::new(
-        &options.state_dir,
-        Backend::Native,
-        plan.excluded_tests.clone(),
-    ))?;
+    let state = State::new(&options.state_dir, Backend::Native, plan.excluded_tests.clone());
+    let mut session = Session::begin(if options.detached { state } else { state.owned() })?;
     let root = project::root().display().to_string();
     let profile_dir = plan.profile_dir.display().to_string();
 
@@ -150,8 +153,14 @@ pub fn start(
     timings.add("database", started.elapsed());
     interrupts::check_interrupted()?;
 
-    let env =
-        Env { database_url: &database_url, root: &root, profile_dir: &profile_dir, logs: &logs };
+    let env = Env {
+        database_url: &database_url,
+        root: &root,
+        profile_dir: &profile_dir,
+        logs: &logs,
+        state_dir: &options.state_dir,
+        owned: session.state.owner.is_some(),
+    };
     if let Some(migrate) = &plan.migrate {
         let started = Instant::now();
         run_migrate(migrate, &env, options.timeout)?;
@@ -179,23 +188,60 @@ pub fn start(
         timings.add("start", started.elapsed());
 
         let started = Instant::now();
-        let records = &session.state.services;
-        let mut exited = || {
-            records.iter().zip(children.iter_mut()).find_map(|(r, child)| {
-                let status = child.try_wait().ok()??;
-                Some(readiness::Failure::Exited {
-                    name: r.name.clone(),
-                    status: status.to_string(),
-                    log: project::display_path(&r.log),
-                    tail: logs::tail(&r.log, 30),
+        // A free port can be taken between our check and the service's bind: a service
+        // of this wave that exits because its port is in use gets a new one (twice).
+        let mut retries = 0;
+        loop {
+            let records = &session.state.services;
+            let mut exited = || {
+                records.iter().zip(children.iter_mut()).find_map(|(r, child)| {
+                    Some(readiness::Failure::Exited {
+                        name: r.name.clone(),
+                        status: processes::exit_status(child)?,
+                        log: project::display_path(&r.log),
+                        tail: logs::tail(&r.log, 30),
+                    })
                 })
-            })
-        };
-        let waited = readiness::scaled(options.timeout);
-        readiness::wait_for_services(records, earlier, deadline, waited, &mut exited)?;
+            };
+            let waited = readiness::scaled(options.timeout);
+            let err =
+                match readiness::wait_for_services(records, earlier, deadline, waited, &mut exited)
+                {
+                    Ok(()) => break,
+                    Err(err) => err,
+                };
+            let lost_port = match err.downcast_ref::<readiness::Failure>() {
+                Some(readiness::Failure::Exited { name, tail, .. })
+                    if retries < 2 && !options.fixed_ports && port_was_taken(tail) =>
+                {
+                    records.iter().skip(earlier).position(|r| &r.name == name).map(|i| earlier + i)
+                }
+                _ => None,
+            };
+            let Some(index) = lost_port else { return Err(err) };
+            retries += 1;
+            let service =
+                wave.iter().find(|s| s.process.name == session.state.services[index].name);
+            let service = service.expect("a service of this wave");
+            let port = reserve_ports(std::slice::from_ref(service), false)?[0];
+            eprintln!(
+                "xtask: `{}` lost its port to another program; starting it on {port}",
+                service.process.name
+            );
+            let (child, record) = spawn_service(service, port, &env, &urls)?;
+            session.state.services[index] = record;
+            children[index] = child;
+            session.state.save()?;
+        }
         timings.add("ready", started.elapsed());
     }
     Ok(session)
+}
+
+/// Whether a service's last words say its port was taken.
+fn port_was_taken(log_tail: &str) -> bool {
+    let tail = log_tail.to_ascii_lowercase();
+    tail.contains("address already in use") || tail.contains("addrinuse")
 }
 
 fn reserve_ports(wave: &[PlannedService], fixed: bool) -> anyhow::Result<Vec<u16>> {
@@ -244,6 +290,10 @@ fn command_for(
         .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, &vars))))
         .current_dir(&process.workdir);
     processes::own_group_logging_to(&mut cmd, log)?;
+    processes::mark(&mut cmd, env.state_dir);
+    if env.owned {
+        crate::interrupts::die_with_owner(&mut cmd, libc::SIGKILL);
+    }
     Ok(cmd)
 }
 
@@ -253,6 +303,9 @@ struct Env<'a> {
     root: &'a str,
     profile_dir: &'a str,
     logs: &'a Path,
+    state_dir: &'a Path,
+    /// The processes die with this one (a pipeline's session).
+    owned: bool,
 }
 
 fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Result<()> {

@@ -312,6 +312,7 @@ pub fn start(
     state_dir: &Path,
     database: &str,
     timeout: Duration,
+    owned: bool,
 ) -> anyhow::Result<Embedded> {
     let user = server_user()?;
     let template = template(bins, database, user)?;
@@ -341,7 +342,8 @@ pub fn start(
             .with_context(|| format!("creating {}", socket_dir.display()))?;
         chown(&socket_dir, user)?;
         std::fs::create_dir_all(log.parent().unwrap())?;
-        run_server(bins, database, user, &data_dir, &socket_dir, &log, timeout)
+        let dirs = ServerDirs { data_dir: &data_dir, socket_dir: &socket_dir, log: &log };
+        run_server(bins, database, user, &dirs, timeout, owned)
     })();
     if result.is_err() {
         remove_dirs(&data_dir, &socket_dir);
@@ -349,16 +351,24 @@ pub fn start(
     result
 }
 
+/// Where a server's files are.
+#[derive(Clone, Copy)]
+struct ServerDirs<'a> {
+    data_dir: &'a Path,
+    socket_dir: &'a Path,
+    log: &'a Path,
+}
+
 /// Runs `postgres` on the prepared data directory until it accepts connections.
 fn run_server(
     bins: &Binaries,
     database: &str,
     user: Option<(libc::uid_t, libc::gid_t)>,
-    data_dir: &Path,
-    socket_dir: &Path,
-    log: &Path,
+    dirs: &ServerDirs,
     timeout: Duration,
+    owned: bool,
 ) -> anyhow::Result<Embedded> {
+    let ServerDirs { data_dir, socket_dir, log } = *dirs;
     // The session's password: from the OS's random source, only ever in the URL.
     let password = crate::secrets::random_token(16)?;
     // A free port can be taken between our check and the server's bind: try a few.
@@ -375,7 +385,14 @@ fn run_server(
             // Several services with their pools plus parallel tests share this server.
             .args(["-c", "max_connections=200"]);
         processes::own_group_logging_to(&mut cmd, log)?;
+        if let Some(state_dir) = log.parent().and_then(Path::parent) {
+            processes::mark(&mut cmd, state_dir);
+        }
         run_as(&mut cmd, user);
+        if owned {
+            // After run_as: a change of user clears the setting.
+            crate::interrupts::die_with_owner(&mut cmd, libc::SIGKILL);
+        }
         let mut child = cmd.spawn().context("starting postgres")?;
         let pid = child.id();
         let embedded = Embedded {
@@ -431,10 +448,15 @@ fn run_server(
 /// and removes its data and socket directories. Safe to call twice.
 pub fn stop(db: &Embedded) {
     let id = &db.process;
+    // After a signal the whole stop fits its share of the shutdown budget.
+    let (fast, quit) = match crate::interrupts::interrupted() {
+        Some(_) => (Duration::from_millis(800), Duration::from_millis(300)),
+        None => (Duration::from_secs(2), Duration::from_secs(1)),
+    };
     if processes::signal_process(id, libc::SIGINT)
-        && !wait_until(Duration::from_secs(2), || !id.is_ours_and_alive())
+        && !wait_until(fast, || !id.is_ours_and_alive())
         && processes::signal_process(id, libc::SIGQUIT)
-        && !wait_until(Duration::from_secs(1), || !id.is_ours_and_alive())
+        && !wait_until(quit, || !id.is_ours_and_alive())
     {
         processes::signal_group(id, libc::SIGKILL);
         wait_until(Duration::from_secs(1), || !processes::group_is_ours_and_alive(id));
@@ -442,6 +464,28 @@ pub fn stop(db: &Embedded) {
     // Backends can outlive the postmaster by a moment.
     wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
     remove_dirs(&db.data_dir, &db.socket_dir);
+}
+
+/// Removes what killed sessions of `state_dir` left: every data directory of it (call
+/// only when no session of it runs), and socket directories in the temp dir whose
+/// creating process is gone.
+pub fn remove_leftovers(state_dir: &Path) {
+    let user = server_user().ok().flatten();
+    let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
+    for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+        if entry.file_name().to_string_lossy().starts_with("data-") {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+    let _ = std::fs::remove_dir(&base);
+    for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let creator = name.strip_prefix("xtask-pg-").and_then(|rest| rest.split('-').next());
+        let Some(pid) = creator.and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
 }
 
 fn remove_dirs(data_dir: &Path, socket_dir: &Path) {
@@ -714,7 +758,7 @@ mod tests {
             panic!("PostgreSQL server binaries are required for this test")
         };
         let state = std::env::temp_dir().join(format!("xtask-pg-test-{}", std::process::id()));
-        let db = start(&bins, &state, "tasker_test", Duration::from_secs(30)).unwrap();
+        let db = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
         check_reachable(&db.url).unwrap();
         // TCP needs the session's password; the URL carries one, the template none.
         let password = crate::secrets::password_of(&db.url).expect("a password in the URL");

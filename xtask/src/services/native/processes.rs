@@ -25,6 +25,12 @@ impl Identity {
         Some(Identity { pid, pgid: pid, start_time: start_time(pid)? })
     }
 
+    /// Any live process (its group as recorded is its own process group).
+    pub fn of_process(pid: u32) -> Option<Identity> {
+        let stat = stat(pid)?;
+        Some(Identity { pid, pgid: stat.pgrp, start_time: stat.start_time })
+    }
+
     /// True when `pid` is alive and is still the process we started (not a reused pid).
     pub fn is_ours_and_alive(&self) -> bool {
         reap(self.pid);
@@ -108,6 +114,41 @@ pub fn signal_process(id: &Identity, signal: libc::c_int) -> bool {
     unsafe { libc::kill(id.pid as libc::pid_t, signal) == 0 }
 }
 
+/// The environment variable every process of a native session carries: the state
+/// directory it belongs to. It finds a session's processes when its state file is gone.
+pub const STATE_DIR_MARKER: &str = "TASKER_XTASK_STATE_DIR";
+
+/// Marks `cmd` as a process of the session in `state_dir`.
+pub fn mark(cmd: &mut Command, state_dir: &Path) {
+    cmd.env(STATE_DIR_MARKER, state_dir);
+}
+
+/// The process groups (by their leader, or a member when the leader is gone) whose
+/// processes carry the marker of `state_dir`. Only processes we may read are seen: ours.
+pub fn marked(state_dir: &Path) -> Vec<Identity> {
+    let wanted = format!("{STATE_DIR_MARKER}={}", state_dir.display());
+    let me = std::process::id();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
+    let mut found: Vec<Identity> = Vec::new();
+    for pid in entries.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok()) {
+        if pid == me {
+            continue;
+        }
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else { continue };
+        if !environ.split(|b| *b == 0).any(|var| var == wanted.as_bytes()) {
+            continue;
+        }
+        let Some(stat) = stat(pid).filter(|s| s.state != 'Z') else { continue };
+        let id = Identity { pid, pgid: stat.pgrp, start_time: stat.start_time };
+        match found.iter_mut().find(|f| f.pgid == id.pgid) {
+            Some(existing) if id.pid == id.pgid => *existing = id,
+            Some(_) => {}
+            None => found.push(id),
+        }
+    }
+    found
+}
+
 /// Spawns `cmd` as an owned process: in its own process group (a Ctrl-C in the terminal
 /// does not reach it, and a group signal reaches its children too), stdin from /dev/null,
 /// stdout and stderr to `log` (created afresh).
@@ -140,6 +181,17 @@ pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> 
     killed
 }
 
+/// How our child ended, if it has: its status, or, when something else collected it
+/// first (`waitpid` elsewhere: ECHILD), that it ended. A crash is never mistaken for a
+/// process still starting.
+pub fn exit_status(child: &mut std::process::Child) -> Option<String> {
+    match child.try_wait() {
+        Ok(Some(status)) => Some(status.to_string()),
+        Ok(None) => None,
+        Err(err) => Some(format!("ended; its status was collected elsewhere ({err})")),
+    }
+}
+
 /// Whether we run as root (then PostgreSQL needs another user).
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
@@ -149,6 +201,23 @@ pub fn is_root() -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_child_reaped_elsewhere_still_counts_as_exited() {
+        let mut child = Command::new("true").spawn().unwrap();
+        // Another part of the program collects it first (as a liveness check might).
+        let mut status = 0;
+        // SAFETY: waitpid on our own child.
+        let reaped = unsafe { libc::waitpid(child.id() as libc::pid_t, &mut status, 0) };
+        assert_eq!(reaped, child.id() as libc::pid_t);
+        let exit = exit_status(&mut child).expect("an exited child");
+        assert!(exit.contains("collected elsewhere"), "{exit}");
+        let mut running = Command::new("sleep").arg("5").spawn().unwrap();
+        assert_eq!(exit_status(&mut running), None);
+        running.kill().unwrap();
+        running.wait().unwrap();
+        assert!(exit_status(&mut running).is_some());
+    }
 
     #[test]
     fn stat_fields_are_counted_after_the_command_name() {
