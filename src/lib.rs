@@ -17,6 +17,18 @@ pub const RUBY_WORKER_URL_VAR: &str = "TASKER_TEST_RUBY_WORKER_URL";
 
 /// The base URL in `variable`; panics naming it when unset, so a run without services
 /// fails loudly instead of passing silently.
+/// A test-only switch for CI metrics (`cargo xtask ci-report` counts flaky tests): with
+/// `TASKER_TEST_FLAKY_ONCE=<file>`, the first call fails (and creates the file), so the
+/// test passes only on nextest's retry. Without the variable it does nothing.
+pub fn flaky_once() {
+    if let Some(marker) = std::env::var_os("TASKER_TEST_FLAKY_ONCE").filter(|m| !m.is_empty())
+        && std::fs::metadata(&marker).is_err()
+    {
+        std::fs::write(&marker, "").expect("writing the TASKER_TEST_FLAKY_ONCE file");
+        panic!("deliberately flaky (TASKER_TEST_FLAKY_ONCE): the first attempt fails");
+    }
+}
+
 pub fn service_url(variable: &str) -> String {
     match std::env::var(variable) {
         Ok(url) if !url.trim().is_empty() => url.trim().trim_end_matches('/').to_string(),

@@ -25,86 +25,11 @@ pub struct Args {
     docker: PathBuf,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Outcome {
-    Passed,
-    Failed,
-    Skipped,
-}
+use crate::junit::Outcome;
 
-impl Outcome {
-    fn name(self) -> &'static str {
-        match self {
-            Outcome::Passed => "passed",
-            Outcome::Failed => "failed",
-            Outcome::Skipped => "skipped",
-        }
-    }
-}
-
-/// Each test case (`classname::name`) and its outcome.
+/// Each test case (`classname::name`) of a JUnit report and its outcome.
 pub fn parse_junit(xml: &str) -> Result<BTreeMap<String, Outcome>, String> {
-    if !xml.contains("<testsuite") {
-        return Err("no <testsuite> element: not a JUnit report".into());
-    }
-    let mut tests = BTreeMap::new();
-    let mut rest = xml;
-    while let Some(start) = rest.find("<testcase") {
-        let after = &rest[start + "<testcase".len()..];
-        let end = after.find('>').ok_or("a <testcase> tag is not closed")?;
-        let tag = &after[..end];
-        let self_closing = tag.ends_with('/');
-        let name = attribute(tag, "name").ok_or("a <testcase> has no name")?;
-        let class = attribute(tag, "classname").unwrap_or_default();
-        let (body, next) = if self_closing {
-            ("", &after[end + 1..])
-        } else {
-            let body = &after[end + 1..];
-            let close = body.find("</testcase>").ok_or("a <testcase> has no </testcase>")?;
-            (&body[..close], &body[close + "</testcase>".len()..])
-        };
-        let outcome = if body.contains("<failure") || body.contains("<error") {
-            Outcome::Failed
-        } else if body.contains("<skipped") {
-            Outcome::Skipped
-        } else {
-            Outcome::Passed
-        };
-        let id = if class.is_empty() { name } else { format!("{class}::{name}") };
-        tests.insert(id, outcome);
-        rest = next;
-    }
-    Ok(tests)
-}
-
-/// The value of `key="..."` (or `'...'`) in a tag's attributes, entities decoded.
-fn attribute(tag: &str, key: &str) -> Option<String> {
-    let mut search = tag;
-    loop {
-        let at = search.find(key)?;
-        let before = search[..at].chars().last();
-        let after = &search[at + key.len()..];
-        let after_eq = after.trim_start().strip_prefix('=');
-        if before.is_some_and(char::is_whitespace)
-            && let Some(value) = after_eq.map(str::trim_start)
-        {
-            let quote = value.chars().next()?;
-            if quote == '"' || quote == '\'' {
-                let value = &value[1..];
-                let close = value.find(quote)?;
-                return Some(decode(&value[..close]));
-            }
-        }
-        search = &search[at + key.len()..];
-    }
-}
-
-fn decode(text: &str) -> String {
-    text.replace("&lt;", "<")
-        .replace("&gt;", ">")
-        .replace("&quot;", "\"")
-        .replace("&apos;", "'")
-        .replace("&amp;", "&")
+    Ok(crate::junit::parse(xml)?.into_iter().map(|case| (case.name, case.outcome)).collect())
 }
 
 /// One test on which the modes disagree.

@@ -3,12 +3,15 @@
 
 mod ci_compare;
 mod ci_mode;
+mod ci_report;
 mod ci_scope;
 mod cli;
 mod config;
 mod deps;
 mod github;
+mod history;
 mod interrupts;
+mod junit;
 mod lint;
 mod project;
 mod secrets;
@@ -59,6 +62,8 @@ enum Task {
     CiCompare(ci_compare::Args),
     /// Decide what a change must run, from the files it touches
     CiScope(ci_scope::Args),
+    /// Summarise the run history: pass rates, timings per mode, flaky and slow tests, a chart
+    CiReport(ci_report::Args),
     /// Every check that needs no test run: fmt, clippy, deps, generated files, workflows
     Lint(lint::Args),
 }
@@ -77,6 +82,7 @@ fn main() -> ExitCode {
         Task::CiMode(args) => ci_mode::run(args),
         Task::CiCompare(args) => ci_compare::run(args),
         Task::CiScope(args) => ci_scope::run(args),
+        Task::CiReport(args) => ci_report::run(args),
         Task::Lint(args) => lint::run(args),
     };
     match result {

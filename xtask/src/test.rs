@@ -95,6 +95,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let steps = plan(runner, &args.cargo_args);
     let mut failed = Vec::new();
     let mut skipped: Vec<String> = Vec::new();
+    let mut timings = crate::timings::Timings::default();
+    let started = std::time::SystemTime::now();
+    let began = std::time::Instant::now();
     crate::interrupts::catch_interrupts();
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
@@ -104,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
     for step in &steps {
-        if !run_step(step, &exports)? {
+        if !timings.time(step.name, || run_step(step, &exports))? {
             failed.push(step.name);
         }
     }
@@ -115,7 +118,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     } else {
         // Then the end-to-end tests against the real services.
         eprintln!("==> end-to-end tests: cargo xtask ci-native");
-        match crate::cli::ci::native_default() {
+        match timings.time("end-to-end tests", crate::cli::ci::native_default) {
             Ok(()) => {}
             Err(err) if crate::interrupts::interrupted().is_some() => return Err(err),
             Err(err) => {
@@ -128,7 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let docker = docker_step(runner, &args.cargo_args);
         match crate::services::docker::ensure_engine() {
             Ok(_) => {
-                if !run_step(&docker, &[])? {
+                if !timings.time(docker.name, || run_step(&docker, &[]))? {
                     failed.push(docker.name);
                 }
             }
@@ -137,6 +140,27 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 skipped.push(format!("{} (no Docker engine)", docker.name));
             }
         }
+    }
+    let record = crate::history::Run {
+        mode: "test",
+        started_unix: started
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0),
+        wall_seconds: began.elapsed().as_secs_f64(),
+        phases: &timings.phases,
+        outcome: if failed.is_empty() { "passed" } else { "failed" },
+        cases: &[],
+        startup_failure: None,
+        commit: crate::history::commit(),
+    }
+    .record();
+    let history = crate::history::default_path();
+    if let Err(err) = crate::history::append(&history, &record) {
+        eprintln!(
+            "warning: could not add this run to {}: {err:#}",
+            project::display_path(&history)
+        );
     }
     let ran = steps.len() + 2 - skipped.len();
     let skipped = match skipped.is_empty() {

@@ -73,12 +73,79 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
         check_partition(partition).map_err(project::UserError)?;
     }
     let mut timings = Timings::default();
-    let result = stages(options, &mut timings);
-    // A mistake in the input stops before anything ran: no timings to show.
+    let started = std::time::SystemTime::now();
+    let began = Instant::now();
+    let mut startup_failure = None;
+    let result = stages(options, &mut timings, &mut startup_failure);
+    // A mistake in the input stops before anything ran: no timings, no history.
     if !matches!(&result, Err(err) if err.downcast_ref::<project::UserError>().is_some()) {
         report_timings(&timings, options.up.backend, &options.up.state_dir);
+        let outcome = match &result {
+            Ok(()) => "passed",
+            Err(_) if interrupts::interrupted().is_some() => "interrupted",
+            Err(_) if startup_failure.is_some() => "startup-failed",
+            Err(err) if err.downcast_ref::<Exit>().is_some() => "failed",
+            Err(_) => "error",
+        };
+        record_history(
+            options.up.backend.name(),
+            started,
+            began,
+            &timings,
+            outcome,
+            startup_failure,
+        );
     }
     result
+}
+
+/// The JUnit report of the end-to-end tests (nextest's `ci` profile).
+fn junit_report() -> PathBuf {
+    project::target_dir().join("nextest").join("ci").join("junit.xml")
+}
+
+/// Appends this run to the history; reports its flaky tests (here and in the step
+/// summary). A history that cannot be written is a warning, never the run's failure.
+fn record_history(
+    mode: &str,
+    started: std::time::SystemTime,
+    began: Instant,
+    timings: &Timings,
+    outcome: &str,
+    startup_failure: Option<crate::history::StartupFailure>,
+) {
+    // Only this run's report: an older file is another run's.
+    let report = junit_report();
+    let fresh = std::fs::metadata(&report).and_then(|m| m.modified()).is_ok_and(|m| m >= started);
+    let cases = match fresh.then(|| std::fs::read_to_string(&report)) {
+        Some(Ok(text)) => crate::junit::parse(&text).unwrap_or_default(),
+        _ => Vec::new(),
+    };
+    let flaky: Vec<&str> = cases.iter().filter(|c| c.flaky).map(|c| c.name.as_str()).collect();
+    if !flaky.is_empty() {
+        eprintln!("warning: flaky tests (failed, then passed on a retry): {}", flaky.join(", "));
+        let list: String = flaky.iter().map(|name| format!("- `{name}`\n")).collect();
+        let _ = github::step_summary(&format!(
+            "### Flaky tests\n\nFailed, then passed on a retry:\n\n{list}\n"
+        ));
+    }
+    let started_unix =
+        started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+    let record = crate::history::Run {
+        mode,
+        started_unix,
+        wall_seconds: began.elapsed().as_secs_f64(),
+        phases: &timings.phases,
+        outcome,
+        cases: &cases,
+        startup_failure,
+        commit: crate::history::commit(),
+    }
+    .record();
+    let path = crate::history::default_path();
+    if let Err(err) = crate::history::append(&path, &record) {
+        eprintln!("warning: could not add this run to {}: {err:#}", project::display_path(&path));
+    }
 }
 
 /// Where logs are copied for the workflow to upload when a run fails.
@@ -89,7 +156,11 @@ pub fn ci_logs_dir(state_dir: &Path, backend: Backend) -> PathBuf {
     }
 }
 
-fn stages(options: &Options, timings: &mut Timings) -> anyhow::Result<()> {
+fn stages(
+    options: &Options,
+    timings: &mut Timings,
+    startup_failure: &mut Option<crate::history::StartupFailure>,
+) -> anyhow::Result<()> {
     let up = &options.up;
     // One run per state directory, from before the build until after the teardown.
     let _lock = state::StateLock::acquire(&up.state_dir)?;
@@ -124,6 +195,17 @@ fn stages(options: &Options, timings: &mut Timings) -> anyhow::Result<()> {
         Ok(session) => session,
         Err(err) if interrupts::interrupted().is_some() => return Err(err),
         Err(err) => {
+            let service = match err.downcast_ref::<readiness::Failure>() {
+                Some(readiness::Failure::Exited { name, .. }) => Some(name.clone()),
+                Some(readiness::Failure::Timeout { pending, .. }) if pending.len() == 1 => {
+                    Some(pending[0].0.clone())
+                }
+                _ => None,
+            };
+            *startup_failure = Some(crate::history::StartupFailure {
+                service,
+                message: err.to_string().lines().next().unwrap_or_default().to_string(),
+            });
             // The session has been torn down; its logs remain.
             github::error(&format!(
                 "services did not start: {}",

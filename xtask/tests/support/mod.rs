@@ -117,6 +117,8 @@ health = {{ path = "/health", service = "{identity}" }}
             .env_remove("GITHUB_ENV")
             .env_remove("GITHUB_STEP_SUMMARY")
             .env_remove("CI")
+            // The runs of the tests go into a history of their own, not the workspace's.
+            .env("TASKER_CI_HISTORY", self.dir.join("history.jsonl"))
             .stdin(Stdio::null());
         cmd
     }
