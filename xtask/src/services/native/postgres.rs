@@ -467,8 +467,9 @@ pub fn stop(db: &Embedded) {
 }
 
 /// Removes what killed sessions of `state_dir` left: every data directory of it (call
-/// only when no session of it runs), and socket directories in the temp dir whose
-/// creating process is gone.
+/// only when no session of it runs), and socket directories in the temp dir that no
+/// running server uses (the creating xtask may be long gone while its detached server
+/// runs: the server's own lock file decides).
 pub fn remove_leftovers(state_dir: &Path) {
     let user = server_user().ok().flatten();
     let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
@@ -481,11 +482,32 @@ pub fn remove_leftovers(state_dir: &Path) {
     for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let creator = name.strip_prefix("xtask-pg-").and_then(|rest| rest.split('-').next());
-        let Some(pid) = creator.and_then(|pid| pid.parse::<u32>().ok()) else { continue };
-        if !Path::new(&format!("/proc/{pid}")).exists() {
+        if creator.and_then(|pid| pid.parse::<u32>().ok()).is_none() {
+            continue; // not a socket directory (the template cache, a data fallback)
+        }
+        if socket_dir_unused(&entry.path()) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
+}
+
+/// True when no running postmaster holds a socket in `dir` (its `.s.PGSQL.<port>.lock`
+/// names the postmaster's pid on the first line). A directory we cannot read is not ours
+/// to judge.
+fn socket_dir_unused(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !(name.starts_with(".s.PGSQL.") && name.ends_with(".lock")) {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(entry.path()) else { return false };
+        let pid = text.lines().next().and_then(|l| l.trim().parse::<u32>().ok());
+        if pid.is_none_or(|pid| Path::new(&format!("/proc/{pid}")).exists()) {
+            return false;
+        }
+    }
+    true
 }
 
 fn remove_dirs(data_dir: &Path, socket_dir: &Path) {
@@ -777,6 +799,12 @@ mod tests {
         stop(&db);
         assert!(!processes::group_is_ours_and_alive(&db.process));
         assert!(!db.data_dir.exists() && !db.socket_dir.exists());
+        // A running server's socket directory is never taken for a leftover.
+        let again = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
+        assert!(!socket_dir_unused(&again.socket_dir));
+        remove_leftovers(Path::new("/nonexistent-state-dir"));
+        assert!(again.socket_dir.exists(), "a live server's socket directory was removed");
+        stop(&again);
         assert!(std::net::TcpStream::connect(("127.0.0.1", db.port)).is_err());
         std::fs::remove_dir_all(state).unwrap();
     }
