@@ -467,9 +467,9 @@ pub fn stop(db: &Embedded) {
 }
 
 /// Removes what killed sessions of `state_dir` left: every data directory of it (call
-/// only when no session of it runs), and socket directories in the temp dir that no
-/// running server uses (the creating xtask may be long gone while its detached server
-/// runs: the server's own lock file decides).
+/// only when no session of it runs), and socket directories in the temp dir whose
+/// creating xtask is gone and which no running server uses (a detached server outlives
+/// its creator: its own lock file says so).
 pub fn remove_leftovers(state_dir: &Path) {
     let user = server_user().ok().flatten();
     let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
@@ -482,10 +482,12 @@ pub fn remove_leftovers(state_dir: &Path) {
     for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let creator = name.strip_prefix("xtask-pg-").and_then(|rest| rest.split('-').next());
-        if creator.and_then(|pid| pid.parse::<u32>().ok()).is_none() {
-            continue; // not a socket directory (the template cache, a data fallback)
-        }
-        if socket_dir_unused(&entry.path()) {
+        // Not a socket directory (the template cache, a data fallback) has no pid here.
+        let Some(creator) = creator.and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        // A live creator may be about to start its server in it; a gone one may have left a
+        // detached server running there: both must hold for it to go.
+        let creator_gone = !Path::new(&format!("/proc/{creator}")).exists();
+        if creator_gone && socket_dir_unused(&entry.path()) {
             let _ = std::fs::remove_dir_all(entry.path());
         }
     }
