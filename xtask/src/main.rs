@@ -1,6 +1,7 @@
 //! `cargo xtask <task>`: the repository's automation, shared by CI and developers.
 //! This file holds the command tree and dispatch only; each task lives in its module.
 
+mod build_timings;
 mod ci_compare;
 mod ci_mode;
 mod ci_report;
@@ -66,6 +67,8 @@ enum Task {
     CiReport(ci_report::Args),
     /// Every check that needs no test run: fmt, clippy, deps, generated files, workflows
     Lint(lint::Args),
+    /// Where a clean build's time goes: slowest units, crates built twice, critical path
+    BuildTimings(build_timings::Args),
 }
 
 fn main() -> ExitCode {
@@ -84,6 +87,7 @@ fn main() -> ExitCode {
         Task::CiScope(args) => ci_scope::run(args),
         Task::CiReport(args) => ci_report::run(args),
         Task::Lint(args) => lint::run(args),
+        Task::BuildTimings(args) => build_timings::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

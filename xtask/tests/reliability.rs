@@ -200,7 +200,7 @@ fn ci_native_runs_the_tests_against_the_services_and_collects_logs_on_failure() 
     assert!(out.status.success(), "{}", stderr(&out));
     let calls = std::fs::read_to_string(f.dir.join("cargo-calls")).unwrap();
     assert!(
-        calls.contains("nextest run --profile ci -p tasker-core --features test-services --partition hash:1/2 --no-fail-fast"),
+        calls.contains("nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --partition hash:1/2 --no-fail-fast"),
         "{calls}"
     );
     let env = std::fs::read_to_string(f.dir.join("cargo-calls.env")).unwrap();

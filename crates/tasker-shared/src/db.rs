@@ -1,19 +1,52 @@
 //! The database pool and the schema: PGMQ's SQL (embedded in the `pgmq` crate, no
 //! extension needed) and this project's migrations (embedded in the binary).
 
+use std::borrow::Cow;
+use std::sync::LazyLock;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use sqlx::PgPool;
-use sqlx::migrate::Migrator;
+use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{ConnectOptions, Connection};
 
 use crate::config::DatabaseConfig;
 use crate::redact_database_url;
 
-/// This project's migrations, compiled in.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// This project's migrations, compiled in: version, description (the file name's, with
+/// `_` as spaces, as sqlx names it) and SQL of each file in `migrations/`, in order. A test
+/// checks the list against the directory.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    20260101000000,
+    "tasks and steps",
+    include_str!("../migrations/20260101000000_tasks_and_steps.sql"),
+)];
+
+/// The migrator of [`MIGRATIONS`], built at run time rather than by `sqlx::migrate!`,
+/// whose macro crate compiles a second copy of the database stack for the compiler's
+/// host (docs/analysis/build-time.md). Same versions, descriptions and checksums (SHA-384
+/// of the SQL), so databases migrated either way agree.
+pub static MIGRATOR: LazyLock<Migrator> = LazyLock::new(|| Migrator {
+    migrations: Cow::Owned(
+        MIGRATIONS
+            .iter()
+            .map(|(version, description, sql)| {
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*description),
+                    MigrationType::Simple,
+                    Cow::Borrowed(*sql),
+                    false,
+                )
+            })
+            .collect(),
+    ),
+    // The fields `sqlx::migrate!` fills (public for it; the lockfile pins sqlx).
+    ignore_missing: false,
+    locking: true,
+    no_tx: false,
+});
 
 /// Opens the pool described by `config`.
 pub async fn connect(config: &DatabaseConfig) -> anyhow::Result<PgPool> {
@@ -80,11 +113,7 @@ pub struct MigrationReport {
 /// Installs PGMQ's SQL, then applies pending migrations. Both take advisory locks and
 /// skip what is already there, so running it twice (or concurrently) is safe.
 pub async fn migrate(pool: &PgPool) -> anyhow::Result<MigrationReport> {
-    pgmq::install::install_sql_from_embedded(pool).await.context("installing PGMQ")?;
-    let pgmq_version = pgmq::install::installed_version(pool)
-        .await
-        .context("reading the PGMQ version")?
-        .map(|v| v.to_string());
+    let pgmq_version = Some(crate::pgmq_schema::install(pool).await.context("installing PGMQ")?);
     let before: Vec<i64> = applied_versions(pool).await?;
     MIGRATOR.run(pool).await.context("applying migrations")?;
     let applied =
@@ -109,6 +138,27 @@ async fn applied_versions(pool: &PgPool) -> anyhow::Result<Vec<i64>> {
 mod tests {
     use super::*;
     use crate::testing::UnresponsiveDatabase;
+
+    #[test]
+    fn the_compiled_in_migrations_are_the_files_of_the_migrations_directory() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        let mut files: Vec<(i64, String, String)> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|e| e == "sql"))
+            .map(|path| {
+                let stem = path.file_stem().unwrap().to_string_lossy().to_string();
+                let (version, name) = stem.split_once('_').unwrap();
+                let sql = std::fs::read_to_string(&path).unwrap();
+                (version.parse().unwrap(), name.replace('_', " "), sql)
+            })
+            .collect();
+        files.sort();
+        let compiled: Vec<(i64, String, String)> =
+            MIGRATIONS.iter().map(|(v, d, s)| (*v, d.to_string(), s.to_string())).collect();
+        assert_eq!(compiled, files, "add each new file of migrations/ to MIGRATIONS");
+        assert_eq!(MIGRATOR.iter().count(), files.len());
+    }
 
     #[tokio::test]
     async fn a_server_that_never_answers_fails_the_connect_after_the_acquire_timeout() {

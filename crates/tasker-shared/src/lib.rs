@@ -6,6 +6,7 @@
 pub mod config;
 pub mod db;
 pub mod messages;
+pub mod pgmq_schema;
 pub mod templates;
 pub mod testing;
 
@@ -51,15 +52,30 @@ fn redact_userinfo_password(url: &str) -> String {
     }
 }
 
+/// The filter when `RUST_LOG` is unset, empty or not understood.
+const DEFAULT_LOG_FILTER: &str = "info,sqlx::postgres::notice=warn";
+
+/// The log filter of a `RUST_LOG` value: a default level and `target=level` directives,
+/// comma-separated (`info`, `warn,tasker_worker=debug`). Parsed by `Targets`, which
+/// needs no regular-expression engine (EnvFilter's span and field filters would pull one
+/// into every build).
+pub fn log_filter(rust_log: Option<&str>) -> tracing_subscriber::filter::Targets {
+    rust_log
+        .map(str::trim)
+        .filter(|value| !value.is_empty())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| DEFAULT_LOG_FILTER.parse().expect("the default filter parses"))
+}
+
 /// Logs to stderr, filtered by `RUST_LOG` (default `info`).
 pub fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,sqlx::postgres::notice=warn"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+    let filter = log_filter(std::env::var("RUST_LOG").ok().as_deref());
+    let output = tracing_subscriber::fmt::layer()
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .try_init();
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
+    let _ = tracing_subscriber::registry().with(output).with(filter).try_init();
 }
 
 /// Installs the SIGTERM and SIGINT handlers at once and returns a future that resolves on
@@ -80,7 +96,24 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
 
 #[cfg(test)]
 mod tests {
-    use super::redact_database_url;
+    use super::{log_filter, redact_database_url};
+
+    #[test]
+    fn rust_log_keeps_its_documented_syntax_without_a_regex_engine() {
+        use tracing::Level;
+        use tracing::level_filters::LevelFilter;
+        let filter = log_filter(Some("warn,tasker_worker=debug"));
+        assert!(filter.would_enable("tasker_worker::runtime", &Level::DEBUG));
+        assert!(!filter.would_enable("tasker_orchestration", &Level::INFO));
+        assert!(filter.would_enable("tasker_orchestration", &Level::WARN));
+        assert_eq!(log_filter(Some("info")).default_level(), Some(LevelFilter::INFO));
+        // Unset, empty or not understood: the default, which quiets sqlx's notices.
+        for value in [None, Some(""), Some("not a =filter= at all")] {
+            let filter = log_filter(value);
+            assert!(filter.would_enable("tasker_shared", &Level::INFO), "{value:?}");
+            assert!(!filter.would_enable("sqlx::postgres::notice", &Level::INFO), "{value:?}");
+        }
+    }
 
     #[test]
     fn redacts_passwords_only() {

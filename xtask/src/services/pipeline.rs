@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
 
-use super::manifest::{self, Launch, Manifest};
+use super::manifest;
 use super::{Backend, Session, UpOptions, logs, readiness, state};
 use crate::github;
 use crate::interrupts;
 use crate::project::{self, Exit};
 use crate::timings::Timings;
 
-/// The end-to-end tests: the root package, behind its `test-services` feature.
-const TEST_PACKAGE: &str = "tasker-core";
-const TEST_FEATURE: &str = "test-services";
+/// The end-to-end tests: the root package's test targets `e2e_*`, behind its
+/// `test-services` feature, selected from the whole workspace (see [`build_commands`]).
+const TEST_FEATURE: &str = "tasker-core/test-services";
+const TEST_TARGETS: &str = "e2e_*";
 
 pub struct Options {
     pub up: UpOptions,
@@ -39,7 +40,7 @@ const BIN_DIR: &str = "bin";
 /// Where the end-to-end test binaries come from.
 #[derive(Debug, Clone, Copy)]
 pub enum TestBinaries<'a> {
-    /// Built in this workspace (`-p tasker-core --features test-services`).
+    /// Built in this workspace (`--workspace --features tasker-core/test-services --test e2e_*`).
     Workspace { release: bool },
     /// A nextest archive made elsewhere, run against this checkout.
     Archive { file: &'a Path, root: &'a Path },
@@ -50,7 +51,9 @@ impl TestBinaries<'_> {
         match self {
             TestBinaries::Workspace { release } => {
                 let mut args: Vec<String> =
-                    ["-p", TEST_PACKAGE, "--features", TEST_FEATURE].map(String::from).to_vec();
+                    ["--workspace", "--features", TEST_FEATURE, "--test", TEST_TARGETS]
+                        .map(String::from)
+                        .to_vec();
                 if *release {
                     args.push("--release".into());
                 }
@@ -185,7 +188,7 @@ fn stages(
         timings.time("restore", || restore(dir, up.release))?;
     } else if !options.no_build {
         let started = Instant::now();
-        github::group("build", || build(&manifest, up.release))?;
+        github::group("build", || build(up.release))?;
         timings.add("build", started.elapsed());
     }
     interrupts::check_interrupted()?;
@@ -290,8 +293,8 @@ fn test_and_teardown(
 
 /// Builds every cargo binary the manifest starts, then the test binaries; the test run
 /// afterwards reuses them.
-fn build(manifest: &Manifest, release: bool) -> anyhow::Result<()> {
-    for args in build_commands(manifest, release) {
+fn build(release: bool) -> anyhow::Result<()> {
+    for args in build_commands(release) {
         run_cargo(&args)?;
     }
     Ok(())
@@ -303,7 +306,7 @@ fn build(manifest: &Manifest, release: bool) -> anyhow::Result<()> {
 pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Result<()> {
     interrupts::catch_interrupts();
     let manifest = manifest::load(manifest_path)?;
-    let mut commands = build_commands(&manifest, release);
+    let mut commands = build_commands(release);
     commands.pop(); // the tests go into the archive instead
     for args in &commands {
         run_cargo(args)?;
@@ -366,50 +369,18 @@ fn restore(dir: &Path, release: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The cargo invocations of [`build`]: the cargo binaries in one `cargo build`, the
-/// packages that commands need in another (built whole: a `--bin` selection would leave
-/// out the library the Ruby worker loads), then nextest's `--no-run`.
-fn build_commands(manifest: &Manifest, release: bool) -> Vec<Vec<String>> {
-    let mut binaries: Vec<String> = Vec::new();
-    let mut libraries: Vec<String> = Vec::new();
-    let steps = manifest.migrate.iter().chain(manifest.services.iter().map(|s| &s.step));
-    for step in steps {
-        match &step.launch {
-            Launch::Binary { name, package } => {
-                match package {
-                    Some(package) => add_once(&mut binaries, &["-p", package]),
-                    None => add_once(&mut binaries, &["--workspace"]),
-                }
-                add_once(&mut binaries, &["--bin", name]);
-            }
-            Launch::Command { package: Some(package), .. } => {
-                add_once(&mut libraries, &["-p", package])
-            }
-            Launch::Command { package: None, .. } => {}
-        }
+/// The cargo invocations of [`build`]: every binary and library of the workspace, then
+/// the end-to-end tests (nextest's `--no-run`). Both select the whole workspace, so
+/// cargo unifies features exactly as for `cargo xtask test`'s unit tests: after those, this
+/// compiles nothing but the end-to-end tests (a `-p` selection would build the shared
+/// crates again with other features, about two dozen units).
+fn build_commands(release: bool) -> Vec<Vec<String>> {
+    let mut services: Vec<String> =
+        ["build", "--workspace", "--bins", "--lib"].map(String::from).to_vec();
+    if release {
+        services.push("--release".into());
     }
-    let cargo_build = |selection: Vec<String>| {
-        let mut args = vec!["build".to_string()];
-        if release {
-            args.push("--release".into());
-        }
-        args.extend(selection);
-        args
-    };
-    [binaries, libraries]
-        .into_iter()
-        .filter(|selection| !selection.is_empty())
-        .map(cargo_build)
-        .chain([no_run_args(release)])
-        .collect()
-}
-
-/// Appends `option` (a flag and its value) unless it is there already: two services, or
-/// a service and the migrate step, can share a binary.
-fn add_once(args: &mut Vec<String>, option: &[&str]) {
-    if !args.windows(option.len()).any(|w| w == option) {
-        args.extend(option.iter().map(|s| s.to_string()));
-    }
+    vec![services, no_run_args(release)]
 }
 
 fn run_cargo(args: &[String]) -> anyhow::Result<()> {
@@ -521,11 +492,11 @@ mod tests {
         let args = nextest_args(workspace, Some("hash:1/2"), &[], &s(&["--no-fail-fast"]));
         assert_eq!(
             args.join(" "),
-            "nextest run --profile ci -p tasker-core --features test-services --partition hash:1/2 --no-fail-fast"
+            "nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --partition hash:1/2 --no-fail-fast"
         );
         assert_eq!(
             no_run_args(true).join(" "),
-            "nextest run --profile ci -p tasker-core --features test-services --release --no-run"
+            "nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --release --no-run"
         );
         let archive =
             TestBinaries::Archive { file: Path::new("/a/tests.tar.zst"), root: Path::new("/r") };
@@ -556,26 +527,17 @@ mod tests {
     }
 
     #[test]
-    fn repeated_binaries_are_built_once() {
-        let health = r#"health = { path = "/health", service = "s" }"#;
-        let port = r#"env = { P = "{port}" }"#;
-        let text = format!(
-            "[migrate]\nbinary = \"x\"\npackage = \"a\"\n\
-             [services.one]\nbinary = \"x\"\npackage = \"a\"\n{port}\n{health}\n\
-             [services.two]\nbinary = \"y\"\npackage = \"a\"\n{port}\n{health}\n\
-             [services.three]\nbinary = \"x\"\npackage = \"a\"\n{port}\n{health}\n\
-             [services.four]\ncommand = [\"ruby\"]\npackage = \"ext\"\n{port}\n{health}\n"
-        );
-        let manifest = manifest::parse(Path::new("services.toml"), &text).unwrap();
-        let commands: Vec<String> =
-            build_commands(&manifest, true).iter().map(|c| c.join(" ")).collect();
+    fn the_build_selects_the_whole_workspace_like_the_unit_tests() {
+        let commands: Vec<String> = build_commands(true).iter().map(|c| c.join(" ")).collect();
         assert_eq!(
             commands,
             [
-                "build --release -p a --bin x --bin y",
-                "build --release -p ext",
-                "nextest run --profile ci -p tasker-core --features test-services --release --no-run"
+                "build --workspace --bins --lib --release",
+                "nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --release --no-run"
             ]
         );
+        // `cargo xtask test` builds its unit tests with the same selection.
+        let unit = crate::test::plan(crate::test::Runner::Nextest, &[]);
+        assert!(unit[0].cargo_args.contains(&"--workspace".to_string()));
     }
 }
