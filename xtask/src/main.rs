@@ -73,6 +73,9 @@ enum Task {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Err(err) = project::ensure_right_checkout() {
+        return report(err.into());
+    }
     let result = match cli.task {
         Task::Config(args) => config::run(args),
         Task::Deps(args) => deps::run(args),

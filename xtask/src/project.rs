@@ -17,6 +17,36 @@ pub fn root() -> PathBuf {
         .to_path_buf()
 }
 
+/// Why this binary must not run here, if it must not: `cargo run` says which package it
+/// ran (`CARGO_MANIFEST_DIR`), and a binary built from another checkout's sources (two
+/// checkouts sharing one `CARGO_TARGET_DIR`: cargo keeps the last binary it copied to
+/// `target/debug/xtask` while its own build is fresh) would work on that checkout's files.
+pub fn checkout_mismatch(built_from: &Path, running_for: Option<&Path>) -> Option<String> {
+    let running_for = running_for?;
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    if same(built_from, running_for) {
+        return None;
+    }
+    Some(format!(
+        "this `cargo xtask` binary was built from {}, not from {} (checkouts sharing a target directory): rebuild it here with `touch {}/src/main.rs` and run again, or give each checkout its own CARGO_TARGET_DIR",
+        built_from.display(),
+        running_for.display(),
+        running_for.display()
+    ))
+}
+
+/// Refuses to run for another checkout than the one this binary was built from.
+pub fn ensure_right_checkout() -> Result<(), UserError> {
+    let running_for = std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from);
+    match checkout_mismatch(Path::new(env!("CARGO_MANIFEST_DIR")), running_for.as_deref()) {
+        Some(why) => Err(UserError(why)),
+        None => Ok(()),
+    }
+}
+
 /// The cargo target directory (`CARGO_TARGET_DIR` when set, else `<root>/target`).
 pub fn target_dir() -> PathBuf {
     match std::env::var_os("CARGO_TARGET_DIR") {
@@ -141,6 +171,16 @@ mod tests {
     fn root_holds_the_workspace_manifest() {
         let manifest = std::fs::read_to_string(root().join("Cargo.toml")).unwrap();
         assert!(manifest.contains("[workspace]"));
+    }
+
+    #[test]
+    fn a_binary_built_from_another_checkout_is_refused() {
+        let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+        assert_eq!(checkout_mismatch(here, Some(here)), None);
+        assert_eq!(checkout_mismatch(here, None), None, "run directly, not by cargo run");
+        let other = Path::new("/elsewhere/clone/xtask");
+        let why = checkout_mismatch(here, Some(other)).unwrap();
+        assert!(why.contains("was built from") && why.contains("/elsewhere/clone/xtask"), "{why}");
     }
 
     #[test]
