@@ -19,8 +19,8 @@ pub fn root() -> PathBuf {
 
 /// Why this binary must not run here, if it must not: `cargo run` says which package it
 /// ran (`CARGO_MANIFEST_DIR`), and a binary built from another checkout's sources (two
-/// checkouts sharing one `CARGO_TARGET_DIR`: cargo keeps the last binary it copied to
-/// `target/debug/xtask` while its own build is fresh) would work on that checkout's files.
+/// checkouts sharing one `CARGO_TARGET_DIR`: cargo counts an identical checkout's build as
+/// fresh) would read and write that other checkout's files.
 pub fn checkout_mismatch(built_from: &Path, running_for: Option<&Path>) -> Option<String> {
     let running_for = running_for?;
     let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
