@@ -131,6 +131,12 @@ pub fn refresh_generated() -> anyhow::Result<Vec<PathBuf>> {
     Ok(written)
 }
 
+/// The committed generated files (the `--all` set) that differ from their sources.
+pub fn stale_generated() -> anyhow::Result<Vec<PathBuf>> {
+    let outputs = generate_all(all_jobs(&default_source_dir(), None))?;
+    Ok(find_stale(&outputs)?.into_iter().map(|stale| stale.output).collect())
+}
+
 fn default_source_dir() -> PathBuf {
     project::root().join(DEFAULT_SOURCE_DIR)
 }

@@ -12,6 +12,8 @@ pub fn is_actions() -> bool {
 
 /// Runs `body` inside a collapsible log group on GitHub Actions (plain output elsewhere).
 pub fn group<T>(title: &str, body: impl FnOnce() -> T) -> T {
+    // GitHub does not nest groups: a phase's group ends where this one starts.
+    end_phase();
     if is_actions() {
         println!("::group::{title}");
     } else {
@@ -22,6 +24,38 @@ pub fn group<T>(title: &str, body: impl FnOnce() -> T) -> T {
         println!("::endgroup::");
     }
     out
+}
+
+static PHASE_GROUP_OPEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+static STARTED: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+
+/// Marks the start of the run, for [`phase`]'s elapsed times (else the first phase does).
+pub fn start_clock() {
+    STARTED.get_or_init(std::time::Instant::now);
+}
+
+/// `[m:ss]` since [`start_clock`].
+pub fn elapsed() -> String {
+    let seconds = STARTED.get_or_init(std::time::Instant::now).elapsed().as_secs();
+    format!("[{}:{:02}]", seconds / 60, seconds % 60)
+}
+
+/// A header for the next phase of a run, with the time since the run began: a line on
+/// the terminal, and on GitHub Actions a log group that lasts until the next phase.
+pub fn phase(title: &str) {
+    end_phase();
+    if is_actions() {
+        println!("::group::{title}");
+        PHASE_GROUP_OPEN.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    eprintln!("==> {} {title}", elapsed());
+}
+
+/// Ends the current phase's log group (the summary that follows stays visible).
+pub fn end_phase() {
+    if PHASE_GROUP_OPEN.swap(false, std::sync::atomic::Ordering::Relaxed) {
+        println!("::endgroup::");
+    }
 }
 
 /// Asks GitHub to replace `secret` by `***` in every log line from now on.

@@ -1,8 +1,8 @@
 //! `cargo xtask lint`: every check that needs no test run, in one command: formatting,
 //! clippy with warnings denied, unused dependencies, the generated files (configs and
-//! the Docker files), and the GitHub workflows (their `cargo xtask` command lines
-//! against this parser, and the workflow linters `zizmor` and `check-jsonschema` when
-//! installed). Every check runs; the task fails when any did.
+//! the Docker files), the `cargo xtask` command lines of the docs, and the GitHub
+//! workflows (their `cargo xtask` command lines against this parser, and the workflow
+//! linters `zizmor` and `check-jsonschema` when installed). Every check runs; the task fails when any did.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +15,7 @@ use crate::project::{self, Exit};
 #[command(after_help = "\
 Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied);
 cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
-the workflows' cargo xtask command lines; zizmor and check-jsonschema on
+the workflows' cargo xtask command lines; the docs' cargo xtask command lines; zizmor and check-jsonschema on
 .github/workflows (skipped, and said so, when not installed; --install-linters installs
 the pinned versions with pip, --require-linters makes a missing one a failure).")]
 pub struct Args {
@@ -60,6 +60,7 @@ enum Check {
     Command { name: &'static str, program: PathBuf, args: Vec<String> },
     Linter { name: &'static str, program: &'static str, args: Vec<String>, install: &'static str },
     WorkflowCommands,
+    DocCommands,
 }
 
 fn checks() -> Vec<Check> {
@@ -106,6 +107,7 @@ fn checks() -> Vec<Check> {
             args: strings(&["docker", "generate", "--check"]),
         },
         Check::WorkflowCommands,
+        Check::DocCommands,
         Check::Linter {
             name: "zizmor",
             program: "zizmor",
@@ -168,6 +170,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     eprintln!("{problem}");
                 }
                 ("workflow commands", problems.is_empty())
+            }
+            Check::DocCommands => {
+                eprintln!(
+                    "==> doc commands: every cargo xtask line of a runnable block in README.md and docs/ parses"
+                );
+                let (problems, _) =
+                    crate::doc_commands::check(&crate::doc_commands::files(&project::root()));
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                ("doc commands", problems.is_empty())
             }
         };
         eprintln!(

@@ -1,32 +1,49 @@
 //! `cargo xtask test`: the whole test suite, as CI runs it.
 //!
-//! The suite is a list of steps (see [`plan`]), each a cargo invocation with the same
-//! `DATABASE_URL`, then the end-to-end tests (`ci-native`) and the Docker backend's tests
-//! ([`docker_step`], where an engine is reachable). Every step runs even when an earlier
-//! one failed, so one run shows every failure; the task fails when any step did. Services
-//! that tests need (a database, the running system) are started here, around the steps
-//! that use them.
+//! First the pre-flight checks (the machine's requirements, installed where xtask may; no
+//! live session in the way; no stale generated file), so nothing is compiled for a run
+//! that cannot finish. Then the steps (see [`plan`]), each a cargo invocation with the
+//! same `DATABASE_URL`, the end-to-end tests (`ci-native`) and the Docker backend's
+//! tests ([`docker_step`], where an engine is reachable). Every step runs, without
+//! fail-fast, even when an earlier one failed, so one run shows every failure; the task
+//! fails when any step did, and ends with a table of the steps and one count of tests.
 
-use anyhow::Context as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
+use crate::github;
 use crate::project::{self, Exit};
+use crate::requirements::{self, Requirement};
+use crate::tally::{self, Counts};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
-Runs the workspace's unit and integration tests (with cargo-nextest when it is installed,
-else `cargo test`), then the doc tests, with a throwaway PostgreSQL as DATABASE_URL unless
-DATABASE_URL is set; then the end-to-end tests (`cargo xtask ci-native`); then the Docker
-backend's own tests where a Docker engine is reachable (skipped, and said so, elsewhere).
+Runs, after pre-flight checks: the workspace's unit and integration tests (cargo-nextest,
+no fail-fast) and the doc tests against a throwaway PostgreSQL (DATABASE_URL, unless it is
+set); the end-to-end tests (`cargo xtask ci-native`, with the Ruby worker); the Docker
+backend's tests where a Docker engine is reachable (skipped, and said so, elsewhere).
+Ends with a table of the steps, the count of passed, failed and skipped tests, and where
+the JUnit reports, timings and logs are.
+
+Needs cargo-nextest, Ruby (with Fiddle, minitest and bundler) and the PostgreSQL server
+(unless DATABASE_URL is set). Missing ones are installed before anything is built, each
+announced in one line, where xtask may: apt-get as root on Debian/Ubuntu (or in CI with
+passwordless sudo), `cargo install --locked cargo-nextest`. Elsewhere, or with
+--no-install, the run stops there with the command to run (exit 2).
 
 Examples:
   cargo xtask test                      the whole suite
-  cargo xtask test -- merge             only tests whose name contains `merge`
-  cargo xtask test -- --no-fail-fast")]
+  cargo xtask test --skip-end-to-end    unit, integration and doc tests only
+  cargo xtask test -- merge             only tests whose name contains `merge`")]
 pub struct Args {
     /// Only the unit, integration and doc tests (CI runs the end-to-end tests in jobs of
     /// their own)
     #[arg(long)]
     skip_end_to_end: bool,
+    /// Install nothing: a missing requirement is an error naming the command to run
+    /// (also: TASKER_XTASK_NO_INSTALL=1)
+    #[arg(long)]
+    no_install: bool,
     /// Arguments after `--` go to every cargo test run (test name filters, cargo flags)
     #[arg(last = true, value_name = "CARGO_ARGS")]
     cargo_args: Vec<String>,
@@ -36,13 +53,6 @@ pub struct Args {
 /// databases from the server URL.
 const DATABASE_NAME: &str = "tasker_test";
 
-/// What runs the unit and integration tests.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Runner {
-    Nextest,
-    CargoTest,
-}
-
 /// One cargo invocation of the suite.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Step {
@@ -50,55 +60,164 @@ pub struct Step {
     pub cargo_args: Vec<String>,
 }
 
-/// The suite's steps, in order. Pure, so the shape of the suite is unit-tested.
-pub fn plan(runner: Runner, extra: &[String]) -> Vec<Step> {
+/// The suite's cargo steps, in order. Pure, so the shape of the suite is unit-tested.
+pub fn plan(extra: &[String]) -> Vec<Step> {
     let with_extra = |args: &[&str]| -> Vec<String> {
         args.iter().map(|a| a.to_string()).chain(extra.iter().cloned()).collect()
     };
-    let tests = match runner {
-        Runner::Nextest => with_extra(&["nextest", "run", "--workspace"]),
-        // `--tests` selects what nextest runs (libs, bins, integration tests) and leaves
-        // the doc tests to their own step, so they do not run twice.
-        Runner::CargoTest => with_extra(&["test", "--workspace", "--tests"]),
-    };
     vec![
-        Step { name: "unit and integration tests", cargo_args: tests },
-        Step { name: "doc tests", cargo_args: with_extra(&["test", "--workspace", "--doc"]) },
+        Step {
+            name: "unit and integration tests",
+            cargo_args: with_extra(&["nextest", "run", "--workspace", "--no-fail-fast"]),
+        },
+        Step {
+            name: "doc tests",
+            cargo_args: with_extra(&["test", "--workspace", "--doc", "--no-fail-fast"]),
+        },
     ]
 }
 
 /// The Docker backend's tests: ignored by the steps above (they need an engine), run
-/// here on their own where one is reachable.
-pub fn docker_step(runner: Runner, extra: &[String]) -> Step {
-    let mut cargo_args: Vec<String> = match runner {
-        Runner::Nextest => {
-            ["nextest", "run", "-p", "xtask", "--test", "docker_backend", "--run-ignored", "only"]
-                .map(String::from)
-                .to_vec()
-        }
-        Runner::CargoTest => {
-            ["test", "-p", "xtask", "--test", "docker_backend"].map(String::from).to_vec()
-        }
-    };
+/// here on their own where one is reachable, with a profile (and JUnit report) of their own.
+pub fn docker_step(extra: &[String]) -> Step {
+    let mut cargo_args: Vec<String> = [
+        "nextest",
+        "run",
+        "--profile",
+        "docker",
+        "-p",
+        "xtask",
+        "--test",
+        "docker_backend",
+        "--run-ignored",
+        "only",
+    ]
+    .map(String::from)
+    .to_vec();
     cargo_args.extend(extra.iter().cloned());
-    if runner == Runner::CargoTest {
-        cargo_args.extend(["--".to_string(), "--ignored".to_string()]);
-    }
     Step { name: "Docker backend tests", cargo_args }
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
-    let runner = if project::nextest_installed() { Runner::Nextest } else { Runner::CargoTest };
-    if runner == Runner::CargoTest {
-        eprintln!("note: cargo-nextest is not installed; running the tests with `cargo test`");
+/// What the suite needs from the machine.
+pub fn needs(database_given: bool) -> Vec<Requirement> {
+    let mut needs = vec![Requirement::Ruby, Requirement::Nextest];
+    if !database_given {
+        needs.insert(0, Requirement::Postgres);
     }
-    let steps = plan(runner, &args.cargo_args);
-    let mut failed = Vec::new();
-    let mut skipped: Vec<String> = Vec::new();
-    let mut timings = crate::timings::Timings::default();
-    let started = std::time::SystemTime::now();
-    let began = std::time::Instant::now();
+    needs
+}
+
+/// How a step ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    Passed,
+    Failed,
+    Skipped(String),
+}
+
+/// One row of the final table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub step: &'static str,
+    pub took: Duration,
+    pub outcome: Outcome,
+    pub counts: Option<Counts>,
+    /// Its tests are ones an earlier step skipped (ignored there): the total counts them
+    /// once, as run.
+    pub runs_skipped: bool,
+}
+
+impl Row {
+    fn skipped(step: &'static str, why: String) -> Row {
+        let outcome = Outcome::Skipped(why);
+        Row { step, took: Duration::ZERO, outcome, counts: None, runs_skipped: false }
+    }
+}
+
+/// The final table: every step, its time, its outcome and its tests; then the totals.
+pub fn summary(rows: &[Row]) -> String {
+    let width = rows.iter().map(|r| r.step.len()).max().unwrap_or(0).max("total".len());
+    let mut out = format!("{:<width$}  {:>8}  {:<7}  tests\n", "step", "seconds", "result");
+    let mut total = Counts::default();
+    for row in rows {
+        let (result, note) = match &row.outcome {
+            Outcome::Passed => ("ok", String::new()),
+            Outcome::Failed => ("FAILED", String::new()),
+            Outcome::Skipped(why) => ("skipped", format!("({why})")),
+        };
+        let tests = row.counts.map(|c| c.to_string()).unwrap_or(note);
+        out.push_str(&format!(
+            "{:<width$}  {:>8.1}  {result:<7}  {tests}\n",
+            row.step,
+            row.took.as_secs_f64()
+        ));
+        let counts = row.counts.unwrap_or_default();
+        total += counts;
+        if row.runs_skipped {
+            total.skipped = total.skipped.saturating_sub(counts.passed + counts.failed);
+        }
+    }
+    let took: Duration = rows.iter().map(|r| r.took).sum();
+    out.push_str(&format!(
+        "{:<width$}  {:>8.1}  {:<7}  {total}\n",
+        "total",
+        took.as_secs_f64(),
+        ""
+    ));
+    out
+}
+
+/// The pre-flight checks: everything that would stop the run later, before it compiles.
+fn preflight(args: &Args) -> anyhow::Result<()> {
+    let database_given = std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty());
+    requirements::ensure(&needs(database_given))?;
+    if !args.skip_end_to_end {
+        // ci-native's state directory: a `services up` session there would stop it.
+        crate::services::ensure_no_session(&project::xtask_dir())?;
+    }
+    let mut stale: Vec<(PathBuf, &str)> = crate::config::stale_generated()?
+        .into_iter()
+        .map(|path| (path, "cargo xtask config --all"))
+        .collect();
+    let manifest = crate::services::manifest::load(&crate::services::manifest::default_path())?;
+    let docker_dir = project::root().join("docker");
+    stale.extend(
+        crate::services::docker::refresh_files(&manifest, &docker_dir, true)?
+            .into_iter()
+            .map(|path| (path, "cargo xtask docker generate")),
+    );
+    if !stale.is_empty() {
+        let files: Vec<String> = stale.iter().map(|(p, _)| project::display_path(p)).collect();
+        let mut commands: Vec<&str> = stale.iter().map(|(_, c)| *c).collect();
+        commands.dedup();
+        crate::user_error!(
+            "generated files differ from their sources: {}: regenerate them with `{}` and commit them",
+            files.join(", "),
+            commands.join("` and `")
+        );
+    }
+    Ok(())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
     crate::interrupts::catch_interrupts();
+    github::start_clock();
+    if args.no_install {
+        requirements::forbid_installs();
+    }
+    let started = std::time::SystemTime::now();
+    let began = Instant::now();
+    github::phase("pre-flight checks");
+    preflight(&args)?;
+    let preflight_row = Row {
+        step: "pre-flight checks",
+        took: began.elapsed(),
+        outcome: Outcome::Passed,
+        counts: None,
+        runs_skipped: false,
+    };
+    let mut rows: Vec<Row> = vec![preflight_row];
+    let steps = plan(&args.cargo_args);
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
     let database = crate::services::native::database_session(
@@ -107,40 +226,87 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     )?;
     let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
     for step in &steps {
-        if !timings.time(step.name, || run_step(step, &exports))? {
-            failed.push(step.name);
-        }
+        github::phase(step.name);
+        rows.push(run_step(step, &exports)?);
     }
     drop(database);
+
+    let docker = docker_step(&args.cargo_args);
     if args.skip_end_to_end {
-        skipped.push("end-to-end tests (--skip-end-to-end)".to_string());
-        skipped.push("Docker backend tests (--skip-end-to-end)".to_string());
+        for step in ["end-to-end tests", docker.name] {
+            rows.push(Row::skipped(step, "--skip-end-to-end".to_string()));
+        }
     } else {
-        // Then the end-to-end tests against the real services.
-        eprintln!("==> end-to-end tests: cargo xtask ci-native");
-        match timings.time("end-to-end tests", crate::cli::ci::native_default) {
-            Ok(()) => {}
+        // Then the end-to-end tests against the real services (ci-native prints its own
+        // phases, table and paths).
+        let e2e_began = Instant::now();
+        let (result, counts) = crate::cli::ci::native_default();
+        let outcome = match result {
+            Ok(()) => Outcome::Passed,
             Err(err) if crate::interrupts::interrupted().is_some() => return Err(err),
             Err(err) => {
                 if err.downcast_ref::<Exit>().is_none() {
                     eprintln!("error: {err:#}");
                 }
-                failed.push("end-to-end tests");
+                Outcome::Failed
             }
-        }
-        let docker = docker_step(runner, &args.cargo_args);
+        };
+        let took = e2e_began.elapsed();
+        rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
         match crate::services::docker::ensure_engine() {
             Ok(_) => {
-                if !timings.time(docker.name, || run_step(&docker, &[]))? {
-                    failed.push(docker.name);
-                }
+                github::phase(docker.name);
+                // The ignored tests the first step skipped.
+                rows.push(Row { runs_skipped: true, ..run_step(&docker, &[])? });
             }
             Err(why) => {
-                eprintln!("==> {}: skipped: {why}", docker.name);
-                skipped.push(format!("{} (no Docker engine)", docker.name));
+                let why = why.to_string();
+                eprintln!("==> {} {}: skipped: {why}", github::elapsed(), docker.name);
+                rows.push(Row::skipped(docker.name, format!("no Docker engine: {why}")));
             }
         }
     }
+    github::end_phase();
+    let failed: Vec<&str> =
+        rows.iter().filter(|r| r.outcome == Outcome::Failed).map(|r| r.step).collect();
+    record(&rows, started, began, failed.is_empty());
+
+    eprint!("\n{}", summary(&rows));
+    report_paths();
+    let _ = github::step_summary(&format!("### cargo xtask test\n\n```\n{}```\n", summary(&rows)));
+    let skipped: Vec<String> = rows
+        .iter()
+        .filter_map(|r| match &r.outcome {
+            Outcome::Skipped(why) => Some(format!("{} ({why})", r.step)),
+            _ => None,
+        })
+        .collect();
+    let skipped = match skipped.is_empty() {
+        true => String::new(),
+        false => format!("; skipped steps: {}", skipped.join(", ")),
+    };
+    // The pre-flight checks are not a test step.
+    let skipped_steps = rows.iter().filter(|r| matches!(r.outcome, Outcome::Skipped(_))).count();
+    let ran = rows.len() - 1 - skipped_steps;
+    if failed.is_empty() {
+        eprintln!("==> all {ran} test steps passed{skipped}");
+        Ok(())
+    } else {
+        eprintln!("error: failing test steps: {}{skipped}", failed.join(", "));
+        Err(Exit(1).into())
+    }
+}
+
+/// The run history and the step timings (`target/xtask/test-timings.json`).
+fn record(rows: &[Row], started: std::time::SystemTime, began: Instant, passed: bool) {
+    let mut timings = crate::timings::Timings::default();
+    for row in rows.iter().filter(|r| !matches!(r.outcome, Outcome::Skipped(_))) {
+        timings.add(row.step, row.took);
+    }
+    let _ = project::write_atomic(
+        &timings_path(),
+        serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
+    );
     let record = crate::history::Run {
         mode: "test",
         started_unix: started
@@ -149,7 +315,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             .unwrap_or(0.0),
         wall_seconds: began.elapsed().as_secs_f64(),
         phases: &timings.phases,
-        outcome: if failed.is_empty() { "passed" } else { "failed" },
+        outcome: if passed { "passed" } else { "failed" },
         cases: &[],
         startup_failure: None,
         commit: crate::history::commit(),
@@ -162,34 +328,49 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             project::display_path(&history)
         );
     }
-    let ran = steps.len() + 2 - skipped.len();
-    let skipped = match skipped.is_empty() {
-        true => String::new(),
-        false => format!("; skipped: {}", skipped.join(", ")),
-    };
-    if failed.is_empty() {
-        eprintln!("==> all {ran} test steps passed{skipped}");
-        Ok(())
-    } else {
-        eprintln!("error: failing test steps: {}{skipped}", failed.join(", "));
-        Err(Exit(1).into())
+}
+
+fn timings_path() -> PathBuf {
+    project::xtask_dir().join("test-timings.json")
+}
+
+/// Where this run's reports are, for the person reading the end of the output.
+fn report_paths() {
+    let nextest = project::target_dir().join("nextest");
+    let xtask = project::xtask_dir();
+    let reports = [
+        ("JUnit, unit and integration tests", nextest.join("default").join("junit.xml")),
+        ("JUnit, end-to-end tests", nextest.join("ci").join("junit.xml")),
+        ("JUnit, Docker backend tests", nextest.join("docker").join("junit.xml")),
+        ("step timings", timings_path()),
+        ("end-to-end phase timings", xtask.join("timings.json")),
+        ("service logs", xtask.join("logs")),
+        ("run history", crate::history::default_path()),
+    ];
+    for (what, path) in reports.iter().filter(|(_, path)| path.exists()) {
+        eprintln!("{what}: {}", project::display_path(path));
     }
 }
 
-/// Runs one cargo step with `env`; returns whether it passed.
-fn run_step(step: &Step, env: &[(String, String)]) -> anyhow::Result<bool> {
-    eprintln!("==> {}: cargo {}", step.name, step.cargo_args.join(" "));
+/// Runs one cargo step with `env`, counting its tests.
+fn run_step(step: &Step, env: &[(String, String)]) -> anyhow::Result<Row> {
+    eprintln!("xtask: cargo {}", step.cargo_args.join(" "));
+    let began = Instant::now();
     let mut command = project::cargo();
     command
         .args(&step.cargo_args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null());
-    crate::interrupts::own(&mut command, libc::SIGTERM);
-    let mut child =
-        command.spawn().with_context(|| format!("running cargo for the {}", step.name))?;
-    let status = crate::interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
+    let (status, counts) = tally::run(&mut command, Duration::from_secs(10))?;
     crate::interrupts::check_interrupted()?;
-    Ok(status.success())
+    let outcome = if status.success() { Outcome::Passed } else { Outcome::Failed };
+    Ok(Row {
+        step: step.name,
+        took: began.elapsed(),
+        outcome,
+        counts: Some(counts),
+        runs_skipped: false,
+    })
 }
 
 #[cfg(test)]
@@ -201,32 +382,66 @@ mod tests {
     }
 
     #[test]
-    fn nextest_runs_the_workspace_then_doc_tests() {
-        let steps = plan(Runner::Nextest, &[]);
-        assert_eq!(args_of(&steps), ["nextest run --workspace", "test --workspace --doc"]);
-    }
-
-    #[test]
-    fn without_nextest_cargo_test_skips_doc_tests_in_the_first_step() {
-        let steps = plan(Runner::CargoTest, &[]);
-        assert_eq!(args_of(&steps), ["test --workspace --tests", "test --workspace --doc"]);
+    fn nextest_runs_the_workspace_then_doc_tests_without_fail_fast() {
+        assert_eq!(
+            args_of(&plan(&[])),
+            ["nextest run --workspace --no-fail-fast", "test --workspace --doc --no-fail-fast"]
+        );
     }
 
     #[test]
     fn the_docker_tests_are_the_ignored_ones_of_their_binary() {
         assert_eq!(
-            docker_step(Runner::Nextest, &[]).cargo_args.join(" "),
-            "nextest run -p xtask --test docker_backend --run-ignored only"
-        );
-        assert_eq!(
-            docker_step(Runner::CargoTest, &["crash".to_owned()]).cargo_args.join(" "),
-            "test -p xtask --test docker_backend crash -- --ignored"
+            docker_step(&["crash".to_owned()]).cargo_args.join(" "),
+            "nextest run --profile docker -p xtask --test docker_backend --run-ignored only crash"
         );
     }
 
     #[test]
     fn extra_arguments_reach_every_step() {
-        let steps = plan(Runner::Nextest, &["merge".to_owned()]);
+        let steps = plan(&["merge".to_owned()]);
         assert!(steps.iter().all(|s| s.cargo_args.last().map(String::as_str) == Some("merge")));
+    }
+
+    #[test]
+    fn ruby_and_nextest_are_always_needed_postgres_unless_given() {
+        use Requirement::*;
+        assert_eq!(needs(false), [Postgres, Ruby, Nextest]);
+        assert_eq!(needs(true), [Ruby, Nextest]);
+    }
+
+    #[test]
+    fn the_summary_counts_every_step_and_shows_skipped_ones() {
+        let counts = |passed, failed, skipped| Some(Counts { passed, failed, skipped });
+        let row = |step, secs, outcome, counts| Row {
+            step,
+            took: Duration::from_secs(secs),
+            outcome,
+            counts,
+            runs_skipped: false,
+        };
+        let mut rows = vec![
+            row("unit and integration tests", 53, Outcome::Failed, counts(209, 2, 6)),
+            row("doc tests", 5, Outcome::Passed, counts(3, 0, 0)),
+            Row::skipped("Docker backend tests", "no Docker engine".into()),
+        ];
+        let table = summary(&rows);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 5, "{table}");
+        assert!(
+            lines[1].contains("FAILED") && lines[1].ends_with("209 passed, 2 failed, 6 skipped")
+        );
+        assert!(lines[3].contains("skipped") && lines[3].ends_with("(no Docker engine)"));
+        assert!(
+            lines[4].starts_with("total") && lines[4].ends_with("212 passed, 2 failed, 6 skipped")
+        );
+        assert!(lines[4].contains("58.0"), "{table}");
+
+        // Where the Docker step ran the ignored tests, they count once, as run.
+        let docker = row("Docker backend tests", 40, Outcome::Passed, counts(6, 0, 0));
+        rows[2] = Row { runs_skipped: true, ..docker };
+        let table = summary(&rows);
+        let total = table.lines().last().unwrap();
+        assert!(total.ends_with("218 passed, 2 failed, 0 skipped"), "{table}");
     }
 }

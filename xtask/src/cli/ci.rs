@@ -16,8 +16,14 @@ Examples:
   cargo xtask ci-native --partition hash:1/2           one of two CI shards
   cargo xtask ci-native -- -E 'test(workflow)'         nextest arguments after --
 
-JUnit: target/nextest/ci/junit.xml. On failure, every service log and the database log
-are copied to <state-dir>/ci-logs/. Timings: <state-dir>/timings.json.")]
+Needs cargo-nextest, the PostgreSQL server (unless DATABASE_URL is set) and Ruby (for the
+Ruby worker; `--without ruby-worker` leaves it out): missing ones are installed first
+where xtask may (apt-get as root on Debian/Ubuntu, or in CI with passwordless sudo;
+`cargo install --locked cargo-nextest`), else named with their install command.
+
+JUnit: target/nextest/ci/junit.xml. Logs: <state-dir>/logs/; on failure, every service
+log and the database log are copied to <state-dir>/ci-logs/. Timings:
+<state-dir>/timings.json. The paths are printed at the end of every run.")]
 pub struct NativeArgs {
     #[command(flatten)]
     run: RunArgs,
@@ -62,6 +68,10 @@ struct RunArgs {
     /// Leave these services out, and their tests (what `cargo xtask ci-scope` suggests)
     #[arg(long, value_name = "NAME", num_args = 1..)]
     without: Vec<String>,
+    /// Install nothing: a missing requirement (PostgreSQL, Ruby, cargo-nextest) is an
+    /// error naming the command to run (also: TASKER_XTASK_NO_INSTALL=1)
+    #[arg(long)]
+    no_install: bool,
     #[command(flatten)]
     common: Common,
     /// Arguments for `cargo nextest run`
@@ -71,6 +81,9 @@ struct RunArgs {
 
 impl RunArgs {
     fn options(self, backend: Backend, docker: DockerFlags) -> pipeline::Options {
+        if self.no_install {
+            crate::requirements::forbid_installs();
+        }
         let start = Start {
             only: Vec::new(),
             without: self.without,
@@ -96,8 +109,8 @@ pub fn docker(args: DockerArgs) -> anyhow::Result<()> {
     pipeline::run(&args.run.options(Backend::Docker, args.docker))
 }
 
-/// `ci-native` with its defaults (for `cargo xtask test`).
-pub fn native_default() -> anyhow::Result<()> {
+/// `ci-native` with its defaults (for `cargo xtask test`), and what its tests counted.
+pub fn native_default() -> (anyhow::Result<()>, Option<crate::tally::Counts>) {
     let run = RunArgs {
         release: false,
         no_build: false,
@@ -105,10 +118,11 @@ pub fn native_default() -> anyhow::Result<()> {
         partition: None,
         timeout: 60,
         without: Vec::new(),
+        no_install: false,
         common: Common { state_dir: None, manifest: None },
         nextest_args: Vec::new(),
     };
-    pipeline::run(&run.options(Backend::Native, DockerFlags::default()))
+    pipeline::run_counted(&run.options(Backend::Native, DockerFlags::default()))
 }
 
 #[derive(clap::Args)]

@@ -105,14 +105,17 @@ impl From<DockerFlags> for docker::Options {
 #[derive(clap::Subcommand)]
 enum Command {
     /// Start the database, run migrations and start the services; print their URLs
-    #[command(after_help = "\
+    #[command(
+        after_help = "\
 Natively (the default), without DATABASE_URL a throwaway PostgreSQL is started (and removed
 by `down`). With --backend docker, the services and PostgreSQL run as a Compose project
 whose ports are published on 127.0.0.1.
 Writes <state-dir>/services.env (mode 0600: it holds the database password; and appends to
 $GITHUB_ENV when set, with the password masked in GitHub's logs), so tests can run by
 hand: `set -a; . target/xtask/services.env; set +a; cargo nextest run ...`. What it prints
-has the password redacted.")]
+has the password redacted.",
+        visible_alias = "start"
+    )]
     Up {
         /// What runs the services
         #[arg(long, value_enum, default_value_t = Backend::Native)]
@@ -125,6 +128,7 @@ has the password redacted.")]
         common: Common,
     },
     /// Stop what `up` started (verified by pid and start time, or by Compose project) and remove the throwaway database
+    #[command(visible_alias = "stop")]
     Down {
         /// Seconds between SIGTERM and SIGKILL
         #[arg(long, value_name = "SECS", default_value_t = 5.0)]

@@ -13,6 +13,8 @@ use super::{Backend, Session, UpOptions, logs, readiness, state};
 use crate::github;
 use crate::interrupts;
 use crate::project::{self, Exit};
+use crate::requirements::{self, Requirement};
+use crate::tally;
 use crate::timings::Timings;
 
 /// The end-to-end tests: the root package's test targets `e2e_*`, behind its
@@ -71,18 +73,36 @@ impl TestBinaries<'_> {
 
 /// Runs the pipeline and reports its timings, whatever the outcome.
 pub fn run(options: &Options) -> anyhow::Result<()> {
+    run_counted(options).0
+}
+
+/// [`run`], also returning what the end-to-end tests counted (when they ran).
+pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Counts>) {
     interrupts::catch_interrupts();
-    if let Some(partition) = &options.partition {
-        check_partition(partition).map_err(project::UserError)?;
+    github::start_clock();
+    if let Some(partition) = &options.partition
+        && let Err(why) = check_partition(partition)
+    {
+        return (Err(project::UserError(why).into()), None);
     }
     let mut timings = Timings::default();
     let started = std::time::SystemTime::now();
     let began = Instant::now();
     let mut startup_failure = None;
-    let result = stages(options, &mut timings, &mut startup_failure);
+    let mut counts = None;
+    let result = stages(options, &mut timings, &mut startup_failure, &mut counts);
+    github::end_phase();
     // A mistake in the input stops before anything ran: no timings, no history.
     if !matches!(&result, Err(err) if err.downcast_ref::<project::UserError>().is_some()) {
         report_timings(&timings, options.up.backend, &options.up.state_dir);
+        if let Some(counts) = counts {
+            eprintln!("end-to-end tests: {counts}");
+        }
+        // A run that left a service out never reads as a full pass.
+        if !options.up.without.is_empty() {
+            eprintln!("left out: {} and their tests (--without)", options.up.without.join(", "));
+        }
+        report_paths(&options.up.state_dir, options.up.backend, result.is_err());
         let outcome = match &result {
             Ok(()) => "passed",
             Err(_) if interrupts::interrupted().is_some() => "interrupted",
@@ -99,7 +119,32 @@ pub fn run(options: &Options) -> anyhow::Result<()> {
             startup_failure,
         );
     }
-    result
+    (result, counts)
+}
+
+/// Where this run left what a person may want to read, success or not.
+fn report_paths(state_dir: &Path, backend: Backend, failed: bool) {
+    let show = |path: &Path| project::display_path(path);
+    let logs = match backend {
+        Backend::Native => state::log_dir(state_dir),
+        Backend::Docker => ci_logs_dir(state_dir, backend),
+    };
+    if backend == Backend::Native || failed {
+        eprintln!("logs:     {}/", show(&logs));
+    }
+    let ci_logs = ci_logs_dir(state_dir, backend);
+    if failed && backend == Backend::Native && ci_logs.is_dir() {
+        eprintln!("          {}/ (copied for upload)", show(&ci_logs));
+    }
+    for (what, path) in [
+        ("timings:", state_dir.join("timings.json")),
+        ("JUnit:", junit_report()),
+        ("history:", crate::history::default_path()),
+    ] {
+        if path.is_file() {
+            eprintln!("{what:<9} {}", show(&path));
+        }
+    }
 }
 
 /// The JUnit report of the end-to-end tests (nextest's `ci` profile).
@@ -151,6 +196,32 @@ fn record_history(
     }
 }
 
+/// What the machine must have for a pipeline run: nextest for the tests; natively, the
+/// PostgreSQL server (unless DATABASE_URL names one) and what the required services it
+/// starts need (an optional service is skipped, not installed for).
+pub fn needs(
+    manifest: &manifest::Manifest,
+    backend: Backend,
+    without: &[String],
+    database_given: bool,
+) -> Vec<Requirement> {
+    let mut needs = vec![Requirement::Nextest];
+    if backend == Backend::Native {
+        if !database_given {
+            needs.push(Requirement::Postgres);
+        }
+        let started =
+            manifest.services.iter().filter(|s| !s.optional && !without.contains(&s.name));
+        let programs = started
+            .flat_map(|s| &s.step.requires)
+            .chain(manifest.migrate.iter().flat_map(|m| &m.requires));
+        needs.extend(programs.filter_map(|program| Requirement::providing(program)));
+    }
+    needs.sort();
+    needs.dedup();
+    needs
+}
+
 /// Where logs are copied for the workflow to upload when a run fails.
 pub fn ci_logs_dir(state_dir: &Path, backend: Backend) -> PathBuf {
     match backend {
@@ -163,6 +234,7 @@ fn stages(
     options: &Options,
     timings: &mut Timings,
     startup_failure: &mut Option<crate::history::StartupFailure>,
+    counts: &mut Option<tally::Counts>,
 ) -> anyhow::Result<()> {
     let up = &options.up;
     // One run per state directory, from before the build until after the teardown.
@@ -174,24 +246,20 @@ fn stages(
     if up.backend == Backend::Docker {
         super::docker::ensure_engine()?;
     }
-    if !project::nextest_installed() {
-        crate::user_error!(
-            "cargo-nextest is not installed; ci-{} runs the tests with it: \
-             `cargo install --locked cargo-nextest`",
-            up.backend.name()
-        );
-    }
+    let database_given = std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty());
+    requirements::ensure(&needs(&manifest, up.backend, &up.without, database_given))?;
     // Logs of an earlier failed run must not pass for this run's.
     let ci_logs = ci_logs_dir(&up.state_dir, up.backend);
     let _ = std::fs::remove_dir_all(up.state_dir.join("ci-logs"));
     if let Some(dir) = &options.from_archive {
         timings.time("restore", || restore(dir, up.release))?;
     } else if !options.no_build {
-        let started = Instant::now();
-        github::group("build", || build(up.release))?;
-        timings.add("build", started.elapsed());
+        github::phase("build");
+        timings.time("build", || build(up.release))?;
     }
     interrupts::check_interrupted()?;
+
+    github::phase(&format!("start the services ({})", up.backend.name()));
 
     let prepared = super::prepare(manifest, up, timings)?;
     let session = match super::start(prepared, up, timings) {
@@ -219,7 +287,7 @@ fn stages(
             return Err(err);
         }
     };
-    test_and_teardown(options, session, &ci_logs, timings)
+    test_and_teardown(options, session, &ci_logs, timings, counts)
 }
 
 fn test_and_teardown(
@@ -227,6 +295,7 @@ fn test_and_teardown(
     session: Session,
     ci_logs: &Path,
     timings: &mut Timings,
+    counts: &mut Option<tally::Counts>,
 ) -> anyhow::Result<()> {
     let exports = super::write_exports(&session.state, false)?;
     let root = project::root();
@@ -241,6 +310,7 @@ fn test_and_teardown(
         &session.state.excluded_tests,
         &options.nextest_args,
     );
+    github::phase("end-to-end tests");
     eprintln!("xtask: cargo {}", nextest.join(" "));
     let started = Instant::now();
     let mut command = project::cargo();
@@ -250,16 +320,16 @@ fn test_and_teardown(
         // The tests scale their own waits by the same factor as xtask's startup.
         .env(readiness::MULTIPLIER_VAR, readiness::multiplier().to_string())
         .stdin(Stdio::null());
-    interrupts::own(&mut command, libc::SIGTERM);
-    let status = command
-        .spawn()
-        .context("running cargo nextest")
-        .and_then(|mut child| Ok(interrupts::wait_child(&mut child, Duration::from_secs(10))?));
+    let status = tally::run(&mut command, Duration::from_secs(10)).map(|(status, counted)| {
+        *counts = Some(counted);
+        status
+    });
     timings.add("tests", started.elapsed());
     let failed = !matches!(&status, Ok(s) if s.success());
     let dead = session.dead_services();
     let state = session.state.clone();
     let grace = interrupts::grace(Duration::from_secs(5));
+    github::phase("teardown");
     let report = timings.time("teardown", || session.teardown(grace, failed));
     if !report.killed.is_empty() {
         eprintln!("warning: needed SIGKILL: {}", report.killed.join(", "));
@@ -527,6 +597,19 @@ mod tests {
     }
 
     #[test]
+    fn the_pipeline_needs_what_its_services_need() {
+        let manifest = manifest::load(&manifest::default_path()).unwrap();
+        let none: &[String] = &[];
+        use Requirement::*;
+        assert_eq!(needs(&manifest, Backend::Native, none, false), [Postgres, Ruby, Nextest]);
+        assert_eq!(needs(&manifest, Backend::Native, none, true), [Ruby, Nextest]);
+        let without_ruby = s(&["ruby-worker"]);
+        assert_eq!(needs(&manifest, Backend::Native, &without_ruby, false), [Postgres, Nextest]);
+        // Containers carry their own programs.
+        assert_eq!(needs(&manifest, Backend::Docker, none, false), [Nextest]);
+    }
+
+    #[test]
     fn the_build_selects_the_whole_workspace_like_the_unit_tests() {
         let commands: Vec<String> = build_commands(true).iter().map(|c| c.join(" ")).collect();
         assert_eq!(
@@ -537,7 +620,7 @@ mod tests {
             ]
         );
         // `cargo xtask test` builds its unit tests with the same selection.
-        let unit = crate::test::plan(crate::test::Runner::Nextest, &[]);
+        let unit = crate::test::plan(&[]);
         assert!(unit[0].cargo_args.contains(&"--workspace".to_string()));
     }
 }

@@ -19,6 +19,7 @@ use anyhow::{Context as _, bail};
 use super::processes::{self, Identity};
 use crate::interrupts::wait_until;
 use crate::project;
+use crate::project::UserError;
 use crate::secrets::redact;
 use crate::services::logs;
 
@@ -85,45 +86,22 @@ pub fn find_binaries() -> Option<PathBuf> {
     candidates.into_iter().find(|dir| has_server(dir))
 }
 
-/// Finds the binaries, installing them with apt when that is possible and safe
-/// (Debian/Ubuntu, root), else fails with the command to run.
+/// Finds the binaries, installing them where xtask may ([`crate::requirements`]), else
+/// fails with the command to run.
 pub fn ensure_binaries() -> anyhow::Result<Binaries> {
     let bindir = match find_binaries() {
         Some(dir) => dir,
         None => {
-            let debian = Path::new("/etc/debian_version").exists();
-            if !(debian && processes::is_root()) {
-                let install = if cfg!(target_os = "macos") {
-                    "brew install postgresql@16"
-                } else if debian {
-                    "sudo apt-get install -y postgresql"
-                } else {
-                    "install the PostgreSQL server package (postgres, initdb)"
-                };
-                crate::user_error!(
-                    "no PostgreSQL server binaries (postgres, initdb) found: run `{install}`, or export DATABASE_URL to use an existing server"
-                );
-            }
-            eprintln!(
-                "xtask: no PostgreSQL server binaries found; installing `postgresql` with apt-get (Debian/Ubuntu, running as root)"
-            );
-            let ok = Command::new("apt-get")
-                .args(["install", "-y", "--no-install-recommends", "postgresql"])
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .status()
-                .is_ok_and(|s| s.success());
-            if !ok {
-                let _ = Command::new("apt-get").arg("update").status();
-                let status = Command::new("apt-get")
-                    .args(["install", "-y", "--no-install-recommends", "postgresql"])
-                    .env("DEBIAN_FRONTEND", "noninteractive")
-                    .status()?;
-                if !status.success() {
-                    bail!("`apt-get install -y postgresql` failed ({status})");
-                }
-            }
-            find_binaries()
-                .context("apt-get installed postgresql but no server binaries were found")?
+            crate::requirements::ensure(&[crate::requirements::Requirement::Postgres]).map_err(
+                |err| match err.downcast::<crate::project::UserError>() {
+                    Ok(UserError(why)) => UserError(format!(
+                        "{why}; or export DATABASE_URL to use an existing server"
+                    ))
+                    .into(),
+                    Err(err) => err,
+                },
+            )?;
+            find_binaries().context("PostgreSQL was installed but no server binaries were found")?
         }
     };
     let out = Command::new(bindir.join("postgres"))

@@ -33,7 +33,7 @@ pub fn ruby() -> Command {
     let found = Command::new("ruby").arg("--version").output();
     assert!(
         found.is_ok_and(|out| out.status.success()),
-        "ruby is not installed: `apt-get install -y ruby` (.ci/run installs it)"
+        "ruby is not installed: `cargo xtask test` installs it (or: apt-get install -y ruby ruby-bundler)"
     );
     let mut command = Command::new("ruby");
     command.env("TASKER_RUBY_EXT_PATH", library_path());
