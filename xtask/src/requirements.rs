@@ -157,7 +157,7 @@ pub fn decide(missing: &[Requirement], host: &Host) -> Result<Vec<Install>, Stri
         .map(|install| match install.apt {
             true if !host.apt => format!(
                 "install {} with the system's package manager (Debian/Ubuntu: {})",
-                install.requirements.iter().map(|r| r.describe()).collect::<Vec<_>>().join(", "),
+                install.requirements.iter().map(|r| r.describe()).collect::<Vec<_>>().join("; "),
                 packages.join(" ")
             ),
             true => {
@@ -174,7 +174,7 @@ pub fn decide(missing: &[Requirement], host: &Host) -> Result<Vec<Install>, Stri
     } else {
         "(xtask installs system packages only as root, or in CI with passwordless sudo)"
     };
-    Err(format!("missing {}: run {} {why}", names.join(", "), commands.join(" and ")))
+    Err(format!("missing {}: run {} {why}", names.join("; "), commands.join(" and ")))
 }
 
 static NO_INSTALL: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -218,7 +218,7 @@ pub fn ensure(needed: &[Requirement]) -> anyhow::Result<()> {
     let installs = decide(&missing, &host()).map_err(UserError)?;
     for install in &installs {
         let what: Vec<&str> = install.requirements.iter().map(|r| r.describe()).collect();
-        eprintln!("xtask: installing {}: {}", what.join(", "), install.command_line());
+        eprintln!("xtask: installing {}: {}", what.join("; "), install.command_line());
         let run = || {
             // The cargo that runs us, whose `cargo nextest` the probe asks.
             let mut command = match install.program.as_str() {
@@ -251,7 +251,7 @@ pub fn ensure(needed: &[Requirement]) -> anyhow::Result<()> {
     }
     let still: Vec<&str> = missing.iter().filter(|r| !r.present()).map(|r| r.describe()).collect();
     if !still.is_empty() {
-        anyhow::bail!("installed, but still not found: {}", still.join(", "));
+        anyhow::bail!("installed, but still not found: {}", still.join("; "));
     }
     Ok(())
 }
@@ -300,7 +300,7 @@ mod tests {
         let why = decide(&[Ruby, Nextest], &host).unwrap_err();
         assert_eq!(
             why,
-            "missing Ruby with Fiddle, minitest and bundler, cargo-nextest: run \
+            "missing Ruby with Fiddle, minitest and bundler; cargo-nextest: run \
              `sudo apt-get install -y -q --no-install-recommends ruby ruby-bundler` and \
              `cargo install --locked cargo-nextest` (xtask installs system packages only as \
              root, or in CI with passwordless sudo)"
