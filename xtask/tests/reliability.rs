@@ -262,6 +262,37 @@ fn sigterm_to_ci_native_mid_run_leaves_nothing_behind() {
     interrupt_ci_native_mid_run("sigterm", libc::SIGTERM);
 }
 
+/// A Ctrl-C in a terminal signals the whole foreground process group. The tests must get
+/// it once (from xtask, which owns them), not a second time from the terminal: nextest
+/// takes a second signal as "kill at once" and skips its own clean-up.
+#[test]
+fn ctrl_c_to_the_process_group_reaches_the_tests_once() {
+    let f = Fixture::new("ctrl-c-once");
+    f.two_services();
+    let marker = f.dir.join("tests-running");
+    let received = f.dir.join("signals-received");
+    let tests = format!(
+        "sleep 60 & pid=$!; trap 'echo INT >> \"{received}\"' INT; touch '{marker}'; \
+         wait $pid; sleep 1 & wait $!; kill $pid; exit 130",
+        received = received.display(),
+        marker = marker.display()
+    );
+    let cargo = fake_cargo(&f, &tests);
+    let mut child = f.background(f.xtask("s", &["ci-native"]).env("CARGO", &cargo));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the tests never started");
+        assert!(child.try_wait().unwrap().is_none(), "ci-native ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the process group of the child we spawned, as a terminal does.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    let signals = std::fs::read_to_string(&received).unwrap_or_default();
+    assert_eq!(signals.lines().count(), 1, "the tests got {signals:?}");
+    f.assert_nothing_left("s");
+}
+
 #[test]
 fn sigint_while_waiting_for_readiness_leaves_nothing_behind() {
     let f = Fixture::new("sigint-startup");
