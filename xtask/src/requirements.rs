@@ -208,10 +208,15 @@ fn host() -> Host {
     Host { apt, root, ci_sudo, no_install }
 }
 
+/// The ones of `needed` that this machine lacks.
+pub fn missing(needed: &[Requirement]) -> Vec<Requirement> {
+    needed.iter().copied().filter(|r| !r.present()).collect()
+}
+
 /// Makes sure every one of `needed` is on this machine: installs what is missing where
 /// xtask may, else fails with one line (exit 2) before anything was built.
 pub fn ensure(needed: &[Requirement]) -> anyhow::Result<()> {
-    let missing: Vec<Requirement> = needed.iter().copied().filter(|r| !r.present()).collect();
+    let missing = missing(needed);
     if missing.is_empty() {
         return Ok(());
     }

@@ -247,7 +247,12 @@ fn stages(
         super::docker::ensure_engine()?;
     }
     let database_given = std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty());
-    requirements::ensure(&needs(&manifest, up.backend, &up.without, database_given))?;
+    let needed = needs(&manifest, up.backend, &up.without, database_given);
+    if !requirements::missing(&needed).is_empty() {
+        // Installing can take minutes (cargo-nextest compiles): a phase of its own.
+        github::phase("install requirements");
+        timings.time("install", || requirements::ensure(&needed))?;
+    }
     // Logs of an earlier failed run must not pass for this run's.
     let ci_logs = ci_logs_dir(&up.state_dir, up.backend);
     let _ = std::fs::remove_dir_all(up.state_dir.join("ci-logs"));
