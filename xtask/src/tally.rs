@@ -49,8 +49,15 @@ fn plain(line: &str) -> String {
     out
 }
 
+/// Where a summary line came from: nextest's own summary, or a libtest binary's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Nextest,
+    Libtest,
+}
+
 /// The counts in one summary line, if it is one.
-pub fn parse_line(line: &str) -> Option<Counts> {
+pub fn parse_line(line: &str) -> Option<(Source, Counts)> {
     let line = plain(line);
     let line = line.trim();
     let mut counts = Counts::default();
@@ -68,7 +75,7 @@ pub fn parse_line(line: &str) -> Option<Counts> {
                 _ => {}
             }
         }
-        return Some(counts);
+        return Some((Source::Nextest, counts));
     }
     // libtest: "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; ..."
     let tail = line.strip_prefix("test result: ")?;
@@ -83,23 +90,50 @@ pub fn parse_line(line: &str) -> Option<Counts> {
             _ => {}
         }
     }
-    Some(counts)
+    Some((Source::Libtest, counts))
+}
+
+/// The counts of a whole output. Where nextest ran, its summary is the count: the
+/// libtest lines it shows are a failed test's captured output, already counted.
+#[derive(Debug, Default)]
+pub struct Tally {
+    nextest: Option<Counts>,
+    libtest: Counts,
+}
+
+impl Tally {
+    pub fn add_line(&mut self, line: &str) {
+        match parse_line(line) {
+            Some((Source::Nextest, counts)) => *self.nextest.get_or_insert_default() += counts,
+            Some((Source::Libtest, counts)) => self.libtest += counts,
+            None => {}
+        }
+    }
+
+    pub fn add(&mut self, other: Tally) {
+        if let Some(counts) = other.nextest {
+            *self.nextest.get_or_insert_default() += counts;
+        }
+        self.libtest += other.libtest;
+    }
+
+    pub fn counts(&self) -> Counts {
+        self.nextest.unwrap_or(self.libtest)
+    }
 }
 
 /// Copies `from` to `to` line by line, adding up the summary lines it sees.
-fn pass_through(from: impl Read, mut to: impl std::io::Write) -> Counts {
-    let mut counts = Counts::default();
+fn pass_through(from: impl Read, mut to: impl std::io::Write) -> Tally {
+    let mut tally = Tally::default();
     let mut reader = BufReader::new(from);
     let mut line = Vec::new();
     while reader.read_until(b'\n', &mut line).is_ok_and(|n| n > 0) {
         let _ = to.write_all(&line);
         let _ = to.flush();
-        if let Some(found) = parse_line(&String::from_utf8_lossy(&line)) {
-            counts += found;
-        }
+        tally.add_line(&String::from_utf8_lossy(&line));
         line.clear();
     }
-    counts
+    tally
 }
 
 /// Runs a test command owned by this process (see [`crate::interrupts::own`]) with its
@@ -118,9 +152,9 @@ pub fn run(command: &mut Command, grace: Duration) -> anyhow::Result<(ExitStatus
     let out = std::thread::spawn(move || pass_through(stdout, std::io::stdout()));
     let err = std::thread::spawn(move || pass_through(stderr, std::io::stderr()));
     let status = crate::interrupts::wait_child(&mut child, grace)?;
-    let mut counts = out.join().unwrap_or_default();
-    counts += err.join().unwrap_or_default();
-    Ok((status, counts))
+    let mut tally = out.join().unwrap_or_default();
+    tally.add(err.join().unwrap_or_default());
+    Ok((status, tally.counts()))
 }
 
 #[cfg(test)]
@@ -144,22 +178,22 @@ mod tests {
             ("     Summary [ 2.0s] 3 tests run: 3 passed (1 slow, 1 leaky)", counts(3, 0, 0)),
         ];
         for (line, expected) in cases {
-            assert_eq!(parse_line(line), Some(expected), "{line}");
+            assert_eq!(parse_line(line), Some((Source::Nextest, expected)), "{line}");
         }
     }
 
     #[test]
     fn libtest_results_count_ignored_as_skipped() {
         let line = "test result: ok. 3 passed; 0 failed; 1 ignored; 0 measured; 2 filtered out; finished in 0.51s";
-        assert_eq!(parse_line(line), Some(counts(3, 0, 1)));
+        assert_eq!(parse_line(line), Some((Source::Libtest, counts(3, 0, 1))));
         let line = "test result: FAILED. 1 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.01s";
-        assert_eq!(parse_line(line), Some(counts(1, 2, 0)));
+        assert_eq!(parse_line(line), Some((Source::Libtest, counts(1, 2, 0))));
     }
 
     #[test]
     fn colours_are_ignored_and_other_lines_are_not_summaries() {
         let coloured = "\u{1b}[32;1m     Summary\u{1b}[0m [   1.0s] 2 tests run: \u{1b}[32;1m2 passed\u{1b}[0m, 0 skipped";
-        assert_eq!(parse_line(coloured), Some(counts(2, 0, 0)));
+        assert_eq!(parse_line(coloured), Some((Source::Nextest, counts(2, 0, 0))));
         assert_eq!(parse_line("        PASS [   0.1s] xtask tally::tests::x"), None);
         assert_eq!(parse_line("test tally::tests::x ... ok"), None);
     }
@@ -171,6 +205,16 @@ mod tests {
         let mut copy = Vec::new();
         let total = pass_through(text.as_bytes(), &mut copy);
         assert_eq!(String::from_utf8(copy).unwrap(), text);
-        assert_eq!(total, counts(2, 1, 0));
+        assert_eq!(total.counts(), counts(2, 1, 0));
+    }
+
+    #[test]
+    fn a_failed_tests_captured_libtest_line_is_not_counted_again_under_nextest() {
+        // nextest shows a failed test's captured stdout, libtest's result line included.
+        let text = "        FAIL [ 131.4s] (1/6) xtask::docker_backend slow\n  stdout ───\n\
+                    \x20   test result: FAILED. 0 passed; 1 failed; 0 ignored; 0 measured; 5 filtered out\n\
+                    \x20    Summary [ 162.1s] 6 tests run: 5 passed, 1 failed, 0 skipped\n";
+        let total = pass_through(text.as_bytes(), std::io::sink());
+        assert_eq!(total.counts(), counts(5, 1, 0));
     }
 }

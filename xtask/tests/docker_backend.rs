@@ -115,15 +115,15 @@ fn a_container_exiting_at_start_fails_at_once_with_its_exit_code_and_log() {
         ]
         .concat(),
     );
-    let started = Instant::now();
     let out =
         f.run("s", &["services", "up", "--backend", "docker", "--offline", "--timeout", "300"]);
-    let took = started.elapsed();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
+    // "At once": the exit is the reported cause, not a readiness deadline that ran out
+    // (no wall-clock bound: the first Docker test on a machine also builds the base image).
     assert!(err.contains("service `worker` exited during startup (exit code 3)"), "{err}");
+    assert!(!err.contains("not ready after"), "found only at the deadline: {err}");
     assert!(err.contains("configured to crash at start"), "log tail missing: {err}");
-    assert!(took < Duration::from_secs(120), "not at once: {took:?}");
     // The container's log was kept for CI.
     let log = std::fs::read_to_string(f.state("s").join("logs/worker.log")).unwrap();
     assert!(log.contains("configured to crash at start"), "{log}");
