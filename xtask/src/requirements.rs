@@ -208,57 +208,76 @@ fn host() -> Host {
     Host { apt, root, ci_sudo, no_install }
 }
 
-/// The ones of `needed` that this machine lacks.
-pub fn missing(needed: &[Requirement]) -> Vec<Requirement> {
-    needed.iter().copied().filter(|r| !r.present()).collect()
+/// What this machine lacks of a list of requirements, and how xtask will install it.
+pub struct Missing {
+    requirements: Vec<Requirement>,
+    installs: Vec<Install>,
+}
+
+/// What of `needed` is missing: `None` when nothing is; an error (one line, exit 2) when
+/// something is and xtask may not install it.
+pub fn check(needed: &[Requirement]) -> anyhow::Result<Option<Missing>> {
+    let requirements: Vec<Requirement> = needed.iter().copied().filter(|r| !r.present()).collect();
+    if requirements.is_empty() {
+        return Ok(None);
+    }
+    let installs = decide(&requirements, &host()).map_err(UserError)?;
+    Ok(Some(Missing { requirements, installs }))
 }
 
 /// Makes sure every one of `needed` is on this machine: installs what is missing where
 /// xtask may, else fails with one line (exit 2) before anything was built.
 pub fn ensure(needed: &[Requirement]) -> anyhow::Result<()> {
-    let missing = missing(needed);
-    if missing.is_empty() {
-        return Ok(());
+    match check(needed)? {
+        Some(missing) => missing.install(),
+        None => Ok(()),
     }
-    let installs = decide(&missing, &host()).map_err(UserError)?;
-    for install in &installs {
-        let what: Vec<&str> = install.requirements.iter().map(|r| r.describe()).collect();
-        eprintln!("xtask: installing {}: {}", what.join("; "), install.command_line());
-        let run = || {
-            // The cargo that runs us, whose `cargo nextest` the probe asks.
-            let mut command = match install.program.as_str() {
-                "cargo" => {
-                    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
+impl Missing {
+    /// Runs each install, announced in one line, then checks that it worked.
+    pub fn install(self) -> anyhow::Result<()> {
+        let Missing { requirements: missing, installs } = self;
+        for install in &installs {
+            let what: Vec<&str> = install.requirements.iter().map(|r| r.describe()).collect();
+            eprintln!("xtask: installing {}: {}", what.join("; "), install.command_line());
+            let run = || {
+                // The cargo that runs us, whose `cargo nextest` the probe asks.
+                let mut command = match install.program.as_str() {
+                    "cargo" => {
+                        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+                    }
+                    program => Command::new(program),
+                };
+                command.args(&install.args).stdin(Stdio::null());
+                if install.apt {
+                    command.env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null());
                 }
-                program => Command::new(program),
+                command.status()
             };
-            command.args(&install.args).stdin(Stdio::null());
-            if install.apt {
-                command.env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null());
+            let mut status = run()?;
+            if !status.success() && install.apt {
+                // A fresh machine has no package lists yet.
+                let mut update = Command::new(&install.program);
+                match install.program.as_str() {
+                    "sudo" => update.args(["-n", "apt-get", "update", "-q"]),
+                    _ => update.args(["update", "-q"]),
+                };
+                let _ = update.stdin(Stdio::null()).stdout(Stdio::null()).status();
+                status = run()?;
             }
-            command.status()
-        };
-        let mut status = run()?;
-        if !status.success() && install.apt {
-            // A fresh machine has no package lists yet.
-            let mut update = Command::new(&install.program);
-            match install.program.as_str() {
-                "sudo" => update.args(["-n", "apt-get", "update", "-q"]),
-                _ => update.args(["update", "-q"]),
-            };
-            let _ = update.stdin(Stdio::null()).stdout(Stdio::null()).status();
-            status = run()?;
+            if !status.success() {
+                anyhow::bail!("`{}` failed ({status})", install.command_line());
+            }
+            crate::interrupts::check_interrupted()?;
         }
-        if !status.success() {
-            anyhow::bail!("`{}` failed ({status})", install.command_line());
+        let still: Vec<&str> =
+            missing.iter().filter(|r| !r.present()).map(|r| r.describe()).collect();
+        if !still.is_empty() {
+            anyhow::bail!("installed, but still not found: {}", still.join("; "));
         }
-        crate::interrupts::check_interrupted()?;
+        Ok(())
     }
-    let still: Vec<&str> = missing.iter().filter(|r| !r.present()).map(|r| r.describe()).collect();
-    if !still.is_empty() {
-        anyhow::bail!("installed, but still not found: {}", still.join("; "));
-    }
-    Ok(())
 }
 
 #[cfg(test)]

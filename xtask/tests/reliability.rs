@@ -518,7 +518,10 @@ echo \"$*\" >> {calls}
     let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
     let err = stderr(&out);
     assert!(
-        err.contains("xtask: installing cargo-nextest: cargo install --locked cargo-nextest"),
+        err.contains(
+            "==> [0:00] install requirements\n\
+             xtask: installing cargo-nextest: cargo install --locked cargo-nextest"
+        ),
         "{err}"
     );
     // Then the pipeline went on to its build (which this cargo fails).

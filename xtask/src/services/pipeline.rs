@@ -248,10 +248,10 @@ fn stages(
     }
     let database_given = std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty());
     let needed = needs(&manifest, up.backend, &up.without, database_given);
-    if !requirements::missing(&needed).is_empty() {
+    if let Some(missing) = requirements::check(&needed)? {
         // Installing can take minutes (cargo-nextest compiles): a phase of its own.
         github::phase("install requirements");
-        timings.time("install", || requirements::ensure(&needed))?;
+        timings.time("install", || missing.install())?;
     }
     // Logs of an earlier failed run must not pass for this run's.
     let ci_logs = ci_logs_dir(&up.state_dir, up.backend);
