@@ -135,7 +135,7 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
     let mut out = Resolved::new();
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
-        let [member, table, target, dep, krate, proc_macro, links, has_lib] = f[..] else {
+        let [member, table, target, dep, krate, proc_macro, links, has_lib, lib_src] = f[..] else {
             return None;
         };
         let table = match table {
@@ -144,8 +144,12 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
             _ => Table::Normal,
         };
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let facts =
-            DepFacts { proc_macro: proc_macro == "1", links: opt(links), has_lib: has_lib == "1" };
+        let facts = DepFacts {
+            proc_macro: proc_macro == "1",
+            links: opt(links),
+            has_lib: has_lib == "1",
+            lib_src: opt(lib_src).map(PathBuf::from),
+        };
         out.insert((member.into(), table, opt(target), dep.into()), (krate.into(), facts));
     }
     Some(out)
@@ -159,6 +163,10 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
             Table::Build => "build",
             Table::Normal => "normal",
         };
+        let lib_src = facts.lib_src.as_deref().and_then(Path::to_str);
+        if facts.lib_src.is_some() && lib_src.is_none() {
+            return; // not representable: run without a cache
+        }
         let fields = [
             member.as_str(),
             table,
@@ -168,6 +176,7 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
             if facts.proc_macro { "1" } else { "0" },
             facts.links.as_deref().unwrap_or(""),
             if facts.has_lib { "1" } else { "0" },
+            lib_src.unwrap_or(""),
         ];
         if fields.iter().any(|f| f.contains(['\t', '\n'])) {
             return; // not representable: run without a cache
@@ -230,6 +239,8 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
         .unwrap_or_default();
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
+    let workspace_hack = hakari_package(&root);
+    let target_dir = meta.target_directory.clone();
 
     let build = |pkg: &Package, scans: &mut HashMap<PathBuf, FileScan>| -> anyhow::Result<Member> {
         let manifest_path = pkg.manifest_path.as_path();
@@ -261,9 +272,15 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
                 target,
                 optional: dep.optional,
                 facts,
+                features: dep.features.clone(),
+                workspace_hack: dep.name == workspace_hack,
             });
         }
         scan_targets(&root, pkg, &mut member, scans);
+        if member.includes_generated {
+            read_generated_code(&root, &target_dir, pkg, &mut member);
+        }
+        learn_expansions(&mut member, scans);
         Ok(member)
     };
     // Members are independent: two threads parse manifests and scan sources.
@@ -297,6 +314,93 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     Ok(Workspace { root, root_manifest, members, workspace_entries, workspace_ignore, manifests })
 }
 
+/// The name of cargo-hakari's workspace-hack package: `hakari-package` in
+/// `.config/hakari.toml`, else the conventional `workspace-hack`.
+fn hakari_package(root: &Path) -> String {
+    std::fs::read_to_string(root.join(".config/hakari.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml_edit::DocumentMut>().ok())
+        .and_then(|doc| doc.get("hakari-package").and_then(|v| v.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "workspace-hack".into())
+}
+
+/// Reads the code the build script generated (`<target>/<profile>/build/<pkg>-<hash>/out`)
+/// for a package that `include!`s it, recording its references as normal code. Without
+/// any output (never built) the package stays marked, and its dependencies cautious.
+fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &mut Member) {
+    let mut files = Vec::new();
+    for profile in ["debug", "release"] {
+        let Ok(dirs) = std::fs::read_dir(target_dir.join(profile).join("build")) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            let ours = name.strip_prefix(&pkg.name).and_then(|r| r.strip_prefix('-')).is_some_and(
+                |hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            );
+            if !ours {
+                continue;
+            }
+            let mut stack = vec![dir.path().join("out")];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|x| x == "rs") {
+                        files.push(p);
+                    }
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        return;
+    }
+    files.sort();
+    for file in files {
+        let Ok(src) = std::fs::read_to_string(&file) else { return };
+        let rel = relative(root, &file);
+        for r in scan(&src).crate_refs() {
+            member.record_use(
+                &r.name,
+                Context::Normal,
+                Location { file: rel.clone(), line: r.line },
+            );
+        }
+    }
+    member.includes_generated = false;
+}
+
+/// Learns what the macros of the member's named dependencies expand to, from their
+/// sources; only when something is left to explain (a declaration named nowhere, or a
+/// normal one named only in tests), so a clean workspace reads no dependency sources.
+fn learn_expansions(member: &mut Member, scans: &mut HashMap<PathBuf, FileScan>) {
+    let unexplained = member.decls.iter().any(|d| match member.uses.get(&d.crate_name) {
+        None => true,
+        Some(uses) => d.table == Table::Normal && !uses.contains_key(&Context::Normal),
+    });
+    if !unexplained {
+        return;
+    }
+    for decl in &member.decls {
+        if !member.uses.contains_key(&decl.crate_name) && decl.table != Table::Build {
+            continue;
+        }
+        let Some(lib) = &decl.facts.lib_src else { continue };
+        if member.expansions.contains_key(&decl.crate_name) {
+            continue;
+        }
+        let mut roots = std::collections::BTreeSet::new();
+        for (file, _) in module_files(lib, scans) {
+            if let Ok(src) = std::fs::read_to_string(&file) {
+                roots.extend(scan::macro_expansion_roots(&src));
+            }
+        }
+        member.expansions.insert(decl.crate_name.clone(), roots.into_iter().collect());
+    }
+}
+
 /// Parses a manifest for reading only (cheaper than an editable `DocumentMut`).
 fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::Document<String>> {
     let text =
@@ -328,6 +432,7 @@ fn facts_of(p: &Package) -> DepFacts {
         proc_macro: p.targets.iter().any(|t| t.is_kind("proc-macro")),
         links: p.links.clone(),
         has_lib: p.targets.iter().any(Target::is_lib),
+        lib_src: p.targets.iter().find(|t| t.is_lib()).map(|t| t.src_path.clone()),
     }
 }
 

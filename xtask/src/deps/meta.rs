@@ -65,6 +65,8 @@ pub struct Dependency {
     pub target: Option<String>,
     pub optional: bool,
     pub path: Option<PathBuf>,
+    /// `features = [...]` of the declaration (with the inherited workspace entry's).
+    pub features: Vec<String>,
 }
 
 /// One edge of the resolve graph.
@@ -255,6 +257,7 @@ pub fn parse(v: &Value) -> Option<Metadata> {
                     target: s(&d["target"]),
                     optional: d["optional"].as_bool().unwrap_or(false),
                     path: d["path"].as_str().map(PathBuf::from),
+                    features: array(&d["features"]).filter_map(s).collect(),
                 })
             })
             .collect::<Option<_>>()?;

@@ -465,7 +465,9 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
     let fx = removal_fixture("verified");
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
-    assert_eq!(class_of(&a, "app", "unused", "dependencies").0, "verified-unused");
+    assert_eq!(class_of(&a, "app", "gone", "dependencies").0, "verified-unused");
+    // Named by features (`unused/extra`): it may be there only for them, never removed.
+    assert_eq!(class_of(&a, "app", "unused", "dependencies").0, "feature-only");
     assert_eq!(class_of(&a, "app", "testing", "dependencies").0, "misplaced");
 
     // Dry run: nothing written.
@@ -476,7 +478,7 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
     fix::verified_only(&ws, &a, true, false, &fx.cargo()).unwrap();
     assert_eq!(
         fx.read("app/Cargo.toml"),
-        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n# the one we need\nused = { workspace = true }\n\n[features]\ndefault = [\"fast\"]\nfast = [\"used/extra\"]\n\n[dev-dependencies]\ntesting = { path = \"../../ext/testing\" }\n"
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n# the one we need\nused = { workspace = true }\nunused = { path = \"../../ext/unused\" } # not needed\n\n[features]\ndefault = [\"fast\"]\nfast = [\"used/extra\", \"unused/extra\"]\nonly-unused = [\"unused/extra\"]\n\n[dev-dependencies]\ntesting = { path = \"../../ext/testing\" }\n"
     );
     assert_eq!(
         fx.read("Cargo.toml"),
@@ -492,13 +494,15 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
 #[test]
 fn verified_only_restores_every_file_when_the_build_breaks() {
     let fx = removal_fixture("restore");
-    // `helper` is needed only by the expansion of `mac::seven!()`: a static analysis
-    // cannot see that, the build can.
+    // `helper` is needed only by the expansion of `mac::seven!()`, which names it by a
+    // relative path (`helper::value()`, not `::helper::`): the static scan of the macro
+    // cannot tell it from a local module, the build can.
     fx.file(
         "app/Cargo.toml",
         "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\n",
     )
-    .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!() }\n");
+    .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!() }\n")
+    .ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { helper::value() } }\n");
     fx.cargo().metadata().unwrap().unwrap(); // create Cargo.lock first: it must survive too
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
@@ -526,6 +530,58 @@ fn verified_only_on_a_workspace_that_does_not_build_says_so_and_restores() {
     assert!(user.0.contains("does not build even without the removals"), "{}", user.0);
     assert!(user.0.contains("missing_fn"), "names the compiler error: {}", user.0);
     assert_eq!(fx.snapshot(), before, "every file restored, Cargo.lock included");
+}
+
+/// Two members: `app` calls `x::special()`, which exists only with `x`'s feature `f`.
+/// `app` gets that feature only through `y` (declared for that alone, named nowhere);
+/// `other` enables it too, so the workspace builds without `y`, but `app` alone does not.
+fn unification_fixture(name: &str) -> Fixture {
+    let fx = Fixture::new(name);
+    fx.ext("x", "x\n[features]\nf = []", "#[cfg(feature = \"f\")]\npub fn special() -> u8 { 1 }\n")
+        .ext(
+            "y",
+            "y\n[dependencies]\nx = { path = \"../x\", features = [\"f\"] }",
+            "pub fn g() {}\n",
+        );
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\", \"other\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\" }\ny = { path = \"../../ext/y\" }\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() -> u8 { x::special() }\n")
+        .file(
+            "other/Cargo.toml",
+            "[package]\nname = \"other\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\", features = [\"f\"] }\n",
+        )
+        .file("other/src/lib.rs", "pub fn f() -> u8 { x::special() }\n");
+    fx
+}
+
+#[test]
+fn verified_only_checks_each_edited_package_alone_and_restores_when_one_breaks() {
+    let fx = unification_fixture("unify");
+    fx.cargo().metadata().unwrap().unwrap(); // Cargo.lock exists and must survive
+    let ws = fx.load();
+    let a = super::analyze_workspace(&ws);
+    // Statically (and for the compiler too) `y` is unused: nothing names it.
+    assert_eq!(class_of(&a, "app", "y", "dependencies").0, "verified-unused");
+    let before = fx.snapshot();
+    let err = fix::verified_only(&ws, &a, false, false, &fx.cargo()).unwrap_err();
+    assert!(matches!(err.downcast_ref::<crate::project::Exit>(), Some(crate::project::Exit(1))));
+    let message = format!("{err:#}");
+    assert!(message.contains("package `app` no longer builds on its own"), "{message}");
+    assert!(message.contains("special"), "names the compiler error: {message}");
+    let after = fx.snapshot();
+    let changed: Vec<_> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(changed.is_empty(), "not restored: {changed:?}");
+    // The hole this closes: without `y` the workspace check alone passes.
+    std::fs::write(
+        fx.dir.join("ws/app/Cargo.toml"),
+        fx.read("app/Cargo.toml").replace("y = { path = \"../../ext/y\" }\n", ""),
+    )
+    .unwrap();
+    assert_eq!(fx.cargo().check(false).unwrap(), Ok(()));
+    assert!(fx.cargo().check_package("app").unwrap().is_err());
 }
 
 #[test]

@@ -274,6 +274,12 @@ impl Cargo {
         self.run(&args)
     }
 
+    /// `cargo check -p PKG --all-targets`: the package on its own, with its default
+    /// features, so that features other members enable cannot hide a break.
+    pub fn check_package(&self, package: &str) -> anyhow::Result<Result<(), String>> {
+        self.run(&["check", "-p", package, "--all-targets", "--quiet", "--message-format", "short"])
+    }
+
     pub fn test(&self, all_features: bool) -> anyhow::Result<Result<(), String>> {
         let mut args = vec!["test", "--workspace", "--quiet", "--message-format", "short"];
         if all_features {
