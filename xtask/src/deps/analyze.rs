@@ -144,6 +144,30 @@ pub struct Finding {
     /// The ignore list that names it, if any.
     pub ignored_by: Option<String>,
     pub optional: bool,
+    /// What rustc's `unused_crate_dependencies` lint said (`--compiler`), if it ran and
+    /// could judge this declaration.
+    pub compiler: Option<Verdict>,
+}
+
+/// The compiler tier's verdict on one declaration, over every target that receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every target that receives it reports it unused.
+    Unused,
+    /// A normal dependency unused by lib and bins, used by tests, benches or examples.
+    TestOnly { by: String },
+    /// Some target uses it (after macro expansion and `cfg`).
+    Used { by: String },
+}
+
+impl Verdict {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Verdict::Unused => "unused",
+            Verdict::TestOnly { .. } => "test-only",
+            Verdict::Used { .. } => "used",
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -168,11 +192,32 @@ pub struct Analysis {
     pub members: Vec<MemberReport>,
     pub workspace: Vec<WorkspaceFinding>,
     pub warnings: Vec<String>,
+    /// Set when the compiler tier ran: what it cost and how it went.
+    pub compiler: Option<CompilerRun>,
+}
+
+/// The compiler tier's run, for the report.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CompilerRun {
+    /// Wall time of the `cargo check` with the lint on, in milliseconds.
+    pub millis: u64,
+    /// Whether it built with `--all-features` (else default features).
+    pub all_features: bool,
 }
 
 impl Analysis {
     pub fn declarations(&self) -> usize {
         self.members.iter().map(|m| m.findings.len()).sum::<usize>() + self.workspace.len()
+    }
+
+    /// Findings the compiler tier judged unused (confirmed) among the not-used classes.
+    pub fn compiler_confirmed(&self) -> usize {
+        self.members
+            .iter()
+            .flat_map(|m| &m.findings)
+            .filter(|f| f.class != Class::Used)
+            .filter(|f| matches!(f.compiler, Some(Verdict::Unused | Verdict::TestOnly { .. })))
+            .count()
     }
 
     pub fn count(&self, class: &Class) -> usize {
@@ -278,16 +323,12 @@ pub fn analyze(
     workspace_ignore: &[(String, String)],
 ) -> Analysis {
     let mut analysis = Analysis { root_manifest: "Cargo.toml".into(), ..Default::default() };
-    let mut inherited_by: BTreeMap<&str, Vec<Class>> = BTreeMap::new();
     // Per workspace-level ignore entry: None while it names no declaration, then the
     // warning to give if every declaration it names is used, or Some(None) once one is not.
     let mut pointless: Vec<Option<Option<String>>> = vec![None; workspace_ignore.len()];
     for member in members {
         let report = analyze_member(member, workspace_ignore, &mut analysis.warnings);
         for (decl, finding) in member.decls.iter().zip(&report.findings) {
-            if decl.inherited {
-                inherited_by.entry(decl.key.as_str()).or_default().push(finding.class.clone());
-            }
             for (slot, (name, source)) in pointless.iter_mut().zip(workspace_ignore) {
                 if !names_decl(name, decl) {
                     continue;
@@ -304,6 +345,28 @@ pub fn analyze(
         analysis.members.push(report);
     }
     analysis.warnings.extend(pointless.into_iter().flatten().flatten());
+    analysis.workspace =
+        judge_workspace_entries(members, &analysis.members, workspace_entries, workspace_ignore);
+    analysis
+}
+
+/// Classifies each `[workspace.dependencies]` entry by the classes of the member
+/// declarations that inherit it (`reports` in the order of `members`).
+pub fn judge_workspace_entries(
+    members: &[Member],
+    reports: &[MemberReport],
+    workspace_entries: &[String],
+    workspace_ignore: &[(String, String)],
+) -> Vec<WorkspaceFinding> {
+    let mut inherited_by: BTreeMap<&str, Vec<Class>> = BTreeMap::new();
+    for (member, report) in members.iter().zip(reports) {
+        for (decl, finding) in member.decls.iter().zip(&report.findings) {
+            if decl.inherited {
+                inherited_by.entry(decl.key.as_str()).or_default().push(finding.class.clone());
+            }
+        }
+    }
+    let mut out = Vec::new();
     for key in workspace_entries {
         let ignored_by = workspace_ignore.iter().find(|(k, _)| k == key).map(|(_, s)| s.clone());
         let (class, evidence) = match inherited_by.get(key.as_str()) {
@@ -327,9 +390,9 @@ pub fn analyze(
             }
             (_, class) => (class, evidence),
         };
-        analysis.workspace.push(WorkspaceFinding { key: key.clone(), class, evidence, ignored_by });
+        out.push(WorkspaceFinding { key: key.clone(), class, evidence, ignored_by });
     }
-    analysis
+    out
 }
 
 fn analyze_member(
@@ -416,6 +479,7 @@ fn analyze_member(
             location,
             ignored_by,
             optional: decl.optional,
+            compiler: None,
         });
     }
     MemberReport { name: member.name.clone(), manifest: member.manifest.clone(), findings }
@@ -477,12 +541,6 @@ fn unused_class(
             format!("optional, enabled only by feature(s) {}", features.join(", "))
         });
     }
-    if let Some(by) = expanders.get(&decl.crate_name) {
-        return investigate(format!("macros of `{by}` expand to paths in this crate"));
-    }
-    if member.includes_generated && decl.table == Table::Normal {
-        return investigate("the package compiles code generated by build.rs (include! of OUT_DIR), which may use it; build it once so the generated code can be read".into());
-    }
     if !decl.features.is_empty() {
         return feature_only(format!(
             "not named in code but declared with features = [{}]: it may be here only to enable them (feature unification)",
@@ -500,6 +558,12 @@ fn unused_class(
             "not named in code but feature(s) {} enable its features: it may be here only for them",
             enabling.join(", ")
         ));
+    }
+    if let Some(by) = expanders.get(&decl.crate_name) {
+        return investigate(format!("macros of `{by}` expand to paths in this crate"));
+    }
+    if member.includes_generated && decl.table == Table::Normal {
+        return investigate("the package compiles code generated by build.rs (include! of OUT_DIR), which may use it; build it once so the generated code can be read".into());
     }
     if decl.facts.proc_macro {
         return (

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::analyze::{Analysis, Class, Table};
+use super::analyze::{Analysis, Class, Table, Verdict};
 use super::edit;
 use super::load::{Workspace, inherited_keys};
 use super::verify::{Cargo, Transaction};
@@ -30,6 +30,8 @@ pub struct Change {
     pub target: Option<String>,
     pub action: Action,
     pub class: Class,
+    /// The compiler tier saw it used (by this target), when it ran.
+    pub compiler_used_by: Option<String>,
 }
 
 impl Change {
@@ -72,6 +74,10 @@ pub fn changes(
                 target: f.target.clone(),
                 action,
                 class: f.class.clone(),
+                compiler_used_by: match &f.compiler {
+                    Some(Verdict::Used { by }) => Some(by.clone()),
+                    _ => None,
+                },
             });
         }
     }
@@ -85,6 +91,7 @@ pub fn changes(
                 target: None,
                 action: Action::RemoveWorkspaceEntry,
                 class: w.class.clone(),
+                compiler_used_by: None,
             });
         }
     }
@@ -340,6 +347,13 @@ pub fn with_verification(
     };
     let mut results = Vec::new();
     for c in candidates {
+        if let Some(by) = &c.compiler_used_by {
+            // Settled without a build: removing it would break `by`.
+            let why = format!("the compiler sees it used by {by}");
+            println!("{}: kept, {why}", c.describe());
+            results.push((c, Outcome::Kept(why)));
+            continue;
+        }
         let (texts, _) = apply(ws, std::slice::from_ref(&c))?;
         if texts.is_empty() {
             // e.g. the workspace entry went with an earlier member removal.

@@ -5,6 +5,14 @@ use std::fmt::Write as _;
 
 use super::analyze::{Analysis, Class, Finding};
 
+/// The evidence, with the compiler tier's verdict when it ran.
+fn evidence(f: &Finding) -> String {
+    match &f.compiler {
+        Some(v) => format!("{} [compiler: {}]", f.evidence, v.label()),
+        None => f.evidence.clone(),
+    }
+}
+
 fn table_label(f: &Finding) -> String {
     match &f.target {
         Some(target) => format!("target.'{target}'.{}", f.table.toml_name()),
@@ -65,7 +73,7 @@ pub fn text(a: &Analysis) -> String {
                 } else {
                     f.key.clone()
                 };
-                [name, table_label(f), f.class.label().to_string(), f.evidence.clone()]
+                [name, table_label(f), f.class.label().to_string(), evidence(f)]
             })
             .collect();
         emit(format!("{} ({})", m.name, m.manifest), rows);
@@ -91,7 +99,16 @@ pub fn text(a: &Analysis) -> String {
 }
 
 pub fn summary(a: &Analysis) -> String {
-    format!(
+    let compiler = match &a.compiler {
+        Some(run) => format!(
+            "; compiler tier ({:.1} s of cargo check{}): {} of them confirmed",
+            run.millis as f64 / 1000.0,
+            if run.all_features { " --all-features" } else { "" },
+            a.compiler_confirmed()
+        ),
+        None => String::new(),
+    };
+    let counts = format!(
         "{} dependency declarations analyzed, {} potentially unused ({} verified unused, {} misplaced, {} feature-only, {} need investigation)",
         a.declarations(),
         a.count(&Class::VerifiedUnused)
@@ -102,7 +119,8 @@ pub fn summary(a: &Analysis) -> String {
         a.count(&Class::Misplaced),
         a.count(&Class::FeatureOnly),
         a.count(&Class::NeedsInvestigation),
-    )
+    );
+    format!("{counts}{compiler}")
 }
 
 /// The analysis as JSON.
@@ -125,6 +143,7 @@ pub fn json(a: &Analysis) -> String {
                         "evidence": f.evidence,
                         "location": f.location.as_ref().map(|l| json!({"file": l.file, "line": l.line})),
                         "ignored_by": f.ignored_by,
+                        "compiler": f.compiler.as_ref().map(|v| v.label()),
                     })
                 })
                 .collect();
@@ -154,6 +173,8 @@ pub fn json(a: &Analysis) -> String {
             "feature_only": a.count(&Class::FeatureOnly),
             "needs_investigation": a.count(&Class::NeedsInvestigation),
             "used": a.count(&Class::Used),
+            "compiler_confirmed": a.compiler.as_ref().map(|_| a.compiler_confirmed()),
+            "compiler_seconds": a.compiler.as_ref().map(|r| r.millis as f64 / 1000.0),
         },
     });
     let mut out = serde_json::to_string_pretty(&value).expect("a JSON value always serializes");
@@ -180,7 +201,7 @@ pub fn markdown(a: &Analysis) -> String {
                     m.name,
                     table_label(f),
                     name,
-                    f.evidence.replace('|', "\\|")
+                    evidence(f).replace('|', "\\|")
                 ));
             }
         }
@@ -312,12 +333,17 @@ const METHODOLOGY: &str = "## Methodology
 - A proc-macro crate named nowhere (no path, attribute, derive import, `extern crate` or
   macro call) and that no other crate's macros expand to is verified unused.
 
+- The compiler tier (`cargo xtask deps --compiler`, always part of
+  `--with-verification`) checks every target with rustc's `unused_crate_dependencies`
+  lint turned on for the members only, and combines the reports per target; this report
+  is the static scan's alone.
+
 ## Limitations
 
 - Macro expansion is not performed: a crate used only inside another crate's macro
-  expansion is found only through the known list above. If `--verified-only` then breaks
-  the build it restores every file; `--with-verification` settles such cases one by one
-  by compiling.
+  expansion is found through the known list and the paths in the dependencies' macro
+  bodies above, not when the macro gets the name as an argument. If `--verified-only` then
+  breaks the build it restores every file; the compiler tier sees such uses.
 - Code blocks in the doc comments of binaries count as doc tests, although rustdoc does
   not run them (this errs towards \"used\"). Indented (unfenced) code blocks are not
   read as doc tests.

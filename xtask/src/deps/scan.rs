@@ -462,10 +462,12 @@ fn is_rust_block(info: &str) -> bool {
         .all(|w| RUST_ATTRS.contains(&w) || w.starts_with("ignore-"))
 }
 
-/// The crates a library's macros expand to: the first segment of every absolute path
-/// (`::name::..`) inside a `macro_rules!` definition or a `quote!`-like body (what a
-/// derive or attribute macro emits). `$crate::..` and interpolations (`#path::..`) are
-/// not absolute paths; `std`, `core` and `alloc` are not dependencies.
+/// The crates a library's macros may expand to: the first segment of every path
+/// (`::name::..` or `name::..`) inside a `macro_rules!` definition or a `quote!`-like
+/// body (what a derive or attribute macro emits). `$crate::..`, metavariables
+/// (`$m::..`), interpolations (`#path::..`) and later segments do not count; `std`,
+/// `core` and `alloc` are not dependencies. A local module named like a dependency
+/// only makes that dependency "needs investigation", never wrongly unused.
 pub fn macro_expansion_roots(src: &str) -> BTreeSet<String> {
     const EMITTERS: &[&str] = &["quote", "quote_spanned", "parse_quote", "parse_quote_spanned"];
     let toks = tokenize(src);
@@ -485,17 +487,24 @@ pub fn macro_expansion_roots(src: &str) -> BTreeSet<String> {
             continue;
         }
         let close = matching(&toks, body);
+        // Whether the token before index `k` lets a path start at `k`.
+        let starts_path = |k: usize| match &toks[k - 1].tok {
+            Tok::Ident(prev) => KEYWORDS_BEFORE_PATHS.contains(prev),
+            Tok::Punct(p) => !matches!(*p, ">" | ")" | "]" | "$" | "#" | "::" | "."),
+            _ => true,
+        };
         for k in body + 1..close {
             if !toks[k].is_punct("::") {
                 continue;
             }
-            let absolute = match &toks[k - 1].tok {
-                Tok::Ident(prev) => KEYWORDS_BEFORE_PATHS.contains(prev),
-                Tok::Punct(p) => !matches!(*p, ">" | ")" | "]" | "$" | "#"),
-                _ => true,
+            let name = if starts_path(k) {
+                toks.get(k + 1).and_then(Token::ident) // `::name`
+            } else if toks[k - 1].ident().is_some() && starts_path(k - 1) {
+                toks[k - 1].ident() // `name::`
+            } else {
+                None
             };
-            if let Some(name) = toks.get(k + 1).and_then(Token::ident)
-                && absolute
+            if let Some(name) = name
                 && !NOT_CRATES.contains(&name)
             {
                 out.insert(name.to_string());
@@ -865,9 +874,10 @@ mod tests {
                 let path: Path = parse_quote!(::strum);
                 quote! { impl #path::IntoEnumIterator for X { type T = <Y as ::serde::Serialize>::Ok; } }
             }
+            macro_rules! relative { ($m:ident) => { helper::value() + $m::x() + a.b::<c::D>() } }
             fn ordinary() { ::not_in_a_macro::f(); a::b(); }
         "#;
         let got: Vec<_> = macro_expansion_roots(src).into_iter().collect();
-        assert_eq!(got, ["log", "serde", "strum"]);
+        assert_eq!(got, ["c", "helper", "log", "serde", "strum"]);
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::analyze::{Analysis, Class};
+use super::analyze::{Analysis, Class, Verdict};
 use super::fix::{self, Outcome};
 use super::load;
 use super::verify::Cargo;
@@ -494,15 +494,15 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
 #[test]
 fn verified_only_restores_every_file_when_the_build_breaks() {
     let fx = removal_fixture("restore");
-    // `helper` is needed only by the expansion of `mac::seven!()`, which names it by a
-    // relative path (`helper::value()`, not `::helper::`): the static scan of the macro
-    // cannot tell it from a local module, the build can.
+    // `helper` is needed only by the expansion of `mac::seven!(helper)`, which gets the
+    // crate's name as an argument: no scan of either source sees a path to it, the
+    // build does.
     fx.file(
         "app/Cargo.toml",
         "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\n",
     )
-    .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!() }\n")
-    .ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { helper::value() } }\n");
+    .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!(helper) }\n")
+    .ext("mac", "", "#[macro_export]\nmacro_rules! seven { ($k:ident) => { $k::value() } }\n");
     fx.cargo().metadata().unwrap().unwrap(); // create Cargo.lock first: it must survive too
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
@@ -582,6 +582,121 @@ fn verified_only_checks_each_edited_package_alone_and_restores_when_one_breaks()
     .unwrap();
     assert_eq!(fx.cargo().check(false).unwrap(), Ok(()));
     assert!(fx.cargo().check_package("app").unwrap().is_err());
+}
+
+/// The cases a scan of the sources cannot settle, for both tiers: a cross-crate macro
+/// naming a crate by a relative path, a derive whose expansion names its crate (built
+/// from a string, not `quote!`), a proc-macro crate never named, code generated into
+/// OUT_DIR and `include!`d, and a feature-only declaration.
+fn compiler_fixture(name: &str) -> Fixture {
+    let fx = Fixture::new(name);
+    fx.ext("helper", "", "pub fn value() -> u8 { 7 }\n")
+        .ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { helper::value() } }\n")
+        .ext("hello", "", "pub trait Hello { fn hello() -> u8 { 1 } }\n")
+        .ext(
+            "hello_derive",
+            "hello_derive\n[lib]\nproc-macro = true\n",
+            "extern crate proc_macro;\nuse proc_macro::TokenStream;\n#[proc_macro_derive(Hello)]\npub fn derive(_: TokenStream) -> TokenStream {\n    \"impl ::hello::Hello for S {}\".parse().unwrap()\n}\n",
+        )
+        .ext("pm_unused", "pm_unused\n[lib]\nproc-macro = true\n", "")
+        .ext("genused", "", "pub fn f() -> u8 { 3 }\n")
+        .ext("genunused", "", "pub fn f() {}\n")
+        .ext("featured", "featured\n[features]\nf = []", "pub fn f() {}\n")
+        .ext("testing", "", "pub fn check() -> bool { true }\n")
+        .ext("devunused", "", "pub fn f() {}\n");
+    let dep = |d: &str| format!("{d} = {{ path = \"../../ext/{d}\" }}\n");
+    let deps: String =
+        ["mac", "helper", "hello", "hello_derive", "pm_unused", "genused", "genunused"]
+            .iter()
+            .map(|d| dep(d))
+            .collect();
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            &format!(
+                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}featured = {{ path = \"../../ext/featured\", features = [\"f\"] }}\n\n[dev-dependencies]\n{}{}",
+                dep("testing"),
+                dep("devunused")
+            ),
+        )
+        .file(
+            "app/build.rs",
+            "fn main() {\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    std::fs::write(format!(\"{out}/gen.rs\"), \"pub fn generated() -> u8 { genused::f() }\\n\").unwrap();\n}\n",
+        )
+        .file(
+            "app/src/lib.rs",
+            "use hello_derive::Hello;\n\ninclude!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\n\n#[derive(Hello)]\npub struct S;\n\npub fn f() -> u8 { mac::seven!() + generated() }\n\n#[cfg(test)]\nmod tests {\n    use hello::Hello;\n    #[test]\n    fn t() { assert_eq!(super::S::hello(), 1); }\n}\n",
+        )
+        .file("app/tests/it.rs", "#[test]\nfn t() { assert!(testing::check()); }\n");
+    fx
+}
+
+#[test]
+fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_manifests() {
+    let fx = compiler_fixture("compiler");
+    // The fixture's own `target/`, where the static scan looks for generated code too.
+    let cargo = Cargo { target_dir: None, ..fx.cargo() };
+    let ws = fx.load();
+    let stat = super::analyze_workspace(&ws);
+    let c = |a: &Analysis, key: &str| class_of(a, "app", key, "dependencies").0;
+    // What the static scan alone says before anything was built: the generated code is
+    // not there yet, so every normal dependency could be named by it.
+    assert_eq!(c(&stat, "helper"), "needs-investigation");
+    assert_eq!(c(&stat, "genunused"), "needs-investigation");
+    assert_eq!(c(&stat, "genused"), "needs-investigation", "generated code not built yet");
+    let hello = class_of(&stat, "app", "hello", "dependencies");
+    assert_eq!(hello.0, "used", "named only in tests, but `hello_derive` expands to it");
+    assert!(hello.1.contains("macros of `hello_derive`"), "{}", hello.1);
+    assert_eq!(c(&stat, "pm_unused"), "needs-investigation");
+    assert_eq!(c(&stat, "featured"), "feature-only");
+
+    let manifests = |fx: &Fixture| (fx.read("Cargo.toml"), fx.read("app/Cargo.toml"));
+    let before = manifests(&fx);
+    let combined = super::compiler::confirm(&ws, stat, &cargo).unwrap();
+    assert_eq!(manifests(&fx), before, "the lint was turned on only for the run");
+    let verdict = |key: &str, table: &str| {
+        combined.members[0]
+            .findings
+            .iter()
+            .find(|f| f.key == key && f.table.toml_name() == table)
+            .and_then(|f| f.compiler.clone())
+    };
+    assert_eq!(c(&combined, "helper"), "used");
+    assert_eq!(c(&combined, "hello"), "used");
+    assert_eq!(c(&combined, "mac"), "used");
+    assert_eq!(c(&combined, "pm_unused"), "verified-unused");
+    assert_eq!(verdict("pm_unused", "dependencies"), Some(Verdict::Unused));
+    assert_eq!(c(&combined, "genused"), "used");
+    assert_eq!(c(&combined, "genunused"), "verified-unused", "settled by the compiler");
+    assert_eq!(c(&combined, "featured"), "feature-only", "the lint cannot see features");
+    assert_eq!(verdict("featured", "dependencies"), Some(Verdict::Unused));
+    assert!(matches!(verdict("testing", "dev-dependencies"), Some(Verdict::Used { .. })));
+    assert_eq!(verdict("devunused", "dev-dependencies"), Some(Verdict::Unused));
+    assert_eq!(class_of(&combined, "app", "devunused", "dev-dependencies").0, "verified-unused");
+    assert_eq!(combined.compiler_confirmed(), 4, "{}", super::report::text(&combined));
+    let text = super::report::text(&combined);
+    assert!(text.contains("[compiler: unused]") && text.contains("compiler tier ("), "{text}");
+
+    // Once built, the static scan reads the generated code: only what it names is kept,
+    // and `helper` is kept because `mac`'s macro names it.
+    let rebuilt = super::analyze_workspace(&fx.load());
+    assert_eq!(c(&rebuilt, "genused"), "used");
+    assert_eq!(c(&rebuilt, "genunused"), "verified-unused");
+    let pm = class_of(&rebuilt, "app", "pm_unused", "dependencies");
+    assert_eq!(pm.0, "verified-unused", "a proc-macro crate named nowhere");
+    assert!(pm.1.starts_with("proc-macro crate named nowhere"), "{}", pm.1);
+    let helper = class_of(&rebuilt, "app", "helper", "dependencies");
+    assert_eq!(
+        helper,
+        ("needs-investigation".into(), "macros of `mac` expand to paths in this crate".into())
+    );
+    // No tier calls anything the code needs "verified unused".
+    let needed = ["helper", "hello", "mac", "hello_derive", "genused", "featured"];
+    for a in [&combined, &rebuilt] {
+        for key in needed {
+            assert_ne!(c(a, key), "verified-unused", "{key}");
+        }
+    }
 }
 
 #[test]
