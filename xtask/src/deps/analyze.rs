@@ -130,10 +130,12 @@ impl Class {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Finding {
     pub key: String,
     pub package: String,
+    /// The name code uses (see [`Decl::crate_name`]).
+    pub crate_name: String,
     pub table: Table,
     pub target: Option<String>,
     pub class: Class,
@@ -147,6 +149,19 @@ pub struct Finding {
     /// What rustc's `unused_crate_dependencies` lint said (`--compiler`), if it ran and
     /// could judge this declaration.
     pub compiler: Option<Verdict>,
+    /// What removing it would save, when measured (findings that are not used).
+    pub saving: Option<Saving>,
+}
+
+/// The build work a removal saves: the crate and every transitive dependency nothing
+/// else in the workspace still needs, with their compile time when cargo's `--timings`
+/// data has them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Saving {
+    /// `name vX.Y.Z`, sorted.
+    pub crates: Vec<String>,
+    /// Seconds of compile time (crates and build scripts) per cargo's timings, if known.
+    pub seconds: Option<f64>,
 }
 
 /// The compiler tier's verdict on one declaration, over every target that receives it.
@@ -170,7 +185,7 @@ impl Verdict {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct MemberReport {
     pub name: String,
     pub manifest: String,
@@ -185,7 +200,7 @@ pub struct WorkspaceFinding {
     pub ignored_by: Option<String>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Analysis {
     /// Path of the root manifest, relative to the workspace root (`Cargo.toml`).
     pub root_manifest: String,
@@ -194,6 +209,8 @@ pub struct Analysis {
     pub warnings: Vec<String>,
     /// Set when the compiler tier ran: what it cost and how it went.
     pub compiler: Option<CompilerRun>,
+    /// What removing every verified-unused declaration together would save, when measured.
+    pub total_saving: Option<Saving>,
 }
 
 /// The compiler tier's run, for the report.
@@ -472,6 +489,7 @@ fn analyze_member(
         findings.push(Finding {
             key: decl.key.clone(),
             package: decl.package.clone(),
+            crate_name: decl.crate_name.clone(),
             table: decl.table,
             target: decl.target.clone(),
             class,
@@ -480,6 +498,7 @@ fn analyze_member(
             ignored_by,
             optional: decl.optional,
             compiler: None,
+            saving: None,
         });
     }
     MemberReport { name: member.name.clone(), manifest: member.manifest.clone(), findings }

@@ -28,6 +28,7 @@ pub struct Metadata {
 pub struct Package {
     pub id: String,
     pub name: String,
+    pub version: String,
     pub manifest_path: PathBuf,
     pub targets: Vec<Target>,
     pub dependencies: Vec<Dependency>,
@@ -270,6 +271,7 @@ pub fn parse(v: &Value) -> Option<Metadata> {
         packages.push(Package {
             id: s(&p["id"])?,
             name: s(&p["name"])?,
+            version: s(&p["version"]).unwrap_or_default(),
             manifest_path: PathBuf::from(p["manifest_path"].as_str()?),
             targets,
             dependencies,

@@ -16,6 +16,7 @@ mod lexer;
 mod load;
 mod meta;
 mod report;
+mod savings;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -113,11 +114,14 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
     if args.with_verification && !args.allow_dirty {
         verify::ensure_clean(&ws.root)?;
     }
-    let analysis = if args.compiler || args.with_verification {
+    let mut analysis = if args.compiler || args.with_verification {
         compiler::confirm(&ws, analysis, &cargo)?
     } else {
         analysis
     };
+    if !args.verified_only && !args.with_verification {
+        savings::measure(&ws, &mut analysis, args.offline)?;
+    }
     if args.verified_only {
         return fix::verified_only(&ws, &analysis, args.fix_misplaced, args.dry_run, &cargo);
     }

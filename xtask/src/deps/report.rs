@@ -3,14 +3,34 @@
 use serde_json::json;
 use std::fmt::Write as _;
 
-use super::analyze::{Analysis, Class, Finding};
+use super::analyze::{Analysis, Class, Finding, Saving};
 
-/// The evidence, with the compiler tier's verdict when it ran.
+/// The evidence, with the compiler tier's verdict and the build saving when known.
 fn evidence(f: &Finding) -> String {
-    match &f.compiler {
-        Some(v) => format!("{} [compiler: {}]", f.evidence, v.label()),
-        None => f.evidence.clone(),
+    let mut out = f.evidence.clone();
+    if let Some(v) = &f.compiler {
+        let _ = write!(out, " [compiler: {}]", v.label());
     }
+    if let Some(s) = &f.saving {
+        let _ = write!(out, " [removal saves {}]", saving_text(s));
+    }
+    out
+}
+
+/// `3 crates, 4.2 s` (seconds only when cargo's timings had them).
+fn saving_text(s: &Saving) -> String {
+    let crates = match s.crates.len() {
+        1 => "1 crate".to_string(),
+        n => format!("{n} crates"),
+    };
+    match s.seconds {
+        Some(secs) => format!("{crates}, {secs:.1} s"),
+        None => crates,
+    }
+}
+
+fn saving_json(s: &Saving) -> serde_json::Value {
+    json!({"crates": s.crates, "seconds": s.seconds})
 }
 
 fn table_label(f: &Finding) -> String {
@@ -120,7 +140,19 @@ pub fn summary(a: &Analysis) -> String {
         a.count(&Class::FeatureOnly),
         a.count(&Class::NeedsInvestigation),
     );
-    format!("{counts}{compiler}")
+    let saving = match &a.total_saving {
+        Some(s) if a.count(&Class::VerifiedUnused) > 0 => format!(
+            "; removing the verified-unused ones saves {}{}",
+            saving_text(s),
+            if s.seconds.is_some() {
+                " of build time (cargo --timings)"
+            } else {
+                " (no cargo --timings data to time them)"
+            }
+        ),
+        _ => String::new(),
+    };
+    format!("{counts}{compiler}{saving}")
 }
 
 /// The analysis as JSON.
@@ -144,6 +176,7 @@ pub fn json(a: &Analysis) -> String {
                         "location": f.location.as_ref().map(|l| json!({"file": l.file, "line": l.line})),
                         "ignored_by": f.ignored_by,
                         "compiler": f.compiler.as_ref().map(|v| v.label()),
+                        "saving": f.saving.as_ref().map(saving_json),
                     })
                 })
                 .collect();
@@ -175,6 +208,7 @@ pub fn json(a: &Analysis) -> String {
             "used": a.count(&Class::Used),
             "compiler_confirmed": a.compiler.as_ref().map(|_| a.compiler_confirmed()),
             "compiler_seconds": a.compiler.as_ref().map(|r| r.millis as f64 / 1000.0),
+            "saving": a.total_saving.as_ref().map(saving_json),
         },
     });
     let mut out = serde_json::to_string_pretty(&value).expect("a JSON value always serializes");

@@ -492,6 +492,61 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
 }
 
 #[test]
+fn each_finding_shows_what_its_removal_saves_timed_by_cargos_report() {
+    let fx = removal_fixture("saving");
+    // `gone` pulls in `deep`, which nothing else needs; `used` needs `shared`, and so
+    // would `gone`.
+    fx.ext("deep", "", "pub fn f() {}\n").ext("shared", "", "pub fn f() {}\n");
+    fx.ext(
+        "gone",
+        "gone\n[dependencies]\ndeep = { path = \"../deep\" }\nshared = { path = \"../shared\" }",
+        "pub fn f() {}\n",
+    );
+    fx.ext(
+        "used",
+        "used\n[features]\nextra = []\n[dependencies]\nshared = { path = \"../shared\" }",
+        "pub fn f() -> u8 { 1 }\n",
+    );
+    fx.file(
+        "target/cargo-timings/cargo-timing.html",
+        r#"<script>const UNIT_DATA = [
+{"i": 0, "name": "gone", "version": "0.1.0", "mode": "todo", "target": "", "start": 0.0, "duration": 1.25},
+{"i": 1, "name": "deep", "version": "0.1.0", "mode": "todo", "target": "", "start": 0.0, "duration": 2.0},
+{"i": 2, "name": "shared", "version": "0.1.0", "mode": "todo", "target": "", "start": 0.0, "duration": 9.0}
+];</script>"#,
+    );
+    let ws = fx.load();
+    let mut a = super::analyze_workspace(&ws);
+    let report = super::savings::measure(&ws, &mut a, true).unwrap();
+    assert!(report.is_some_and(|p| p.ends_with("cargo-timings/cargo-timing.html")));
+    let gone = a.members[0].findings.iter().find(|f| f.key == "gone").unwrap();
+    assert_eq!(gone.class, Class::VerifiedUnused);
+    let saving = gone.saving.clone().unwrap();
+    assert_eq!(saving.crates, ["deep v0.1.0", "gone v0.1.0"]);
+    assert_eq!(saving.seconds, Some(3.25));
+    let total = a.total_saving.clone().unwrap();
+    assert_eq!(total.crates, saving.crates, "the only verified-unused one");
+    let text = super::render(&a, super::Format::Text);
+    assert!(text.contains("[removal saves 2 crates, 3.2 s]"), "{text}");
+    assert!(
+        text.contains("removing the verified-unused ones saves 2 crates, 3.2 s of build time"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&super::render(&a, super::Format::Json)).unwrap();
+    assert_eq!(json["summary"]["saving"]["seconds"], 3.25);
+    let dep = json["members"][0]["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "gone")
+        .unwrap()
+        .clone();
+    assert_eq!(dep["saving"]["crates"][1], "gone v0.1.0");
+    assert!(super::report::markdown(&a).contains("[removal saves 2 crates, 3.2 s]"));
+}
+
+#[test]
 fn verified_only_restores_every_file_when_the_build_breaks() {
     let fx = removal_fixture("restore");
     // `helper` is needed only by the expansion of `mac::seven!(helper)`, which gets the

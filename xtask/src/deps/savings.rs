@@ -1,0 +1,223 @@
+//! What a removal saves: the crate and every transitive dependency that nothing else in
+//! the workspace still needs (reachability over `cargo metadata`'s resolve graph from
+//! the members, with and without the member's edge to it), timed with cargo's own
+//! `--timings` report when one exists. Pure: [`exclusive`], [`seconds`], [`attach`].
+//! Effects: [`measure`].
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use super::analyze::{Analysis, Class, Saving, Table};
+use super::load::Workspace;
+use super::meta::Metadata;
+
+/// The resolve graph: package id -> (dependency id, extern name, kinds).
+pub struct Graph {
+    pub edges: HashMap<String, Vec<(String, String, Vec<(Table, Option<String>)>)>>,
+    pub roots: Vec<String>,
+    /// Package id -> `name vX.Y.Z`.
+    pub labels: HashMap<String, String>,
+    /// Member name -> package id.
+    pub members: HashMap<String, String>,
+}
+
+impl Graph {
+    pub fn from_metadata(meta: &Metadata) -> Graph {
+        let edges = meta
+            .resolve
+            .iter()
+            .map(|(id, deps)| {
+                let out = deps
+                    .iter()
+                    .map(|d| (d.pkg.clone(), d.name.clone(), d.dep_kinds.clone()))
+                    .collect();
+                (id.clone(), out)
+            })
+            .collect();
+        let labels = meta
+            .packages
+            .iter()
+            .map(|p| (p.id.clone(), format!("{} v{}", p.name, p.version)))
+            .collect();
+        let members =
+            meta.workspace_packages().iter().map(|p| (p.name.clone(), p.id.clone())).collect();
+        Graph { edges, roots: meta.workspace_members.clone(), labels, members }
+    }
+
+    /// Everything reachable from the members, without the `cut` edges (from, to).
+    fn reachable(&self, cut: &BTreeSet<(String, String)>) -> BTreeSet<String> {
+        let mut seen: BTreeSet<String> = BTreeSet::new();
+        let mut stack: Vec<&str> = self.roots.iter().map(String::as_str).collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id.to_string()) {
+                continue;
+            }
+            for (to, _, _) in self.edges.get(id).into_iter().flatten() {
+                if !cut.contains(&(id.to_string(), to.clone())) {
+                    stack.push(to);
+                }
+            }
+        }
+        seen
+    }
+
+    /// The edge a declaration makes, if removing the declaration removes the edge (the
+    /// member does not depend on the same package through another table or target).
+    fn edge_of(
+        &self,
+        member: &str,
+        crate_name: &str,
+        table: Table,
+        target: &Option<String>,
+    ) -> Option<(String, String)> {
+        let from = self.members.get(member)?;
+        let (to, _, kinds) = self.edges.get(from)?.iter().find(|(_, name, kinds)| {
+            name == crate_name && kinds.iter().any(|(k, t)| *k == table && t == target)
+        })?;
+        kinds.iter().all(|(k, t)| *k == table && t == target).then(|| (from.clone(), to.clone()))
+    }
+}
+
+/// The packages only the `cut` edges keep in the build, as labels.
+pub fn exclusive(graph: &Graph, cut: &BTreeSet<(String, String)>) -> Vec<String> {
+    let before = graph.reachable(&BTreeSet::new());
+    let after = graph.reachable(cut);
+    let mut out: Vec<String> =
+        before.difference(&after).filter_map(|id| graph.labels.get(id).cloned()).collect();
+    out.sort();
+    out
+}
+
+/// Compile seconds per `name vX.Y.Z` from cargo's timing units (all units of a package:
+/// library, build script compile and run).
+pub fn seconds(units: &[crate::build_timings::Unit]) -> HashMap<String, f64> {
+    let mut out = HashMap::new();
+    for u in units {
+        *out.entry(format!("{} v{}", u.name, u.version)).or_insert(0.0) += u.duration;
+    }
+    out
+}
+
+fn saving(crates: Vec<String>, times: Option<&HashMap<String, f64>>) -> Saving {
+    let seconds = times.map(|t| crates.iter().filter_map(|c| t.get(c)).sum());
+    Saving { crates, seconds }
+}
+
+/// Attaches each not-used finding's saving, and the total of removing every verified-
+/// unused declaration together.
+pub fn attach(analysis: &mut Analysis, graph: &Graph, times: Option<&HashMap<String, f64>>) {
+    let mut all_cuts = BTreeSet::new();
+    for m in &mut analysis.members {
+        for f in m.findings.iter_mut().filter(|f| f.class != Class::Used) {
+            let crate_name = f.crate_name.clone();
+            let Some(edge) = graph.edge_of(&m.name, &crate_name, f.table, &f.target) else {
+                f.saving = Some(Saving::default());
+                continue;
+            };
+            if f.class == Class::VerifiedUnused {
+                all_cuts.insert(edge.clone());
+            }
+            f.saving = Some(saving(exclusive(graph, &BTreeSet::from([edge])), times));
+        }
+    }
+    analysis.total_saving = Some(saving(exclusive(graph, &all_cuts), times));
+}
+
+/// The newest cargo timing report of the workspace: `<target>/cargo-timings/` (from any
+/// `cargo build --timings`) or the one `cargo xtask build-timings` leaves.
+fn timing_report(target: &Path) -> Option<PathBuf> {
+    [
+        target.join("cargo-timings/cargo-timing.html"),
+        target.join("xtask/build-timings/target/cargo-timings/cargo-timing.html"),
+    ]
+    .into_iter()
+    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+    .max()
+    .map(|(_, p)| p)
+}
+
+/// Measures the savings of the findings that are not used (runs the full `cargo
+/// metadata` only when there is one); returns the timing report used, if any.
+pub fn measure(
+    ws: &Workspace,
+    analysis: &mut Analysis,
+    offline: bool,
+) -> anyhow::Result<Option<PathBuf>> {
+    let any = analysis.members.iter().flat_map(|m| &m.findings).any(|f| f.class != Class::Used);
+    if !any {
+        return Ok(None);
+    }
+    let meta = super::meta::run(&ws.root_manifest, offline, false)?;
+    let graph = Graph::from_metadata(&meta);
+    let report = timing_report(&meta.target_directory);
+    let times = report
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|html| crate::build_timings::parse_report(&html).ok())
+        .map(|units| seconds(&units));
+    attach(analysis, &graph, times.as_ref());
+    Ok(report.filter(|_| times.is_some()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn graph() -> Graph {
+        let e = |to: &str, name: &str, table: Table| {
+            (to.to_string(), name.to_string(), vec![(table, None)])
+        };
+        let edges = HashMap::from([
+            (
+                "app".to_string(),
+                vec![
+                    e("x", "x", Table::Normal),
+                    e("z", "z", Table::Normal),
+                    e("d", "d", Table::Dev),
+                ],
+            ),
+            (
+                "x".to_string(),
+                vec![e("y", "y", Table::Normal), e("only_x", "only_x", Table::Normal)],
+            ),
+            ("z".to_string(), vec![e("y", "y", Table::Normal)]),
+            ("d".to_string(), vec![]),
+        ]);
+        let labels =
+            ["app", "x", "y", "z", "d", "only_x"].map(|n| (n.to_string(), format!("{n} v1.0.0")));
+        Graph {
+            edges,
+            roots: vec!["app".into()],
+            labels: labels.into_iter().collect(),
+            members: HashMap::from([("app".to_string(), "app".to_string())]),
+        }
+    }
+
+    #[test]
+    fn a_removal_saves_what_nothing_else_needs() {
+        let g = graph();
+        let cut = |to: &str| BTreeSet::from([("app".to_string(), to.to_string())]);
+        assert_eq!(
+            exclusive(&g, &cut("x")),
+            ["only_x v1.0.0", "x v1.0.0"],
+            "y is still needed by z"
+        );
+        assert_eq!(exclusive(&g, &cut("z")), ["z v1.0.0"]);
+        let both: BTreeSet<_> = cut("x").union(&cut("z")).cloned().collect();
+        assert_eq!(exclusive(&g, &both), ["only_x v1.0.0", "x v1.0.0", "y v1.0.0", "z v1.0.0"]);
+        assert_eq!(g.edge_of("app", "d", Table::Dev, &None), Some(("app".into(), "d".into())));
+        assert_eq!(g.edge_of("app", "d", Table::Normal, &None), None);
+        let units = crate::build_timings::parse_report(
+            r#"const UNIT_DATA = [
+{"i": 0, "name": "x", "version": "1.0.0", "mode": "todo", "target": "", "start": 0.0, "duration": 2.5},
+{"i": 1, "name": "x", "version": "1.0.0", "mode": "run-custom-build", "target": " build-script", "start": 0.0, "duration": 0.5},
+{"i": 2, "name": "only_x", "version": "1.0.0", "mode": "todo", "target": "", "start": 0.0, "duration": 1.0}
+];"#,
+        )
+        .unwrap();
+        let times = seconds(&units);
+        assert_eq!(saving(exclusive(&g, &cut("x")), Some(&times)).seconds, Some(4.0));
+        assert_eq!(saving(exclusive(&g, &cut("z")), Some(&times)).seconds, Some(0.0));
+        assert_eq!(saving(vec![], None).seconds, None);
+    }
+}
