@@ -11,9 +11,12 @@ use super::analyze::{Analysis, Class, Saving, Table};
 use super::load::Workspace;
 use super::meta::Metadata;
 
-/// The resolve graph: package id -> (dependency id, extern name, kinds).
+/// One edge of the resolve graph: (dependency id, extern name, kinds).
+type Edge = (String, String, Vec<(Table, Option<String>)>);
+
+/// The resolve graph: package id -> its edges.
 pub struct Graph {
-    pub edges: HashMap<String, Vec<(String, String, Vec<(Table, Option<String>)>)>>,
+    pub edges: HashMap<String, Vec<Edge>>,
     pub roots: Vec<String>,
     /// Package id -> `name vX.Y.Z`.
     pub labels: HashMap<String, String>,
