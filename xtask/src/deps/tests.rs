@@ -832,6 +832,18 @@ fn a_broken_manifest_is_a_user_error() {
 }
 
 #[test]
+fn a_manifest_syntax_error_names_cargos_file_line_and_column() {
+    let fx = Fixture::new("syntax");
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\n")
+        .file("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\nfoo = 5\n")
+        .file("app/src/lib.rs", "");
+    let err = load::load(&fx.manifest(), true, true).err().expect("must fail");
+    let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
+    assert!(user.0.contains("Cargo.toml:6:7: invalid type: integer `5`"), "{}", user.0);
+    assert!(!user.0.contains('\n'), "one line: {}", user.0);
+}
+
+#[test]
 fn the_layout_cache_sees_new_targets_and_new_members() {
     let fx = Fixture::new("layout");
     fx.ext("d", "", TRIVIAL);
