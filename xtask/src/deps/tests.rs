@@ -639,50 +639,11 @@ fn verified_only_checks_each_edited_package_alone_and_restores_when_one_breaks()
     assert!(fx.cargo().check_package("app").unwrap().is_err());
 }
 
-/// The cases a scan of the sources cannot settle, for both tiers: a cross-crate macro
-/// naming a crate by a relative path, a derive whose expansion names its crate (built
-/// from a string, not `quote!`), a proc-macro crate never named, code generated into
-/// OUT_DIR and `include!`d, and a feature-only declaration.
+/// The cases a scan of the sources cannot settle, for both tiers: the buildable
+/// workspace `cargo xtask deps bench` compares the tiers on.
 fn compiler_fixture(name: &str) -> Fixture {
     let fx = Fixture::new(name);
-    fx.ext("helper", "", "pub fn value() -> u8 { 7 }\n")
-        .ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { helper::value() } }\n")
-        .ext("hello", "", "pub trait Hello { fn hello() -> u8 { 1 } }\n")
-        .ext(
-            "hello_derive",
-            "hello_derive\n[lib]\nproc-macro = true\n",
-            "extern crate proc_macro;\nuse proc_macro::TokenStream;\n#[proc_macro_derive(Hello)]\npub fn derive(_: TokenStream) -> TokenStream {\n    \"impl ::hello::Hello for S {}\".parse().unwrap()\n}\n",
-        )
-        .ext("pm_unused", "pm_unused\n[lib]\nproc-macro = true\n", "")
-        .ext("genused", "", "pub fn f() -> u8 { 3 }\n")
-        .ext("genunused", "", "pub fn f() {}\n")
-        .ext("featured", "featured\n[features]\nf = []", "pub fn f() {}\n")
-        .ext("testing", "", "pub fn check() -> bool { true }\n")
-        .ext("devunused", "", "pub fn f() {}\n");
-    let dep = |d: &str| format!("{d} = {{ path = \"../../ext/{d}\" }}\n");
-    let deps: String =
-        ["mac", "helper", "hello", "hello_derive", "pm_unused", "genused", "genunused"]
-            .iter()
-            .map(|d| dep(d))
-            .collect();
-    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
-        .file(
-            "app/Cargo.toml",
-            &format!(
-                "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}featured = {{ path = \"../../ext/featured\", features = [\"f\"] }}\n\n[dev-dependencies]\n{}{}",
-                dep("testing"),
-                dep("devunused")
-            ),
-        )
-        .file(
-            "app/build.rs",
-            "fn main() {\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    std::fs::write(format!(\"{out}/gen.rs\"), \"pub fn generated() -> u8 { genused::f() }\\n\").unwrap();\n}\n",
-        )
-        .file(
-            "app/src/lib.rs",
-            "use hello_derive::Hello;\n\ninclude!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\n\n#[derive(Hello)]\npub struct S;\n\npub fn f() -> u8 { mac::seven!() + generated() }\n\n#[cfg(test)]\nmod tests {\n    use hello::Hello;\n    #[test]\n    fn t() { assert_eq!(super::S::hello(), 1); }\n}\n",
-        )
-        .file("app/tests/it.rs", "#[test]\nfn t() { assert!(testing::check()); }\n");
+    super::bench::generate_cases(&fx.dir).unwrap();
     fx
 }
 
@@ -728,7 +689,11 @@ fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_man
     assert!(matches!(verdict("testing", "dev-dependencies"), Some(Verdict::Used { .. })));
     assert_eq!(verdict("devunused", "dev-dependencies"), Some(Verdict::Unused));
     assert_eq!(class_of(&combined, "app", "devunused", "dev-dependencies").0, "verified-unused");
-    assert_eq!(combined.compiler_confirmed(), 4, "{}", super::report::text(&combined));
+    // `y` is there only so that `app` gets `x`'s feature: neither tier can see that (the
+    // per-package check of --verified-only does, see above).
+    assert_eq!(c(&combined, "y"), "verified-unused");
+    assert_eq!(c(&combined, "x"), "used");
+    assert_eq!(combined.compiler_confirmed(), 5, "{}", super::report::text(&combined));
     let text = super::report::text(&combined);
     assert!(text.contains("[compiler: unused]") && text.contains("compiler tier ("), "{text}");
 
