@@ -21,6 +21,8 @@ pub struct Workspace {
     pub workspace_ignore: Vec<(String, String)>,
     /// Manifest path of each member, by member name.
     pub manifests: BTreeMap<String, PathBuf>,
+    /// Where the resolve graph is cached, and the key it must carry to be current.
+    pub graph_cache: (PathBuf, String),
 }
 
 /// Identifies one declaration across metadata runs: (member, table, target, key).
@@ -88,7 +90,8 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
     };
     let resolve =
         target.join("xtask").join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
-    meta::metadata_cache_path(manifest).into_iter().chain([resolve]).collect()
+    let graph = target.join("xtask").join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
+    meta::metadata_cache_path(manifest).into_iter().chain([resolve, graph]).collect()
 }
 
 /// The resolve results are cached (in `<target>/xtask/deps-resolve-<hash>.tsv`) under a
@@ -97,6 +100,13 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
 /// most of the run time.
 fn resolve_cache_path(meta: &Metadata) -> PathBuf {
     let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
+    meta.target_directory.join("xtask").join(name)
+}
+
+/// The resolve graph (for build savings), cached beside the resolve facts and under the
+/// same key.
+fn graph_cache_path(meta: &Metadata) -> PathBuf {
+    let name = format!("deps-graph-{}.tsv", meta::short_hash(&meta.workspace_root));
     meta.target_directory.join("xtask").join(name)
 }
 
@@ -226,7 +236,13 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             };
             let resolved = resolve_decls(&full);
             // Keyed after the full run, which may have written Cargo.lock.
-            write_cache(&cache, &cache_key(&meta), &resolved);
+            let key = cache_key(&meta);
+            write_cache(&cache, &key, &resolved);
+            super::savings::write_graph(
+                &graph_cache_path(&meta),
+                &key,
+                &super::savings::Graph::from_metadata(&full),
+            );
             resolved
         }
     };
@@ -311,7 +327,16 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         manifests.insert(member.name.clone(), pkg.manifest_path.clone());
         members.push(member);
     }
-    Ok(Workspace { root, root_manifest, members, workspace_entries, workspace_ignore, manifests })
+    let graph_cache = (graph_cache_path(&meta), cache_key(&meta));
+    Ok(Workspace {
+        root,
+        root_manifest,
+        members,
+        workspace_entries,
+        workspace_ignore,
+        manifests,
+        graph_cache,
+    })
 }
 
 /// The name of cargo-hakari's workspace-hack package: `hakari-package` in

@@ -81,6 +81,93 @@ impl Graph {
     }
 }
 
+fn table_name(t: Table) -> &'static str {
+    match t {
+        Table::Normal => "normal",
+        Table::Dev => "dev",
+        Table::Build => "build",
+    }
+}
+
+/// Writes the graph as tab-separated lines under `key` (first line). Ids, names and
+/// `cfg(..)` targets hold no tabs or newlines; a graph that would is not cached.
+pub fn write_graph(path: &Path, key: &str, g: &Graph) {
+    let mut text = format!("{key}\n");
+    for root in &g.roots {
+        text.push_str(&format!("R\t{root}\n"));
+    }
+    for (name, id) in &g.members {
+        text.push_str(&format!("M\t{name}\t{id}\n"));
+    }
+    for (id, label) in &g.labels {
+        text.push_str(&format!("L\t{id}\t{label}\n"));
+    }
+    for (from, edges) in &g.edges {
+        text.push_str(&format!("N\t{from}\n"));
+        for (to, name, kinds) in edges {
+            let kinds: Vec<String> = kinds
+                .iter()
+                .map(|(t, target)| {
+                    format!("{}={}", table_name(*t), target.as_deref().unwrap_or(""))
+                })
+                .collect();
+            text.push_str(&format!("E\t{from}\t{to}\t{name}\t{}\n", kinds.join("|")));
+        }
+    }
+    if text.lines().skip(1).any(|l| l.split('\t').count() > 5) {
+        return;
+    }
+    // A cache that cannot be written only costs time on the next run.
+    let _ = crate::project::write_atomic(path, text);
+}
+
+/// Reads a graph written by [`write_graph`] if it carries `key`.
+pub fn read_graph(path: &Path, key: &str) -> Option<Graph> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let mut lines = text.lines();
+    if lines.next()? != key {
+        return None;
+    }
+    let mut g = Graph {
+        edges: HashMap::new(),
+        roots: Vec::new(),
+        labels: HashMap::new(),
+        members: HashMap::new(),
+    };
+    for line in lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        match f[..] {
+            ["R", id] => g.roots.push(id.into()),
+            ["M", name, id] => {
+                g.members.insert(name.into(), id.into());
+            }
+            ["L", id, label] => {
+                g.labels.insert(id.into(), label.into());
+            }
+            ["N", id] => {
+                g.edges.entry(id.into()).or_default();
+            }
+            ["E", from, to, name, kinds] => {
+                let kinds = kinds
+                    .split('|')
+                    .filter_map(|k| {
+                        let (t, target) = k.split_once('=')?;
+                        let t = match t {
+                            "dev" => Table::Dev,
+                            "build" => Table::Build,
+                            _ => Table::Normal,
+                        };
+                        Some((t, (!target.is_empty()).then(|| target.to_string())))
+                    })
+                    .collect();
+                g.edges.entry(from.into()).or_default().push((to.into(), name.into(), kinds));
+            }
+            _ => return None,
+        }
+    }
+    Some(g)
+}
+
 /// The packages only the `cut` edges keep in the build, as labels.
 pub fn exclusive(graph: &Graph, cut: &BTreeSet<(String, String)>) -> Vec<String> {
     let before = graph.reachable(&BTreeSet::new());
@@ -150,9 +237,19 @@ pub fn measure(
     if !any {
         return Ok(None);
     }
-    let meta = super::meta::run(&ws.root_manifest, offline, false)?;
-    let graph = Graph::from_metadata(&meta);
-    let report = timing_report(&meta.target_directory);
+    let (cache, key) = &ws.graph_cache;
+    let graph = match read_graph(cache, key) {
+        Some(graph) => graph,
+        None => {
+            let meta = super::meta::run(&ws.root_manifest, offline, false)?;
+            let graph = Graph::from_metadata(&meta);
+            write_graph(cache, key, &graph);
+            graph
+        }
+    };
+    // The cache sits in `<target>/xtask/`.
+    let target = cache.parent().and_then(Path::parent).unwrap_or(&ws.root);
+    let report = timing_report(target);
     let times = report
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
@@ -222,5 +319,13 @@ mod tests {
         assert_eq!(saving(exclusive(&g, &cut("x")), Some(&times)).seconds, Some(4.0));
         assert_eq!(saving(exclusive(&g, &cut("z")), Some(&times)).seconds, Some(0.0));
         assert_eq!(saving(vec![], None).seconds, None);
+        let path =
+            std::env::temp_dir().join(format!("xtask-deps-graph-{}.tsv", std::process::id()));
+        write_graph(&path, "k1", &g);
+        let back = read_graph(&path, "k1").expect("current");
+        assert_eq!(exclusive(&back, &cut("x")), exclusive(&g, &cut("x")));
+        assert_eq!(back.edge_of("app", "d", Table::Dev, &None), Some(("app".into(), "d".into())));
+        assert!(read_graph(&path, "k2").is_none(), "another key is stale");
+        std::fs::remove_file(path).unwrap();
     }
 }
