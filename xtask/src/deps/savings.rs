@@ -1,7 +1,7 @@
 //! What a removal saves: the crate and every transitive dependency that nothing else in
 //! the workspace still needs (reachability over `cargo metadata`'s resolve graph from
 //! the members, with and without the member's edge to it), timed with cargo's own
-//! `--timings` report when one exists. Pure: [`exclusive`], [`seconds`], [`attach`].
+//! `--timings` report when one exists. Pure: [`seconds`], [`attach`].
 //! Effects: [`measure`].
 
 use std::collections::{BTreeSet, HashMap};
@@ -45,23 +45,6 @@ impl Graph {
         let members =
             meta.workspace_packages().iter().map(|p| (p.name.clone(), p.id.clone())).collect();
         Graph { edges, roots: meta.workspace_members.clone(), labels, members }
-    }
-
-    /// Everything reachable from the members, without the `cut` edges (from, to).
-    fn reachable(&self, cut: &BTreeSet<(String, String)>) -> BTreeSet<String> {
-        let mut seen: BTreeSet<String> = BTreeSet::new();
-        let mut stack: Vec<&str> = self.roots.iter().map(String::as_str).collect();
-        while let Some(id) = stack.pop() {
-            if !seen.insert(id.to_string()) {
-                continue;
-            }
-            for (to, _, _) in self.edges.get(id).into_iter().flatten() {
-                if !cut.contains(&(id.to_string(), to.clone())) {
-                    stack.push(to);
-                }
-            }
-        }
-        seen
     }
 
     /// The edge a declaration makes, if removing the declaration removes the edge (the
@@ -168,14 +151,84 @@ pub fn read_graph(path: &Path, key: &str) -> Option<Graph> {
     Some(g)
 }
 
+/// The graph with packages numbered, for the many reachability walks of one run.
+struct Indexed<'g> {
+    ids: HashMap<&'g str, usize>,
+    names: Vec<&'g str>,
+    adjacency: Vec<Vec<usize>>,
+    roots: Vec<usize>,
+}
+
+impl<'g> Indexed<'g> {
+    fn new(g: &'g Graph) -> Self {
+        let mut ids: HashMap<&str, usize> = HashMap::new();
+        let mut names: Vec<&str> = Vec::new();
+        let mut number = |id: &'g str| {
+            *ids.entry(id).or_insert_with(|| {
+                names.push(id);
+                names.len() - 1
+            })
+        };
+        let mut pairs = Vec::new();
+        for (from, edges) in &g.edges {
+            let f = number(from);
+            for (to, _, _) in edges {
+                pairs.push((f, number(to)));
+            }
+        }
+        let roots: Vec<usize> = g.roots.iter().map(|r| number(r)).collect();
+        let mut adjacency = vec![Vec::new(); names.len()];
+        for (f, t) in pairs {
+            adjacency[f].push(t);
+        }
+        Indexed { ids, names, adjacency, roots }
+    }
+
+    /// Package numbers reachable from the members without the `cut` edges, sorted.
+    fn reachable(&self, cut: &BTreeSet<(usize, usize)>) -> Vec<usize> {
+        let mut seen = vec![false; self.names.len()];
+        let mut stack = self.roots.clone();
+        while let Some(i) = stack.pop() {
+            if std::mem::replace(&mut seen[i], true) {
+                continue;
+            }
+            for &t in &self.adjacency[i] {
+                if !cut.contains(&(i, t)) {
+                    stack.push(t);
+                }
+            }
+        }
+        (0..seen.len()).filter(|i| seen[*i]).collect()
+    }
+
+    /// Labels of the packages reachable (`before`) but not without the `cut` edges.
+    fn exclusive(
+        &self,
+        g: &Graph,
+        before: &[usize],
+        cut: &BTreeSet<(String, String)>,
+    ) -> Vec<String> {
+        let cut: BTreeSet<(usize, usize)> = cut
+            .iter()
+            .filter_map(|(a, b)| Some((*self.ids.get(a.as_str())?, *self.ids.get(b.as_str())?)))
+            .collect();
+        let after = self.reachable(&cut);
+        let mut out: Vec<String> = before
+            .iter()
+            .filter(|i| after.binary_search(i).is_err())
+            .filter_map(|i| g.labels.get(self.names[*i]).cloned())
+            .collect();
+        out.sort();
+        out
+    }
+}
+
 /// The packages only the `cut` edges keep in the build, as labels.
+#[cfg(test)]
 pub fn exclusive(graph: &Graph, cut: &BTreeSet<(String, String)>) -> Vec<String> {
-    let before = graph.reachable(&BTreeSet::new());
-    let after = graph.reachable(cut);
-    let mut out: Vec<String> =
-        before.difference(&after).filter_map(|id| graph.labels.get(id).cloned()).collect();
-    out.sort();
-    out
+    let index = Indexed::new(graph);
+    let before = index.reachable(&BTreeSet::new());
+    index.exclusive(graph, &before, cut)
 }
 
 /// Compile seconds per `name vX.Y.Z` from cargo's timing units (all units of a package:
@@ -196,6 +249,9 @@ fn saving(crates: Vec<String>, times: Option<&HashMap<String, f64>>) -> Saving {
 /// Attaches each not-used finding's saving, and the total of removing every verified-
 /// unused declaration together.
 pub fn attach(analysis: &mut Analysis, graph: &Graph, times: Option<&HashMap<String, f64>>) {
+    let index = Indexed::new(graph);
+    let before = index.reachable(&BTreeSet::new());
+    let exclusive = |cut: &BTreeSet<(String, String)>| index.exclusive(graph, &before, cut);
     let mut all_cuts = BTreeSet::new();
     for m in &mut analysis.members {
         for f in m.findings.iter_mut().filter(|f| f.class != Class::Used) {
@@ -207,10 +263,10 @@ pub fn attach(analysis: &mut Analysis, graph: &Graph, times: Option<&HashMap<Str
             if f.class == Class::VerifiedUnused {
                 all_cuts.insert(edge.clone());
             }
-            f.saving = Some(saving(exclusive(graph, &BTreeSet::from([edge])), times));
+            f.saving = Some(saving(exclusive(&BTreeSet::from([edge])), times));
         }
     }
-    analysis.total_saving = Some(saving(exclusive(graph, &all_cuts), times));
+    analysis.total_saving = Some(saving(exclusive(&all_cuts), times));
 }
 
 /// The newest cargo timing report of the workspace: `<target>/cargo-timings/` (from any

@@ -773,8 +773,11 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
         .file("app/src/lib.rs", "pub fn f() { first::f() }\n");
     let cold = fx.analyze();
     let files = load::cache_files(&fx.manifest());
-    assert_eq!(files.len(), 2);
-    assert!(files.iter().all(|f| f.is_file()), "the layout and the resolve are cached: {files:?}");
+    assert_eq!(files.len(), 3);
+    assert!(
+        files.iter().all(|f| f.is_file()),
+        "the layout, the resolve facts and the resolve graph are cached: {files:?}"
+    );
 
     let warm = fx.analyze();
     assert_eq!(cold, warm);
