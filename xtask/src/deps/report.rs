@@ -367,6 +367,9 @@ const METHODOLOGY: &str = "## Methodology
 - A proc-macro crate named nowhere (no path, attribute, derive import, `extern crate` or
   macro call) and that no other crate's macros expand to is verified unused.
 
+- Each finding that is not used shows what its removal saves: the crate and every
+  transitive dependency nothing else in the workspace still needs (from `cargo metadata`'s
+  resolve graph), with their compile time from cargo's `--timings` report when one exists.
 - The compiler tier (`cargo xtask deps --compiler`, always part of
   `--with-verification`) checks every target with rustc's `unused_crate_dependencies`
   lint turned on for the members only, and combines the reports per target; this report
