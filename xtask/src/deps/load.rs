@@ -258,7 +258,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     let workspace_hack = hakari_package(&root);
     let target_dir = meta.target_directory.clone();
 
-    let build = |pkg: &Package, scans: &mut HashMap<PathBuf, FileScan>| -> anyhow::Result<Member> {
+    let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
         let manifest_path = pkg.manifest_path.as_path();
         let doc = if manifest_path == root_manifest {
             root_doc.clone()
@@ -292,7 +292,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
                 workspace_hack: dep.name == workspace_hack,
             });
         }
-        scan_targets(&root, pkg, &mut member, scans);
+        scan_targets(&root, pkg, &mut member, &mut scans.files);
         if member.includes_generated {
             read_generated_code(&root, &target_dir, pkg, &mut member);
         }
@@ -307,7 +307,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                let mut scans = HashMap::new();
+                let mut scans = Scans::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(pkg) = packages.get(i) else { break };
@@ -397,10 +397,18 @@ fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &m
     member.includes_generated = false;
 }
 
+/// What one thread has read, shared by the members it analyzes.
+#[derive(Default)]
+struct Scans {
+    files: HashMap<PathBuf, FileScan>,
+    /// Crates the macros of a library expand to, by its root file.
+    expansions: HashMap<PathBuf, Vec<String>>,
+}
+
 /// Learns what the macros of the member's named dependencies expand to, from their
 /// sources; only when something is left to explain (a declaration named nowhere, or a
 /// normal one named only in tests), so a clean workspace reads no dependency sources.
-fn learn_expansions(member: &mut Member, scans: &mut HashMap<PathBuf, FileScan>) {
+fn learn_expansions(member: &mut Member, scans: &mut Scans) {
     let unexplained = member.decls.iter().any(|d| match member.uses.get(&d.crate_name) {
         None => true,
         Some(uses) => d.table == Table::Normal && !uses.contains_key(&Context::Normal),
@@ -416,13 +424,21 @@ fn learn_expansions(member: &mut Member, scans: &mut HashMap<PathBuf, FileScan>)
         if member.expansions.contains_key(&decl.crate_name) {
             continue;
         }
-        let mut roots = std::collections::BTreeSet::new();
-        for (file, _) in module_files(lib, scans) {
-            if let Ok(src) = std::fs::read_to_string(&file) {
-                roots.extend(scan::macro_expansion_roots(&src));
+        let roots = match scans.expansions.get(lib) {
+            Some(roots) => roots.clone(),
+            None => {
+                let mut roots = std::collections::BTreeSet::new();
+                for (file, _) in module_files(lib, &mut scans.files) {
+                    if let Ok(src) = std::fs::read_to_string(&file) {
+                        roots.extend(scan::macro_expansion_roots(&src));
+                    }
+                }
+                let roots: Vec<String> = roots.into_iter().collect();
+                scans.expansions.insert(lib.clone(), roots.clone());
+                roots
             }
-        }
-        member.expansions.insert(decl.crate_name.clone(), roots.into_iter().collect());
+        };
+        member.expansions.insert(decl.crate_name.clone(), roots);
     }
 }
 

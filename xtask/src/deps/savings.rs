@@ -184,8 +184,9 @@ impl<'g> Indexed<'g> {
         Indexed { ids, names, adjacency, roots }
     }
 
-    /// Package numbers reachable from the members without the `cut` edges, sorted.
-    fn reachable(&self, cut: &BTreeSet<(usize, usize)>) -> Vec<usize> {
+    /// Package numbers reachable from the members without the `cut` edges (sorted),
+    /// in order.
+    fn reachable(&self, cut: &[(usize, usize)]) -> Vec<usize> {
         let mut seen = vec![false; self.names.len()];
         let mut stack = self.roots.clone();
         while let Some(i) = stack.pop() {
@@ -193,7 +194,7 @@ impl<'g> Indexed<'g> {
                 continue;
             }
             for &t in &self.adjacency[i] {
-                if !cut.contains(&(i, t)) {
+                if cut.binary_search(&(i, t)).is_err() {
                     stack.push(t);
                 }
             }
@@ -208,10 +209,11 @@ impl<'g> Indexed<'g> {
         before: &[usize],
         cut: &BTreeSet<(String, String)>,
     ) -> Vec<String> {
-        let cut: BTreeSet<(usize, usize)> = cut
+        let mut cut: Vec<(usize, usize)> = cut
             .iter()
             .filter_map(|(a, b)| Some((*self.ids.get(a.as_str())?, *self.ids.get(b.as_str())?)))
             .collect();
+        cut.sort();
         let after = self.reachable(&cut);
         let mut out: Vec<String> = before
             .iter()
@@ -227,7 +229,7 @@ impl<'g> Indexed<'g> {
 #[cfg(test)]
 pub fn exclusive(graph: &Graph, cut: &BTreeSet<(String, String)>) -> Vec<String> {
     let index = Indexed::new(graph);
-    let before = index.reachable(&BTreeSet::new());
+    let before = index.reachable(&[]);
     index.exclusive(graph, &before, cut)
 }
 
@@ -250,7 +252,7 @@ fn saving(crates: Vec<String>, times: Option<&HashMap<String, f64>>) -> Saving {
 /// unused declaration together.
 pub fn attach(analysis: &mut Analysis, graph: &Graph, times: Option<&HashMap<String, f64>>) {
     let index = Indexed::new(graph);
-    let before = index.reachable(&BTreeSet::new());
+    let before = index.reachable(&[]);
     let exclusive = |cut: &BTreeSet<(String, String)>| index.exclusive(graph, &before, cut);
     let mut all_cuts = BTreeSet::new();
     for m in &mut analysis.members {
