@@ -254,6 +254,20 @@ pub fn attach(analysis: &mut Analysis, graph: &Graph, times: Option<&HashMap<Str
     let index = Indexed::new(graph);
     let before = index.reachable(&[]);
     let exclusive = |cut: &BTreeSet<(String, String)>| index.exclusive(graph, &before, cut);
+    // Members are always built: a package another member depends on directly stays,
+    // and so does everything below it (no walk needed, the common case).
+    let mut member_parents: HashMap<usize, Vec<usize>> = HashMap::new();
+    for &root in &index.roots {
+        for &child in &index.adjacency[root] {
+            member_parents.entry(child).or_default().push(root);
+        }
+    }
+    let kept_by_another_member = |(from, to): &(String, String)| {
+        let (Some(f), Some(t)) = (index.ids.get(from.as_str()), index.ids.get(to.as_str())) else {
+            return false;
+        };
+        member_parents.get(t).is_some_and(|parents| parents.iter().any(|p| p != f))
+    };
     let mut all_cuts = BTreeSet::new();
     for m in &mut analysis.members {
         for f in m.findings.iter_mut().filter(|f| f.class != Class::Used) {
@@ -265,7 +279,11 @@ pub fn attach(analysis: &mut Analysis, graph: &Graph, times: Option<&HashMap<Str
             if f.class == Class::VerifiedUnused {
                 all_cuts.insert(edge.clone());
             }
-            f.saving = Some(saving(exclusive(&BTreeSet::from([edge])), times));
+            f.saving = Some(if kept_by_another_member(&edge) {
+                Saving { crates: Vec::new(), seconds: times.map(|_| 0.0) }
+            } else {
+                saving(exclusive(&BTreeSet::from([edge])), times)
+            });
         }
     }
     analysis.total_saving = Some(saving(exclusive(&all_cuts), times));
@@ -385,5 +403,45 @@ mod tests {
         assert_eq!(back.edge_of("app", "d", Table::Dev, &None), Some(("app".into(), "d".into())));
         assert!(read_graph(&path, "k2").is_none(), "another key is stale");
         std::fs::remove_file(path).unwrap();
+    }
+
+    #[test]
+    fn a_package_another_member_depends_on_saves_nothing() {
+        use crate::deps::analyze::{Finding, MemberReport};
+        let mut g = graph();
+        g.roots.push("b".into());
+        g.members.insert("b".into(), "b".into());
+        g.labels.insert("b".into(), "b v1.0.0".into());
+        g.edges.insert("b".into(), vec![("x".into(), "x".into(), vec![(Table::Normal, None)])]);
+        let finding = |key: &str, class: Class| Finding {
+            key: key.into(),
+            package: key.into(),
+            crate_name: key.into(),
+            table: Table::Normal,
+            target: None,
+            class,
+            evidence: String::new(),
+            location: None,
+            ignored_by: None,
+            optional: false,
+            compiler: None,
+            saving: None,
+        };
+        let mut a = Analysis {
+            members: vec![MemberReport {
+                name: "app".into(),
+                manifest: "app/Cargo.toml".into(),
+                findings: vec![
+                    finding("x", Class::VerifiedUnused),
+                    finding("z", Class::VerifiedUnused),
+                ],
+            }],
+            ..Default::default()
+        };
+        attach(&mut a, &g, None);
+        let saved = |i: usize| a.members[0].findings[i].saving.clone().unwrap().crates;
+        assert!(saved(0).is_empty(), "member b still needs x: {:?}", saved(0));
+        assert_eq!(saved(1), ["z v1.0.0"], "y is still needed through x");
+        assert_eq!(a.total_saving.unwrap().crates, ["z v1.0.0"]);
     }
 }
