@@ -625,10 +625,10 @@ fn tiers(cases_dir: &Path, this: &Path, runs: usize) -> anyhow::Result<()> {
             };
             let _ = writeln!(
                 table,
-                "| {label} | {} | {:.2} s | {:.2} s | {} | {tp} | {fp} | {missed} | {agreement} |",
+                "| {label} | {} | {:.1} ms | {:.1} ms | {} | {tp} | {fp} | {missed} | {agreement} |",
                 if compiler { "compiler (--compiler)" } else { "static" },
-                first.as_secs_f64(),
-                median(times).as_secs_f64(),
+                first.as_secs_f64() * 1000.0,
+                median(times).as_secs_f64() * 1000.0,
                 answer.unused.len()
             );
         }
