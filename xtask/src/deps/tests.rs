@@ -719,6 +719,44 @@ fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_man
     }
 }
 
+/// The issue's own cases with real crates.io crates (resolved offline from the local
+/// registry cache, as `cargo build` left them): `log` needed only by the expansion of a
+/// `warn_once!`-style macro of another crate, and `indoc`, a proc-macro crate nothing
+/// names.
+#[test]
+fn registry_crates_a_cross_crate_macro_and_a_never_named_proc_macro_in_both_tiers() {
+    let fx = Fixture::new("registry");
+    fx.ext(
+        "log_once",
+        "",
+        "#[macro_export]\nmacro_rules! warn_once { ($($t:tt)*) => { log::warn!($($t)*) } }\n",
+    );
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlog_once = { path = \"../../ext/log_once\" }\nlog = \"0.4\"\nindoc = \"2\"\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() { log_once::warn_once!(\"once\"); }\n");
+    let ws = load::load(&fx.manifest(), true, true).unwrap_or_else(|e| {
+        panic!("resolving log and indoc offline needs them in the local cargo registry cache (run any `cargo fetch` once): {e:#}")
+    });
+    let stat = super::analyze_workspace(&ws);
+    let log = class_of(&stat, "app", "log", "dependencies");
+    assert_eq!(
+        log,
+        ("needs-investigation".into(), "macros of `log_once` expand to paths in this crate".into())
+    );
+    let indoc = class_of(&stat, "app", "indoc", "dependencies");
+    assert_eq!(indoc.0, "verified-unused", "{indoc:?}");
+    assert!(indoc.1.starts_with("proc-macro crate named nowhere"), "{}", indoc.1);
+
+    let combined = super::compiler::confirm(&ws, stat, &fx.cargo()).unwrap();
+    assert_eq!(class_of(&combined, "app", "log", "dependencies").0, "used");
+    assert_eq!(class_of(&combined, "app", "indoc", "dependencies").0, "verified-unused");
+    let indoc = combined.members[0].findings.iter().find(|f| f.key == "indoc").unwrap();
+    assert_eq!(indoc.compiler, Some(Verdict::Unused), "confirmed by the compiler");
+}
+
 #[test]
 fn with_verification_removes_the_unused_and_keeps_the_macro_needed_with_the_reason() {
     let fx = Fixture::new("withver");
