@@ -287,6 +287,16 @@ fn lint_edits(ws: &Workspace) -> anyhow::Result<Vec<(PathBuf, String, String)>> 
         .collect())
 }
 
+/// Whether the lint itself failed the build (`-D warnings` from RUSTFLAGS or the code).
+fn denied_lint(stdout: &str) -> bool {
+    stdout.lines().any(|line| {
+        serde_json::from_str::<Value>(line).is_ok_and(|v| {
+            v["message"]["level"] == "error"
+                && v["message"]["code"]["code"].as_str() == Some(edit::UNUSED_CRATE_DEPS)
+        })
+    })
+}
+
 /// The first compiler error in cargo's JSON output.
 fn first_json_error(stdout: &str) -> Option<String> {
     stdout.lines().find_map(|line| {
@@ -328,6 +338,12 @@ pub fn run(ws: &Workspace, cargo: &Cargo) -> anyhow::Result<(Vec<Unit>, Compiler
             (stdout, Ok(())) => (stdout, false),
             (stdout, Err(e)) => {
                 txn.restore()?;
+                if denied_lint(&stdout) {
+                    crate::user_error!(
+                        "the compiler tier turns {} on as a warning, but warnings are errors in this build (RUSTFLAGS with -D warnings?); run it without that",
+                        edit::UNUSED_CRATE_DEPS
+                    );
+                }
                 let why = first_json_error(&stdout).unwrap_or(e);
                 crate::user_error!(
                     "the compiler tier needs a workspace that builds: cargo check --workspace --all-targets failed ({why}); fix that first"
@@ -402,6 +418,10 @@ mod tests {
             unused("custom-build", "build-script-build", "build_dead"),
             "not json".to_string(),
         ];
+        assert!(!denied_lint(&lines.join("\n")));
+        assert!(denied_lint(
+            &lines[4].replace(r#""code":{"code""#, r#""level":"error","code":{"code""#)
+        ));
         let member_of = HashMap::from([(PathBuf::from(manifest), "app".to_string())]);
         let units = units(&parse_messages(&lines.join("\n"), &member_of));
         assert_eq!(units.len(), 3);
