@@ -3,7 +3,9 @@
 //! dependencies, and scores each tool's findings against what was planted.
 //!
 //! The generated workspace needs no network: its "external" crates are tiny path
-//! crates beside it. Nothing is compiled.
+//! crates beside it. Nothing is compiled for that table. A second table sets the static
+//! scan beside the compiler tier (`--compiler`), on this workspace and on a small
+//! buildable one with the cases only compiling settles ([`generate_cases`]).
 
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -361,6 +363,80 @@ fn package_name(manifest: &Path) -> Option<String> {
     doc.get("package")?.get("name")?.as_str().map(str::to_string)
 }
 
+/// Writes a small buildable workspace under `dir` (`dir/ws`, `dir/ext`: the same layout
+/// as [`generate`]) with the cases a scan of the sources cannot settle: a macro naming a
+/// crate by a relative path (`helper`), a derive whose expansion names its crate
+/// (`hello`), a proc-macro crate never named (`pm_unused`), code generated into OUT_DIR
+/// and `include!`d (`genused` needed, `genunused` not), a dependency declared only for
+/// its features, a crate another member's features hide (`y`: `app` builds only with it,
+/// the workspace without), and dev-dependencies used and unused. Returns the truly
+/// unused and the needed declarations as (member, key).
+pub fn generate_cases(dir: &Path) -> anyhow::Result<(Findings, Findings)> {
+    let write = |rel: &str, text: &str| -> anyhow::Result<()> {
+        let path = dir.join(rel);
+        std::fs::create_dir_all(path.parent().unwrap())?;
+        std::fs::write(&path, text).with_context(|| format!("writing {}", path.display()))
+    };
+    let ext = |name: &str, extra: &str, lib: &str| -> anyhow::Result<()> {
+        write(
+            &format!("ext/{name}/Cargo.toml"),
+            &format!(
+                "[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n{extra}\n[workspace]\n"
+            ),
+        )?;
+        write(&format!("ext/{name}/src/lib.rs"), lib)
+    };
+    ext("helper", "", "pub fn value() -> u8 { 7 }\n")?;
+    ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { helper::value() } }\n")?;
+    ext("hello", "", "pub trait Hello { fn hello() -> u8 { 1 } }\n")?;
+    ext(
+        "hello_derive",
+        "[lib]\nproc-macro = true\n",
+        "extern crate proc_macro;\nuse proc_macro::TokenStream;\n#[proc_macro_derive(Hello)]\npub fn derive(_: TokenStream) -> TokenStream {\n    \"impl ::hello::Hello for S {}\".parse().unwrap()\n}\n",
+    )?;
+    ext("pm_unused", "[lib]\nproc-macro = true\n", "")?;
+    ext("genused", "", "pub fn f() -> u8 { 3 }\n")?;
+    ext("genunused", "", "pub fn f() {}\n")?;
+    ext("featured", "[features]\nf = []\n", "pub fn f() {}\n")?;
+    ext("testing", "", "pub fn check() -> bool { true }\n")?;
+    ext("devunused", "", "pub fn f() {}\n")?;
+    ext("x", "[features]\nf = []\n", "#[cfg(feature = \"f\")]\npub fn special() -> u8 { 1 }\n")?;
+    ext("y", "[dependencies]\nx = { path = \"../x\", features = [\"f\"] }\n", "pub fn g() {}\n")?;
+    let dep = |d: &str| format!("{d} = {{ path = \"../../ext/{d}\" }}\n");
+    let deps: String =
+        ["mac", "helper", "hello", "hello_derive", "pm_unused", "genused", "genunused", "x", "y"]
+            .iter()
+            .map(|d| dep(d))
+            .collect();
+    write("ws/Cargo.toml", "[workspace]\nmembers = [\"app\", \"other\"]\nresolver = \"2\"\n")?;
+    write(
+        "ws/app/Cargo.toml",
+        &format!(
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n{deps}featured = {{ path = \"../../ext/featured\", features = [\"f\"] }}\n\n[dev-dependencies]\n{}{}",
+            dep("testing"),
+            dep("devunused")
+        ),
+    )?;
+    write(
+        "ws/app/build.rs",
+        "fn main() {\n    let out = std::env::var(\"OUT_DIR\").unwrap();\n    std::fs::write(format!(\"{out}/gen.rs\"), \"pub fn generated() -> u8 { genused::f() }\\n\").unwrap();\n}\n",
+    )?;
+    write(
+        "ws/app/src/lib.rs",
+        "use hello_derive::Hello;\n\ninclude!(concat!(env!(\"OUT_DIR\"), \"/gen.rs\"));\n\n#[derive(Hello)]\npub struct S;\n\npub fn f() -> u8 { mac::seven!() + generated() + x::special() }\n\n#[cfg(test)]\nmod tests {\n    use hello::Hello;\n    #[test]\n    fn t() { assert_eq!(super::S::hello(), 1); }\n}\n",
+    )?;
+    write("ws/app/tests/it.rs", "#[test]\nfn t() { assert!(testing::check()); }\n")?;
+    write(
+        "ws/other/Cargo.toml",
+        "[package]\nname = \"other\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\", features = [\"f\"] }\n",
+    )?;
+    write("ws/other/src/lib.rs", "pub fn f() -> u8 { x::special() }\n")?;
+    let pairs = |keys: &[&str]| keys.iter().map(|k| ("app".to_string(), k.to_string())).collect();
+    let unused = pairs(&["pm_unused", "genunused", "devunused"]);
+    let needed = pairs(&["mac", "helper", "hello", "hello_derive", "genused", "x", "y", "testing"]);
+    Ok((unused, needed))
+}
+
 fn median(mut times: Vec<Duration>) -> Duration {
     times.sort();
     times[times.len() / 2]
@@ -452,6 +528,113 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         args.members,
         planted.len(),
         args.runs
+    );
+    print!("{table}");
+    tiers(&dir.join("cases"), &this, args.runs)
+}
+
+/// One tier's answer on a workspace: verified-unused (member, key), and per
+/// declaration its class and the compiler's verdict.
+struct TierRun {
+    unused: Findings,
+    classes: Vec<(String, Option<String>)>,
+}
+
+fn tier_run(ws: &Path, compiler: bool) -> anyhow::Result<(Duration, TierRun)> {
+    let mut cmd = command("cargo xtask deps", ws)?;
+    if compiler {
+        cmd.arg("--compiler");
+    }
+    let start = Instant::now();
+    let out = cmd.output().context("running cargo xtask deps")?;
+    let elapsed = start.elapsed();
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).with_context(|| {
+        format!(
+            "cargo xtask deps on {}: {}",
+            ws.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )
+    })?;
+    let mut run = TierRun { unused: Findings::new(), classes: Vec::new() };
+    for m in v["members"].as_array().into_iter().flatten() {
+        for d in m["dependencies"].as_array().into_iter().flatten() {
+            let class = d["class"].as_str().unwrap_or_default().to_string();
+            if class == "verified-unused" {
+                run.unused.insert((
+                    m["name"].as_str().unwrap_or("").into(),
+                    d["key"].as_str().unwrap_or("").into(),
+                ));
+            }
+            run.classes.push((class, d["compiler"].as_str().map(str::to_string)));
+        }
+    }
+    Ok((elapsed, run))
+}
+
+/// The static scan beside the compiler tier: on this workspace and on the cases
+/// workspace (with its truth). The compiler tier's first run after an ordinary check
+/// re-checks every member (the lint changes their flags); repeated runs find them fresh
+/// and replay the messages, so both are shown. "agrees" counts the declarations the
+/// compiler judged where the static class is "used" exactly when the compiler saw a use.
+fn tiers(cases_dir: &Path, this: &Path, runs: usize) -> anyhow::Result<()> {
+    let _ = std::fs::remove_dir_all(cases_dir);
+    let (truly_unused, needed) = generate_cases(cases_dir)?;
+    let cases = cases_dir.join("ws");
+    let mut table = String::from(
+        "| workspace | tier | first run | repeated (median) | verified unused | true positives | false positives | missed | static agrees with the compiler |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+    );
+    for (label, ws, scored) in [("this repository", this, false), ("cases", cases.as_path(), true)]
+    {
+        let mut static_classes = Vec::new();
+        for compiler in [false, true] {
+            // The first run comes after an ordinary check (members checked without the lint).
+            let plain = project::cargo()
+                .args(["check", "--workspace", "--all-targets", "--all-features", "--quiet"])
+                .arg("--manifest-path")
+                .arg(ws.join("Cargo.toml"))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .context("running cargo check")?;
+            anyhow::ensure!(plain.success(), "{} does not build: cargo check failed", ws.display());
+            let (first, answer) = tier_run(ws, compiler)?;
+            let times: Vec<Duration> = (0..runs.max(1))
+                .map(|_| tier_run(ws, compiler).map(|(t, _)| t))
+                .collect::<anyhow::Result<_>>()?;
+            let (tp, fp, missed) = if scored {
+                (
+                    answer.unused.intersection(&truly_unused).count().to_string(),
+                    answer.unused.intersection(&needed).count().to_string(),
+                    truly_unused.difference(&answer.unused).count().to_string(),
+                )
+            } else {
+                ("-".into(), "-".into(), "-".into())
+            };
+            let agreement = if compiler {
+                let judged: Vec<(&String, &String)> = static_classes
+                    .iter()
+                    .zip(&answer.classes)
+                    .filter_map(|((class, _), (_, verdict))| Some((class, verdict.as_ref()?)))
+                    .collect();
+                let agree = judged.iter().filter(|(c, v)| (*c == "used") == (*v == "used")).count();
+                format!("{agree} of {}", judged.len())
+            } else {
+                static_classes = answer.classes.clone();
+                "-".into()
+            };
+            let _ = writeln!(
+                table,
+                "| {label} | {} | {:.1} ms | {:.1} ms | {} | {tp} | {fp} | {missed} | {agreement} |",
+                if compiler { "compiler (--compiler)" } else { "static" },
+                first.as_secs_f64() * 1000.0,
+                median(times).as_secs_f64() * 1000.0,
+                answer.unused.len()
+            );
+        }
+    }
+    println!(
+        "\nStatic scan and compiler tier: the first run after an ordinary cargo check, then the median of {runs}:\n"
     );
     print!("{table}");
     Ok(())

@@ -1,6 +1,7 @@
 //! Manifest edits with `toml_edit`, keeping formatting and comments: removing a
 //! declaration with the feature values that name it, removing a
-//! `[workspace.dependencies]` entry, moving a declaration to `[dev-dependencies]`.
+//! `[workspace.dependencies]` entry, moving a declaration to `[dev-dependencies]`,
+//! turning on the `unused_crate_dependencies` lint for the compiler tier.
 //! Pure: documents in, documents out.
 
 use toml_edit::{DocumentMut, Entry, Item, Key, Table as TomlTable, TableLike};
@@ -180,6 +181,42 @@ fn put(t: &mut dyn TableLike, key: &Key, item: Item) {
     }
 }
 
+/// The lint the compiler tier reads.
+pub const UNUSED_CRATE_DEPS: &str = "unused_crate_dependencies";
+
+/// Sets `unused_crate_dependencies = "warn"` in a member's `[lints.rust]`. Returns false
+/// (changing nothing) when the member inherits its lints (`[lints] workspace = true`):
+/// then the root's `[workspace.lints.rust]` gets it, see [`warn_unused_crates_workspace`].
+pub fn warn_unused_crates(doc: &mut DocumentMut) -> bool {
+    let inherits =
+        doc.get("lints").and_then(|l| l.get("workspace")).and_then(Item::as_bool).unwrap_or(false);
+    if inherits {
+        return false;
+    }
+    set_warn(doc.as_table_mut(), &["lints", "rust"]);
+    true
+}
+
+/// Sets `unused_crate_dependencies = "warn"` in the root's `[workspace.lints.rust]`.
+pub fn warn_unused_crates_workspace(doc: &mut DocumentMut) {
+    set_warn(doc.as_table_mut(), &["workspace", "lints", "rust"]);
+}
+
+fn set_warn(root: &mut TomlTable, path: &[&str]) {
+    let mut table: &mut dyn TableLike = root;
+    for name in path {
+        if !table.get(name).is_some_and(Item::is_table_like) {
+            let mut t = TomlTable::new();
+            t.set_implicit(true);
+            table.insert(name, Item::Table(t));
+        }
+        table = table.get_mut(name).and_then(Item::as_table_like_mut).expect("just inserted");
+    }
+    // A `{ level = .., priority = .. }` form or `deny` would also do, but `warn` never
+    // stops the build.
+    table.insert(UNUSED_CRATE_DEPS, toml_edit::value("warn"));
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -287,5 +324,34 @@ mod tests {
         let before = d.to_string();
         assert!(move_to_dev(&mut d, "foo", None).unwrap_err().contains("optional"));
         assert_eq!(d.to_string(), before);
+    }
+
+    #[test]
+    fn the_unused_crates_lint_goes_to_the_member_or_the_workspace_table() {
+        let mut plain: DocumentMut = "[package]\nname = \"a\"\n".parse().unwrap();
+        assert!(warn_unused_crates(&mut plain));
+        assert_eq!(
+            plain.to_string(),
+            "[package]\nname = \"a\"\n\n[lints.rust]\nunused_crate_dependencies = \"warn\"\n"
+        );
+        let mut existing: DocumentMut =
+            "[lints.rust]\nunused_crate_dependencies = \"deny\"\nunsafe_code = \"forbid\"\n"
+                .parse()
+                .unwrap();
+        assert!(warn_unused_crates(&mut existing));
+        assert_eq!(
+            existing.to_string(),
+            "[lints.rust]\nunused_crate_dependencies = \"warn\"\nunsafe_code = \"forbid\"\n"
+        );
+        let mut inherits: DocumentMut = "[lints]\nworkspace = true\n".parse().unwrap();
+        assert!(!warn_unused_crates(&mut inherits));
+        assert_eq!(inherits.to_string(), "[lints]\nworkspace = true\n");
+        let mut root: DocumentMut = "[workspace]\nmembers = []\n".parse().unwrap();
+        warn_unused_crates_workspace(&mut root);
+        assert!(
+            root.to_string()
+                .ends_with("[workspace.lints.rust]\nunused_crate_dependencies = \"warn\"\n"),
+            "{root}"
+        );
     }
 }

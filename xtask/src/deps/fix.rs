@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-use super::analyze::{Analysis, Class, Table};
+use super::analyze::{Analysis, Class, Table, Verdict};
 use super::edit;
 use super::load::{Workspace, inherited_keys};
 use super::verify::{Cargo, Transaction};
@@ -30,6 +30,8 @@ pub struct Change {
     pub target: Option<String>,
     pub action: Action,
     pub class: Class,
+    /// The compiler tier saw it used (by this target), when it ran.
+    pub compiler_used_by: Option<String>,
 }
 
 impl Change {
@@ -72,6 +74,10 @@ pub fn changes(
                 target: f.target.clone(),
                 action,
                 class: f.class.clone(),
+                compiler_used_by: match &f.compiler {
+                    Some(Verdict::Used { by }) => Some(by.clone()),
+                    _ => None,
+                },
             });
         }
     }
@@ -85,6 +91,7 @@ pub fn changes(
                 target: None,
                 action: Action::RemoveWorkspaceEntry,
                 class: w.class.clone(),
+                compiler_used_by: None,
             });
         }
     }
@@ -173,6 +180,41 @@ pub fn apply(ws: &Workspace, changes: &[Change]) -> anyhow::Result<(NewTexts, Ve
     Ok((changed, notes))
 }
 
+/// The members the changes edit (not the `[workspace.dependencies]` table), each once.
+fn edited_packages(changes: &[Change]) -> Vec<&str> {
+    let mut out: Vec<&str> = changes
+        .iter()
+        .filter(|c| c.action != Action::RemoveWorkspaceEntry)
+        .map(|c| c.member.as_str())
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Confirms a change: the manifests load, the workspace builds, and so does each edited
+/// package on its own. Err names the step that failed.
+fn confirm(
+    cargo: &Cargo,
+    packages: &[&str],
+    all_features: bool,
+) -> anyhow::Result<Result<(), String>> {
+    if let Err(e) = cargo.metadata()? {
+        return Ok(Err(format!("cargo metadata failed: {e}")));
+    }
+    if let Err(e) = cargo.check(all_features)? {
+        return Ok(Err(format!("cargo check --workspace --all-targets failed: {e}")));
+    }
+    for package in packages {
+        if let Err(e) = cargo.check_package(package)? {
+            return Ok(Err(format!(
+                "package `{package}` no longer builds on its own (cargo check -p {package} --all-targets; other members' features hid it from the workspace check): {e}"
+            )));
+        }
+    }
+    Ok(Ok(()))
+}
+
 fn lockfile(ws: &Workspace) -> PathBuf {
     ws.root.join("Cargo.lock")
 }
@@ -220,10 +262,8 @@ pub fn verified_only(
     for (path, (_, new)) in &texts {
         txn.write(path, new)?;
     }
-    let verdict = match cargo.metadata()? {
-        Err(e) => Err(format!("cargo metadata failed: {e}")),
-        Ok(()) => cargo.check(false)?.map_err(|e| format!("cargo check failed: {e}")),
-    };
+    let packages = edited_packages(&changes);
+    let verdict = confirm(cargo, &packages, false)?;
     match verdict {
         Ok(()) => {
             txn.commit();
@@ -234,8 +274,9 @@ pub fn verified_only(
                 String::new()
             };
             println!(
-                "removed {} declaration(s){moves}; cargo check --workspace --all-targets passes",
-                changes.len() - moved
+                "removed {} declaration(s){moves}; cargo check --workspace --all-targets passes, and so does cargo check -p for {}",
+                changes.len() - moved,
+                packages.join(", ")
             );
             Ok(())
         }
@@ -247,10 +288,18 @@ pub fn verified_only(
                     "restored every file: the workspace does not build even without the removals ({before}); fix that first"
                 );
             }
-            eprintln!(
+            for package in &packages {
+                if let Err(before) = cargo.check_package(package)? {
+                    crate::user_error!(
+                        "restored every file: package `{package}` does not build on its own even without the removals ({before}); fix that first"
+                    );
+                }
+            }
+            let message = format!(
                 "{why}\nrestored every file; nothing was changed (try --with-verification to keep the removals that hold)"
             );
-            Err(Exit(1).into())
+            eprintln!("{message}");
+            Err(anyhow::Error::new(Exit(1)).context(message))
         }
     }
 }
@@ -271,8 +320,12 @@ pub fn with_verification(
     run_tests: bool,
     cargo: &Cargo,
 ) -> anyhow::Result<Vec<(Change, Outcome)>> {
-    let candidates =
-        changes(ws, analysis, &[Class::VerifiedUnused, Class::NeedsInvestigation], true);
+    let candidates = changes(
+        ws,
+        analysis,
+        &[Class::VerifiedUnused, Class::FeatureOnly, Class::NeedsInvestigation],
+        true,
+    );
     if candidates.is_empty() {
         println!("no candidates: nothing is unused, misplaced or in need of investigation");
         return Ok(Vec::new());
@@ -294,6 +347,13 @@ pub fn with_verification(
     };
     let mut results = Vec::new();
     for c in candidates {
+        if let Some(by) = &c.compiler_used_by {
+            // Settled without a build: removing it would break `by`.
+            let why = format!("the compiler sees it used by {by}");
+            println!("{}: kept, {why}", c.describe());
+            results.push((c, Outcome::Kept(why)));
+            continue;
+        }
         let (texts, _) = apply(ws, std::slice::from_ref(&c))?;
         if texts.is_empty() {
             // e.g. the workspace entry went with an earlier member removal.
@@ -312,10 +372,8 @@ pub fn with_verification(
         for (path, (_, new)) in &texts {
             txn.write(path, new)?;
         }
-        let mut verdict = cargo.metadata()?.map_err(|e| format!("cargo metadata: {e}"));
-        if verdict.is_ok() {
-            verdict = cargo.check(all_features)?;
-        }
+        let packages = edited_packages(std::slice::from_ref(&c));
+        let mut verdict = confirm(cargo, &packages, all_features)?;
         if verdict.is_ok() && run_tests {
             verdict = cargo.test(all_features)?;
         }
@@ -330,7 +388,9 @@ pub fn with_verification(
             }
         };
         match &outcome {
-            Outcome::Changed => println!("{}: done, the workspace still builds", c.describe()),
+            Outcome::Changed => {
+                println!("{}: done, the workspace and the package still build", c.describe())
+            }
             Outcome::Kept(e) => println!("{}: kept, {e}", c.describe()),
             Outcome::Skipped(_) => {}
         }

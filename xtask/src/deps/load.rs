@@ -21,6 +21,8 @@ pub struct Workspace {
     pub workspace_ignore: Vec<(String, String)>,
     /// Manifest path of each member, by member name.
     pub manifests: BTreeMap<String, PathBuf>,
+    /// Where the resolve graph is cached, and the key it must carry to be current.
+    pub graph_cache: (PathBuf, String),
 }
 
 /// Identifies one declaration across metadata runs: (member, table, target, key).
@@ -88,7 +90,8 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
     };
     let resolve =
         target.join("xtask").join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
-    meta::metadata_cache_path(manifest).into_iter().chain([resolve]).collect()
+    let graph = target.join("xtask").join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
+    meta::metadata_cache_path(manifest).into_iter().chain([resolve, graph]).collect()
 }
 
 /// The resolve results are cached (in `<target>/xtask/deps-resolve-<hash>.tsv`) under a
@@ -97,6 +100,13 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
 /// most of the run time.
 fn resolve_cache_path(meta: &Metadata) -> PathBuf {
     let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
+    meta.target_directory.join("xtask").join(name)
+}
+
+/// The resolve graph (for build savings), cached beside the resolve facts and under the
+/// same key.
+fn graph_cache_path(meta: &Metadata) -> PathBuf {
+    let name = format!("deps-graph-{}.tsv", meta::short_hash(&meta.workspace_root));
     meta.target_directory.join("xtask").join(name)
 }
 
@@ -135,7 +145,7 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
     let mut out = Resolved::new();
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
-        let [member, table, target, dep, krate, proc_macro, links, has_lib] = f[..] else {
+        let [member, table, target, dep, krate, proc_macro, links, has_lib, lib_src] = f[..] else {
             return None;
         };
         let table = match table {
@@ -144,8 +154,12 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
             _ => Table::Normal,
         };
         let opt = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        let facts =
-            DepFacts { proc_macro: proc_macro == "1", links: opt(links), has_lib: has_lib == "1" };
+        let facts = DepFacts {
+            proc_macro: proc_macro == "1",
+            links: opt(links),
+            has_lib: has_lib == "1",
+            lib_src: opt(lib_src).map(PathBuf::from),
+        };
         out.insert((member.into(), table, opt(target), dep.into()), (krate.into(), facts));
     }
     Some(out)
@@ -159,6 +173,10 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
             Table::Build => "build",
             Table::Normal => "normal",
         };
+        let lib_src = facts.lib_src.as_deref().and_then(Path::to_str);
+        if facts.lib_src.is_some() && lib_src.is_none() {
+            return; // not representable: run without a cache
+        }
         let fields = [
             member.as_str(),
             table,
@@ -168,6 +186,7 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
             if facts.proc_macro { "1" } else { "0" },
             facts.links.as_deref().unwrap_or(""),
             if facts.has_lib { "1" } else { "0" },
+            lib_src.unwrap_or(""),
         ];
         if fields.iter().any(|f| f.contains(['\t', '\n'])) {
             return; // not representable: run without a cache
@@ -217,7 +236,13 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             };
             let resolved = resolve_decls(&full);
             // Keyed after the full run, which may have written Cargo.lock.
-            write_cache(&cache, &cache_key(&meta), &resolved);
+            let key = cache_key(&meta);
+            write_cache(&cache, &key, &resolved);
+            super::savings::write_graph(
+                &graph_cache_path(&meta),
+                &key,
+                &super::savings::Graph::from_metadata(&full),
+            );
             resolved
         }
     };
@@ -230,8 +255,10 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
         .unwrap_or_default();
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
+    let workspace_hack = hakari_package(&root);
+    let target_dir = meta.target_directory.clone();
 
-    let build = |pkg: &Package, scans: &mut HashMap<PathBuf, FileScan>| -> anyhow::Result<Member> {
+    let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
         let manifest_path = pkg.manifest_path.as_path();
         let doc = if manifest_path == root_manifest {
             root_doc.clone()
@@ -261,9 +288,15 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
                 target,
                 optional: dep.optional,
                 facts,
+                features: dep.features.clone(),
+                workspace_hack: dep.name == workspace_hack,
             });
         }
-        scan_targets(&root, pkg, &mut member, scans);
+        scan_targets(&root, pkg, &mut member, &mut scans.files);
+        if member.includes_generated {
+            read_generated_code(&root, &target_dir, pkg, &mut member);
+        }
+        learn_expansions(&mut member, scans);
         Ok(member)
     };
     // Members are independent: two threads parse manifests and scan sources.
@@ -274,7 +307,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     std::thread::scope(|s| {
         for _ in 0..2 {
             s.spawn(|| {
-                let mut scans = HashMap::new();
+                let mut scans = Scans::default();
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                     let Some(pkg) = packages.get(i) else { break };
@@ -294,7 +327,119 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         manifests.insert(member.name.clone(), pkg.manifest_path.clone());
         members.push(member);
     }
-    Ok(Workspace { root, root_manifest, members, workspace_entries, workspace_ignore, manifests })
+    let graph_cache = (graph_cache_path(&meta), cache_key(&meta));
+    Ok(Workspace {
+        root,
+        root_manifest,
+        members,
+        workspace_entries,
+        workspace_ignore,
+        manifests,
+        graph_cache,
+    })
+}
+
+/// The name of cargo-hakari's workspace-hack package: `hakari-package` in
+/// `.config/hakari.toml`, else the conventional `workspace-hack`.
+fn hakari_package(root: &Path) -> String {
+    std::fs::read_to_string(root.join(".config/hakari.toml"))
+        .ok()
+        .and_then(|text| text.parse::<toml_edit::DocumentMut>().ok())
+        .and_then(|doc| doc.get("hakari-package").and_then(|v| v.as_str()).map(str::to_string))
+        .unwrap_or_else(|| "workspace-hack".into())
+}
+
+/// Reads the code the build script generated (`<target>/<profile>/build/<pkg>-<hash>/out`)
+/// for a package that `include!`s it, recording its references as normal code. Without
+/// any output (never built) the package stays marked, and its dependencies cautious.
+fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &mut Member) {
+    let mut files = Vec::new();
+    for profile in ["debug", "release"] {
+        let Ok(dirs) = std::fs::read_dir(target_dir.join(profile).join("build")) else {
+            continue;
+        };
+        for dir in dirs.flatten() {
+            let name = dir.file_name().to_string_lossy().into_owned();
+            let ours = name.strip_prefix(&pkg.name).and_then(|r| r.strip_prefix('-')).is_some_and(
+                |hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            );
+            if !ours {
+                continue;
+            }
+            let mut stack = vec![dir.path().join("out")];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+                    let p = e.path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else if p.extension().is_some_and(|x| x == "rs") {
+                        files.push(p);
+                    }
+                }
+            }
+        }
+    }
+    if files.is_empty() {
+        return;
+    }
+    files.sort();
+    for file in files {
+        let Ok(src) = std::fs::read_to_string(&file) else { return };
+        let rel = relative(root, &file);
+        for r in scan(&src).crate_refs() {
+            member.record_use(
+                &r.name,
+                Context::Normal,
+                Location { file: rel.clone(), line: r.line },
+            );
+        }
+    }
+    member.includes_generated = false;
+}
+
+/// What one thread has read, shared by the members it analyzes.
+#[derive(Default)]
+struct Scans {
+    files: HashMap<PathBuf, FileScan>,
+    /// Crates the macros of a library expand to, by its root file.
+    expansions: HashMap<PathBuf, Vec<String>>,
+}
+
+/// Learns what the macros of the member's named dependencies expand to, from their
+/// sources; only when something is left to explain (a declaration named nowhere, or a
+/// normal one named only in tests), so a clean workspace reads no dependency sources.
+fn learn_expansions(member: &mut Member, scans: &mut Scans) {
+    let unexplained = member.decls.iter().any(|d| match member.uses.get(&d.crate_name) {
+        None => true,
+        Some(uses) => d.table == Table::Normal && !uses.contains_key(&Context::Normal),
+    });
+    if !unexplained {
+        return;
+    }
+    for decl in &member.decls {
+        if !member.uses.contains_key(&decl.crate_name) && decl.table != Table::Build {
+            continue;
+        }
+        let Some(lib) = &decl.facts.lib_src else { continue };
+        if member.expansions.contains_key(&decl.crate_name) {
+            continue;
+        }
+        let roots = match scans.expansions.get(lib) {
+            Some(roots) => roots.clone(),
+            None => {
+                let mut roots = std::collections::BTreeSet::new();
+                for (file, _) in module_files(lib, &mut scans.files) {
+                    if let Ok(src) = std::fs::read_to_string(&file) {
+                        roots.extend(scan::macro_expansion_roots(&src));
+                    }
+                }
+                let roots: Vec<String> = roots.into_iter().collect();
+                scans.expansions.insert(lib.clone(), roots.clone());
+                roots
+            }
+        };
+        member.expansions.insert(decl.crate_name.clone(), roots);
+    }
 }
 
 /// Parses a manifest for reading only (cheaper than an editable `DocumentMut`).
@@ -328,6 +473,7 @@ fn facts_of(p: &Package) -> DepFacts {
         proc_macro: p.targets.iter().any(|t| t.is_kind("proc-macro")),
         links: p.links.clone(),
         has_lib: p.targets.iter().any(Target::is_lib),
+        lib_src: p.targets.iter().find(|t| t.is_lib()).map(|t| t.src_path.clone()),
     }
 }
 

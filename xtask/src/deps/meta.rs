@@ -1,6 +1,7 @@
 //! `cargo metadata`, read with `serde_json::Value`: only the fields the analysis needs.
-//! (The `cargo_metadata` crate would bring serde's derive macros, thiserror, semver and
-//! camino into every CI build of xtask for these few lines.)
+//! (The `cargo_metadata` crate would bring thiserror, semver, cargo-platform and camino
+//! into every CI build of xtask for these few lines; measured against the 20 s budget in
+//! docs/xtask.md.)
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -28,6 +29,7 @@ pub struct Metadata {
 pub struct Package {
     pub id: String,
     pub name: String,
+    pub version: String,
     pub manifest_path: PathBuf,
     pub targets: Vec<Target>,
     pub dependencies: Vec<Dependency>,
@@ -65,6 +67,8 @@ pub struct Dependency {
     pub target: Option<String>,
     pub optional: bool,
     pub path: Option<PathBuf>,
+    /// `features = [...]` of the declaration (with the inherited workspace entry's).
+    pub features: Vec<String>,
 }
 
 /// One edge of the resolve graph.
@@ -206,16 +210,28 @@ fn run_raw(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Vec<
     let out = cmd.output().context("running `cargo metadata`")?;
     if !out.status.success() {
         // The workspace does not load: a mistake in its manifests, reported in one line.
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
-        let first = lines().find_map(|l| l.strip_prefix("error: ")).unwrap_or("failed");
-        let cause = lines().next_back().unwrap_or("");
         crate::user_error!(
-            "cargo metadata for {}: {first} ({cause}); fix the manifest and run again",
-            manifest.display()
+            "cargo metadata for {}: {}; fix the manifest and run again",
+            manifest.display(),
+            one_line_error(&String::from_utf8_lossy(&out.stderr))
         );
     }
     Ok(out.stdout)
+}
+
+/// Cargo's error in one line: with cargo's own `file:line:col` when it points into a
+/// manifest (`--> app/Cargo.toml:6:17`), else the first error with its last cause.
+pub fn one_line_error(stderr: &str) -> String {
+    let lines = || stderr.lines().map(str::trim).filter(|l| !l.is_empty());
+    let first = lines().find_map(|l| l.strip_prefix("error: ")).unwrap_or("failed");
+    if let Some(location) = lines().find_map(|l| l.strip_prefix("--> ")) {
+        return format!("{location}: {first}");
+    }
+    let cause = lines().next_back().unwrap_or("");
+    if cause.strip_prefix("error: ") == Some(first) {
+        return first.to_string();
+    }
+    format!("{first} ({cause})")
 }
 
 fn s(v: &Value) -> Option<String> {
@@ -255,6 +271,7 @@ pub fn parse(v: &Value) -> Option<Metadata> {
                     target: s(&d["target"]),
                     optional: d["optional"].as_bool().unwrap_or(false),
                     path: d["path"].as_str().map(PathBuf::from),
+                    features: array(&d["features"]).filter_map(s).collect(),
                 })
             })
             .collect::<Option<_>>()?;
@@ -267,6 +284,7 @@ pub fn parse(v: &Value) -> Option<Metadata> {
         packages.push(Package {
             id: s(&p["id"])?,
             name: s(&p["name"])?,
+            version: s(&p["version"]).unwrap_or_default(),
             manifest_path: PathBuf::from(p["manifest_path"].as_str()?),
             targets,
             dependencies,
@@ -298,4 +316,21 @@ pub fn parse(v: &Value) -> Option<Metadata> {
         target_directory: PathBuf::from(v["target_directory"].as_str()?),
         workspace_metadata: v["metadata"].clone(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_malformed_manifest_keeps_cargos_location() {
+        let syntax = "error: unclosed inline table, expected `}`\n --> app/Cargo.toml:6:17\n  |\n6 | foo = { path = \n  |                ^\nerror: failed to load manifest for workspace member `/ws/app`\nreferenced by workspace at `/ws/Cargo.toml`\n";
+        assert_eq!(
+            super::one_line_error(syntax),
+            "app/Cargo.toml:6:17: unclosed inline table, expected `}`"
+        );
+        let missing = "error: failed to load manifest for workspace member `/ws/app`\nreferenced by workspace at `/ws/Cargo.toml`\n\nCaused by:\n  failed to read `/ws/nowhere/Cargo.toml`\n\nCaused by:\n  No such file or directory (os error 2)\n";
+        assert_eq!(
+            super::one_line_error(missing),
+            "failed to load manifest for workspace member `/ws/app` (No such file or directory (os error 2))"
+        );
+    }
 }

@@ -9,12 +9,14 @@
 
 mod analyze;
 mod bench;
+mod compiler;
 mod edit;
 mod fix;
 mod lexer;
 mod load;
 mod meta;
 mod report;
+mod savings;
 mod scan;
 #[cfg(test)]
 mod tests;
@@ -70,6 +72,12 @@ pub struct DepsArgs {
     /// Pass --offline to every cargo invocation.
     #[arg(long)]
     offline: bool,
+    /// Confirm the findings with the compiler: rustc's unused_crate_dependencies lint,
+    /// turned on for the members only (manifests restored afterwards), over one cargo
+    /// check of every target. Slower than the static scan; --with-verification always
+    /// uses it.
+    #[arg(long)]
+    compiler: bool,
     /// Run cargo metadata even if the cached results (target/xtask/deps-*) are current.
     #[arg(long)]
     no_cache: bool,
@@ -103,13 +111,21 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
         target_dir: None,
         offline: args.offline,
     };
+    if args.with_verification && !args.allow_dirty {
+        verify::ensure_clean(&ws.root)?;
+    }
+    let mut analysis = if args.compiler || args.with_verification {
+        compiler::confirm(&ws, analysis, &cargo)?
+    } else {
+        analysis
+    };
+    if !args.verified_only && !args.with_verification {
+        savings::measure(&ws, &mut analysis, args.offline)?;
+    }
     if args.verified_only {
         return fix::verified_only(&ws, &analysis, args.fix_misplaced, args.dry_run, &cargo);
     }
     if args.with_verification {
-        if !args.allow_dirty {
-            verify::ensure_clean(&ws.root)?;
-        }
         fix::with_verification(&ws, &analysis, args.test, &cargo)?;
         return Ok(());
     }

@@ -3,7 +3,35 @@
 use serde_json::json;
 use std::fmt::Write as _;
 
-use super::analyze::{Analysis, Class, Finding};
+use super::analyze::{Analysis, Class, Finding, Saving};
+
+/// The evidence, with the compiler tier's verdict and the build saving when known.
+fn evidence(f: &Finding) -> String {
+    let mut out = f.evidence.clone();
+    if let Some(v) = &f.compiler {
+        let _ = write!(out, " [compiler: {}]", v.label());
+    }
+    if let Some(s) = &f.saving {
+        let _ = write!(out, " [removal saves {}]", saving_text(s));
+    }
+    out
+}
+
+/// `3 crates, 4.2 s` (seconds only when cargo's timings had them).
+fn saving_text(s: &Saving) -> String {
+    let crates = match s.crates.len() {
+        1 => "1 crate".to_string(),
+        n => format!("{n} crates"),
+    };
+    match s.seconds {
+        Some(secs) => format!("{crates}, {secs:.1} s"),
+        None => crates,
+    }
+}
+
+fn saving_json(s: &Saving) -> serde_json::Value {
+    json!({"crates": s.crates, "seconds": s.seconds})
+}
 
 fn table_label(f: &Finding) -> String {
     match &f.target {
@@ -65,7 +93,7 @@ pub fn text(a: &Analysis) -> String {
                 } else {
                     f.key.clone()
                 };
-                [name, table_label(f), f.class.label().to_string(), f.evidence.clone()]
+                [name, table_label(f), f.class.label().to_string(), evidence(f)]
             })
             .collect();
         emit(format!("{} ({})", m.name, m.manifest), rows);
@@ -91,16 +119,40 @@ pub fn text(a: &Analysis) -> String {
 }
 
 pub fn summary(a: &Analysis) -> String {
-    format!(
-        "{} dependency declarations analyzed, {} potentially unused ({} verified unused, {} misplaced, {} need investigation)",
+    let compiler = match &a.compiler {
+        Some(run) => format!(
+            "; compiler tier ({:.1} s of cargo check{}): {} of them confirmed",
+            run.millis as f64 / 1000.0,
+            if run.all_features { " --all-features" } else { "" },
+            a.compiler_confirmed()
+        ),
+        None => String::new(),
+    };
+    let counts = format!(
+        "{} dependency declarations analyzed, {} potentially unused ({} verified unused, {} misplaced, {} feature-only, {} need investigation)",
         a.declarations(),
         a.count(&Class::VerifiedUnused)
             + a.count(&Class::Misplaced)
+            + a.count(&Class::FeatureOnly)
             + a.count(&Class::NeedsInvestigation),
         a.count(&Class::VerifiedUnused),
         a.count(&Class::Misplaced),
+        a.count(&Class::FeatureOnly),
         a.count(&Class::NeedsInvestigation),
-    )
+    );
+    let saving = match &a.total_saving {
+        Some(s) if a.count(&Class::VerifiedUnused) > 0 => format!(
+            "; removing the verified-unused ones saves {}{}",
+            saving_text(s),
+            if s.seconds.is_some() {
+                " of build time (cargo --timings)"
+            } else {
+                " (no cargo --timings data to time them)"
+            }
+        ),
+        _ => String::new(),
+    };
+    format!("{counts}{compiler}{saving}")
 }
 
 /// The analysis as JSON.
@@ -123,6 +175,8 @@ pub fn json(a: &Analysis) -> String {
                         "evidence": f.evidence,
                         "location": f.location.as_ref().map(|l| json!({"file": l.file, "line": l.line})),
                         "ignored_by": f.ignored_by,
+                        "compiler": f.compiler.as_ref().map(|v| v.label()),
+                        "saving": f.saving.as_ref().map(saving_json),
                     })
                 })
                 .collect();
@@ -149,8 +203,12 @@ pub fn json(a: &Analysis) -> String {
             "declarations": a.declarations(),
             "verified_unused": a.count(&Class::VerifiedUnused),
             "misplaced": a.count(&Class::Misplaced),
+            "feature_only": a.count(&Class::FeatureOnly),
             "needs_investigation": a.count(&Class::NeedsInvestigation),
             "used": a.count(&Class::Used),
+            "compiler_confirmed": a.compiler.as_ref().map(|_| a.compiler_confirmed()),
+            "compiler_seconds": a.compiler.as_ref().map(|r| r.millis as f64 / 1000.0),
+            "saving": a.total_saving.as_ref().map(saving_json),
         },
     });
     let mut out = serde_json::to_string_pretty(&value).expect("a JSON value always serializes");
@@ -177,7 +235,7 @@ pub fn markdown(a: &Analysis) -> String {
                     m.name,
                     table_label(f),
                     name,
-                    f.evidence.replace('|', "\\|")
+                    evidence(f).replace('|', "\\|")
                 ));
             }
         }
@@ -227,6 +285,16 @@ pub fn markdown(a: &Analysis) -> String {
         rows(&|f| {
             f.class == Class::Misplaced || (f.class == Class::NeedsInvestigation && no_lib(f))
         }),
+    );
+    section(
+        &mut out,
+        "Feature Only",
+        "Not named in code, but declared with `features = [...]`, named by a `[features]` \
+         entry, cargo-hakari's workspace-hack crate or a package commonly declared only for its \
+         features: it may be there only to enable features of another dependency's copy \
+         (feature unification). Never removed by `--verified-only`; `--with-verification` \
+         removes one only if every package still builds on its own (`cargo check -p`).",
+        rows(&|f| f.class == Class::FeatureOnly),
     );
     let mut investigate = rows(&|f| f.class == Class::NeedsInvestigation && !no_lib(f));
     for w in a.workspace.iter().filter(|w| w.class == Class::NeedsInvestigation) {
@@ -282,30 +350,49 @@ const METHODOLOGY: &str = "## Methodology
 - A path whose first segment is a module declared or imported (`use crate::..::foo`) in
   the same module, or in a block around it, is local, not a crate.
 - Unreferenced declarations that could be needed without a reference are \"needs
-  investigation\": proc-macro crates, crates other crates' macros expand to (a known list,
-  and `X` for a used proc-macro `X_derive`/`X_macros`/...), crates with `links`, optional
-  dependencies, packages without a library, packages often declared only for their
-  features (`getrandom`, `openssl`, ...), dependencies of packages that include code
-  generated by `build.rs`, and entries of an ignore list (`[package.metadata.xtask-deps]
-  ignore`, `[package.metadata.cargo-machete] ignored`, `[package.metadata.cargo-shear]
-  ignored`, and the `workspace.metadata` equivalents).
+  investigation\": crates other crates' macros expand to (a known list, `X` for a used
+  proc-macro `X_derive`/`X_macros`/..., and every `::name::` path in the `macro_rules!`
+  and `quote!` bodies of the dependencies the member names, read from their sources),
+  crates with `links`, optional dependencies, packages without a library, dependencies of
+  packages that include code generated by `build.rs` that has not been built yet (once
+  built, the generated files in `target/` are read like sources), and entries of an
+  ignore list (`[package.metadata.xtask-deps] ignore`, `[package.metadata.cargo-machete]
+  ignored`, `[package.metadata.cargo-shear] ignored`, and the `workspace.metadata`
+  equivalents).
+- Unreferenced declarations that may be there only to enable features are
+  \"feature-only\", never \"verified unused\": declared with `features = [...]`, named by a
+  `[features]` entry (`dep/feature`), cargo-hakari's workspace-hack crate (`hakari-package`
+  in `.config/hakari.toml`, else `workspace-hack`) and packages commonly declared only for
+  their features (`getrandom`, `openssl`, ...).
+- A proc-macro crate named nowhere (no path, attribute, derive import, `extern crate` or
+  macro call) and that no other crate's macros expand to is verified unused.
+
+- Each finding that is not used shows what its removal saves: the crate and every
+  transitive dependency nothing else in the workspace still needs (from `cargo metadata`'s
+  resolve graph), with their compile time from cargo's `--timings` report when one exists.
+- The compiler tier (`cargo xtask deps --compiler`, always part of
+  `--with-verification`) checks every target with rustc's `unused_crate_dependencies`
+  lint turned on for the members only, and combines the reports per target; this report
+  is the static scan's alone.
 
 ## Limitations
 
 - Macro expansion is not performed: a crate used only inside another crate's macro
-  expansion is found only through the known list above. If `--verified-only` then breaks
-  the build it restores every file; `--with-verification` settles such cases one by one
-  by compiling.
+  expansion is found through the known list and the paths in the dependencies' macro
+  bodies above, not when the macro gets the name as an argument. If `--verified-only` then
+  breaks the build it restores every file; the compiler tier sees such uses.
 - Code blocks in the doc comments of binaries count as doc tests, although rustdoc does
   not run them (this errs towards \"used\"). Indented (unfenced) code blocks are not
   read as doc tests.
-- The removal checks run `cargo check --workspace --all-targets`, which does not compile
+- The removal checks run `cargo check --workspace --all-targets` and `cargo check -p PKG
+  --all-targets` for every edited package (feature unification across members can hide a
+  package that no longer builds on its own); neither compiles
   doc tests: a dev-dependency only a doc test needs, if misjudged, would pass the check.
   `--with-verification --test` runs the tests, doc tests included.
 - `cfg` conditions other than `test` are not evaluated: code under any `cfg` counts.
-- A dependency kept only to select features of a transitive dependency (feature
-  unification) looks unused unless it is one of the few well-known ones; list it in an
-  ignore list.
+- A dependency kept only to select features of a transitive dependency through one of
+  its own dependencies (declared without `features`) looks unused; the per-package check
+  catches its removal, and an ignore list keeps it.
 - Modules declared by macros other than through literal `mod x;` tokens, and files
   included through computed paths, are not followed.
 - Glob imports of local modules (`use super::*`) that bring a module named like a crate

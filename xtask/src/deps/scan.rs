@@ -462,6 +462,59 @@ fn is_rust_block(info: &str) -> bool {
         .all(|w| RUST_ATTRS.contains(&w) || w.starts_with("ignore-"))
 }
 
+/// The crates a library's macros may expand to: the first segment of every path
+/// (`::name::..` or `name::..`) inside a `macro_rules!` definition or a `quote!`-like
+/// body (what a derive or attribute macro emits). `$crate::..`, metavariables
+/// (`$m::..`), interpolations (`#path::..`) and later segments do not count; `std`,
+/// `core` and `alloc` are not dependencies. A local module named like a dependency
+/// only makes that dependency "needs investigation", never wrongly unused.
+pub fn macro_expansion_roots(src: &str) -> BTreeSet<String> {
+    const EMITTERS: &[&str] = &["quote", "quote_spanned", "parse_quote", "parse_quote_spanned"];
+    let toks = tokenize(src);
+    let mut out = BTreeSet::new();
+    let mut i = 0;
+    while i + 2 < toks.len() {
+        let body = match toks[i].ident() {
+            Some("macro_rules") if toks[i + 1].is_punct("!") => i + 3,
+            Some(name) if EMITTERS.contains(&name) && toks[i + 1].is_punct("!") => i + 2,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        if !toks.get(body).is_some_and(|t| matches!(t.tok, Tok::Punct("(" | "[" | "{"))) {
+            i += 1;
+            continue;
+        }
+        let close = matching(&toks, body);
+        // Whether the token before index `k` lets a path start at `k`.
+        let starts_path = |k: usize| match &toks[k - 1].tok {
+            Tok::Ident(prev) => KEYWORDS_BEFORE_PATHS.contains(prev),
+            Tok::Punct(p) => !matches!(*p, ">" | ")" | "]" | "$" | "#" | "::" | "."),
+            _ => true,
+        };
+        for k in body + 1..close {
+            if !toks[k].is_punct("::") {
+                continue;
+            }
+            let name = if starts_path(k) {
+                toks.get(k + 1).and_then(Token::ident) // `::name`
+            } else if toks[k - 1].ident().is_some() && starts_path(k - 1) {
+                toks[k - 1].ident() // `name::`
+            } else {
+                None
+            };
+            if let Some(name) = name
+                && !NOT_CRATES.contains(&name)
+            {
+                out.insert(name.to_string());
+            }
+        }
+        i = close + 1;
+    }
+    out
+}
+
 /// The index of the bracket closing the one at `open` (or the last index).
 fn matching(toks: &[Token<'_>], open: usize) -> usize {
     let mut depth = 0i32;
@@ -810,5 +863,21 @@ mod tests {
         let s = scan("include!(\"gen.rs\");\ninclude!(concat!(env!(\"OUT_DIR\"), \"/x.rs\"));");
         assert_eq!(s.includes, ["gen.rs"]);
         assert!(s.includes_generated);
+    }
+
+    #[test]
+    fn macro_bodies_name_the_crates_their_expansions_need() {
+        let src = r#"
+            #[macro_export]
+            macro_rules! warn_once { ($($t:tt)*) => { ::log::warn!($($t)*); $crate::helper(); ::std::println!() } }
+            fn derive() -> TokenStream {
+                let path: Path = parse_quote!(::strum);
+                quote! { impl #path::IntoEnumIterator for X { type T = <Y as ::serde::Serialize>::Ok; } }
+            }
+            macro_rules! relative { ($m:ident) => { helper::value() + $m::x() + a.b::<c::D>() } }
+            fn ordinary() { ::not_in_a_macro::f(); a::b(); }
+        "#;
+        let got: Vec<_> = macro_expansion_roots(src).into_iter().collect();
+        assert_eq!(got, ["c", "helper", "log", "serde", "strum"]);
     }
 }

@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::analyze::{Analysis, Class};
+use super::analyze::{Analysis, Class, Verdict};
 use super::fix::{self, Outcome};
 use super::load;
 use super::verify::Cargo;
@@ -465,7 +465,9 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
     let fx = removal_fixture("verified");
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
-    assert_eq!(class_of(&a, "app", "unused", "dependencies").0, "verified-unused");
+    assert_eq!(class_of(&a, "app", "gone", "dependencies").0, "verified-unused");
+    // Named by features (`unused/extra`): it may be there only for them, never removed.
+    assert_eq!(class_of(&a, "app", "unused", "dependencies").0, "feature-only");
     assert_eq!(class_of(&a, "app", "testing", "dependencies").0, "misplaced");
 
     // Dry run: nothing written.
@@ -476,7 +478,7 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
     fix::verified_only(&ws, &a, true, false, &fx.cargo()).unwrap();
     assert_eq!(
         fx.read("app/Cargo.toml"),
-        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n# the one we need\nused = { workspace = true }\n\n[features]\ndefault = [\"fast\"]\nfast = [\"used/extra\"]\n\n[dev-dependencies]\ntesting = { path = \"../../ext/testing\" }\n"
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\n# the one we need\nused = { workspace = true }\nunused = { path = \"../../ext/unused\" } # not needed\n\n[features]\ndefault = [\"fast\"]\nfast = [\"used/extra\", \"unused/extra\"]\nonly-unused = [\"unused/extra\"]\n\n[dev-dependencies]\ntesting = { path = \"../../ext/testing\" }\n"
     );
     assert_eq!(
         fx.read("Cargo.toml"),
@@ -490,15 +492,72 @@ fn verified_only_removes_declarations_features_and_workspace_entries_and_the_wor
 }
 
 #[test]
+fn each_finding_shows_what_its_removal_saves_timed_by_cargos_report() {
+    let fx = removal_fixture("saving");
+    // `gone` pulls in `deep`, which nothing else needs; `used` needs `shared`, and so
+    // would `gone`.
+    fx.ext("deep", "", "pub fn f() {}\n").ext("shared", "", "pub fn f() {}\n");
+    fx.ext(
+        "gone",
+        "gone\n[dependencies]\ndeep = { path = \"../deep\" }\nshared = { path = \"../shared\" }",
+        "pub fn f() {}\n",
+    );
+    fx.ext(
+        "used",
+        "used\n[features]\nextra = []\n[dependencies]\nshared = { path = \"../shared\" }",
+        "pub fn f() -> u8 { 1 }\n",
+    );
+    fx.file(
+        "target/cargo-timings/cargo-timing.html",
+        r#"<script>const UNIT_DATA = [
+{"i": 0, "name": "gone", "version": "0.1.0", "mode": "todo", "target": "", "start": 0.0, "duration": 1.25},
+{"i": 1, "name": "deep", "version": "0.1.0", "mode": "todo", "target": "", "start": 0.0, "duration": 2.0},
+{"i": 2, "name": "shared", "version": "0.1.0", "mode": "todo", "target": "", "start": 0.0, "duration": 9.0}
+];</script>"#,
+    );
+    let ws = fx.load();
+    let mut a = super::analyze_workspace(&ws);
+    let report = super::savings::measure(&ws, &mut a, true).unwrap();
+    assert!(report.is_some_and(|p| p.ends_with("cargo-timings/cargo-timing.html")));
+    let gone = a.members[0].findings.iter().find(|f| f.key == "gone").unwrap();
+    assert_eq!(gone.class, Class::VerifiedUnused);
+    let saving = gone.saving.clone().unwrap();
+    assert_eq!(saving.crates, ["deep v0.1.0", "gone v0.1.0"]);
+    assert_eq!(saving.seconds, Some(3.25));
+    let total = a.total_saving.clone().unwrap();
+    assert_eq!(total.crates, saving.crates, "the only verified-unused one");
+    let text = super::render(&a, super::Format::Text);
+    assert!(text.contains("[removal saves 2 crates, 3.2 s]"), "{text}");
+    assert!(
+        text.contains("removing the verified-unused ones saves 2 crates, 3.2 s of build time"),
+        "{text}"
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&super::render(&a, super::Format::Json)).unwrap();
+    assert_eq!(json["summary"]["saving"]["seconds"], 3.25);
+    let dep = json["members"][0]["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["key"] == "gone")
+        .unwrap()
+        .clone();
+    assert_eq!(dep["saving"]["crates"][1], "gone v0.1.0");
+    assert!(super::report::markdown(&a).contains("[removal saves 2 crates, 3.2 s]"));
+}
+
+#[test]
 fn verified_only_restores_every_file_when_the_build_breaks() {
     let fx = removal_fixture("restore");
-    // `helper` is needed only by the expansion of `mac::seven!()`: a static analysis
-    // cannot see that, the build can.
+    // `helper` is needed only by the expansion of `mac::seven!(helper)`, which gets the
+    // crate's name as an argument: no scan of either source sees a path to it, the
+    // build does.
     fx.file(
         "app/Cargo.toml",
         "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\n",
     )
-    .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!() }\n");
+    .file("app/src/lib.rs", "pub fn f() -> u8 { mac::seven!(helper) }\n")
+    .ext("mac", "", "#[macro_export]\nmacro_rules! seven { ($k:ident) => { $k::value() } }\n");
     fx.cargo().metadata().unwrap().unwrap(); // create Cargo.lock first: it must survive too
     let ws = fx.load();
     let a = super::analyze_workspace(&ws);
@@ -526,6 +585,176 @@ fn verified_only_on_a_workspace_that_does_not_build_says_so_and_restores() {
     assert!(user.0.contains("does not build even without the removals"), "{}", user.0);
     assert!(user.0.contains("missing_fn"), "names the compiler error: {}", user.0);
     assert_eq!(fx.snapshot(), before, "every file restored, Cargo.lock included");
+}
+
+/// Two members: `app` calls `x::special()`, which exists only with `x`'s feature `f`.
+/// `app` gets that feature only through `y` (declared for that alone, named nowhere);
+/// `other` enables it too, so the workspace builds without `y`, but `app` alone does not.
+fn unification_fixture(name: &str) -> Fixture {
+    let fx = Fixture::new(name);
+    fx.ext("x", "x\n[features]\nf = []", "#[cfg(feature = \"f\")]\npub fn special() -> u8 { 1 }\n")
+        .ext(
+            "y",
+            "y\n[dependencies]\nx = { path = \"../x\", features = [\"f\"] }",
+            "pub fn g() {}\n",
+        );
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\", \"other\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\" }\ny = { path = \"../../ext/y\" }\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() -> u8 { x::special() }\n")
+        .file(
+            "other/Cargo.toml",
+            "[package]\nname = \"other\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\", features = [\"f\"] }\n",
+        )
+        .file("other/src/lib.rs", "pub fn f() -> u8 { x::special() }\n");
+    fx
+}
+
+#[test]
+fn verified_only_checks_each_edited_package_alone_and_restores_when_one_breaks() {
+    let fx = unification_fixture("unify");
+    fx.cargo().metadata().unwrap().unwrap(); // Cargo.lock exists and must survive
+    let ws = fx.load();
+    let a = super::analyze_workspace(&ws);
+    // Statically (and for the compiler too) `y` is unused: nothing names it.
+    assert_eq!(class_of(&a, "app", "y", "dependencies").0, "verified-unused");
+    let before = fx.snapshot();
+    let err = fix::verified_only(&ws, &a, false, false, &fx.cargo()).unwrap_err();
+    assert!(matches!(err.downcast_ref::<crate::project::Exit>(), Some(crate::project::Exit(1))));
+    let message = format!("{err:#}");
+    assert!(message.contains("package `app` no longer builds on its own"), "{message}");
+    assert!(message.contains("special"), "names the compiler error: {message}");
+    let after = fx.snapshot();
+    let changed: Vec<_> = before.keys().filter(|k| before.get(*k) != after.get(*k)).collect();
+    assert!(changed.is_empty(), "not restored: {changed:?}");
+    // The hole this closes: without `y` the workspace check alone passes.
+    std::fs::write(
+        fx.dir.join("ws/app/Cargo.toml"),
+        fx.read("app/Cargo.toml").replace("y = { path = \"../../ext/y\" }\n", ""),
+    )
+    .unwrap();
+    assert_eq!(fx.cargo().check(false).unwrap(), Ok(()));
+    assert!(fx.cargo().check_package("app").unwrap().is_err());
+}
+
+/// The cases a scan of the sources cannot settle, for both tiers: the buildable
+/// workspace `cargo xtask deps bench` compares the tiers on.
+fn compiler_fixture(name: &str) -> Fixture {
+    let fx = Fixture::new(name);
+    super::bench::generate_cases(&fx.dir).unwrap();
+    fx
+}
+
+#[test]
+fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_manifests() {
+    let fx = compiler_fixture("compiler");
+    // The fixture's own `target/`, where the static scan looks for generated code too.
+    let cargo = Cargo { target_dir: None, ..fx.cargo() };
+    let ws = fx.load();
+    let stat = super::analyze_workspace(&ws);
+    let c = |a: &Analysis, key: &str| class_of(a, "app", key, "dependencies").0;
+    // What the static scan alone says before anything was built: the generated code is
+    // not there yet, so every normal dependency could be named by it.
+    assert_eq!(c(&stat, "helper"), "needs-investigation");
+    assert_eq!(c(&stat, "genunused"), "needs-investigation");
+    assert_eq!(c(&stat, "genused"), "needs-investigation", "generated code not built yet");
+    let hello = class_of(&stat, "app", "hello", "dependencies");
+    assert_eq!(hello.0, "used", "named only in tests, but `hello_derive` expands to it");
+    assert!(hello.1.contains("macros of `hello_derive`"), "{}", hello.1);
+    assert_eq!(c(&stat, "pm_unused"), "needs-investigation");
+    assert_eq!(c(&stat, "featured"), "feature-only");
+
+    let manifests = |fx: &Fixture| (fx.read("Cargo.toml"), fx.read("app/Cargo.toml"));
+    let before = manifests(&fx);
+    let combined = super::compiler::confirm(&ws, stat, &cargo).unwrap();
+    assert_eq!(manifests(&fx), before, "the lint was turned on only for the run");
+    let verdict = |key: &str, table: &str| {
+        combined.members[0]
+            .findings
+            .iter()
+            .find(|f| f.key == key && f.table.toml_name() == table)
+            .and_then(|f| f.compiler.clone())
+    };
+    assert_eq!(c(&combined, "helper"), "used");
+    assert_eq!(c(&combined, "hello"), "used");
+    assert_eq!(c(&combined, "mac"), "used");
+    assert_eq!(c(&combined, "pm_unused"), "verified-unused");
+    assert_eq!(verdict("pm_unused", "dependencies"), Some(Verdict::Unused));
+    assert_eq!(c(&combined, "genused"), "used");
+    assert_eq!(c(&combined, "genunused"), "verified-unused", "settled by the compiler");
+    assert_eq!(c(&combined, "featured"), "feature-only", "the lint cannot see features");
+    assert_eq!(verdict("featured", "dependencies"), Some(Verdict::Unused));
+    assert!(matches!(verdict("testing", "dev-dependencies"), Some(Verdict::Used { .. })));
+    assert_eq!(verdict("devunused", "dev-dependencies"), Some(Verdict::Unused));
+    assert_eq!(class_of(&combined, "app", "devunused", "dev-dependencies").0, "verified-unused");
+    // `y` is there only so that `app` gets `x`'s feature: neither tier can see that (the
+    // per-package check of --verified-only does, see above).
+    assert_eq!(c(&combined, "y"), "verified-unused");
+    assert_eq!(c(&combined, "x"), "used");
+    assert_eq!(combined.compiler_confirmed(), 5, "{}", super::report::text(&combined));
+    let text = super::report::text(&combined);
+    assert!(text.contains("[compiler: unused]") && text.contains("compiler tier ("), "{text}");
+
+    // Once built, the static scan reads the generated code: only what it names is kept,
+    // and `helper` is kept because `mac`'s macro names it.
+    let rebuilt = super::analyze_workspace(&fx.load());
+    assert_eq!(c(&rebuilt, "genused"), "used");
+    assert_eq!(c(&rebuilt, "genunused"), "verified-unused");
+    let pm = class_of(&rebuilt, "app", "pm_unused", "dependencies");
+    assert_eq!(pm.0, "verified-unused", "a proc-macro crate named nowhere");
+    assert!(pm.1.starts_with("proc-macro crate named nowhere"), "{}", pm.1);
+    let helper = class_of(&rebuilt, "app", "helper", "dependencies");
+    assert_eq!(
+        helper,
+        ("needs-investigation".into(), "macros of `mac` expand to paths in this crate".into())
+    );
+    // No tier calls anything the code needs "verified unused".
+    let needed = ["helper", "hello", "mac", "hello_derive", "genused", "featured"];
+    for a in [&combined, &rebuilt] {
+        for key in needed {
+            assert_ne!(c(a, key), "verified-unused", "{key}");
+        }
+    }
+}
+
+/// The issue's own cases with real crates.io crates (resolved offline from the local
+/// registry cache, as `cargo build` left them): `log` needed only by the expansion of a
+/// `warn_once!`-style macro of another crate, and `indoc`, a proc-macro crate nothing
+/// names.
+#[test]
+fn registry_crates_a_cross_crate_macro_and_a_never_named_proc_macro_in_both_tiers() {
+    let fx = Fixture::new("registry");
+    fx.ext(
+        "log_once",
+        "",
+        "#[macro_export]\nmacro_rules! warn_once { ($($t:tt)*) => { log::warn!($($t)*) } }\n",
+    );
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlog_once = { path = \"../../ext/log_once\" }\nlog = \"0.4\"\nindoc = \"2\"\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() { log_once::warn_once!(\"once\"); }\n");
+    let ws = load::load(&fx.manifest(), true, true).unwrap_or_else(|e| {
+        panic!("resolving log and indoc offline needs them in the local cargo registry cache (run any `cargo fetch` once): {e:#}")
+    });
+    let stat = super::analyze_workspace(&ws);
+    let log = class_of(&stat, "app", "log", "dependencies");
+    assert_eq!(
+        log,
+        ("needs-investigation".into(), "macros of `log_once` expand to paths in this crate".into())
+    );
+    let indoc = class_of(&stat, "app", "indoc", "dependencies");
+    assert_eq!(indoc.0, "verified-unused", "{indoc:?}");
+    assert!(indoc.1.starts_with("proc-macro crate named nowhere"), "{}", indoc.1);
+
+    let combined = super::compiler::confirm(&ws, stat, &fx.cargo()).unwrap();
+    assert_eq!(class_of(&combined, "app", "log", "dependencies").0, "used");
+    assert_eq!(class_of(&combined, "app", "indoc", "dependencies").0, "verified-unused");
+    let indoc = combined.members[0].findings.iter().find(|f| f.key == "indoc").unwrap();
+    assert_eq!(indoc.compiler, Some(Verdict::Unused), "confirmed by the compiler");
 }
 
 #[test]
@@ -582,8 +811,11 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
         .file("app/src/lib.rs", "pub fn f() { first::f() }\n");
     let cold = fx.analyze();
     let files = load::cache_files(&fx.manifest());
-    assert_eq!(files.len(), 2);
-    assert!(files.iter().all(|f| f.is_file()), "the layout and the resolve are cached: {files:?}");
+    assert_eq!(files.len(), 3);
+    assert!(
+        files.iter().all(|f| f.is_file()),
+        "the layout, the resolve facts and the resolve graph are cached: {files:?}"
+    );
 
     let warm = fx.analyze();
     assert_eq!(cold, warm);
@@ -602,6 +834,18 @@ fn a_broken_manifest_is_a_user_error() {
     let err = load::load(&fx.manifest(), true, true).err().expect("must fail");
     let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
     assert!(user.0.contains("Cargo.toml") && user.0.contains("fix the manifest"), "{}", user.0);
+    assert!(!user.0.contains('\n'), "one line: {}", user.0);
+}
+
+#[test]
+fn a_manifest_syntax_error_names_cargos_file_line_and_column() {
+    let fx = Fixture::new("syntax");
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\n")
+        .file("app/Cargo.toml", "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[dependencies]\nfoo = 5\n")
+        .file("app/src/lib.rs", "");
+    let err = load::load(&fx.manifest(), true, true).err().expect("must fail");
+    let user = err.downcast_ref::<crate::project::UserError>().expect("a user error (exit 2)");
+    assert!(user.0.contains("Cargo.toml:6:7: invalid type: integer `5`"), "{}", user.0);
     assert!(!user.0.contains('\n'), "one line: {}", user.0);
 }
 

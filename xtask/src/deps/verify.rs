@@ -238,6 +238,11 @@ impl Cargo {
 
     /// Runs cargo; Err holds the first error line of its output.
     fn run(&self, args: &[&str]) -> anyhow::Result<Result<(), String>> {
+        Ok(self.run_capturing(args)?.1)
+    }
+
+    /// Runs cargo; returns its standard output, and Err with the first error line.
+    pub fn run_capturing(&self, args: &[&str]) -> anyhow::Result<(String, Result<(), String>)> {
         let mut cmd = self.command(args);
         cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let child = cmd.spawn().with_context(|| format!("starting cargo {}", args.join(" ")))?;
@@ -248,15 +253,12 @@ impl Cargo {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
         let output = output.with_context(|| format!("waiting for cargo {}", args.join(" ")))?;
+        let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
         if output.status.success() {
-            return Ok(Ok(()));
+            return Ok((stdout, Ok(())));
         }
-        let text = format!(
-            "{}\n{}",
-            String::from_utf8_lossy(&output.stderr),
-            String::from_utf8_lossy(&output.stdout)
-        );
-        Ok(Err(first_error(&text)))
+        let text = format!("{}\n{}", String::from_utf8_lossy(&output.stderr), stdout);
+        Ok((stdout, Err(first_error(&text))))
     }
 
     /// The manifests still load and resolve.
@@ -272,6 +274,12 @@ impl Cargo {
             args.push("--all-features");
         }
         self.run(&args)
+    }
+
+    /// `cargo check -p PKG --all-targets`: the package on its own, with its default
+    /// features, so that features other members enable cannot hide a break.
+    pub fn check_package(&self, package: &str) -> anyhow::Result<Result<(), String>> {
+        self.run(&["check", "-p", package, "--all-targets", "--quiet", "--message-format", "short"])
     }
 
     pub fn test(&self, all_features: bool) -> anyhow::Result<Result<(), String>> {
