@@ -75,8 +75,9 @@ pub async fn send<'e>(
     .await
 }
 
-/// Sends `message` to `queue`, invisible for `delay` (used for retry backoff). No
-/// notification: consumers find it by polling once it becomes visible.
+/// Sends `message` to `queue`, invisible for `delay` (used for retry backoff). It
+/// notifies too: a woken consumer finds nothing visible yet, asks [`next_visible_in`] and
+/// sleeps exactly until the message is due instead of a whole poll interval.
 pub async fn send_delayed<'e>(
     executor: impl PgExecutor<'e>,
     queue: &str,
@@ -84,13 +85,74 @@ pub async fn send_delayed<'e>(
     delay: Duration,
 ) -> sqlx::Result<i64> {
     sqlx::query_scalar(
-        "SELECT pgmq.send($1, $2::jsonb, clock_timestamp() + make_interval(secs => $3))",
+        "SELECT pgmq.send($1, $2::jsonb, clock_timestamp() + make_interval(secs => $3))
+         FROM (SELECT pg_notify($4, '')) AS notified",
     )
     .bind(queue)
     .bind(message)
     .bind(delay.as_secs_f64())
+    .bind(channel_name(queue))
     .fetch_one(executor)
     .await
+}
+
+/// PGMQ's table of `queue`. Queue names are checked before they get here (config
+/// validation); anything else is refused rather than spliced into SQL.
+fn queue_table(queue: &str) -> sqlx::Result<String> {
+    if queue.is_empty() || !queue.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        return Err(sqlx::Error::Protocol(format!("invalid queue name `{queue}`")));
+    }
+    Ok(format!("pgmq.q_{}", queue.to_ascii_lowercase()))
+}
+
+/// How long until the next message of `queue` that is invisible now (delayed, or claimed
+/// by a consumer that may die) becomes visible; `None` when there is none. Consumers
+/// sleep at most this long, so a retry is picked up at its due time, not at the next
+/// fallback poll.
+pub async fn next_visible_in<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+) -> sqlx::Result<Option<Duration>> {
+    let seconds: Option<f64> = sqlx::query_scalar(&format!(
+        "SELECT EXTRACT(EPOCH FROM min(vt) - clock_timestamp())::float8 FROM {}",
+        queue_table(queue)?
+    ))
+    .fetch_one(executor)
+    .await?;
+    Ok(seconds.map(|seconds| Duration::from_secs_f64(seconds.max(0.0))))
+}
+
+/// How long a consumer that found `queue` empty sleeps (NOTIFY wakes it sooner): until
+/// the next invisible message (a delayed retry, or a claim that may expire) is due, at
+/// most `poll`.
+pub async fn idle_wait(pool: &PgPool, queue: &str, poll: Duration) -> Duration {
+    match next_visible_in(pool, queue).await {
+        // A millisecond at least: a message already due was taken by a sibling consumer.
+        Ok(Some(due)) => due.clamp(Duration::from_millis(1), poll),
+        Ok(None) => poll,
+        Err(err) => {
+            tracing::warn!("reading the next due time of {queue} failed: {err}");
+            poll
+        }
+    }
+}
+
+/// Deletes every message of `queue` whose top-level `key` is the string `value` (e.g. all
+/// steps of a failed task); returns how many were deleted. A consumer already holding one
+/// finds it gone when it tries to delete it.
+pub async fn delete_matching<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    key: &str,
+    value: &str,
+) -> sqlx::Result<u64> {
+    let deleted =
+        sqlx::query(&format!("DELETE FROM {} WHERE message->>$1 = $2", queue_table(queue)?))
+            .bind(key)
+            .bind(value)
+            .execute(executor)
+            .await?;
+    Ok(deleted.rows_affected())
 }
 
 /// Reads up to `quantity` visible messages, hiding each for `visibility_timeout_seconds`.

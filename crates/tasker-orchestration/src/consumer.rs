@@ -45,8 +45,10 @@ pub async fn run(
             }
         }
         if idle {
+            let wait =
+                pgmq_notify::idle_wait(engine.pool(), &queue, queues.polling_interval()).await;
             tokio::select! {
-                _ = waker.wait(&queue, queues.polling_interval()) => {}
+                _ = waker.wait(&queue, wait) => {}
                 _ = shutdown.changed() => {}
             }
         }
@@ -73,6 +75,18 @@ impl Drop for RunningFlag {
 
 async fn apply(engine: &Engine, queue: &str, message: &QueueMessage) -> anyhow::Result<()> {
     let mut tx = engine.pool().begin().await?;
+    let max_deliveries = engine.queues().max_deliveries;
+    if message.read_ct > max_deliveries {
+        // Applying it failed (or killed the server) every time: keep it for inspection.
+        tracing::error!(
+            msg_id = message.msg_id,
+            "result message archived after {} deliveries (queues.max_deliveries = {max_deliveries})",
+            message.read_ct - 1
+        );
+        pgmq_notify::archive(&mut *tx, queue, message.msg_id).await?;
+        tx.commit().await?;
+        return Ok(());
+    }
     match serde_json::from_value::<StepResultMessage>(message.message.clone()) {
         Ok(result) => {
             let effect = engine.apply_result(&mut tx, &result).await?;

@@ -24,8 +24,9 @@ pub enum ResultEffect {
     Completed { enqueued: Vec<String>, task_complete: bool },
     /// The attempt failed and another is scheduled after `delay`.
     RetryScheduled { attempt: i32, delay: Duration },
-    /// The last allowed attempt failed: step and task are in error.
-    Failed,
+    /// The last allowed attempt failed (or its message was dead-lettered): the step is in
+    /// error; the task too, and its `cancelled` steps could no longer run.
+    Failed { cancelled: Vec<String> },
     /// A duplicate or stale message (at-least-once delivery): nothing changed.
     Ignored(String),
 }
@@ -221,8 +222,14 @@ impl Engine {
                     .await?;
                 Ok(ResultEffect::Completed { enqueued, task_complete })
             }
-            StepOutcome::Error { message: error } => {
-                if attempts < max_attempts && task.state == TaskState::InProgress.as_str() {
+            StepOutcome::Error { message: error }
+            | StepOutcome::DeadLettered { message: error } => {
+                // A dead-lettered step crashed its workers: another attempt would too.
+                let retryable = matches!(message.outcome, StepOutcome::Error { .. });
+                if retryable
+                    && attempts < max_attempts
+                    && task.state == TaskState::InProgress.as_str()
+                {
                     let delay = self.backoff.delay_after(attempts as u32);
                     sqlx::query(
                         "UPDATE tasker.workflow_steps SET last_error = $2 WHERE step_uuid = $1",
@@ -247,12 +254,51 @@ impl Engine {
                     .await?;
                     // A task that already ended (another step failed first) keeps its end.
                     let in_progress = task.state == TaskState::InProgress.as_str();
+                    let cancelled = if in_progress {
+                        self.cancel_unfinished_steps(conn, &task, &step_name).await?
+                    } else {
+                        Vec::new()
+                    };
                     touch_task(conn, message.task_uuid, in_progress.then_some(TaskState::Error))
                         .await?;
-                    Ok(ResultEffect::Failed)
+                    Ok(ResultEffect::Failed { cancelled })
                 }
             }
         }
+    }
+
+    /// When a task fails, its steps not yet finished can never complete it: they become
+    /// `cancelled`, and their queued messages (delayed retries, steps not yet claimed) are
+    /// deleted. A message a worker already holds is run, but its result finds the step
+    /// `cancelled` and is ignored. Returns the cancelled steps' names.
+    async fn cancel_unfinished_steps(
+        &self,
+        conn: &mut PgConnection,
+        task: &TaskRow,
+        failed_step: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let cancelled: Vec<String> = sqlx::query_scalar(
+            "UPDATE tasker.workflow_steps
+             SET state = 'cancelled', next_attempt_at = NULL, completed_at = clock_timestamp(),
+                 last_error = $2
+             WHERE task_uuid = $1 AND state IN ('pending', 'enqueued')
+             RETURNING name",
+        )
+        .bind(task.task_uuid)
+        .bind(format!("cancelled: step `{failed_step}` failed, so the task ended in error"))
+        .fetch_all(&mut *conn)
+        .await?;
+        if !cancelled.is_empty() {
+            let queue = self.queues.namespace_queue(&task.namespace);
+            pgmq_notify::delete_matching(
+                &mut *conn,
+                &queue,
+                "task_uuid",
+                &task.task_uuid.to_string(),
+            )
+            .await?;
+        }
+        Ok(cancelled)
     }
 
     /// Enqueues every pending step whose dependencies are all complete; returns their

@@ -417,8 +417,10 @@ async fn consume(
         });
         if batch.is_empty() {
             drop(permits);
+            let wait =
+                pgmq_notify::idle_wait(&shared.pool, &queue, queues.polling_interval()).await;
             tokio::select! {
-                _ = waker.wait(&queue, queues.polling_interval()) => {}
+                _ = waker.wait(&queue, wait) => {}
                 _ = stop.changed() => {}
             }
             continue;
@@ -452,7 +454,7 @@ impl Drop for RunningConsumer {
 }
 
 async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
-    let QueueMessage { msg_id, message: body, .. } = message;
+    let QueueMessage { msg_id, read_ct, message: body } = message;
     let step: StepMessage = match serde_json::from_value(body) {
         Ok(step) => step,
         Err(err) => {
@@ -463,6 +465,30 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             return;
         }
     };
+    let max_deliveries = shared.config.queues.max_deliveries;
+    if read_ct > max_deliveries {
+        // Each earlier delivery ended without a result: its worker died running it.
+        // Running it again would only kill this worker too.
+        let why = format!(
+            "dead-lettered: the step message was delivered {} times without a result              (queues.max_deliveries = {max_deliveries}); the handler probably crashes its              worker; message {msg_id} archived in the archive of {queue}",
+            read_ct - 1
+        );
+        tracing::error!(step = step.step_name, attempt = step.attempt, "{why}");
+        let result = step_result(shared, &step, StepOutcome::DeadLettered { message: why });
+        if let Err(err) = post_result(shared, queue, msg_id, &result, Disposal::Archive).await {
+            tracing::error!(
+                step = step.step_name,
+                "dead-lettering failed ({err:#}); retried later"
+            );
+        }
+        return;
+    }
+    tracing::debug!(
+        step_uuid = %step.step_uuid,
+        attempt = step.attempt,
+        worker_id = shared.worker_id,
+        "running step"
+    );
     let timeout = shared.step_timeout;
     let outcome = match shared.registry.get(&step.namespace, &step.handler) {
         None => Err(format!(
@@ -500,17 +526,12 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
     if let Err(error) = &outcome {
         tracing::info!(step = step.step_name, attempt = step.attempt, "step failed: {error}");
     }
-    let result = StepResultMessage {
-        task_uuid: step.task_uuid,
-        step_uuid: step.step_uuid,
-        attempt: step.attempt,
-        worker_id: shared.worker_id.clone(),
-        outcome: match outcome {
-            Ok(result) => StepOutcome::Complete { result },
-            Err(message) => StepOutcome::Error { message },
-        },
+    let outcome = match outcome {
+        Ok(result) => StepOutcome::Complete { result },
+        Err(message) => StepOutcome::Error { message },
     };
-    if let Err(err) = post_result(shared, queue, msg_id, &result).await {
+    let result = step_result(shared, &step, outcome);
+    if let Err(err) = post_result(shared, queue, msg_id, &result, Disposal::Delete).await {
         tracing::error!(
             step = step.step_name,
             "posting the result failed ({err:#}); the step reappears after its visibility timeout"
@@ -535,12 +556,31 @@ async fn keep_hidden(shared: &Shared, queue: &str, msg_id: i64) -> std::convert:
     }
 }
 
-/// Sends the result and deletes the step message in one transaction.
+fn step_result(shared: &Shared, step: &StepMessage, outcome: StepOutcome) -> StepResultMessage {
+    StepResultMessage {
+        task_uuid: step.task_uuid,
+        step_uuid: step.step_uuid,
+        attempt: step.attempt,
+        worker_id: shared.worker_id.clone(),
+        outcome,
+    }
+}
+
+/// What happens to a step message once its result is posted.
+#[derive(Clone, Copy)]
+enum Disposal {
+    Delete,
+    /// Kept in the queue's PGMQ archive table (`pgmq.a_<queue>`): the dead-letter place.
+    Archive,
+}
+
+/// Sends the result and deletes (or archives) the step message in one transaction.
 async fn post_result(
     shared: &Shared,
     queue: &str,
     msg_id: i64,
     result: &StepResultMessage,
+    disposal: Disposal,
 ) -> anyhow::Result<()> {
     let mut tx = shared.pool.begin().await?;
     pgmq_notify::send(
@@ -549,7 +589,10 @@ async fn post_result(
         &serde_json::to_value(result)?,
     )
     .await?;
-    pgmq_notify::delete(&mut *tx, queue, msg_id).await?;
+    match disposal {
+        Disposal::Delete => pgmq_notify::delete(&mut *tx, queue, msg_id).await?,
+        Disposal::Archive => pgmq_notify::archive(&mut *tx, queue, msg_id).await?,
+    };
     tx.commit().await?;
     Ok(())
 }
