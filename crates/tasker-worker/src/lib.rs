@@ -8,7 +8,10 @@
 //! transaction. While a handler runs, the worker keeps extending the message's visibility
 //! timeout; a worker killed mid-step neither extends nor deletes it, so it reappears within
 //! `queues.visibility_timeout_seconds` and another worker runs it (handlers must therefore
-//! tolerate being run again for the same attempt).
+//! tolerate being run again for the same attempt). A message read more than
+//! `queues.max_deliveries` times is not run again: it is archived (the dead-letter place)
+//! and a `dead_lettered` result fails the step. An idle consumer sleeps until a NOTIFY,
+//! the next delayed message's due time, or the fallback poll, whichever comes first.
 //!
 //! # Public API
 //!
