@@ -75,6 +75,36 @@ pub async fn send<'e>(
     .await
 }
 
+/// Sends `messages` to `queue` in one statement and notifies its listeners once (at
+/// commit when inside a transaction). Returns the message ids.
+pub async fn send_batch<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    messages: &[Value],
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar(
+        "SELECT pgmq.send_batch($1, $2::jsonb[]) FROM (SELECT pg_notify($3, '')) AS notified",
+    )
+    .bind(queue)
+    .bind(messages)
+    .bind(channel_name(queue))
+    .fetch_all(executor)
+    .await
+}
+
+/// Deletes the messages `msg_ids` of `queue` in one statement; returns the ids deleted.
+pub async fn delete_batch<'e>(
+    executor: impl PgExecutor<'e>,
+    queue: &str,
+    msg_ids: &[i64],
+) -> sqlx::Result<Vec<i64>> {
+    sqlx::query_scalar("SELECT pgmq.delete($1, $2::bigint[])")
+        .bind(queue)
+        .bind(msg_ids)
+        .fetch_all(executor)
+        .await
+}
+
 /// Sends `message` to `queue`, invisible for `delay` (used for retry backoff). It
 /// notifies too: a woken consumer finds nothing visible yet, asks [`next_visible_in`] and
 /// sleeps exactly until the message is due instead of a whole poll interval.
@@ -153,6 +183,42 @@ pub async fn delete_matching<'e>(
             .execute(executor)
             .await?;
     Ok(deleted.rows_affected())
+}
+
+/// What [`send_and_remove`] does with the message it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Removal {
+    Delete,
+    /// Moves it to the queue's archive table (`pgmq.a_<queue>`), kept for inspection.
+    Archive,
+}
+
+/// Sends `message` to `to_queue` (notifying its listeners) and deletes or archives
+/// message `msg_id` of `from_queue`, in one statement: atomic without an explicit
+/// transaction, one round trip instead of four. Returns whether `msg_id` was still there.
+pub async fn send_and_remove<'e>(
+    executor: impl PgExecutor<'e>,
+    to_queue: &str,
+    message: &Value,
+    from_queue: &str,
+    msg_id: i64,
+    removal: Removal,
+) -> sqlx::Result<bool> {
+    let remove = match removal {
+        Removal::Delete => "pgmq.delete",
+        Removal::Archive => "pgmq.archive",
+    };
+    sqlx::query_scalar(&format!(
+        "SELECT {remove}($4, $5::bigint)
+         FROM (SELECT pgmq.send($1, $2::jsonb), pg_notify($3, '')) AS sent"
+    ))
+    .bind(to_queue)
+    .bind(message)
+    .bind(channel_name(to_queue))
+    .bind(from_queue)
+    .bind(msg_id)
+    .fetch_one(executor)
+    .await
 }
 
 /// Reads up to `quantity` visible messages, hiding each for `visibility_timeout_seconds`.

@@ -63,7 +63,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pgmq_notify::{QueueMessage, QueueWaker};
+use pgmq_notify::{QueueMessage, QueueWaker, Removal};
 use serde_json::Value;
 use sqlx::PgPool;
 use tasker_shared::TaskerConfig;
@@ -478,7 +478,7 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
         );
         tracing::error!(step = step.step_name, attempt = step.attempt, "{why}");
         let result = step_result(shared, &step, StepOutcome::DeadLettered { message: why });
-        if let Err(err) = post_result(shared, queue, msg_id, &result, Disposal::Archive).await {
+        if let Err(err) = post_result(shared, queue, msg_id, &result, Removal::Archive).await {
             tracing::error!(
                 step = step.step_name,
                 "dead-lettering failed ({err:#}); retried later"
@@ -534,7 +534,7 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
         Err(message) => StepOutcome::Error { message },
     };
     let result = step_result(shared, &step, outcome);
-    if let Err(err) = post_result(shared, queue, msg_id, &result, Disposal::Delete).await {
+    if let Err(err) = post_result(shared, queue, msg_id, &result, Removal::Delete).await {
         tracing::error!(
             step = step.step_name,
             "posting the result failed ({err:#}); the step reappears after its visibility timeout"
@@ -569,33 +569,22 @@ fn step_result(shared: &Shared, step: &StepMessage, outcome: StepOutcome) -> Ste
     }
 }
 
-/// What happens to a step message once its result is posted.
-#[derive(Clone, Copy)]
-enum Disposal {
-    Delete,
-    /// Kept in the queue's PGMQ archive table (`pgmq.a_<queue>`): the dead-letter place.
-    Archive,
-}
-
-/// Sends the result and deletes (or archives) the step message in one transaction.
+/// Sends the result and deletes (or archives) the step message, atomically.
 async fn post_result(
     shared: &Shared,
     queue: &str,
     msg_id: i64,
     result: &StepResultMessage,
-    disposal: Disposal,
+    removal: Removal,
 ) -> anyhow::Result<()> {
-    let mut tx = shared.pool.begin().await?;
-    pgmq_notify::send(
-        &mut *tx,
+    pgmq_notify::send_and_remove(
+        &shared.pool,
         &shared.config.queues.step_results_queue,
         &serde_json::to_value(result)?,
+        queue,
+        msg_id,
+        removal,
     )
     .await?;
-    match disposal {
-        Disposal::Delete => pgmq_notify::delete(&mut *tx, queue, msg_id).await?,
-        Disposal::Archive => pgmq_notify::archive(&mut *tx, queue, msg_id).await?,
-    };
-    tx.commit().await?;
     Ok(())
 }
