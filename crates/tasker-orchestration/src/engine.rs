@@ -114,14 +114,15 @@ impl Engine {
         }
         let internal = |err: sqlx::Error| CreateTaskError::Internal(err.into());
         let task_uuid = Uuid::new_v4();
-        let mut tx = self.pool.begin().await.map_err(internal)?;
-        // The task and its steps in one statement (the foreign key is checked at its end).
+        let step_uuids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::new_v4()).collect();
         let steps: Vec<Value> = template
             .steps
             .iter()
+            .zip(&step_uuids)
             .enumerate()
-            .map(|(position, step)| {
+            .map(|(position, (step, step_uuid))| {
                 serde_json::json!({
+                    "step_uuid": step_uuid,
                     "position": position,
                     "name": step.name,
                     "handler": step.handler,
@@ -130,17 +131,51 @@ impl Engine {
                 })
             })
             .collect();
+        // The root steps' messages: first attempt, nothing to depend on.
+        let root_messages = template
+            .steps
+            .iter()
+            .zip(&step_uuids)
+            .filter(|(step, _)| step.depends_on.is_empty())
+            .map(|(step, step_uuid)| {
+                serde_json::to_value(StepMessage {
+                    task_uuid,
+                    step_uuid: *step_uuid,
+                    namespace: template.namespace.clone(),
+                    task_name: template.name.clone(),
+                    task_version: template.version.clone(),
+                    step_name: step.name.clone(),
+                    handler: step.handler.clone(),
+                    attempt: 1,
+                    max_attempts: step.max_attempts as i32,
+                    context: request.context.clone(),
+                    dependency_results: BTreeMap::new(),
+                })
+            })
+            .collect::<Result<Vec<Value>, _>>()
+            .map_err(|err| CreateTaskError::Internal(err.into()))?;
+        let queue = self.queues.namespace_queue(&template.namespace);
+        // The task, its steps (roots already enqueued) and the roots' messages in one
+        // statement: atomic without a transaction, one round trip. The foreign key is
+        // checked at the statement's end, when the task row exists.
         sqlx::query(
             "WITH task AS (
                INSERT INTO tasker.tasks (task_uuid, namespace, name, version, context, state)
-               VALUES ($1, $2, $3, $4, $5, 'in_progress'))
-             INSERT INTO tasker.workflow_steps
-               (step_uuid, task_uuid, position, name, handler, depends_on, max_attempts, state)
-             SELECT gen_random_uuid(), $1, s.position, s.name, s.handler,
-                    ARRAY(SELECT jsonb_array_elements_text(s.depends_on)), s.max_attempts,
-                    'pending'
-             FROM jsonb_to_recordset($6) AS s(position integer, name text, handler text,
-                                              depends_on jsonb, max_attempts integer)",
+               VALUES ($1, $2, $3, $4, $5, 'in_progress')),
+             steps AS (
+               INSERT INTO tasker.workflow_steps
+                 (step_uuid, task_uuid, position, name, handler, depends_on, max_attempts,
+                  state, attempts, enqueued_at)
+               SELECT s.step_uuid, $1, s.position, s.name, s.handler,
+                      ARRAY(SELECT jsonb_array_elements_text(s.depends_on)), s.max_attempts,
+                      CASE WHEN root THEN 'enqueued' ELSE 'pending' END,
+                      CASE WHEN root THEN 1 ELSE 0 END,
+                      CASE WHEN root THEN clock_timestamp() END
+               FROM jsonb_to_recordset($6) AS s(step_uuid uuid, position integer, name text,
+                                                handler text, depends_on jsonb,
+                                                max_attempts integer),
+                    LATERAL (SELECT jsonb_array_length(s.depends_on) = 0 AS root) AS r)
+             SELECT pgmq.send_batch($7, $8::jsonb[]) FROM (SELECT pg_notify($9, '')) AS notified",
         )
         .bind(task_uuid)
         .bind(&template.namespace)
@@ -148,19 +183,12 @@ impl Engine {
         .bind(&template.version)
         .bind(&request.context)
         .bind(Value::Array(steps))
-        .execute(&mut *tx)
+        .bind(&queue)
+        .bind(&root_messages)
+        .bind(pgmq_notify::channel_name(&queue))
+        .execute(&self.pool)
         .await
         .map_err(internal)?;
-        let task = TaskRow {
-            task_uuid,
-            namespace: template.namespace.clone(),
-            name: template.name.clone(),
-            version: template.version.clone(),
-            state: TaskState::InProgress.as_str().to_string(),
-            context: request.context.clone(),
-        };
-        self.enqueue_ready_steps(&mut tx, &task).await.map_err(CreateTaskError::Internal)?;
-        tx.commit().await.map_err(internal)?;
         Ok(task_uuid)
     }
 
@@ -327,9 +355,9 @@ impl Engine {
         }
     }
 
-    /// Enqueues every pending step whose dependencies are all complete, in three
-    /// statements whatever their number (claim, dependency results, one batch send);
-    /// returns their names in template order.
+    /// Enqueues every pending step whose dependencies are all complete, in two statements
+    /// whatever their number (the claim, which also reads the dependencies' results, and
+    /// one batch send); returns their names in template order.
     async fn enqueue_ready_steps(
         &self,
         conn: &mut PgConnection,
@@ -345,7 +373,11 @@ impl Engine {
                  LEFT JOIN tasker.workflow_steps p ON p.task_uuid = s.task_uuid AND p.name = d.name
                  WHERE p.state IS DISTINCT FROM 'complete')
              RETURNING s.step_uuid, s.position, s.name, s.handler, s.attempts, s.max_attempts,
-                       s.depends_on",
+                       s.depends_on, (
+                         SELECT jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
+                         FROM tasker.workflow_steps p
+                         WHERE p.task_uuid = s.task_uuid AND p.name = ANY(s.depends_on)
+                       ) AS dependency_results",
         )
         .bind(task.task_uuid)
         .fetch_all(&mut *conn)
@@ -370,7 +402,11 @@ impl Engine {
                  next_attempt_at = CASE WHEN $2 > 0
                      THEN clock_timestamp() + make_interval(secs => $2) END
              WHERE step_uuid = $1
-             RETURNING step_uuid, position, name, handler, attempts, max_attempts, depends_on",
+             RETURNING step_uuid, position, name, handler, attempts, max_attempts, depends_on,
+                       (SELECT jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
+                        FROM tasker.workflow_steps p
+                        WHERE p.task_uuid = workflow_steps.task_uuid
+                          AND p.name = ANY(workflow_steps.depends_on)) AS dependency_results",
         )
         .bind(step_uuid)
         .bind(delay.as_secs_f64())
@@ -379,7 +415,7 @@ impl Engine {
         self.send_steps(conn, task, &[step], delay).await
     }
 
-    /// Sends the messages of steps just marked enqueued, with their dependencies' results.
+    /// Sends the messages of steps just marked enqueued.
     async fn send_steps(
         &self,
         conn: &mut PgConnection,
@@ -390,25 +426,6 @@ impl Engine {
         if steps.is_empty() {
             return Ok(());
         }
-        let mut dependencies: Vec<&String> =
-            steps.iter().flat_map(|step| &step.depends_on).collect();
-        dependencies.sort();
-        dependencies.dedup();
-        let results: BTreeMap<String, Value> = if dependencies.is_empty() {
-            BTreeMap::new()
-        } else {
-            sqlx::query_as::<_, (String, Option<Value>)>(
-                "SELECT name, result FROM tasker.workflow_steps
-                 WHERE task_uuid = $1 AND name = ANY($2)",
-            )
-            .bind(task.task_uuid)
-            .bind(&dependencies)
-            .fetch_all(&mut *conn)
-            .await?
-            .into_iter()
-            .map(|(name, result)| (name, result.unwrap_or(Value::Null)))
-            .collect()
-        };
         let messages = steps
             .iter()
             .map(|step| {
@@ -423,13 +440,7 @@ impl Engine {
                     attempt: step.attempts,
                     max_attempts: step.max_attempts,
                     context: task.context.clone(),
-                    dependency_results: step
-                        .depends_on
-                        .iter()
-                        .map(|name| {
-                            (name.clone(), results.get(name).cloned().unwrap_or(Value::Null))
-                        })
-                        .collect(),
+                    dependency_results: step.dependency_results.clone(),
                 };
                 serde_json::to_value(&message)
             })
@@ -513,7 +524,8 @@ struct ClaimedStep {
     handler: String,
     attempts: i32,
     max_attempts: i32,
-    depends_on: Vec<String>,
+    /// The results of the steps it depends on, by name (read with the claim).
+    dependency_results: BTreeMap<String, Value>,
 }
 
 impl<'r> sqlx::FromRow<'r, PgRow> for ClaimedStep {
@@ -525,7 +537,12 @@ impl<'r> sqlx::FromRow<'r, PgRow> for ClaimedStep {
             handler: row.try_get("handler")?,
             attempts: row.try_get("attempts")?,
             max_attempts: row.try_get("max_attempts")?,
-            depends_on: row.try_get("depends_on")?,
+            dependency_results: row
+                .try_get::<Option<sqlx::types::Json<BTreeMap<String, Value>>>, _>(
+                    "dependency_results",
+                )?
+                .map(|json| json.0)
+                .unwrap_or_default(),
         })
     }
 }
