@@ -5,8 +5,8 @@
 //! cargo run --release -p tasker-core --example load_bench -- [N ...]   (default 1 100 1000)
 //! ```
 //! Reads TASKER_TEST_ORCHESTRATION_URL, TASKER_TEST_WORKER_URL and DATABASE_URL (what
-//! `cargo xtask services up` writes to target/xtask/services.env). Per row: the burst's
-//! wall time on the server (first `created_at` to last `completed_at`), tasks/s and
+//! `cargo xtask services up` writes to target/xtask/services.env). Per row: how long the
+//! clients took to submit the burst, the burst's wall time on the server (first `created_at` to last `completed_at`), tasks/s and
 //! steps/s over it, p50/p99 task latency (`completed_at - created_at`), the most database
 //! connections open at once (sampled every 20 ms, this program's own excluded), and the
 //! checks: every task complete with its exact result, every step run in one attempt, no
@@ -39,6 +39,8 @@ const APPLICATION_NAME: &str = "tasker_load_bench";
 struct Row {
     workflow: &'static str,
     tasks: usize,
+    /// How long the submitting clients took to get every `201`.
+    submit: Duration,
     wall: Duration,
     steps: i64,
     p50: Duration,
@@ -70,17 +72,17 @@ fn main() {
     let pool = runtime.block_on(connect());
 
     println!(
-        "{:<17} {:>5} {:>8} {:>8} {:>8} {:>9} {:>9} {:>5}  checks",
-        "workflow", "N", "wall", "tasks/s", "steps/s", "p50", "p99", "conns"
+        "{:<17} {:>5} {:>8} {:>8} {:>8} {:>8} {:>9} {:>9} {:>5}  checks",
+        "workflow", "N", "submit", "wall", "tasks/s", "steps/s", "p50", "p99", "conns"
     );
     let mut failed = false;
     for &(workflow, steps_per_task, last_step, expected) in WORKFLOWS {
         // One task first, so connection pools and caches are warm.
         burst(&runtime, &pool, &client, workflow, 1);
         for &tasks in &sizes {
-            let uuids = burst(&runtime, &pool, &client, workflow, tasks);
-            let mut row =
-                runtime.block_on(measure(&pool, workflow, &uuids, last_step, expected));
+            let (uuids, submit) = burst(&runtime, &pool, &client, workflow, tasks);
+            let mut row = runtime.block_on(measure(&pool, workflow, &uuids, last_step, expected));
+            row.submit = submit;
             row.connections = PEAK_CONNECTIONS.load(Ordering::SeqCst);
             assert_eq!(row.steps, steps_per_task * tasks as i64, "steps of {workflow}");
             failed |= !row.problems.is_empty();
@@ -111,8 +113,9 @@ fn burst(
     client: &TaskerClient,
     workflow: &str,
     tasks: usize,
-) -> Vec<Uuid> {
+) -> (Vec<Uuid>, Duration) {
     PEAK_CONNECTIONS.store(0, Ordering::SeqCst);
+    let submitting = Instant::now();
     let done = Arc::new(AtomicBool::new(false));
     let sampler = runtime.spawn(sample_connections(pool.clone(), Arc::clone(&done)));
     let uuids: Vec<Uuid> = std::thread::scope(|scope| {
@@ -138,6 +141,7 @@ fn burst(
             .collect();
         handles.into_iter().flat_map(|h| h.join().expect("a submitter")).collect()
     });
+    let submit = submitting.elapsed();
     let started = Instant::now();
     runtime.block_on(async {
         loop {
@@ -161,7 +165,7 @@ fn burst(
     });
     done.store(true, Ordering::SeqCst);
     runtime.block_on(sampler).expect("the sampler");
-    uuids
+    (uuids, submit)
 }
 
 async fn sample_connections(pool: PgPool, done: Arc<AtomicBool>) {
@@ -254,6 +258,7 @@ async fn measure(
     Row {
         workflow,
         tasks: uuids.len(),
+        submit: Duration::ZERO,
         wall: Duration::from_secs_f64(wall),
         steps,
         p50: percentile(0.50),
@@ -271,9 +276,10 @@ fn print_row(row: &Row) {
         format!("FAILED: {}", row.problems.join("; "))
     };
     println!(
-        "{:<17} {:>5} {:>6.2} s {:>8.0} {:>8.0} {:>6.0} ms {:>6.0} ms {:>5}  {checks}",
+        "{:<17} {:>5} {:>6.2} s {:>6.2} s {:>8.0} {:>8.0} {:>6.0} ms {:>6.0} ms {:>5}  {checks}",
         row.workflow,
         row.tasks,
+        row.submit.as_secs_f64(),
         seconds,
         row.tasks as f64 / seconds,
         row.steps as f64 / seconds,

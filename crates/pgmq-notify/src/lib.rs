@@ -65,10 +65,12 @@ pub async fn send<'e>(
     queue: &str,
     message: &Value,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT pgmq.send($1, $2::jsonb) FROM (SELECT pg_notify($3, '')) AS notified",
-    )
-    .bind(queue)
+    sqlx::query_scalar(&format!(
+        "INSERT INTO {} (vt, message)
+         SELECT clock_timestamp(), $1 FROM (SELECT pg_notify($2, '')) AS notified
+         RETURNING msg_id",
+        queue_table(queue)?
+    ))
     .bind(message)
     .bind(channel_name(queue))
     .fetch_one(executor)
@@ -82,10 +84,14 @@ pub async fn send_batch<'e>(
     queue: &str,
     messages: &[Value],
 ) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar(
-        "SELECT pgmq.send_batch($1, $2::jsonb[]) FROM (SELECT pg_notify($3, '')) AS notified",
-    )
-    .bind(queue)
+    sqlx::query_scalar(&format!(
+        "INSERT INTO {} (vt, message)
+         SELECT clock_timestamp(), m
+         FROM unnest($1::jsonb[]) WITH ORDINALITY AS u(m, n), (SELECT pg_notify($2, '')) AS notified
+         ORDER BY n
+         RETURNING msg_id",
+        queue_table(queue)?
+    ))
     .bind(messages)
     .bind(channel_name(queue))
     .fetch_all(executor)
@@ -98,11 +104,13 @@ pub async fn delete_batch<'e>(
     queue: &str,
     msg_ids: &[i64],
 ) -> sqlx::Result<Vec<i64>> {
-    sqlx::query_scalar("SELECT pgmq.delete($1, $2::bigint[])")
-        .bind(queue)
-        .bind(msg_ids)
-        .fetch_all(executor)
-        .await
+    sqlx::query_scalar(&format!(
+        "DELETE FROM {} WHERE msg_id = ANY($1) RETURNING msg_id",
+        queue_table(queue)?
+    ))
+    .bind(msg_ids)
+    .fetch_all(executor)
+    .await
 }
 
 /// Sends `message` to `queue`, invisible for `delay` (used for retry backoff). It
@@ -114,11 +122,13 @@ pub async fn send_delayed<'e>(
     message: &Value,
     delay: Duration,
 ) -> sqlx::Result<i64> {
-    sqlx::query_scalar(
-        "SELECT pgmq.send($1, $2::jsonb, clock_timestamp() + make_interval(secs => $3))
-         FROM (SELECT pg_notify($4, '')) AS notified",
-    )
-    .bind(queue)
+    sqlx::query_scalar(&format!(
+        "INSERT INTO {} (vt, message)
+         SELECT clock_timestamp() + make_interval(secs => $2), $1
+         FROM (SELECT pg_notify($3, '')) AS notified
+         RETURNING msg_id",
+        queue_table(queue)?
+    ))
     .bind(message)
     .bind(delay.as_secs_f64())
     .bind(channel_name(queue))
@@ -126,9 +136,11 @@ pub async fn send_delayed<'e>(
     .await
 }
 
-/// PGMQ's table of `queue`. Queue names are checked before they get here (config
-/// validation); anything else is refused rather than spliced into SQL.
-fn queue_table(queue: &str) -> sqlx::Result<String> {
+/// PGMQ's table of `queue` (`pgmq.q_<queue>`). The hot operations run plain SQL on it:
+/// prepared once per connection, where PGMQ's functions plan dynamic SQL on every call.
+/// Queue names are checked before they get here (config validation); anything else is
+/// refused rather than spliced into SQL.
+pub fn queue_table(queue: &str) -> sqlx::Result<String> {
     if queue.is_empty() || !queue.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(sqlx::Error::Protocol(format!("invalid queue name `{queue}`")));
     }
@@ -204,38 +216,61 @@ pub async fn send_and_remove<'e>(
     msg_id: i64,
     removal: Removal,
 ) -> sqlx::Result<bool> {
-    let remove = match removal {
-        Removal::Delete => "pgmq.delete",
-        Removal::Archive => "pgmq.archive",
+    let sent = format!(
+        "sent AS (INSERT INTO {} (vt, message)
+                  SELECT clock_timestamp(), $1 FROM (SELECT pg_notify($2, '')) AS notified
+                  RETURNING msg_id)",
+        queue_table(to_queue)?
+    );
+    let sql = match removal {
+        Removal::Delete => format!(
+            "WITH removed AS (DELETE FROM {} WHERE msg_id = $3 RETURNING msg_id), {sent}
+             SELECT EXISTS (SELECT 1 FROM removed) FROM sent",
+            queue_table(from_queue)?
+        ),
+        // Rare (dead letters): PGMQ's own function.
+        Removal::Archive => format!("WITH {sent} SELECT pgmq.archive($4, $3::bigint) FROM sent"),
     };
-    sqlx::query_scalar(&format!(
-        "SELECT {remove}($4, $5::bigint)
-         FROM (SELECT pgmq.send($1, $2::jsonb), pg_notify($3, '')) AS sent"
-    ))
-    .bind(to_queue)
-    .bind(message)
-    .bind(channel_name(to_queue))
-    .bind(from_queue)
-    .bind(msg_id)
-    .fetch_one(executor)
-    .await
+    let query = sqlx::query_scalar(&sql);
+    let query = query.bind(message).bind(channel_name(to_queue)).bind(msg_id);
+    match removal {
+        Removal::Delete => query.fetch_one(executor).await,
+        Removal::Archive => query.bind(from_queue).fetch_one(executor).await,
+    }
 }
 
 /// Reads up to `quantity` visible messages, hiding each for `visibility_timeout_seconds`.
 /// A consumer that dies before deleting a message lets it reappear after that time.
+/// Concurrent readers never get the same message (`FOR UPDATE SKIP LOCKED`).
 pub async fn read<'e>(
     executor: impl PgExecutor<'e>,
     queue: &str,
     visibility_timeout_seconds: i32,
     quantity: i32,
 ) -> sqlx::Result<Vec<QueueMessage>> {
-    let rows = sqlx::query("SELECT msg_id, read_ct, message FROM pgmq.read($1, $2, $3)")
-        .bind(queue)
-        .bind(visibility_timeout_seconds)
-        .bind(quantity)
-        .fetch_all(executor)
-        .await?;
-    rows.into_iter()
+    let table = queue_table(queue)?;
+    // PGMQ's own `pgmq.read`, as a prepared statement instead of dynamic SQL.
+    let rows = sqlx::query(&format!(
+        "WITH cte AS (
+           SELECT msg_id FROM {table}
+           WHERE vt <= clock_timestamp()
+           ORDER BY msg_id
+           LIMIT $1
+           FOR UPDATE SKIP LOCKED)
+         UPDATE {table} m
+         SET last_read_at = clock_timestamp(),
+             vt = clock_timestamp() + make_interval(secs => $2),
+             read_ct = read_ct + 1
+         FROM cte
+         WHERE m.msg_id = cte.msg_id
+         RETURNING m.msg_id, m.read_ct, m.message"
+    ))
+    .bind(quantity)
+    .bind(visibility_timeout_seconds)
+    .fetch_all(executor)
+    .await?;
+    let mut messages = rows
+        .into_iter()
         .map(|row| {
             Ok(QueueMessage {
                 msg_id: row.try_get("msg_id")?,
@@ -243,7 +278,9 @@ pub async fn read<'e>(
                 message: row.try_get("message")?,
             })
         })
-        .collect()
+        .collect::<sqlx::Result<Vec<QueueMessage>>>()?;
+    messages.sort_by_key(|message| message.msg_id);
+    Ok(messages)
 }
 
 /// Hides a message for `visibility_timeout_seconds` from now (a consumer still working on
@@ -269,11 +306,11 @@ pub async fn delete<'e>(
     queue: &str,
     msg_id: i64,
 ) -> sqlx::Result<bool> {
-    sqlx::query_scalar("SELECT pgmq.delete($1, $2::bigint)")
-        .bind(queue)
+    let deleted = sqlx::query(&format!("DELETE FROM {} WHERE msg_id = $1", queue_table(queue)?))
         .bind(msg_id)
-        .fetch_one(executor)
-        .await
+        .execute(executor)
+        .await?;
+    Ok(deleted.rows_affected() > 0)
 }
 
 /// Moves a message to the queue's archive table (kept for inspection, e.g. malformed

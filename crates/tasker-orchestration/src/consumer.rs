@@ -15,7 +15,7 @@ use crate::engine::{Engine, ResultEffect};
 
 pub async fn run(
     engine: Arc<Engine>,
-    waker: QueueWaker,
+    waker: Arc<QueueWaker>,
     mut shutdown: watch::Receiver<bool>,
     running: Arc<AtomicBool>,
 ) {
@@ -91,9 +91,13 @@ async fn apply_batch(engine: &Engine, queue: &str, batch: &[QueueMessage]) -> an
     if batch.is_empty() {
         return Ok(());
     }
+    // Tasks locked in one order by every consumer: two batches cannot deadlock. The
+    // sort is stable, so results of one task keep their order.
+    let mut ordered: Vec<&QueueMessage> = batch.iter().collect();
+    ordered.sort_by_key(|message| message.message.get("task_uuid").and_then(|v| v.as_str()));
     let mut tx = engine.pool().begin().await?;
     let mut applied = Vec::with_capacity(batch.len());
-    for message in batch {
+    for message in ordered {
         if handle(engine, &mut tx, queue, message).await? == Handled::Applied {
             applied.push(message.msg_id);
         }

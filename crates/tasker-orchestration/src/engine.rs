@@ -158,7 +158,8 @@ impl Engine {
         // The task, its steps (roots already enqueued) and the roots' messages in one
         // statement: atomic without a transaction, one round trip. The foreign key is
         // checked at the statement's end, when the task row exists.
-        sqlx::query(
+        let queue_table = pgmq_notify::queue_table(&queue).map_err(internal)?;
+        sqlx::query(&format!(
             "WITH task AS (
                INSERT INTO tasker.tasks (task_uuid, namespace, name, version, context, state)
                VALUES ($1, $2, $3, $4, $5, 'in_progress')),
@@ -174,16 +175,20 @@ impl Engine {
                FROM jsonb_to_recordset($6) AS s(step_uuid uuid, position integer, name text,
                                                 handler text, depends_on jsonb,
                                                 max_attempts integer),
-                    LATERAL (SELECT jsonb_array_length(s.depends_on) = 0 AS root) AS r)
-             SELECT pgmq.send_batch($7, $8::jsonb[]) FROM (SELECT pg_notify($9, '')) AS notified",
-        )
+                    LATERAL (SELECT jsonb_array_length(s.depends_on) = 0 AS root) AS r),
+             sent AS (
+               INSERT INTO {queue_table} (vt, message)
+               SELECT clock_timestamp(), m
+               FROM unnest($7::jsonb[]) AS m, (SELECT pg_notify($8, '')) AS notified
+               RETURNING msg_id)
+             SELECT count(*) FROM sent"
+        ))
         .bind(task_uuid)
         .bind(&template.namespace)
         .bind(&template.name)
         .bind(&template.version)
         .bind(&request.context)
         .bind(Value::Array(steps))
-        .bind(&queue)
         .bind(&root_messages)
         .bind(pgmq_notify::channel_name(&queue))
         .execute(&self.pool)
