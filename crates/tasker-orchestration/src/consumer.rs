@@ -15,7 +15,7 @@ use crate::engine::{Engine, ResultEffect};
 
 pub async fn run(
     engine: Arc<Engine>,
-    waker: Arc<QueueWaker>,
+    waker: QueueWaker,
     mut shutdown: watch::Receiver<bool>,
     running: Arc<AtomicBool>,
 ) {
@@ -91,8 +91,8 @@ async fn apply_batch(engine: &Engine, queue: &str, batch: &[QueueMessage]) -> an
     if batch.is_empty() {
         return Ok(());
     }
-    // Tasks locked in one order by every consumer: two batches cannot deadlock. The
-    // sort is stable, so results of one task keep their order.
+    // Tasks locked in one order by every server: the batches of two orchestration
+    // instances cannot deadlock. The sort is stable: results of one task keep their order.
     let mut ordered: Vec<&QueueMessage> = batch.iter().collect();
     ordered.sort_by_key(|message| message.message.get("task_uuid").and_then(|v| v.as_str()));
     let mut tx = engine.pool().begin().await?;

@@ -42,17 +42,12 @@ pub async fn serve(
     let pool = engine.pool().clone();
     let (stop_tx, stop_rx) = watch::channel(false);
     let consumer_running = Arc::new(AtomicBool::new(false));
-    let waker = Arc::new(waker);
-    let consumers: Vec<_> = (0..2)
-        .map(|_| {
-            tokio::spawn(consumer::run(
-                Arc::clone(&engine),
-                Arc::clone(&waker),
-                stop_rx.clone(),
-                Arc::clone(&consumer_running),
-            ))
-        })
-        .collect();
+    let consumer = tokio::spawn(consumer::run(
+        Arc::clone(&engine),
+        waker,
+        stop_rx.clone(),
+        Arc::clone(&consumer_running),
+    ));
     let app = api::router(
         api::AppState {
             engine,
@@ -74,9 +69,7 @@ pub async fn serve(
     let _ = stop_tx.send(true);
     let budget = config.execution.drain_timeout();
     let drained = tokio::time::timeout(budget, async {
-        for consumer in consumers {
-            let _ = consumer.await;
-        }
+        let _ = consumer.await;
         let _ = server.await;
     })
     .await;
