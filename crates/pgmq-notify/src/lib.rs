@@ -1,14 +1,16 @@
 //! The queue layer over PGMQ, plus wake-ups: consumers react to a new message within a
 //! millisecond or so instead of sleeping between polls.
 //!
-//! Every operation is a plain SQL call of PGMQ's functions through any sqlx executor, so it
-//! can run inside the caller's transaction: a state change and the messages it causes
-//! commit (or roll back) together. [`send`] also issues `pg_notify` on the queue's channel
+//! Every operation is one SQL statement through any sqlx executor, so it can run inside
+//! the caller's transaction: a state change and the messages it causes commit (or roll
+//! back) together. The hot ones (send, read, delete) are prepared SQL on PGMQ's tables,
+//! the same statements PGMQ's functions build dynamically on every call; the rest call
+//! PGMQ's functions. [`send`] also issues `pg_notify` on the queue's channel
 //! ([`channel_name`]); PostgreSQL delivers it at commit, so a consumer is never woken for a
 //! message it cannot see yet. [`QueueWaker`] holds one `LISTEN` connection per process and
-//! turns notifications into per-queue [`tokio::sync::Notify`] permits. Polling stays the
-//! fallback: [`QueueWaker::wait`] returns after the poll interval anyway, which also covers
-//! delayed messages and a listener connection that dropped.
+//! turns notifications into per-queue [`tokio::sync::Notify`] permits. An idle consumer
+//! sleeps at most until the next delayed message is due ([`idle_wait`]); polling stays the
+//! fallback for a listener connection that dropped.
 //!
 //! ```no_run
 //! # async fn demo(pool: sqlx::PgPool) -> Result<(), sqlx::Error> {
