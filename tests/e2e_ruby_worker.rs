@@ -95,7 +95,7 @@ fn a_ruby_exception_fails_the_step_with_its_message() {
         format!("TaskerRuby::Handlers::FailingWorkflow::IntentionalFailure: {FAILING_MESSAGE}")
     );
     let dependent = task.step("ruby_never_runs").expect("ruby_never_runs");
-    assert_eq!(dependent.state, StepState::Pending, "{dependent:#?}");
+    assert_eq!(dependent.state, StepState::Cancelled, "{dependent:#?}");
     assert_eq!(dependent.attempts, 0, "{dependent:#?}");
 }
 
@@ -111,6 +111,6 @@ fn a_malformed_step_payload_is_a_step_error_naming_the_key() {
         Some("TaskerRuby::PayloadError: context.even_number must be an integer, got \"six\"")
     );
     for later in &task.steps[1..] {
-        assert_eq!(later.state, StepState::Pending, "{later:#?}");
+        assert_eq!(later.state, StepState::Cancelled, "{later:#?}");
     }
 }

@@ -117,7 +117,7 @@ fn retry_workflow_gives_up_at_the_attempt_limit() {
     assert_eq!(flaky.last_error.as_deref(), Some("intentional failure on attempt 4 of 10"));
     assert_eq!(flaky.result, None);
     let after = task.step("after_flaky").unwrap();
-    assert_eq!((after.state, after.attempts), (StepState::Pending, 0));
+    assert_eq!((after.state, after.attempts), (StepState::Cancelled, 0));
 }
 
 #[test]
@@ -129,9 +129,12 @@ fn failing_workflow_ends_in_error_and_skips_dependents() {
     assert_eq!(doomed.state, StepState::Error);
     assert_eq!(doomed.attempts, 2);
     assert_eq!(doomed.last_error.as_deref(), Some("this step always fails (attempt 2)"));
+    // It can never run, and says so.
     let never = task.step("never_runs").unwrap();
-    assert_eq!((never.state, never.attempts), (StepState::Pending, 0));
+    assert_eq!((never.state, never.attempts), (StepState::Cancelled, 0));
     assert_eq!(never.enqueued_at, None);
+    let why = never.last_error.as_deref().unwrap_or_default();
+    assert!(why.contains("step `doomed_step` failed"), "{never:#?}");
 }
 
 #[test]

@@ -37,10 +37,11 @@ pub struct CreateTaskResponse {
     pub task_uuid: Uuid,
 }
 
+/// `in_progress` from creation (the root steps are enqueued in the same transaction)
+/// until every step is `complete` (`complete`) or one step fails for good (`error`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TaskState {
-    Pending,
     InProgress,
     Complete,
     Error,
@@ -53,7 +54,6 @@ impl TaskState {
 
     pub fn as_str(self) -> &'static str {
         match self {
-            TaskState::Pending => "pending",
             TaskState::InProgress => "in_progress",
             TaskState::Complete => "complete",
             TaskState::Error => "error",
@@ -61,14 +61,15 @@ impl TaskState {
     }
 
     pub fn parse(text: &str) -> Option<TaskState> {
-        [TaskState::Pending, TaskState::InProgress, TaskState::Complete, TaskState::Error]
+        [TaskState::InProgress, TaskState::Complete, TaskState::Error]
             .into_iter()
             .find(|state| state.as_str() == text)
     }
 }
 
 /// `pending`: waiting for its dependencies; `enqueued`: handed to the workers (a retry
-/// may be delayed until `next_attempt_at`); `complete` / `error`: final.
+/// may be delayed until `next_attempt_at`); `complete` / `error` / `cancelled`: final
+/// (`cancelled`: it could no longer run because another step of its task failed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum StepState {
@@ -76,22 +77,34 @@ pub enum StepState {
     Enqueued,
     Complete,
     Error,
+    Cancelled,
 }
 
 impl StepState {
+    pub fn is_final(self) -> bool {
+        matches!(self, StepState::Complete | StepState::Error | StepState::Cancelled)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             StepState::Pending => "pending",
             StepState::Enqueued => "enqueued",
             StepState::Complete => "complete",
             StepState::Error => "error",
+            StepState::Cancelled => "cancelled",
         }
     }
 
     pub fn parse(text: &str) -> Option<StepState> {
-        [StepState::Pending, StepState::Enqueued, StepState::Complete, StepState::Error]
-            .into_iter()
-            .find(|state| state.as_str() == text)
+        [
+            StepState::Pending,
+            StepState::Enqueued,
+            StepState::Complete,
+            StepState::Error,
+            StepState::Cancelled,
+        ]
+        .into_iter()
+        .find(|state| state.as_str() == text)
     }
 }
 

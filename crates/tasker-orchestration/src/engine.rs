@@ -10,6 +10,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde_json::Value;
+use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, PgPool, Row};
 use tasker_client::api::{CreateTaskRequest, StepResponse, StepState, TaskResponse, TaskState};
 use tasker_shared::config::{BackoffConfig, QueuesConfig};
@@ -24,8 +25,9 @@ pub enum ResultEffect {
     Completed { enqueued: Vec<String>, task_complete: bool },
     /// The attempt failed and another is scheduled after `delay`.
     RetryScheduled { attempt: i32, delay: Duration },
-    /// The last allowed attempt failed: step and task are in error.
-    Failed,
+    /// The last allowed attempt failed (or its message was dead-lettered): the step is in
+    /// error; the task too, and its `cancelled` steps could no longer run.
+    Failed { cancelled: Vec<String> },
     /// A duplicate or stale message (at-least-once delivery): nothing changed.
     Ignored(String),
 }
@@ -112,46 +114,86 @@ impl Engine {
         }
         let internal = |err: sqlx::Error| CreateTaskError::Internal(err.into());
         let task_uuid = Uuid::new_v4();
-        let mut tx = self.pool.begin().await.map_err(internal)?;
-        sqlx::query(
-            "INSERT INTO tasker.tasks (task_uuid, namespace, name, version, context, state)
-             VALUES ($1, $2, $3, $4, $5, 'in_progress')",
-        )
+        let step_uuids: Vec<Uuid> = template.steps.iter().map(|_| Uuid::new_v4()).collect();
+        let steps: Vec<Value> = template
+            .steps
+            .iter()
+            .zip(&step_uuids)
+            .enumerate()
+            .map(|(position, (step, step_uuid))| {
+                serde_json::json!({
+                    "step_uuid": step_uuid,
+                    "position": position,
+                    "name": step.name,
+                    "handler": step.handler,
+                    "depends_on": step.depends_on,
+                    "max_attempts": step.max_attempts,
+                })
+            })
+            .collect();
+        // The root steps' messages: first attempt, nothing to depend on.
+        let root_messages = template
+            .steps
+            .iter()
+            .zip(&step_uuids)
+            .filter(|(step, _)| step.depends_on.is_empty())
+            .map(|(step, step_uuid)| {
+                serde_json::to_value(StepMessage {
+                    task_uuid,
+                    step_uuid: *step_uuid,
+                    namespace: template.namespace.clone(),
+                    task_name: template.name.clone(),
+                    task_version: template.version.clone(),
+                    step_name: step.name.clone(),
+                    handler: step.handler.clone(),
+                    attempt: 1,
+                    max_attempts: step.max_attempts as i32,
+                    context: request.context.clone(),
+                    dependency_results: BTreeMap::new(),
+                })
+            })
+            .collect::<Result<Vec<Value>, _>>()
+            .map_err(|err| CreateTaskError::Internal(err.into()))?;
+        let queue = self.queues.namespace_queue(&template.namespace);
+        // The task, its steps (roots already enqueued) and the roots' messages in one
+        // statement: atomic without a transaction, one round trip. The foreign key is
+        // checked at the statement's end, when the task row exists.
+        let queue_table = pgmq_notify::queue_table(&queue).map_err(internal)?;
+        sqlx::query(&format!(
+            "WITH task AS (
+               INSERT INTO tasker.tasks (task_uuid, namespace, name, version, context, state)
+               VALUES ($1, $2, $3, $4, $5, 'in_progress')),
+             steps AS (
+               INSERT INTO tasker.workflow_steps
+                 (step_uuid, task_uuid, position, name, handler, depends_on, max_attempts,
+                  state, attempts, enqueued_at)
+               SELECT s.step_uuid, $1, s.position, s.name, s.handler,
+                      ARRAY(SELECT jsonb_array_elements_text(s.depends_on)), s.max_attempts,
+                      CASE WHEN root THEN 'enqueued' ELSE 'pending' END,
+                      CASE WHEN root THEN 1 ELSE 0 END,
+                      CASE WHEN root THEN clock_timestamp() END
+               FROM jsonb_to_recordset($6) AS s(step_uuid uuid, position integer, name text,
+                                                handler text, depends_on jsonb,
+                                                max_attempts integer),
+                    LATERAL (SELECT jsonb_array_length(s.depends_on) = 0 AS root) AS r),
+             sent AS (
+               INSERT INTO {queue_table} (vt, message)
+               SELECT clock_timestamp(), m
+               FROM unnest($7::jsonb[]) AS m, (SELECT pg_notify($8, '')) AS notified
+               RETURNING msg_id)
+             SELECT count(*) FROM sent"
+        ))
         .bind(task_uuid)
         .bind(&template.namespace)
         .bind(&template.name)
         .bind(&template.version)
         .bind(&request.context)
-        .execute(&mut *tx)
+        .bind(Value::Array(steps))
+        .bind(&root_messages)
+        .bind(pgmq_notify::channel_name(&queue))
+        .execute(&self.pool)
         .await
         .map_err(internal)?;
-        for (position, step) in template.steps.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO tasker.workflow_steps
-                   (step_uuid, task_uuid, position, name, handler, depends_on, max_attempts, state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'pending')",
-            )
-            .bind(Uuid::new_v4())
-            .bind(task_uuid)
-            .bind(position as i32)
-            .bind(&step.name)
-            .bind(&step.handler)
-            .bind(&step.depends_on)
-            .bind(step.max_attempts as i32)
-            .execute(&mut *tx)
-            .await
-            .map_err(internal)?;
-        }
-        let task = TaskRow {
-            task_uuid,
-            namespace: template.namespace.clone(),
-            name: template.name.clone(),
-            version: template.version.clone(),
-            state: TaskState::InProgress.as_str().to_string(),
-            context: request.context.clone(),
-        };
-        self.enqueue_ready_steps(&mut tx, &task).await.map_err(CreateTaskError::Internal)?;
-        tx.commit().await.map_err(internal)?;
         Ok(task_uuid)
     }
 
@@ -164,24 +206,36 @@ impl Engine {
     ) -> anyhow::Result<ResultEffect> {
         // Lock the task first: results of one task are applied one at a time, so two
         // branches finishing together cannot both miss (or both enqueue) their join.
-        let Some(task) = lock_task(conn, message.task_uuid).await? else {
+        let Some(row) = sqlx::query(
+            "SELECT t.namespace, t.name, t.version, t.state, t.context,
+                    s.name AS step_name, s.state AS step_state, s.attempts, s.max_attempts
+             FROM tasker.tasks t
+             LEFT JOIN tasker.workflow_steps s
+               ON s.task_uuid = t.task_uuid AND s.step_uuid = $2
+             WHERE t.task_uuid = $1
+             FOR UPDATE OF t",
+        )
+        .bind(message.task_uuid)
+        .bind(message.step_uuid)
+        .fetch_optional(&mut *conn)
+        .await?
+        else {
             return Ok(ResultEffect::Ignored(format!("unknown task {}", message.task_uuid)));
         };
-        let step = sqlx::query(
-            "SELECT name, state, attempts, max_attempts FROM tasker.workflow_steps
-             WHERE step_uuid = $1 AND task_uuid = $2",
-        )
-        .bind(message.step_uuid)
-        .bind(message.task_uuid)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some(step) = step else {
+        let task = TaskRow {
+            task_uuid: message.task_uuid,
+            namespace: row.get("namespace"),
+            name: row.get("name"),
+            version: row.get("version"),
+            state: row.get("state"),
+            context: row.get("context"),
+        };
+        let Some(step_name) = row.get::<Option<String>, _>("step_name") else {
             return Ok(ResultEffect::Ignored(format!("unknown step {}", message.step_uuid)));
         };
-        let step_name: String = step.get("name");
-        let state: String = step.get("state");
-        let attempts: i32 = step.get("attempts");
-        let max_attempts: i32 = step.get("max_attempts");
+        let state: String = row.get("step_state");
+        let attempts: i32 = row.get("attempts");
+        let max_attempts: i32 = row.get("max_attempts");
         if state != "enqueued" || attempts != message.attempt {
             return Ok(ResultEffect::Ignored(format!(
                 "step {step_name} is {state} at attempt {attempts}; result for attempt {} is stale",
@@ -208,21 +262,22 @@ impl Engine {
                         task_complete: false,
                     });
                 }
-                let enqueued = self.enqueue_ready_steps(conn, &task).await?;
-                let unfinished: i64 = sqlx::query_scalar(
-                    "SELECT count(*) FROM tasker.workflow_steps
-                     WHERE task_uuid = $1 AND state <> 'complete'",
-                )
-                .bind(message.task_uuid)
-                .fetch_one(&mut *conn)
-                .await?;
-                let task_complete = unfinished == 0;
-                touch_task(conn, message.task_uuid, task_complete.then_some(TaskState::Complete))
-                    .await?;
+                let enqueued = if self.has_dependents(&task, &step_name) {
+                    self.enqueue_ready_steps(conn, &task).await?
+                } else {
+                    Vec::new()
+                };
+                let task_complete = complete_task_if_done(conn, message.task_uuid).await?;
                 Ok(ResultEffect::Completed { enqueued, task_complete })
             }
-            StepOutcome::Error { message: error } => {
-                if attempts < max_attempts && task.state == TaskState::InProgress.as_str() {
+            StepOutcome::Error { message: error }
+            | StepOutcome::DeadLettered { message: error } => {
+                // A dead-lettered step crashed its workers: another attempt would too.
+                let retryable = matches!(message.outcome, StepOutcome::Error { .. });
+                if retryable
+                    && attempts < max_attempts
+                    && task.state == TaskState::InProgress.as_str()
+                {
                     let delay = self.backoff.delay_after(attempts as u32);
                     sqlx::query(
                         "UPDATE tasker.workflow_steps SET last_error = $2 WHERE step_uuid = $1",
@@ -247,40 +302,94 @@ impl Engine {
                     .await?;
                     // A task that already ended (another step failed first) keeps its end.
                     let in_progress = task.state == TaskState::InProgress.as_str();
+                    let cancelled = if in_progress {
+                        self.cancel_unfinished_steps(conn, &task, &step_name).await?
+                    } else {
+                        Vec::new()
+                    };
                     touch_task(conn, message.task_uuid, in_progress.then_some(TaskState::Error))
                         .await?;
-                    Ok(ResultEffect::Failed)
+                    Ok(ResultEffect::Failed { cancelled })
                 }
             }
         }
     }
 
-    /// Enqueues every pending step whose dependencies are all complete; returns their
-    /// names.
+    /// When a task fails, its steps not yet finished can never complete it: they become
+    /// `cancelled`, and their queued messages (delayed retries, steps not yet claimed) are
+    /// deleted. A message a worker already holds is run, but its result finds the step
+    /// `cancelled` and is ignored. Returns the cancelled steps' names.
+    async fn cancel_unfinished_steps(
+        &self,
+        conn: &mut PgConnection,
+        task: &TaskRow,
+        failed_step: &str,
+    ) -> anyhow::Result<Vec<String>> {
+        let cancelled: Vec<String> = sqlx::query_scalar(
+            "UPDATE tasker.workflow_steps
+             SET state = 'cancelled', next_attempt_at = NULL, completed_at = clock_timestamp(),
+                 last_error = $2
+             WHERE task_uuid = $1 AND state IN ('pending', 'enqueued')
+             RETURNING name",
+        )
+        .bind(task.task_uuid)
+        .bind(format!("cancelled: step `{failed_step}` failed, so the task ended in error"))
+        .fetch_all(&mut *conn)
+        .await?;
+        if !cancelled.is_empty() {
+            let queue = self.queues.namespace_queue(&task.namespace);
+            pgmq_notify::delete_matching(
+                &mut *conn,
+                &queue,
+                "task_uuid",
+                &task.task_uuid.to_string(),
+            )
+            .await?;
+        }
+        Ok(cancelled)
+    }
+
+    /// Whether a step of the task's template depends on `step_name` (a leaf releases
+    /// nothing, so its completion skips that query).
+    fn has_dependents(&self, task: &TaskRow, step_name: &str) -> bool {
+        match self.templates.get(&task.namespace, &task.name, &task.version) {
+            Some(template) => {
+                template.steps.iter().any(|step| step.depends_on.iter().any(|d| d == step_name))
+            }
+            None => true, // template gone since: ask the database
+        }
+    }
+
+    /// Enqueues every pending step whose dependencies are all complete, in two statements
+    /// whatever their number (the claim, which also reads the dependencies' results, and
+    /// one batch send); returns their names in template order.
     async fn enqueue_ready_steps(
         &self,
         conn: &mut PgConnection,
         task: &TaskRow,
     ) -> anyhow::Result<Vec<String>> {
-        let ready = sqlx::query(
-            "SELECT s.step_uuid, s.name FROM tasker.workflow_steps s
+        let mut ready: Vec<ClaimedStep> = sqlx::query_as(
+            "UPDATE tasker.workflow_steps s
+             SET state = 'enqueued', attempts = s.attempts + 1, enqueued_at = clock_timestamp(),
+                 next_attempt_at = NULL
              WHERE s.task_uuid = $1 AND s.state = 'pending'
                AND NOT EXISTS (
                  SELECT 1 FROM unnest(s.depends_on) AS d(name)
                  LEFT JOIN tasker.workflow_steps p ON p.task_uuid = s.task_uuid AND p.name = d.name
                  WHERE p.state IS DISTINCT FROM 'complete')
-             ORDER BY s.position",
+             RETURNING s.step_uuid, s.position, s.name, s.handler, s.attempts, s.max_attempts,
+                       s.depends_on, (
+                         SELECT jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
+                         FROM tasker.workflow_steps p
+                         WHERE p.task_uuid = s.task_uuid AND p.name = ANY(s.depends_on)
+                       ) AS dependency_results",
         )
         .bind(task.task_uuid)
         .fetch_all(&mut *conn)
         .await?;
-        let mut names = Vec::with_capacity(ready.len());
-        for row in ready {
-            let step_uuid: Uuid = row.get("step_uuid");
-            self.enqueue_step(conn, task, step_uuid, Duration::ZERO).await?;
-            names.push(row.get("name"));
-        }
-        Ok(names)
+        ready.sort_by_key(|step| step.position);
+        self.send_steps(conn, task, &ready, Duration::ZERO).await?;
+        Ok(ready.into_iter().map(|step| step.name).collect())
     }
 
     /// Marks the step enqueued for its next attempt and sends its message (delayed by
@@ -292,52 +401,62 @@ impl Engine {
         step_uuid: Uuid,
         delay: Duration,
     ) -> anyhow::Result<()> {
-        let step = sqlx::query(
+        let step: ClaimedStep = sqlx::query_as(
             "UPDATE tasker.workflow_steps
              SET state = 'enqueued', attempts = attempts + 1, enqueued_at = clock_timestamp(),
                  next_attempt_at = CASE WHEN $2 > 0
                      THEN clock_timestamp() + make_interval(secs => $2) END
              WHERE step_uuid = $1
-             RETURNING name, handler, attempts, max_attempts, depends_on",
+             RETURNING step_uuid, position, name, handler, attempts, max_attempts, depends_on,
+                       (SELECT jsonb_object_agg(p.name, coalesce(p.result, 'null'::jsonb))
+                        FROM tasker.workflow_steps p
+                        WHERE p.task_uuid = workflow_steps.task_uuid
+                          AND p.name = ANY(workflow_steps.depends_on)) AS dependency_results",
         )
         .bind(step_uuid)
         .bind(delay.as_secs_f64())
         .fetch_one(&mut *conn)
         .await?;
-        let depends_on: Vec<String> = step.get("depends_on");
-        let dependency_results: BTreeMap<String, Value> = sqlx::query(
-            "SELECT name, result FROM tasker.workflow_steps
-             WHERE task_uuid = $1 AND name = ANY($2)",
-        )
-        .bind(task.task_uuid)
-        .bind(&depends_on)
-        .fetch_all(&mut *conn)
-        .await?
-        .into_iter()
-        .map(|row| {
-            let result: Option<Value> = row.get("result");
-            (row.get("name"), result.unwrap_or(Value::Null))
-        })
-        .collect();
-        let message = StepMessage {
-            task_uuid: task.task_uuid,
-            step_uuid,
-            namespace: task.namespace.clone(),
-            task_name: task.name.clone(),
-            task_version: task.version.clone(),
-            step_name: step.get("name"),
-            handler: step.get("handler"),
-            attempt: step.get("attempts"),
-            max_attempts: step.get("max_attempts"),
-            context: task.context.clone(),
-            dependency_results,
-        };
+        self.send_steps(conn, task, &[step], delay).await
+    }
+
+    /// Sends the messages of steps just marked enqueued.
+    async fn send_steps(
+        &self,
+        conn: &mut PgConnection,
+        task: &TaskRow,
+        steps: &[ClaimedStep],
+        delay: Duration,
+    ) -> anyhow::Result<()> {
+        if steps.is_empty() {
+            return Ok(());
+        }
+        let messages = steps
+            .iter()
+            .map(|step| {
+                let message = StepMessage {
+                    task_uuid: task.task_uuid,
+                    step_uuid: step.step_uuid,
+                    namespace: task.namespace.clone(),
+                    task_name: task.name.clone(),
+                    task_version: task.version.clone(),
+                    step_name: step.name.clone(),
+                    handler: step.handler.clone(),
+                    attempt: step.attempts,
+                    max_attempts: step.max_attempts,
+                    context: task.context.clone(),
+                    dependency_results: step.dependency_results.clone(),
+                };
+                serde_json::to_value(&message)
+            })
+            .collect::<Result<Vec<Value>, _>>()?;
         let queue = self.queues.namespace_queue(&task.namespace);
-        let body = serde_json::to_value(&message)?;
         if delay.is_zero() {
-            pgmq_notify::send(&mut *conn, &queue, &body).await?;
+            pgmq_notify::send_batch(&mut *conn, &queue, &messages).await?;
         } else {
-            pgmq_notify::send_delayed(&mut *conn, &queue, &body, delay).await?;
+            for message in &messages {
+                pgmq_notify::send_delayed(&mut *conn, &queue, message, delay).await?;
+            }
         }
         Ok(())
     }
@@ -402,22 +521,54 @@ impl Engine {
     }
 }
 
-async fn lock_task(conn: &mut PgConnection, task_uuid: Uuid) -> anyhow::Result<Option<TaskRow>> {
-    let row = sqlx::query(
-        "SELECT namespace, name, version, state, context FROM tasker.tasks
-         WHERE task_uuid = $1 FOR UPDATE",
+/// A step just marked `enqueued`, as its message needs it.
+struct ClaimedStep {
+    step_uuid: Uuid,
+    position: i32,
+    name: String,
+    handler: String,
+    attempts: i32,
+    max_attempts: i32,
+    /// The results of the steps it depends on, by name (read with the claim).
+    dependency_results: BTreeMap<String, Value>,
+}
+
+impl<'r> sqlx::FromRow<'r, PgRow> for ClaimedStep {
+    fn from_row(row: &'r PgRow) -> sqlx::Result<ClaimedStep> {
+        Ok(ClaimedStep {
+            step_uuid: row.try_get("step_uuid")?,
+            position: row.try_get("position")?,
+            name: row.try_get("name")?,
+            handler: row.try_get("handler")?,
+            attempts: row.try_get("attempts")?,
+            max_attempts: row.try_get("max_attempts")?,
+            dependency_results: row
+                .try_get::<Option<sqlx::types::Json<BTreeMap<String, Value>>>, _>(
+                    "dependency_results",
+                )?
+                .map(|json| json.0)
+                .unwrap_or_default(),
+        })
+    }
+}
+
+/// Touches the task, completing it when every step is complete; returns whether it did.
+async fn complete_task_if_done(conn: &mut PgConnection, task_uuid: Uuid) -> anyhow::Result<bool> {
+    Ok(sqlx::query_scalar(
+        "UPDATE tasker.tasks t
+         SET updated_at = clock_timestamp(),
+             state = CASE WHEN done.all_complete THEN 'complete' ELSE t.state END,
+             completed_at = CASE WHEN done.all_complete THEN clock_timestamp()
+                                 ELSE t.completed_at END
+         FROM (SELECT NOT EXISTS (
+                 SELECT 1 FROM tasker.workflow_steps
+                 WHERE task_uuid = $1 AND state <> 'complete') AS all_complete) AS done
+         WHERE t.task_uuid = $1
+         RETURNING done.all_complete",
     )
     .bind(task_uuid)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(row.map(|row| TaskRow {
-        task_uuid,
-        namespace: row.get("namespace"),
-        name: row.get("name"),
-        version: row.get("version"),
-        state: row.get("state"),
-        context: row.get("context"),
-    }))
+    .fetch_one(&mut *conn)
+    .await?)
 }
 
 async fn touch_task(

@@ -32,7 +32,7 @@ async fn migrate_twice_is_a_no_op_the_second_time() {
     let db = TestDatabase::create_empty().await;
     let first = tasker_server(&["migrate"], &[("DATABASE_URL", &db.url)]);
     assert!(first.status.success(), "{}", text(&first.stderr));
-    assert!(text(&first.stdout).contains("1 new migration(s)"), "{}", text(&first.stdout));
+    assert!(text(&first.stdout).contains("2 new migration(s)"), "{}", text(&first.stdout));
     let second = tasker_server(&["migrate"], &[("DATABASE_URL", &db.url)]);
     assert!(second.status.success(), "{}", text(&second.stderr));
     assert!(text(&second.stdout).contains("0 new migration(s)"), "{}", text(&second.stdout));

@@ -58,6 +58,7 @@ async fn results_are_applied_once_and_malformed_ones_archived() {
         visibility_timeout_seconds: 30,
         polling_interval_ms: 60_000,
         step_timeout_ms: 10_000,
+        max_deliveries: 3,
     });
     let config = TaskerConfig::parse(&text, Path::new("consumer-test.toml"), &|_| None).unwrap();
     let templates = TemplateRegistry::load_dir(&config.template_dir()).unwrap();

@@ -1,6 +1,8 @@
 //! The orchestration state machine against a real PostgreSQL (`DATABASE_URL`), each test
-//! in its own database: enqueueing, dependency release, retries, final states, and
-//! duplicate results changing nothing.
+//! in its own database: enqueueing, dependency release, retries, final states, the
+//! cancellation of what a failed task can no longer run, dead-lettered steps, and
+//! duplicate results changing nothing. Together they take every transition of the state
+//! diagram in docs/system-under-test.md.
 
 use std::sync::Arc;
 
@@ -54,6 +56,17 @@ handler = "h"
 max_attempts = 1
 "#;
 
+const PAIR_RETRYING_TWO: &str = r#"
+[[steps]]
+name = "one"
+handler = "h"
+max_attempts = 1
+[[steps]]
+name = "two"
+handler = "h"
+max_attempts = 3
+"#;
+
 async fn engine(db: &TestDatabase) -> Engine {
     let mut templates = TemplateRegistry::default();
     templates.insert(TaskTemplate::parse("demo", "diamond", "1.0.0", DIAMOND).unwrap());
@@ -65,6 +78,7 @@ async fn engine(db: &TestDatabase) -> Engine {
         visibility_timeout_seconds: 30,
         batch_size: 10,
         polling_interval_ms: 100,
+        max_deliveries: 3,
     };
     let backoff = BackoffConfig { base_ms: 1, max_ms: 5 };
     let engine = Engine::new(db.pool.clone(), Arc::new(templates), queues, backoff);
@@ -199,40 +213,119 @@ async fn failures_retry_up_to_the_limit_then_fail_the_task() {
     let second = wait_for_steps(&db).await.remove(0);
     assert_eq!(second.attempt, 2);
     let failed = outcome(&second, StepOutcome::Error { message: "boom 2".into() });
-    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    assert_eq!(
+        apply(&engine, &failed).await,
+        ResultEffect::Failed { cancelled: vec!["after".into()] }
+    );
 
     let task = engine.get_task(task_uuid).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Error);
     let flaky = task.step("flaky").unwrap();
     assert_eq!((flaky.state, flaky.attempts), (StepState::Error, 2));
     assert_eq!(flaky.last_error.as_deref(), Some("boom 2"));
-    assert_eq!(task.step("after").unwrap().state, StepState::Pending);
+    // pending -> cancelled: it can never run, and says so.
+    let after = task.step("after").unwrap();
+    assert_eq!((after.state, after.attempts), (StepState::Cancelled, 0));
+    assert!(after.last_error.as_deref().unwrap().contains("step `flaky` failed"), "{after:#?}");
+    assert!(after.completed_at.is_some());
     assert!(take_steps(&db).await.is_empty());
     db.drop_database().await;
 }
 
 #[tokio::test]
-async fn results_after_the_task_failed_do_not_change_when_it_finished() {
+async fn a_failed_task_cancels_its_queued_steps_and_drops_their_messages() {
     let db = TestDatabase::create().await;
     let engine = engine(&db).await;
     let request = CreateTaskRequest::new("demo", "pair", "1.0.0", json!({}));
     let task_uuid = engine.create_task(&request).await.unwrap();
-    let steps = take_steps(&db).await;
-    assert_eq!(steps.len(), 2);
+    // A worker claims both messages; only `one` finishes (its message is deleted with its
+    // result), `two` is still queued when `one` fails.
+    let claimed = pgmq_notify::read(&db.pool, QUEUE, 30, 10).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    let steps: Vec<StepMessage> =
+        claimed.iter().map(|m| serde_json::from_value(m.message.clone()).unwrap()).collect();
+    let one = steps.iter().find(|s| s.step_name == "one").unwrap();
+    let two = steps.iter().find(|s| s.step_name == "two").unwrap();
+    let one_msg = claimed[steps.iter().position(|s| s.step_name == "one").unwrap()].msg_id;
+    pgmq_notify::delete(&db.pool, QUEUE, one_msg).await.unwrap();
 
-    let failed = outcome(&steps[0], StepOutcome::Error { message: "first".into() });
-    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    let failed = outcome(one, StepOutcome::Error { message: "first".into() });
+    assert_eq!(
+        apply(&engine, &failed).await,
+        ResultEffect::Failed { cancelled: vec!["two".into()] }
+    );
     let failed_task = engine.get_task(task_uuid).await.unwrap().unwrap();
     assert_eq!(failed_task.state, TaskState::Error);
+    // enqueued -> cancelled, and its message is gone from the queue.
+    let cancelled = failed_task.step("two").unwrap();
+    assert_eq!((cancelled.state, cancelled.attempts), (StepState::Cancelled, 1));
+    assert_eq!(pgmq_notify::queue_length(&db.pool, QUEUE).await.unwrap(), 0);
 
-    // The other step, in flight meanwhile, fails too: recorded, but the task's end stays.
-    let failed = outcome(&steps[1], StepOutcome::Error { message: "second".into() });
-    assert_eq!(apply(&engine, &failed).await, ResultEffect::Failed);
+    // A worker that held `two` anyway: its result (success or failure) is ignored, and the
+    // task's end stays.
+    for late in [
+        complete(two, json!({"v": 2})),
+        outcome(two, StepOutcome::Error { message: "second".into() }),
+    ] {
+        assert!(matches!(apply(&engine, &late).await, ResultEffect::Ignored(_)));
+    }
     let task = engine.get_task(task_uuid).await.unwrap().unwrap();
     assert_eq!(task.state, TaskState::Error);
     assert_eq!(task.completed_at, failed_task.completed_at);
-    let two = task.step(&steps[1].step_name).unwrap();
-    assert_eq!((two.state, two.last_error.as_deref()), (StepState::Error, Some("second")));
+    assert_eq!(task.step("two").unwrap(), cancelled);
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_failed_task_drops_a_delayed_retry_of_another_step() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let request = CreateTaskRequest::new("demo", "pair", "1.0.0", json!({}));
+    // `two` may retry (after a minute); `one` may not.
+    let mut templates = TemplateRegistry::default();
+    templates.insert(TaskTemplate::parse("demo", "pair", "1.0.0", PAIR_RETRYING_TWO).unwrap());
+    let backoff = BackoffConfig { base_ms: 60_000, max_ms: 60_000 };
+    let engine =
+        Engine::new(db.pool.clone(), Arc::new(templates), engine.queues().clone(), backoff);
+    let task_uuid = engine.create_task(&request).await.unwrap();
+    let steps = take_steps(&db).await;
+    let failed = outcome(&steps[1], StepOutcome::Error { message: "try again".into() });
+    assert!(matches!(apply(&engine, &failed).await, ResultEffect::RetryScheduled { .. }));
+    // The retry of `two` waits a minute in the queue, invisible.
+    assert_eq!(pgmq_notify::queue_length(&db.pool, QUEUE).await.unwrap(), 1);
+
+    let failed = outcome(&steps[0], StepOutcome::Error { message: "fatal".into() });
+    assert_eq!(
+        apply(&engine, &failed).await,
+        ResultEffect::Failed { cancelled: vec!["two".into()] }
+    );
+    assert_eq!(pgmq_notify::queue_length(&db.pool, QUEUE).await.unwrap(), 0);
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    let two = task.step("two").unwrap();
+    assert_eq!((two.state, two.attempts, &two.next_attempt_at), (StepState::Cancelled, 2, &None));
+    db.drop_database().await;
+}
+
+#[tokio::test]
+async fn a_dead_lettered_step_fails_at_once_whatever_attempts_remain() {
+    let db = TestDatabase::create().await;
+    let engine = engine(&db).await;
+    let request = CreateTaskRequest::new("demo", "flaky", "1.0.0", json!({}));
+    let task_uuid = engine.create_task(&request).await.unwrap();
+    let first = take_steps(&db).await.remove(0);
+    let why = "dead-lettered: the step message was delivered 3 times without a result";
+    let dead = outcome(&first, StepOutcome::DeadLettered { message: why.into() });
+    assert_eq!(
+        apply(&engine, &dead).await,
+        ResultEffect::Failed { cancelled: vec!["after".into()] }
+    );
+    let task = engine.get_task(task_uuid).await.unwrap().unwrap();
+    assert_eq!(task.state, TaskState::Error);
+    let flaky = task.step("flaky").unwrap();
+    assert_eq!((flaky.state, flaky.attempts, flaky.max_attempts), (StepState::Error, 1, 2));
+    assert_eq!(flaky.last_error.as_deref(), Some(why));
+    assert_eq!(task.step("after").unwrap().state, StepState::Cancelled);
+    assert!(take_steps(&db).await.is_empty(), "no retry is scheduled");
     db.drop_database().await;
 }
 

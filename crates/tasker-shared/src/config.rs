@@ -85,6 +85,9 @@ pub struct QueuesConfig {
     pub visibility_timeout_seconds: i32,
     pub batch_size: i32,
     pub polling_interval_ms: u64,
+    /// Deliveries of one message without a result before it is dead-lettered (archived)
+    /// and its step fails: a step whose handler kills its worker must not loop forever.
+    pub max_deliveries: i32,
 }
 
 impl QueuesConfig {
@@ -361,6 +364,7 @@ impl TaskerConfig {
         )?;
         check(queues.batch_size >= 1, "queues.batch_size", "must be at least 1")?;
         check(queues.polling_interval_ms >= 1, "queues.polling_interval_ms", "must be at least 1")?;
+        check(queues.max_deliveries >= 1, "queues.max_deliveries", "must be at least 1")?;
         check(
             !self.execution.environment.is_empty(),
             "execution.environment",
@@ -521,6 +525,7 @@ step_results_queue = "results"
 visibility_timeout_seconds = 5
 batch_size = 10
 polling_interval_ms = 100
+max_deliveries = 3
 [execution]
 environment = "${TASKER_ENV:-test}"
 instance_id = "${TASKER_INSTANCE_ID:-}"
@@ -653,6 +658,7 @@ max_ms = 100
             assert_eq!(config.orchestration.is_some(), orchestration, "{file}");
             assert_eq!(config.worker.is_some(), worker, "{file}");
             assert_eq!(config.queues.visibility_timeout_seconds, 5, "{file}");
+            assert_eq!(config.queues.max_deliveries, 2, "{file}");
         }
     }
 }

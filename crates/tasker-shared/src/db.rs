@@ -17,11 +17,18 @@ use crate::redact_database_url;
 /// This project's migrations, compiled in: version, description (the file name's, with
 /// `_` as spaces, as sqlx names it) and SQL of each file in `migrations/`, in order. A test
 /// checks the list against the directory.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    20260101000000,
-    "tasks and steps",
-    include_str!("../migrations/20260101000000_tasks_and_steps.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        20260101000000,
+        "tasks and steps",
+        include_str!("../migrations/20260101000000_tasks_and_steps.sql"),
+    ),
+    (
+        20261201000000,
+        "cancelled steps",
+        include_str!("../migrations/20261201000000_cancelled_steps.sql"),
+    ),
+];
 
 /// The migrator of [`MIGRATIONS`], built at run time rather than by `sqlx::migrate!`,
 /// whose macro crate compiles a second copy of the database stack for the compiler's

@@ -40,8 +40,18 @@ pub struct StepResultMessage {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "status", rename_all = "snake_case")]
 pub enum StepOutcome {
-    Complete { result: Value },
-    Error { message: String },
+    Complete {
+        result: Value,
+    },
+    Error {
+        message: String,
+    },
+    /// The step message reached `queues.max_deliveries` without a result (its handler
+    /// keeps killing the worker) and was moved to the queue's archive: the step fails
+    /// without further attempts.
+    DeadLettered {
+        message: String,
+    },
 }
 
 /// Whether a string or key anywhere in `value` holds a NUL character, which PostgreSQL's

@@ -21,6 +21,8 @@ pub struct TestConfig {
     /// The fallback poll; set it beyond a test's deadline to prove the NOTIFY wake-ups.
     pub polling_interval_ms: u64,
     pub step_timeout_ms: u64,
+    /// `queues.max_deliveries`.
+    pub max_deliveries: i32,
 }
 
 /// A database created for one test; dropped by [`TestDatabase::drop_database`].
@@ -65,8 +67,12 @@ impl TestDatabase {
     /// (`TASKER_WEB_BIND_ADDRESS` overrides the worker's), the instance id comes from
     /// `TASKER_INSTANCE_ID`; `settings` holds what tests vary.
     pub fn config_text(&self, settings: &TestConfig) -> String {
-        let TestConfig { visibility_timeout_seconds, polling_interval_ms, step_timeout_ms } =
-            settings;
+        let TestConfig {
+            visibility_timeout_seconds,
+            polling_interval_ms,
+            step_timeout_ms,
+            max_deliveries,
+        } = settings;
         let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config/tasks");
         format!(
             r#"
@@ -82,6 +88,7 @@ step_results_queue = "orchestration_step_results"
 visibility_timeout_seconds = {visibility_timeout_seconds}
 batch_size = 10
 polling_interval_ms = {polling_interval_ms}
+max_deliveries = {max_deliveries}
 [execution]
 environment = "test"
 instance_id = "${{TASKER_INSTANCE_ID:-}}"

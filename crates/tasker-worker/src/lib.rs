@@ -8,7 +8,10 @@
 //! transaction. While a handler runs, the worker keeps extending the message's visibility
 //! timeout; a worker killed mid-step neither extends nor deletes it, so it reappears within
 //! `queues.visibility_timeout_seconds` and another worker runs it (handlers must therefore
-//! tolerate being run again for the same attempt).
+//! tolerate being run again for the same attempt). A message read more than
+//! `queues.max_deliveries` times is not run again: it is archived (the dead-letter place)
+//! and a `dead_lettered` result fails the step. An idle consumer sleeps until a NOTIFY,
+//! the next delayed message's due time, or the fallback poll, whichever comes first.
 //!
 //! # Public API
 //!
@@ -60,7 +63,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Context as _;
-use pgmq_notify::{QueueMessage, QueueWaker};
+use pgmq_notify::{QueueMessage, QueueWaker, Removal};
 use serde_json::Value;
 use sqlx::PgPool;
 use tasker_shared::TaskerConfig;
@@ -417,8 +420,10 @@ async fn consume(
         });
         if batch.is_empty() {
             drop(permits);
+            let wait =
+                pgmq_notify::idle_wait(&shared.pool, &queue, queues.polling_interval()).await;
             tokio::select! {
-                _ = waker.wait(&queue, queues.polling_interval()) => {}
+                _ = waker.wait(&queue, wait) => {}
                 _ = stop.changed() => {}
             }
             continue;
@@ -452,7 +457,7 @@ impl Drop for RunningConsumer {
 }
 
 async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
-    let QueueMessage { msg_id, message: body, .. } = message;
+    let QueueMessage { msg_id, read_ct, message: body } = message;
     let step: StepMessage = match serde_json::from_value(body) {
         Ok(step) => step,
         Err(err) => {
@@ -463,6 +468,30 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
             return;
         }
     };
+    let max_deliveries = shared.config.queues.max_deliveries;
+    if read_ct > max_deliveries {
+        // Each earlier delivery ended without a result: its worker died running it.
+        // Running it again would only kill this worker too.
+        let why = format!(
+            "dead-lettered: the step message was delivered {} times without a result              (queues.max_deliveries = {max_deliveries}); the handler probably crashes its              worker; message {msg_id} archived in the archive of {queue}",
+            read_ct - 1
+        );
+        tracing::error!(step = step.step_name, attempt = step.attempt, "{why}");
+        let result = step_result(shared, &step, StepOutcome::DeadLettered { message: why });
+        if let Err(err) = post_result(shared, queue, msg_id, &result, Removal::Archive).await {
+            tracing::error!(
+                step = step.step_name,
+                "dead-lettering failed ({err:#}); retried later"
+            );
+        }
+        return;
+    }
+    tracing::debug!(
+        step_uuid = %step.step_uuid,
+        attempt = step.attempt,
+        worker_id = shared.worker_id,
+        "running step"
+    );
     let timeout = shared.step_timeout;
     let outcome = match shared.registry.get(&step.namespace, &step.handler) {
         None => Err(format!(
@@ -500,17 +529,12 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
     if let Err(error) = &outcome {
         tracing::info!(step = step.step_name, attempt = step.attempt, "step failed: {error}");
     }
-    let result = StepResultMessage {
-        task_uuid: step.task_uuid,
-        step_uuid: step.step_uuid,
-        attempt: step.attempt,
-        worker_id: shared.worker_id.clone(),
-        outcome: match outcome {
-            Ok(result) => StepOutcome::Complete { result },
-            Err(message) => StepOutcome::Error { message },
-        },
+    let outcome = match outcome {
+        Ok(result) => StepOutcome::Complete { result },
+        Err(message) => StepOutcome::Error { message },
     };
-    if let Err(err) = post_result(shared, queue, msg_id, &result).await {
+    let result = step_result(shared, &step, outcome);
+    if let Err(err) = post_result(shared, queue, msg_id, &result, Removal::Delete).await {
         tracing::error!(
             step = step.step_name,
             "posting the result failed ({err:#}); the step reappears after its visibility timeout"
@@ -535,21 +559,32 @@ async fn keep_hidden(shared: &Shared, queue: &str, msg_id: i64) -> std::convert:
     }
 }
 
-/// Sends the result and deletes the step message in one transaction.
+fn step_result(shared: &Shared, step: &StepMessage, outcome: StepOutcome) -> StepResultMessage {
+    StepResultMessage {
+        task_uuid: step.task_uuid,
+        step_uuid: step.step_uuid,
+        attempt: step.attempt,
+        worker_id: shared.worker_id.clone(),
+        outcome,
+    }
+}
+
+/// Sends the result and deletes (or archives) the step message, atomically.
 async fn post_result(
     shared: &Shared,
     queue: &str,
     msg_id: i64,
     result: &StepResultMessage,
+    removal: Removal,
 ) -> anyhow::Result<()> {
-    let mut tx = shared.pool.begin().await?;
-    pgmq_notify::send(
-        &mut *tx,
+    pgmq_notify::send_and_remove(
+        &shared.pool,
         &shared.config.queues.step_results_queue,
         &serde_json::to_value(result)?,
+        queue,
+        msg_id,
+        removal,
     )
     .await?;
-    pgmq_notify::delete(&mut *tx, queue, msg_id).await?;
-    tx.commit().await?;
     Ok(())
 }

@@ -23,6 +23,7 @@ fn config(db: &TestDatabase) -> TaskerConfig {
         visibility_timeout_seconds: 30,
         polling_interval_ms: 60_000,
         step_timeout_ms: 300,
+        max_deliveries: 3,
     });
     let vars = |name: &str| (name == "TASKER_INSTANCE_ID").then(|| "lib-test".to_string());
     TaskerConfig::parse(&text, Path::new("runtime-test.toml"), &vars).unwrap()
@@ -186,6 +187,7 @@ async fn a_step_outlasting_the_visibility_timeout_runs_once() {
         visibility_timeout_seconds: 1,
         polling_interval_ms: 50,
         step_timeout_ms: 10_000,
+        max_deliveries: 3,
     });
     let config = TaskerConfig::parse(&text, Path::new("visibility-test.toml"), &|_| None).unwrap();
     let runs = Arc::new(AtomicUsize::new(0));

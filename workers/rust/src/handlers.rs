@@ -4,6 +4,9 @@
 //!
 //! Any task may set `context.step_delay_ms` (capped at 10 s) to make each step take
 //! that long, e.g. to stop a worker in the middle of a workflow.
+//!
+//! Namespace `rust_faults` holds fault injection for tests: its `crash` handler aborts
+//! the worker process, as a crashing native library would (a poison message).
 
 use std::time::Duration;
 
@@ -11,6 +14,9 @@ use serde_json::{Value, json};
 use tasker_worker::{HandlerRegistry, HandlerResult, StepMessage};
 
 pub const NAMESPACE: &str = "rust";
+
+/// Handlers that misbehave on purpose, for fault tests (`crash_workflow`).
+pub const FAULTS_NAMESPACE: &str = "rust_faults";
 
 /// A one-input integer step; `None` on overflow.
 type UnaryOp = fn(i64) -> Option<i64>;
@@ -47,6 +53,14 @@ pub fn registry() -> HandlerRegistry {
     register(&mut registry, "always_fail", |step| {
         Err(format!("this step always fails (attempt {})", step.attempt))
     });
+    registry.register_sync(FAULTS_NAMESPACE, "crash", |step| {
+        eprintln!(
+            "crash step `{}` (attempt {}): aborting the worker",
+            step.step_name, step.attempt
+        );
+        std::process::abort()
+    });
+    registry.register_sync(FAULTS_NAMESPACE, "succeed", |_| Ok(json!({ "result": 0 })));
     registry
 }
 
