@@ -2,11 +2,13 @@
 //! services, for the linear and the diamond workflow and each N.
 //!
 //! ```text
-//! cargo run --release -p tasker-core --example load_bench -- [--repeat R] [N ...]
+//! cargo xtask services run --build --release --without ruby-worker -- \
+//!     cargo run --release -q -p tasker-core --example load_bench -- [--repeat R] [N ...]
 //!     (default: 3 bursts each of 1, 100 and 1000 tasks)
 //! ```
 //! Reads TASKER_TEST_ORCHESTRATION_URL, TASKER_TEST_WORKER_URL and DATABASE_URL (what
-//! `cargo xtask services up` writes to target/xtask/services.env). Per row: how long the
+//! `cargo xtask services run` passes it, and `services up` writes to
+//! target/xtask/services.env). Per row: how long the
 //! clients took to submit the burst, the burst's wall time on the server (first `created_at` to last `completed_at`), tasks/s and
 //! steps/s over it, p50/p99 task latency (`completed_at - created_at`), the most database
 //! connections open at once (sampled every 20 ms, this program's own excluded), and the

@@ -294,6 +294,44 @@ fn ctrl_c_to_the_process_group_reaches_the_tests_once() {
 }
 
 #[test]
+fn services_run_gives_the_command_the_urls_passes_on_its_exit_code_and_stops_everything() {
+    let f = Fixture::new("services-run");
+    f.two_services();
+    let seen = f.dir.join("seen");
+    let script = format!(
+        "test -e '{state}/services.json' && echo \"$TASKER_TEST_WORKER_URL\" > '{seen}'; exit 7",
+        state = f.state("s").display(),
+        seen = seen.display()
+    );
+    let out = f.run("s", &["services", "run", "--", "sh", "-c", &script]);
+    assert_eq!(out.status.code(), Some(7), "{}", stderr(&out));
+    let seen = std::fs::read_to_string(&seen).expect("the command did not run with the session up");
+    assert!(seen.starts_with("http://127.0.0.1:"), "{seen}");
+    f.assert_nothing_left("s");
+}
+
+#[test]
+fn sigint_to_services_run_stops_the_command_and_the_services() {
+    let f = Fixture::new("services-run-sigint");
+    f.two_services();
+    let marker = f.dir.join("command-running");
+    // The shell's command line names the fixture, so a survivor would be a leftover.
+    let script = format!("touch '{}'; while :; do sleep 0.1; done", marker.display());
+    let mut child =
+        f.background(&mut f.xtask("s", &["services", "run", "--", "sh", "-c", &script]));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the command never started");
+        assert!(child.try_wait().unwrap().is_none(), "services run ended early");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: signalling the process group of the child we spawned, as a terminal does.
+    unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
+    assert_eq!(child.wait().unwrap().code(), Some(130));
+    f.assert_nothing_left("s");
+}
+
+#[test]
 fn sigint_while_waiting_for_readiness_leaves_nothing_behind() {
     let f = Fixture::new("sigint-startup");
     f.manifest(&f.fake(

@@ -473,7 +473,9 @@ async fn execute(shared: &Shared, queue: &str, message: QueueMessage) {
         // Each earlier delivery ended without a result: its worker died running it.
         // Running it again would only kill this worker too.
         let why = format!(
-            "dead-lettered: the step message was delivered {} times without a result              (queues.max_deliveries = {max_deliveries}); the handler probably crashes its              worker; message {msg_id} archived in the archive of {queue}",
+            "dead-lettered: the step message was delivered {} times without a result \
+             (queues.max_deliveries = {max_deliveries}); the handler probably crashes its \
+             worker; message {msg_id} archived in the archive of {queue}",
             read_ct - 1
         );
         tracing::error!(step = step.step_name, attempt = step.attempt, "{why}");

@@ -1,4 +1,4 @@
-//! `cargo xtask services up | down | status | logs | bench`: the services of
+//! `cargo xtask services up | down | status | logs | run | bench`: the services of
 //! `config/services.toml`, natively or in Docker, for tests run by hand. Only the command
 //! line lives here; the work is the session API of [`crate::services`].
 
@@ -160,6 +160,33 @@ has the password redacted.",
         #[command(flatten)]
         common: Common,
     },
+    /// Start the services, run a command with their URLs in its environment, stop them
+    #[command(after_help = "\
+The command gets the variables `up` writes to services.env (the services' URLs and
+DATABASE_URL) in its environment; everything is stopped when it ends, fails or is
+interrupted, and its exit code is this command's. Binaries are built first with --build
+(`cargo build --workspace --bins --lib`, plus --release when given).
+
+Examples:
+  cargo xtask services run --build --release --without ruby-worker -- cargo run --release -q -p tasker-core --example load_bench
+  cargo xtask services run -- cargo nextest run -p tasker-core --features test-services")]
+    Run {
+        /// Build the services' binaries first
+        #[arg(long)]
+        build: bool,
+        /// What runs the services
+        #[arg(long, value_enum, default_value_t = Backend::Native)]
+        backend: Backend,
+        #[command(flatten)]
+        start: Start,
+        #[command(flatten)]
+        docker: DockerFlags,
+        #[command(flatten)]
+        common: Common,
+        /// The command to run, after `--`
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<String>,
+    },
     /// Measure the overhead of each backend: up -> ready and teardown, several runs
     #[command(after_help = "\
 Binaries are not built here (build them first); the numbers are what a backend adds
@@ -202,6 +229,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Logs { name, follow, backend, common } => {
             logs(&common, backend, name.as_deref(), follow)
         }
+        Command::Run { build, backend, start, docker, common, command } => {
+            run_against(&start.options(&common, backend, docker), build, &command)
+        }
         Command::Bench { runs, backend, cold, start, docker, common } => {
             bench(runs, &backend, cold, &start, docker, &common)
         }
@@ -236,6 +266,48 @@ fn up(options: &UpOptions) -> anyhow::Result<()> {
         project::display_path(&state::env_file(&state.dir))
     );
     Ok(())
+}
+
+/// `services run`: a session that lives exactly as long as `command`.
+fn run_against(options: &UpOptions, build: bool, command: &[String]) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    let _lock = state::StateLock::acquire(&options.state_dir)?;
+    let program = &command[0];
+    if program.contains('/') && !std::path::Path::new(program).exists()
+        || !program.contains('/') && services::native::which(program).is_none()
+    {
+        crate::user_error!("cannot run `{program}`: no such program (is it on PATH?)");
+    }
+    if build {
+        crate::services::pipeline::build_services(options.release)?;
+        interrupts::check_interrupted()?;
+    }
+    let mut timings = Timings::default();
+    let began = Instant::now();
+    // Dropped on every way out of this function: the services stop.
+    let session = services::up(options, &mut timings)?;
+    let exports = services::write_exports(&session.state, false)?;
+    eprintln!(
+        "xtask: {} service(s) ready in {:.2}s; running `{}`",
+        session.state.services.len(),
+        began.elapsed().as_secs_f64(),
+        command.join(" ")
+    );
+    let mut child = std::process::Command::new(program);
+    child.args(&command[1..]).envs(exports);
+    interrupts::own(&mut child, libc::SIGTERM);
+    let mut child = child.spawn().map_err(|err| anyhow::anyhow!("running `{program}`: {err}"))?;
+    let status = interrupts::wait_child(&mut child, Duration::from_secs(10))?;
+    let report = session.teardown(interrupts::grace(Duration::from_secs(5)), false);
+    eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
+    interrupts::check_interrupted()?;
+    match status.code() {
+        Some(0) => Ok(()),
+        code => {
+            eprintln!("error: `{}` failed ({status})", command.join(" "));
+            Err(project::Exit(code.unwrap_or(1).clamp(1, 255) as u8).into())
+        }
+    }
 }
 
 fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::Result<()> {

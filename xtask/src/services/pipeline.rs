@@ -368,6 +368,12 @@ fn test_and_teardown(
 
 /// Builds every cargo binary the manifest starts, then the test binaries; the test run
 /// afterwards reuses them.
+/// Builds what the services run (every binary and library of the workspace), as the
+/// pipeline's build does, without the end-to-end tests.
+pub fn build_services(release: bool) -> anyhow::Result<()> {
+    run_cargo(&build_commands(release)[0])
+}
+
 fn build(release: bool) -> anyhow::Result<()> {
     for args in build_commands(release) {
         run_cargo(&args)?;
