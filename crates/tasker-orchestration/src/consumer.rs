@@ -1,7 +1,9 @@
-//! The step-results consumer: reads result messages, applies each in its own
-//! transaction (apply + delete commit together), and sleeps on NOTIFY wake-ups with the
-//! poll interval as fallback. A failure leaves the message to reappear after its
-//! visibility timeout.
+//! The step-results consumer: reads a batch of result messages and applies it in one
+//! transaction (the results, then one delete of their messages, commit together); when
+//! that fails, each result of the batch in its own transaction. Idle, it sleeps on NOTIFY
+//! wake-ups, until the next delayed message is due, or the poll interval as fallback. A
+//! failure leaves the message to reappear after its visibility timeout, and a message
+//! delivered more than `queues.max_deliveries` times is archived.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
