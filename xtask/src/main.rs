@@ -50,7 +50,7 @@ enum Task {
     Deps(deps::DepsArgs),
     /// Run the whole test suite: unit, integration, doc, end-to-end (and Docker backend) tests
     Test(test::Args),
-    /// Run the services natively or in Docker: up, down, status, logs, bench
+    /// Run the services natively or in Docker: up, down, status, logs, run, bench
     Services(cli::services::Args),
     /// The native CI pipeline: build, database, services, end-to-end tests, teardown
     CiNative(cli::ci::NativeArgs),
