@@ -86,20 +86,7 @@ pub fn report(tests: usize, differences: &[Difference]) -> (String, String) {
 
 /// The .xml files of `path`: itself, or every one below it when it is a directory.
 fn junit_files(path: &Path) -> Vec<PathBuf> {
-    if !path.is_dir() {
-        return vec![path.to_path_buf()];
-    }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-        let entry = entry.path();
-        if entry.is_dir() {
-            files.extend(junit_files(&entry));
-        } else if entry.extension().is_some_and(|e| e == "xml") {
-            files.push(entry);
-        }
-    }
-    files.sort();
-    files
+    if path.is_dir() { crate::project::files_below(path, "xml") } else { vec![path.to_path_buf()] }
 }
 
 /// The merged results of a file or a directory of shards; a test failing in any wins.

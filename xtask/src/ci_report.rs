@@ -329,20 +329,11 @@ pub fn chart(records: &[Record]) -> String {
 
 /// The history files of `path`: itself, or every *.jsonl below a directory.
 fn history_files(path: &Path) -> Vec<PathBuf> {
-    if !path.is_dir() {
-        return vec![path.to_path_buf()];
+    if path.is_dir() {
+        crate::project::files_below(path, "jsonl")
+    } else {
+        vec![path.to_path_buf()]
     }
-    let mut files = Vec::new();
-    for entry in std::fs::read_dir(path).into_iter().flatten().flatten() {
-        let entry = entry.path();
-        if entry.is_dir() {
-            files.extend(history_files(&entry));
-        } else if entry.extension().is_some_and(|e| e == "jsonl") {
-            files.push(entry);
-        }
-    }
-    files.sort();
-    files
 }
 
 fn read_history(path: &Path) -> anyhow::Result<Vec<Record>> {

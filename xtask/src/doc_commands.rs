@@ -56,19 +56,8 @@ fn xtask_call(line: &str) -> Option<String> {
 
 /// README.md and every markdown file under docs/.
 pub fn files(root: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else { return };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = vec![root.join("README.md")];
-    walk(&root.join("docs"), &mut files);
+    let mut files = crate::project::files_below(&root.join("docs"), "md");
+    files.push(root.join("README.md"));
     files.sort();
     files
 }

@@ -80,6 +80,25 @@ pub fn nextest_installed() -> bool {
         .is_ok_and(|status| status.success())
 }
 
+/// Every file named `*.<extension>` in `dir` and the directories below it, sorted; none
+/// when `dir` cannot be read.
+pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, extension, out);
+            } else if path.extension().is_some_and(|e| e == extension) {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, extension, &mut files);
+    files.sort();
+    files
+}
+
 /// `path` relative to the workspace root when it is inside it, for messages.
 pub fn display_path(path: &Path) -> String {
     let root = root();
