@@ -64,21 +64,12 @@ pub fn files(root: &Path) -> Vec<PathBuf> {
 
 /// Every problem, `file: line N: ...`, and how many commands were checked.
 pub fn check(files: &[PathBuf]) -> (Vec<String>, usize) {
-    let mut problems = Vec::new();
     let mut checked = 0;
-    for file in files {
-        let shown = crate::project::display_path(file);
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(err) => {
-                problems.push(format!("{shown}: cannot read: {err}"));
-                continue;
-            }
-        };
-        let commands = commands(&text);
+    let problems = crate::workflows::problems_in(files, |text| {
+        let commands = commands(text);
         checked += commands.len();
-        problems.extend(commands.iter().filter_map(check_step).map(|p| format!("{shown}: {p}")));
-    }
+        commands.iter().filter_map(check_step).collect()
+    });
     (problems, checked)
 }
 

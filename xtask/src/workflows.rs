@@ -108,19 +108,23 @@ pub fn check_files(files: &[PathBuf]) -> Vec<String> {
     if files.is_empty() {
         return vec!["no workflow files in .github/workflows".to_string()];
     }
+    problems_in(files, |text| {
+        let (steps, mut problems) = run_steps(text);
+        problems.extend(steps.iter().filter_map(check_step));
+        problems
+    })
+}
+
+/// Runs `check` on the text of each file: its problems, and the files that cannot be
+/// read, as `file: problem`.
+pub fn problems_in(files: &[PathBuf], mut check: impl FnMut(&str) -> Vec<String>) -> Vec<String> {
     let mut problems = Vec::new();
     for file in files {
         let shown = crate::project::display_path(file);
-        let text = match std::fs::read_to_string(file) {
-            Ok(text) => text,
-            Err(err) => {
-                problems.push(format!("{shown}: cannot read: {err}"));
-                continue;
-            }
-        };
-        let (steps, multiline) = run_steps(&text);
-        problems.extend(multiline.into_iter().map(|p| format!("{shown}: {p}")));
-        problems.extend(steps.iter().filter_map(check_step).map(|p| format!("{shown}: {p}")));
+        match std::fs::read_to_string(file) {
+            Ok(text) => problems.extend(check(&text).into_iter().map(|p| format!("{shown}: {p}"))),
+            Err(err) => problems.push(format!("{shown}: cannot read: {err}")),
+        }
     }
     problems
 }
