@@ -8,7 +8,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::Context as _;
 use serde::Deserialize;
 
 use crate::project::{self, Exit};
@@ -203,15 +202,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .args(args.release.then_some("--release"))
                 .env("CARGO_TARGET_DIR", &target)
                 .env("CARGO_INCREMENTAL", "0");
-            crate::interrupts::own(&mut command, libc::SIGTERM);
             eprintln!(
                 "xtask: cargo build --workspace --all-targets --timings, from scratch in {}",
                 project::display_path(&target)
             );
             let started = Instant::now();
-            let mut child = command.spawn().context("running cargo build")?;
             let status =
-                crate::interrupts::wait_child(&mut child, std::time::Duration::from_secs(5))?;
+                crate::interrupts::run_owned(&mut command, std::time::Duration::from_secs(5))?;
             crate::interrupts::check_interrupted()?;
             if !status.success() {
                 eprintln!("error: the build failed ({status})");

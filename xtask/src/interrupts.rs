@@ -90,6 +90,17 @@ pub fn check_interrupted() -> anyhow::Result<()> {
     }
 }
 
+/// Runs `cmd` as a child this process owns ([`own`]: its own process group, killed with
+/// SIGTERM if we die) and waits for it with [`wait_child`]. Callers check
+/// [`check_interrupted`] once they have cleaned up.
+pub fn run_owned(cmd: &mut Command, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    own(cmd, libc::SIGTERM);
+    let mut child = cmd
+        .spawn()
+        .map_err(|err| anyhow::anyhow!("running {}: {err}", cmd.get_program().to_string_lossy()))?;
+    Ok(wait_child(&mut child, grace)?)
+}
+
 /// Waits for a child while watching for interrupts; on one, passes the signal on to the
 /// child, waits `grace`, then kills it.
 pub fn wait_child(

@@ -212,10 +212,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 fn run_command(program: &Path, args: &[String]) -> anyhow::Result<bool> {
     let mut command = Command::new(program);
     command.args(args).current_dir(project::root()).stdin(std::process::Stdio::null());
-    interrupts::own(&mut command, libc::SIGTERM);
-    let mut child =
-        command.spawn().map_err(|e| anyhow::anyhow!("running {}: {e}", program.display()))?;
-    let status = interrupts::wait_child(&mut child, std::time::Duration::from_secs(10))?;
+    let status = interrupts::run_owned(&mut command, std::time::Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     Ok(status.success())
 }

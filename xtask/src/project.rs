@@ -182,6 +182,14 @@ impl fmt::Display for Exit {
 
 impl std::error::Error for Exit {}
 
+impl Exit {
+    /// The status to end with after a child failed: its exit code, or 1 when a signal
+    /// ended it.
+    pub fn of(status: std::process::ExitStatus) -> Exit {
+        Exit(status.code().unwrap_or(1).clamp(1, 255) as u8)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -295,19 +295,16 @@ fn run_against(options: &UpOptions, build: bool, command: &[String]) -> anyhow::
     );
     let mut child = std::process::Command::new(program);
     child.args(&command[1..]).envs(exports);
-    interrupts::own(&mut child, libc::SIGTERM);
-    let mut child = child.spawn().map_err(|err| anyhow::anyhow!("running `{program}`: {err}"))?;
-    let status = interrupts::wait_child(&mut child, Duration::from_secs(10))?;
+    let status = interrupts::run_owned(&mut child, Duration::from_secs(10));
     let report = session.teardown(interrupts::grace(Duration::from_secs(5)), false);
     eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
     interrupts::check_interrupted()?;
-    match status.code() {
-        Some(0) => Ok(()),
-        code => {
-            eprintln!("error: `{}` failed ({status})", command.join(" "));
-            Err(project::Exit(code.unwrap_or(1).clamp(1, 255) as u8).into())
-        }
+    let status = status?;
+    if !status.success() {
+        eprintln!("error: `{}` failed ({status})", command.join(" "));
+        return Err(project::Exit::of(status).into());
     }
+    Ok(())
 }
 
 fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::Result<()> {

@@ -468,13 +468,11 @@ fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
     let mut command = project::cargo();
     command.args(args).stdin(Stdio::null());
-    interrupts::own(&mut command, libc::SIGTERM);
-    let mut child = command.spawn().context("running cargo")?;
-    let status = interrupts::wait_child(&mut child, Duration::from_secs(10))?;
+    let status = interrupts::run_owned(&mut command, Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     if !status.success() {
         eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
-        return Err(Exit(status.code().unwrap_or(1).clamp(1, 255) as u8).into());
+        return Err(Exit::of(status).into());
     }
     Ok(())
 }

@@ -707,7 +707,7 @@ pub fn print_logs(state: &State, name: Option<&str>, follow: bool) -> anyhow::Re
     cmd.args(name);
     let status = cmd.status().context("running docker compose logs")?;
     if !status.success() {
-        return Err(project::Exit(status.code().unwrap_or(1).clamp(1, 255) as u8).into());
+        return Err(project::Exit::of(status).into());
     }
     Ok(())
 }
