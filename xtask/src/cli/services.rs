@@ -84,6 +84,26 @@ impl Start {
     }
 }
 
+/// What `up` and `run` start: a backend and the options of a session.
+#[derive(clap::Args)]
+pub struct SessionArgs {
+    /// What runs the services
+    #[arg(long, value_enum, default_value_t = Backend::Native)]
+    backend: Backend,
+    #[command(flatten)]
+    start: Start,
+    #[command(flatten)]
+    docker: DockerFlags,
+    #[command(flatten)]
+    common: Common,
+}
+
+impl SessionArgs {
+    fn options(self) -> UpOptions {
+        self.start.options(&self.common, self.backend, self.docker)
+    }
+}
+
 /// How the Docker backend finds its base image.
 #[derive(clap::Args, Clone, Default)]
 pub struct DockerFlags {
@@ -117,15 +137,8 @@ has the password redacted.",
         visible_alias = "start"
     )]
     Up {
-        /// What runs the services
-        #[arg(long, value_enum, default_value_t = Backend::Native)]
-        backend: Backend,
         #[command(flatten)]
-        start: Start,
-        #[command(flatten)]
-        docker: DockerFlags,
-        #[command(flatten)]
-        common: Common,
+        session: SessionArgs,
     },
     /// Stop what `up` started (verified by pid and start time, or by Compose project) and remove the throwaway database
     #[command(visible_alias = "stop")]
@@ -174,15 +187,8 @@ Examples:
         /// Build the services' binaries first
         #[arg(long)]
         build: bool,
-        /// What runs the services
-        #[arg(long, value_enum, default_value_t = Backend::Native)]
-        backend: Backend,
         #[command(flatten)]
-        start: Start,
-        #[command(flatten)]
-        docker: DockerFlags,
-        #[command(flatten)]
-        common: Common,
+        session: SessionArgs,
         /// The command to run, after `--`
         #[arg(last = true, required = true, value_name = "COMMAND")]
         command: Vec<String>,
@@ -219,9 +225,7 @@ Examples:
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Command::Up { backend, start, docker, common } => {
-            up(&start.options(&common, backend, docker))
-        }
+        Command::Up { session } => up(&session.options()),
         Command::Down { grace, backend, common } => {
             down(&common, backend, Duration::from_secs_f64(grace.max(0.0)))
         }
@@ -229,8 +233,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Command::Logs { name, follow, backend, common } => {
             logs(&common, backend, name.as_deref(), follow)
         }
-        Command::Run { build, backend, start, docker, common, command } => {
-            run_against(&start.options(&common, backend, docker), build, &command)
+        Command::Run { build, session, command } => {
+            run_against(&session.options(), build, &command)
         }
         Command::Bench { runs, backend, cold, start, docker, common } => {
             bench(runs, &backend, cold, &start, docker, &common)
