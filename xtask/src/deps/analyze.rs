@@ -608,24 +608,27 @@ pub fn names_dep(value: &str, key: &str) -> bool {
         || value.split_once('/').is_some_and(|(d, _)| d.trim_end_matches('?') == key)
 }
 
+/// A plain declaration of `key` (a library, no features) for the tests of the analysis.
+#[cfg(test)]
+pub(crate) fn test_decl(key: &str, table: Table) -> Decl {
+    Decl {
+        key: key.into(),
+        package: key.replace('_', "-"),
+        crate_name: key.replace('-', "_"),
+        table,
+        target: None,
+        optional: false,
+        inherited: false,
+        facts: DepFacts { has_lib: true, ..Default::default() },
+        features: Vec::new(),
+        workspace_hack: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::test_decl as decl;
     use super::*;
-
-    fn decl(key: &str, table: Table) -> Decl {
-        Decl {
-            key: key.into(),
-            package: key.replace('_', "-"),
-            crate_name: key.replace('-', "_"),
-            table,
-            target: None,
-            optional: false,
-            inherited: false,
-            facts: DepFacts { has_lib: true, ..Default::default() },
-            features: Vec::new(),
-            workspace_hack: false,
-        }
-    }
 
     fn loc(file: &str, line: u32) -> Location {
         Location { file: file.into(), line }

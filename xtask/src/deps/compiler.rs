@@ -368,22 +368,7 @@ pub fn confirm(ws: &Workspace, analysis: Analysis, cargo: &Cargo) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deps::analyze::DepFacts;
-
-    fn decl(name: &str, table: Table) -> Decl {
-        Decl {
-            key: name.into(),
-            package: name.into(),
-            crate_name: name.into(),
-            table,
-            target: None,
-            optional: false,
-            inherited: false,
-            facts: DepFacts { has_lib: true, ..Default::default() },
-            features: Vec::new(),
-            workspace_hack: false,
-        }
-    }
+    use crate::deps::analyze::test_decl as decl;
 
     #[test]
     fn messages_are_combined_per_target_and_per_table() {
