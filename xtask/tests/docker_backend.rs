@@ -12,9 +12,9 @@ mod support;
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use support::{Fixture, fake_cargo, stderr};
+use support::{Fixture, fake_cargo, stderr, wait_for_marker};
 
 /// Containers and networks labelled with this state directory.
 fn docker_leftovers(state_dir: &Path) -> Vec<String> {
@@ -170,12 +170,7 @@ fn sigint_to_ci_docker_mid_run_leaves_nothing_behind() {
     let marker = f.dir.join("tests-running");
     let cargo = fake_cargo(&f, &format!("touch '{}'; exec sleep 60", marker.display()));
     let mut child = f.background(f.xtask("s", &["ci-docker", "--offline"]).env("CARGO", &cargo));
-    let deadline = Instant::now() + Duration::from_secs(300);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the tests never started");
-        assert!(child.try_wait().unwrap().is_none(), "ci-docker ended early");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_marker(&mut child, &marker, Duration::from_secs(300));
     assert!(!docker_leftovers(&f.state("s")).is_empty());
     // SAFETY: signalling the child we spawned.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 mod support;
 
-use support::{FAKE, Fixture, XTASK, fake_cargo, scaled, stderr};
+use support::{FAKE, Fixture, XTASK, fake_cargo, scaled, stderr, wait_for_marker};
 
 fn read_state(path: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path.join("services.json")).unwrap()).unwrap()
@@ -232,12 +232,7 @@ fn interrupt_ci_native_mid_run(name: &str, signal: i32) {
     let marker = f.dir.join("tests-running");
     let cargo = fake_cargo(&f, &format!("touch '{}'; exec sleep 60", marker.display()));
     let mut child = f.background(f.xtask("s", &["ci-native"]).env("CARGO", &cargo));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the tests never started");
-        assert!(child.try_wait().unwrap().is_none(), "ci-native ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_marker(&mut child, &marker, Duration::from_secs(60));
     let state = read_state(&f.state("s"));
     let data_dir = PathBuf::from(state["database"]["data_dir"].as_str().unwrap());
     assert!(data_dir.exists());
@@ -279,12 +274,7 @@ fn ctrl_c_to_the_process_group_reaches_the_tests_once() {
     );
     let cargo = fake_cargo(&f, &tests);
     let mut child = f.background(f.xtask("s", &["ci-native"]).env("CARGO", &cargo));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the tests never started");
-        assert!(child.try_wait().unwrap().is_none(), "ci-native ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_marker(&mut child, &marker, Duration::from_secs(60));
     // SAFETY: signalling the process group of the child we spawned, as a terminal does.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
@@ -319,12 +309,7 @@ fn sigint_to_services_run_stops_the_command_and_the_services() {
     let script = format!("touch '{}'; while :; do sleep 0.1; done", marker.display());
     let mut child =
         f.background(&mut f.xtask("s", &["services", "run", "--", "sh", "-c", &script]));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the command never started");
-        assert!(child.try_wait().unwrap().is_none(), "services run ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_marker(&mut child, &marker, Duration::from_secs(60));
     // SAFETY: signalling the process group of the child we spawned, as a terminal does.
     unsafe { libc::kill(-(child.id() as i32), libc::SIGINT) };
     assert_eq!(child.wait().unwrap().code(), Some(130));
@@ -747,12 +732,7 @@ fn ci_native_in_its_tests(f: &Fixture, state: &str) -> (std::process::Child, ser
     let marker = f.dir.join(format!("{state}-tests-running"));
     let cargo = fake_cargo(f, &format!("touch '{}'; exec sleep 60", marker.display()));
     let mut child = f.background(f.xtask(state, &["ci-native"]).env("CARGO", &cargo));
-    let deadline = Instant::now() + scaled(Duration::from_secs(60));
-    while !marker.exists() {
-        assert!(Instant::now() < deadline, "the tests never started");
-        assert!(child.try_wait().unwrap().is_none(), "ci-native ended early");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_marker(&mut child, &marker, scaled(Duration::from_secs(60)));
     let recorded = read_state(&f.state(state));
     (child, recorded)
 }

@@ -191,6 +191,23 @@ impl Drop for Fixture {
     }
 }
 
+/// Waits until `marker` exists (a file `child`'s fake tests or command create once they
+/// run); fails when `child` ends first or `timeout` passes.
+pub fn wait_for_marker(
+    child: &mut std::process::Child,
+    marker: &std::path::Path,
+    timeout: Duration,
+) {
+    let deadline = Instant::now() + timeout;
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "{} never appeared", marker.display());
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("the run ended ({status}) before {} appeared", marker.display());
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
