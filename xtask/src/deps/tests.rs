@@ -719,10 +719,11 @@ fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_man
     }
 }
 
-/// The issue's own cases with real crates.io crates (resolved offline from the local
-/// registry cache, as `cargo build` left them): `log` needed only by the expansion of a
-/// `warn_once!`-style macro of another crate, and `indoc`, a proc-macro crate nothing
-/// names.
+/// The issue's own cases with real crates.io crates, resolved and downloaded from the
+/// registry as a user's first build would (never from whatever a machine happens to have
+/// cached; exact versions so the resolve is the same everywhere): `log` needed only by the
+/// expansion of a `warn_once!`-style macro of another crate, and `indoc`, a proc-macro crate
+/// nothing names.
 #[test]
 fn registry_crates_a_cross_crate_macro_and_a_never_named_proc_macro_in_both_tiers() {
     let fx = Fixture::new("registry");
@@ -734,12 +735,13 @@ fn registry_crates_a_cross_crate_macro_and_a_never_named_proc_macro_in_both_tier
     fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
         .file(
             "app/Cargo.toml",
-            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlog_once = { path = \"../../ext/log_once\" }\nlog = \"0.4\"\nindoc = \"2\"\n",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlog_once = { path = \"../../ext/log_once\" }\nlog = \"=0.4.22\"\nindoc = \"=2.0.5\"\n",
         )
         .file("app/src/lib.rs", "pub fn f() { log_once::warn_once!(\"once\"); }\n");
-    let ws = load::load(&fx.manifest(), true, true).unwrap_or_else(|e| {
-        panic!("resolving log and indoc offline needs them in the local cargo registry cache (run any `cargo fetch` once): {e:#}")
-    });
+    // Online: the first resolve fetches the index and downloads both crates; the compiler
+    // tier below then builds offline from what this resolve downloaded.
+    let ws = load::load(&fx.manifest(), false, true)
+        .unwrap_or_else(|e| panic!("resolving log and indoc from the registry: {e:#}"));
     let stat = super::analyze_workspace(&ws);
     let log = class_of(&stat, "app", "log", "dependencies");
     assert_eq!(
