@@ -5,12 +5,14 @@ mod build_timings;
 mod ci_compare;
 mod ci_mode;
 mod ci_report;
+mod ci_result;
 mod ci_scope;
 mod cli;
 mod config;
 mod deps;
 mod doc_commands;
 mod github;
+mod github_api;
 mod history;
 mod interrupts;
 mod junit;
@@ -60,6 +62,8 @@ enum Task {
     Docker(cli::docker::Args),
     /// Build the service binaries and the end-to-end tests once, for CI shards
     CiArchive(cli::ci::ArchiveArgs),
+    /// Build the xtask binary once for the other jobs of a CI run (with the GitHub API over TLS)
+    CiBinary(cli::ci::BinaryArgs),
     /// Decide the integration-test mode (native, docker, both) from the GitHub event
     CiMode(ci_mode::Args),
     /// Compare the JUnit results of a native and a Docker run
@@ -68,6 +72,8 @@ enum Task {
     CiScope(ci_scope::Args),
     /// Summarise the run history: pass rates, timings per mode, flaky and slow tests, a chart
     CiReport(ci_report::Args),
+    /// The check branch protection requires: every needed CI job passed or was skipped by design
+    CiResult(ci_result::Args),
     /// Every check that needs no test run: fmt, clippy, deps, generated files, workflows
     Lint(lint::Args),
     /// Where a clean build's time goes: slowest units, crates built twice, critical path
@@ -88,10 +94,12 @@ fn main() -> ExitCode {
         Task::CiDocker(args) => cli::ci::docker(args),
         Task::Docker(args) => cli::docker::run(args),
         Task::CiArchive(args) => cli::ci::archive(args),
+        Task::CiBinary(args) => cli::ci::binary(args),
         Task::CiMode(args) => ci_mode::run(args),
         Task::CiCompare(args) => ci_compare::run(args),
         Task::CiScope(args) => ci_scope::run(args),
         Task::CiReport(args) => ci_report::run(args),
+        Task::CiResult(args) => ci_result::run(args),
         Task::Lint(args) => lint::run(args),
         Task::BuildTimings(args) => build_timings::run(args),
     };

@@ -508,9 +508,13 @@ fn ci_native_without_nextest_says_how_to_install_it_and_starts_nothing() {
     std::fs::set_permissions(&cargo, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let out = f.xtask("s", &["ci-native", "--no-install"]).env("CARGO", &cargo).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert_eq!(
-        stderr(&out).trim_end(),
-        "error: missing cargo-nextest: run `cargo install --locked cargo-nextest` (--no-install)"
+    let err = stderr(&out);
+    assert!(
+        err.trim_end().starts_with(
+            "error: missing cargo-nextest: run `cargo install --locked cargo-nextest@"
+        ) && err.trim_end().ends_with("` (--no-install)")
+            && err.trim_end().lines().count() == 1,
+        "{err}"
     );
     f.assert_nothing_left("s");
 }
@@ -519,7 +523,7 @@ fn ci_native_without_nextest_says_how_to_install_it_and_starts_nothing() {
 fn ci_native_installs_a_missing_nextest_says_so_then_builds() {
     let f = Fixture::new("installnextest");
     f.two_services();
-    // A cargo without nextest until `cargo install --locked cargo-nextest` ran.
+    // A cargo without nextest until `cargo install --locked cargo-nextest@<pinned>` ran.
     let cargo = f.dir.join("cargo");
     let installed = f.dir.join("nextest-installed");
     let calls = f.dir.join("cargo-calls");
@@ -529,7 +533,7 @@ fn ci_native_installs_a_missing_nextest_says_so_then_builds() {
             "#!/bin/sh
 echo \"$*\" >> {calls}
 \
-             if [ \"$1 $2 $3\" = 'install --locked cargo-nextest' ]; then touch {installed}; exit 0; fi\n\
+             case \"$1 $2 $3\" in 'install --locked cargo-nextest@'*) touch {installed}; exit 0;; esac\n\
              if [ \"$1\" = nextest ]; then [ -e {installed} ]; exit $?; fi\n\
              exit 1\n",
             calls = calls.display(),
@@ -543,18 +547,16 @@ echo \"$*\" >> {calls}
     assert!(
         err.contains(
             "==> [0:00] install requirements\n\
-             xtask: installing cargo-nextest: cargo install --locked cargo-nextest"
+             xtask: installing cargo-nextest: cargo install --locked cargo-nextest@"
         ),
         "{err}"
     );
     // Then the pipeline went on to its build (which this cargo fails).
     let calls = std::fs::read_to_string(&calls).unwrap();
     let order: Vec<&str> = calls.lines().collect();
-    assert_eq!(
-        order[..3],
-        ["nextest --version", "install --locked cargo-nextest", "nextest --version"],
-        "{calls}"
-    );
+    assert_eq!(order[0], "nextest --version", "{calls}");
+    assert!(order[1].starts_with("install --locked cargo-nextest@"), "{calls}");
+    assert_eq!(order[2], "nextest --version", "{calls}");
     assert!(order[3].starts_with("build --workspace"), "{calls}");
     assert_eq!(out.status.code(), Some(1), "{err}");
     f.assert_nothing_left("s");

@@ -19,7 +19,7 @@ Examples:
 Needs cargo-nextest, the PostgreSQL server (unless DATABASE_URL is set) and Ruby (for the
 Ruby worker; `--without ruby-worker` leaves it out): missing ones are installed first
 where xtask may (apt-get as root on Debian/Ubuntu, or in CI with passwordless sudo;
-`cargo install --locked cargo-nextest`), else named with their install command.
+`cargo install --locked cargo-nextest@<pinned>`), else named with their install command.
 
 JUnit: target/nextest/ci/junit.xml. Logs: <state-dir>/logs/; on failure, every service
 log and the database log are copied to <state-dir>/ci-logs/. Timings:
@@ -148,4 +148,24 @@ pub fn archive(args: ArchiveArgs) -> anyhow::Result<()> {
     let output = absolute(args.output.unwrap_or_else(|| project::xtask_dir().join("ci-archive")));
     let manifest_path = absolute(args.manifest.unwrap_or_else(manifest::default_path));
     pipeline::archive(&manifest_path, args.release, &output)
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+One job of a CI run builds it and uploads DIR/xtask; the jobs that run nothing but xtask
+(mode, scope, compare, report, CI result, the shards) download it instead of compiling
+xtask, and call it where a developer types `cargo xtask`. Artifacts lose the executable
+bit: those jobs `chmod +x` it first.
+
+Example:
+  cargo xtask ci-binary --output target/xtask-bin")]
+pub struct BinaryArgs {
+    /// Where to put the binary (default: target/xtask-bin)
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+}
+
+pub fn binary(args: BinaryArgs) -> anyhow::Result<()> {
+    let output = absolute(args.output.unwrap_or_else(|| project::target_dir().join("xtask-bin")));
+    pipeline::xtask_binary(&output)
 }

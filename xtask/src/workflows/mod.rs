@@ -1,8 +1,12 @@
 //! The GitHub workflows, checked here where no runner exists: every `run:` step is one
-//! line that calls `cargo xtask`, and this binary's own command parser accepts it, so a
-//! renamed task or flag fails a test instead of the next pull request.
+//! xtask call this binary's own command parser accepts, so a renamed task or flag fails
+//! a test instead of the next pull request; and the workflows follow the rules that make
+//! them hold on GitHub ([`rules`]: re-runs, label events, cancellations, pins).
 
-use std::path::PathBuf;
+pub mod rules;
+pub mod yaml;
+
+use std::path::{Path, PathBuf};
 
 use clap::Parser as _;
 
@@ -83,6 +87,10 @@ pub fn words(command: &str) -> Vec<String> {
     words
 }
 
+/// Where the jobs that download the run's xtask binary (`cargo xtask ci-binary`) put
+/// it; they call it where a developer types `cargo xtask`.
+pub const PREBUILT: &str = "target/xtask-bin/xtask";
+
 /// Why a run step is not a `cargo xtask` call this parser accepts, if it is not.
 pub fn check_step(step: &RunStep) -> Option<String> {
     let words = words(&step.command);
@@ -92,7 +100,29 @@ pub fn check_step(step: &RunStep) -> Option<String> {
             step.line, step.command
         ));
     }
-    let argv = std::iter::once("cargo xtask".to_string()).chain(words[2..].iter().cloned());
+    parse_args(step, &words[2..])
+}
+
+/// [`check_step`] for a workflow, which may also run the run's prebuilt binary in place
+/// of `cargo xtask` and make it executable first (artifacts drop the mode).
+pub fn check_workflow_step(step: &RunStep) -> Option<String> {
+    let words = words(&step.command);
+    if words == ["chmod", "+x", PREBUILT] {
+        return None;
+    }
+    match words.first() {
+        Some(first) if first == PREBUILT => parse_args(step, &words[1..]),
+        _ => check_step(step).map(|why| {
+            why.replace(
+                "is not a `cargo xtask` call",
+                &format!("is neither `cargo xtask` nor {PREBUILT}"),
+            )
+        }),
+    }
+}
+
+fn parse_args(step: &RunStep, args: &[String]) -> Option<String> {
+    let argv = std::iter::once("cargo xtask".to_string()).chain(args.iter().cloned());
     match crate::Cli::try_parse_from(argv) {
         Ok(_) => None,
         Err(err) => {
@@ -103,16 +133,64 @@ pub fn check_step(step: &RunStep) -> Option<String> {
     }
 }
 
-/// Every problem of the given workflow files, `file: line N: ...`.
+/// A workflow file, parsed.
+pub struct Workflow {
+    /// As shown in messages (relative to the root).
+    pub file: String,
+    pub text: String,
+    pub root: yaml::Node,
+}
+
+/// The repository facts the rules compare the workflows with.
+pub struct Repository {
+    /// `rust-toolchain.toml`, if there is one.
+    pub toolchain: Option<String>,
+    /// The workspace's `Cargo.toml`.
+    pub cargo_toml: String,
+}
+
+impl Repository {
+    pub fn here() -> Repository {
+        let root = crate::project::root();
+        Repository {
+            toolchain: std::fs::read_to_string(root.join("rust-toolchain.toml")).ok(),
+            cargo_toml: std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default(),
+        }
+    }
+}
+
+/// Every problem of the given workflow files, `file: line N: ...`: their run steps,
+/// then the rules.
 pub fn check_files(files: &[PathBuf]) -> Vec<String> {
     if files.is_empty() {
         return vec!["no workflow files in .github/workflows".to_string()];
     }
-    problems_in(files, |text| {
+    let mut problems = problems_in(files, |text| {
         let (steps, mut problems) = run_steps(text);
-        problems.extend(steps.iter().filter_map(check_step));
+        problems.extend(steps.iter().filter_map(check_workflow_step));
         problems
-    })
+    });
+    let mut workflows = Vec::new();
+    for file in files {
+        match load(file) {
+            Ok(workflow) => workflows.push(workflow),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    problems.extend(rules::check(&workflows, &Repository::here()));
+    problems
+}
+
+/// Reads and parses one workflow file.
+pub fn load(file: &Path) -> Result<Workflow, String> {
+    let shown = crate::project::display_path(file);
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    parse(&shown, text)
+}
+
+pub fn parse(file: &str, text: String) -> Result<Workflow, String> {
+    let root = yaml::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+    Ok(Workflow { file: file.to_string(), text, root })
 }
 
 /// Runs `check` on the text of each file: its problems, and the files that cannot be
@@ -134,7 +212,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_repositorys_workflows_call_only_commands_this_parser_accepts() {
+    fn the_repositorys_workflows_call_only_commands_this_parser_accepts_and_follow_the_rules() {
         let files = crate::lint::workflow_files();
         assert!(files.len() >= 2, "the workflows are missing: {files:?}");
         let problems = check_files(&files);
@@ -142,6 +220,20 @@ mod tests {
         let calls: usize =
             files.iter().map(|f| run_steps(&std::fs::read_to_string(f).unwrap()).0.len()).sum();
         assert!(calls >= 8, "only {calls} run steps found: is the extraction broken?");
+    }
+
+    #[test]
+    fn the_prebuilt_binary_stands_for_cargo_xtask_in_workflows_only() {
+        let step = |command: &str| RunStep { line: 3, command: command.to_string() };
+        assert_eq!(check_workflow_step(&step("chmod +x target/xtask-bin/xtask")), None);
+        assert_eq!(check_workflow_step(&step("target/xtask-bin/xtask ci-mode")), None);
+        assert_eq!(check_workflow_step(&step("cargo xtask lint")), None);
+        let err = check_workflow_step(&step("target/xtask-bin/xtask ci-mood")).unwrap();
+        assert!(err.contains("unrecognized subcommand 'ci-mood'"), "{err}");
+        let err = check_workflow_step(&step("chmod +x somewhere/else")).unwrap();
+        assert!(err.contains("is neither `cargo xtask` nor target/xtask-bin/xtask"), "{err}");
+        // The docs show what a developer types: `cargo xtask`, never the CI binary.
+        assert!(check_step(&step("target/xtask-bin/xtask ci-mode")).is_some());
     }
 
     #[test]
