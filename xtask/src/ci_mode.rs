@@ -167,12 +167,7 @@ pub fn parse_event(name: &str, payload: Option<(&Path, &str)>) -> Result<Event, 
                     "the pull_request payload has no pull_request.labels: is it a pull request event?"
                         .to_string()
                 })?;
-            Ok(Event::PullRequest {
-                labels: labels
-                    .iter()
-                    .filter_map(|l| l.get("name").and_then(Value::as_str).map(str::to_string))
-                    .collect(),
-            })
+            Ok(Event::PullRequest { labels: label_names(labels) })
         }
         "workflow_dispatch" => {
             let value = json("workflow_dispatch")?;

@@ -446,6 +446,12 @@ pub fn one_required_check(workflows: &[Workflow]) -> Vec<String> {
                 "job `{AGGREGATE_JOB}` must run `if: always()`: skipped, it would pass a cancelled or failed run"
             )));
         }
+        let name = aggregate.get("name").and_then(Node::str).unwrap_or_default();
+        if !squash(name).contains("!contains(needs.*.result, 'cancelled')") {
+            problems.push(at(w, aggregate, &format!(
+                "job `{AGGREGATE_JOB}` must take another name when a needed job was cancelled (`!contains(needs.*.result, 'cancelled')`): a run a newer one cancelled would put a failed check over the commit's while that one runs"
+            )));
+        }
     }
     problems
 }
@@ -571,6 +577,10 @@ mod tests {
         }
     }
 
+    fn assert_mentions(problems: &[String], text: &str) {
+        assert!(problems.iter().any(|p| p.contains(text)), "no `{text}` in {problems:#?}");
+    }
+
     /// Each rule holds for the repository's workflows and fails on the ones before it.
     fn holds_now_and_failed_before(rule: fn(&[Workflow]) -> Vec<String>) -> Vec<String> {
         let problems = rule(&now());
@@ -583,23 +593,14 @@ mod tests {
     #[test]
     fn every_upload_survives_a_rerun() {
         let before = holds_now_and_failed_before(uploads_survive_reruns);
-        assert!(
-            before.iter().any(|p| p.contains("artifact `history-unit` would fail a re-run")),
-            "{before:?}"
-        );
-        assert!(
-            before.iter().any(|p| p.contains("artifact `ci-archive` keeps 1 day(s)")),
-            "{before:?}"
-        );
+        assert_mentions(&before, "artifact `history-unit` would fail a re-run");
+        assert_mentions(&before, "artifact `ci-archive` keeps 1 day(s)");
     }
 
     #[test]
     fn downloads_by_name_find_the_one_replaced_upload_and_patterns_match() {
         let before = holds_now_and_failed_before(downloads_find_their_uploads);
-        assert!(
-            before.iter().any(|p| p.contains("downloads artifact `ci-archive` by name")),
-            "{before:?}"
-        );
+        assert_mentions(&before, "downloads artifact `ci-archive` by name");
         let renamed = workflow(
             "x.yml",
             "jobs:\n  a:\n    steps:\n      - uses: actions/upload-artifact@x\n        with:\n          name: hist-${{ matrix.k }}\n          overwrite: true\n      - uses: actions/download-artifact@x\n        with:\n          pattern: history-*\n",
@@ -614,15 +615,9 @@ mod tests {
     #[test]
     fn no_always_where_needs_can_fail_and_results_are_checked() {
         let before = holds_now_and_failed_before(no_always_where_needs_can_fail);
-        assert!(before.iter().any(|p| p.contains("job `report` runs on `always()`")), "{before:?}");
-        assert!(
-            before.iter().any(|p| p.contains("job `compare` runs on `always()`")),
-            "{before:?}"
-        );
-        assert!(
-            before.iter().any(|p| p.contains("a step of job `unit` runs on `always()`")),
-            "{before:?}"
-        );
+        assert_mentions(&before, "job `report` runs on `always()`");
+        assert_mentions(&before, "job `compare` runs on `always()`");
+        assert_mentions(&before, "a step of job `unit` runs on `always()`");
         let vague = workflow("x.yml", "jobs:\n  b:\n    needs: a\n    if: ${{ !cancelled() }}\n");
         let problems = no_always_where_needs_can_fail(&[vague]);
         assert_eq!(problems.len(), 1);
@@ -657,23 +652,16 @@ mod tests {
     #[test]
     fn label_events_start_work_only_for_the_mode_labels() {
         let before = holds_now_and_failed_before(label_events_are_gated);
-        assert!(
-            before.iter().any(|p| p.contains("job `lint` would run on every label change")),
-            "{before:?}"
-        );
-        assert!(
-            before.iter().any(|p| p.contains("the concurrency group must give label events")),
-            "{before:?}"
-        );
+        assert_mentions(&before, "job `lint` would run on every label change");
+        assert_mentions(&before, "the concurrency group must give label events");
     }
 
     #[test]
     fn actions_are_pinned_by_sha_with_a_node24_release() {
         let before = holds_now_and_failed_before(actions_are_pinned);
-        assert!(
-            before.iter().any(|p| p
-                .contains("`actions/checkout` v4.2.2 runs on the deprecated Node 20: use v5.0.0")),
-            "{before:?}"
+        assert_mentions(
+            &before,
+            "`actions/checkout` v4.2.2 runs on the deprecated Node 20: use v5.0.0",
         );
         let loose = workflow(
             "x.yml",
