@@ -5,8 +5,8 @@
 //!
 //! The HTTP client (ureq) is always built, so the tests run it against a local server;
 //! TLS, which api.github.com needs, comes with the `tls` feature: only the binary CI
-//! builds once per run has it (`cargo xtask ci-binary`), since rustls and ring would
-//! double xtask's cold build (docs/ci.md, "The xtask binary").
+//! builds once per run has it (`cargo xtask ci-binary`), since rustls and ring add
+//! about half again to xtask's cold build (docs/xtask.md, "Build cost").
 
 use std::time::Duration;
 
