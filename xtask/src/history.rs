@@ -147,12 +147,11 @@ fn open_locked(path: &Path) -> anyhow::Result<std::fs::File> {
         std::fs::create_dir_all(dir)?;
     }
     loop {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(path)
-            .with_context(|| format!("opening {}", project::display_path(path)))?;
+        let opened = std::fs::OpenOptions::new().read(true).append(true).create(true).open(path);
+        let file = match opened {
+            Ok(file) => file,
+            Err(err) => crate::user_error!("cannot open {}: {err}", project::display_path(path)),
+        };
         file.lock().with_context(|| format!("locking {}", project::display_path(path)))?;
         let (held, named) = (file.metadata()?, std::fs::metadata(path));
         if named.is_ok_and(|named| (named.dev(), named.ino()) == (held.dev(), held.ino())) {
