@@ -319,6 +319,8 @@ fn record(rows: &[Row], started: std::time::SystemTime, began: Instant, passed: 
         cases: &[],
         startup_failure: None,
         commit: crate::history::commit(),
+        shard: None,
+        workflow: crate::github::WorkflowRun::current(),
     }
     .record();
     let history = crate::history::default_path();

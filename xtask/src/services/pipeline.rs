@@ -112,6 +112,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
         };
         record_history(
             options.up.backend.name(),
+            options.partition.as_deref(),
             started,
             began,
             &timings,
@@ -156,6 +157,7 @@ fn junit_report() -> PathBuf {
 /// summary). A history that cannot be written is a warning, never the run's failure.
 fn record_history(
     mode: &str,
+    shard: Option<&str>,
     started: std::time::SystemTime,
     began: Instant,
     timings: &Timings,
@@ -188,6 +190,8 @@ fn record_history(
         cases: &cases,
         startup_failure,
         commit: crate::history::commit(),
+        shard,
+        workflow: github::WorkflowRun::current(),
     }
     .record();
     let path = crate::history::default_path();
