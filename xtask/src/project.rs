@@ -31,7 +31,7 @@ pub fn checkout_mismatch(built_from: &Path, running_for: Option<&Path>) -> Optio
         return None;
     }
     Some(format!(
-        "this `cargo xtask` binary was built from {}, not from {} (checkouts sharing a target directory): rebuild it here with `touch {}/src/main.rs` and run again, or give each checkout its own CARGO_TARGET_DIR",
+        "this `cargo xtask` binary was built from {}, not from {} (checkouts sharing a target directory): rebuild it here with `touch {}/src/lib.rs` and run again, or give each checkout its own CARGO_TARGET_DIR",
         built_from.display(),
         running_for.display(),
         running_for.display()
