@@ -13,16 +13,19 @@ mod deps;
 pub mod doc_commands;
 pub mod github;
 pub mod history;
-pub mod interrupts;
 pub mod junit;
 pub mod lint;
-pub mod project;
+mod project;
 pub mod requirements;
-pub mod secrets;
 pub mod services;
+pub mod sys;
 pub mod tally;
 pub mod test;
 pub mod timings;
 pub mod workflows;
 
 pub use cli::Cli;
+
+// `deps/` still names `crate::interrupts` (and `crate::project`, `crate::config::diff`):
+// it becomes a crate of its own, and these old paths go with it.
+use sys::interrupts;

@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::interrupts;
-use crate::project::{self, Exit};
+use crate::sys::error::Exit;
+use crate::sys::{interrupts, paths, process};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -35,7 +35,7 @@ const LINTERS: &[(&str, &str)] =
 fn install_linters() -> anyhow::Result<()> {
     let missing: Vec<&str> = LINTERS
         .iter()
-        .filter(|(program, _)| crate::services::native::which(program).is_none())
+        .filter(|(program, _)| crate::sys::host::which(program).is_none())
         .map(|(_, requirement)| *requirement)
         .collect();
     if missing.is_empty() {
@@ -44,7 +44,7 @@ fn install_linters() -> anyhow::Result<()> {
     eprintln!("xtask: installing the workflow linters with pip: {}", missing.join(" "));
     let mut pip = Command::new("python3");
     pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
-    if !crate::services::native::processes::is_root() {
+    if !crate::sys::host::is_root() {
         pip.arg("--user");
     }
     let status =
@@ -67,7 +67,8 @@ fn checks() -> Vec<Check> {
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let xtask = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    let workflows: Vec<String> = workflow_files().iter().map(|p| p.display().to_string()).collect();
+    let workflows: Vec<String> =
+        paths::workflow_files().iter().map(|p| p.display().to_string()).collect();
     let mut schema_args = strings(&["--builtin-schema", "vendor.github-workflows"]);
     schema_args.extend(workflows.iter().cloned());
     vec![
@@ -123,20 +124,6 @@ fn checks() -> Vec<Check> {
     ]
 }
 
-/// The workflow files of the repository.
-pub fn workflow_files() -> Vec<PathBuf> {
-    let dir = project::root().join(".github/workflows");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-        .collect();
-    files.sort();
-    files
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     interrupts::catch_interrupts();
     if args.install_linters {
@@ -152,7 +139,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 (name, run_command(&program, &args)?)
             }
             Check::Linter { name, program, args, install } => {
-                if crate::services::native::which(program).is_none() {
+                if crate::sys::host::which(program).is_none() {
                     let note = format!("{name} ({program} is not installed: {install})");
                     eprintln!("==> {name}: skipped: {program} is not installed ({install})");
                     skipped.push(note);
@@ -165,7 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!(
                     "==> workflow commands: every run step is a cargo xtask call this parser accepts"
                 );
-                let problems = crate::workflows::check_files(&workflow_files());
+                let problems = crate::workflows::check_files(&paths::workflow_files());
                 for problem in &problems {
                     eprintln!("{problem}");
                 }
@@ -176,7 +163,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "==> doc commands: every cargo xtask line of a runnable block in README.md and docs/ parses"
                 );
                 let (problems, _) =
-                    crate::doc_commands::check(&crate::doc_commands::files(&project::root()));
+                    crate::doc_commands::check(&crate::doc_commands::files(&paths::root()));
                 for problem in &problems {
                     eprintln!("{problem}");
                 }
@@ -211,8 +198,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn run_command(program: &Path, args: &[String]) -> anyhow::Result<bool> {
     let mut command = Command::new(program);
-    command.args(args).current_dir(project::root()).stdin(std::process::Stdio::null());
-    let status = interrupts::run_owned(&mut command, std::time::Duration::from_secs(10))?;
+    command.args(args).current_dir(paths::root()).stdin(std::process::Stdio::null());
+    let status = process::run_owned(&mut command, std::time::Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     Ok(status.success())
 }

@@ -6,11 +6,11 @@ use std::process::ExitCode;
 
 use clap::Parser as _;
 
-use xtask::project::{Exit, UserError};
+use xtask::sys::error::{Exit, UserError};
 
 fn main() -> ExitCode {
     let cli = xtask::Cli::parse();
-    if let Err(err) = xtask::project::ensure_right_checkout() {
+    if let Err(err) = xtask::sys::checkout::ensure_right_checkout() {
         return report(err.into());
     }
     match xtask::cli::run(cli) {

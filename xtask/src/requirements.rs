@@ -8,7 +8,7 @@
 
 use std::process::{Command, Stdio};
 
-use crate::project::UserError;
+use crate::sys::error::UserError;
 
 /// Something a test command needs that cargo does not build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
@@ -67,9 +67,19 @@ impl Requirement {
                 .stderr(Stdio::null())
                 .status()
                 .is_ok_and(|s| s.success()),
-            Requirement::Nextest => crate::project::nextest_installed(),
+            Requirement::Nextest => nextest_installed(),
         }
     }
+}
+
+/// True when `cargo nextest` runs.
+fn nextest_installed() -> bool {
+    crate::sys::command::cargo()
+        .args(["nextest", "--version"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
 }
 
 /// What xtask may do on this machine.
@@ -192,9 +202,9 @@ fn set(var: &str) -> bool {
 }
 
 fn host() -> Host {
-    let root = crate::services::native::processes::is_root();
+    let root = crate::sys::host::is_root();
     let apt = std::path::Path::new("/etc/debian_version").exists()
-        && crate::services::native::which("apt-get").is_some();
+        && crate::sys::host::which("apt-get").is_some();
     let ci_sudo = !root
         && set("CI")
         && Command::new("sudo")
@@ -269,7 +279,7 @@ impl Missing {
             if !status.success() {
                 anyhow::bail!("`{}` failed ({status})", install.command_line());
             }
-            crate::interrupts::check_interrupted()?;
+            crate::sys::interrupts::check_interrupted()?;
         }
         let still: Vec<&str> =
             missing.iter().filter(|r| !r.present()).map(|r| r.describe()).collect();

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use crate::project;
 use crate::services::{Backend, manifest, pipeline};
+use crate::sys::paths;
 
-use super::services::{Common, DockerFlags, Start, absolute};
+use super::services::{Common, DockerFlags, Start};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -94,7 +94,7 @@ impl RunArgs {
         pipeline::Options {
             up: start.options(&self.common, backend, docker),
             no_build: self.no_build,
-            from_archive: self.from_archive.map(absolute),
+            from_archive: self.from_archive.map(paths::absolute),
             partition: self.partition,
             nextest_args: self.nextest_args,
         }
@@ -145,7 +145,8 @@ pub struct ArchiveArgs {
 }
 
 pub fn archive(args: ArchiveArgs) -> anyhow::Result<()> {
-    let output = absolute(args.output.unwrap_or_else(|| project::xtask_dir().join("ci-archive")));
-    let manifest_path = absolute(args.manifest.unwrap_or_else(manifest::default_path));
+    let output =
+        paths::absolute(args.output.unwrap_or_else(|| paths::xtask_dir().join("ci-archive")));
+    let manifest_path = paths::absolute(args.manifest.unwrap_or_else(manifest::default_path));
     pipeline::archive(&manifest_path, args.release, &output)
 }

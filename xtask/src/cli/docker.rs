@@ -1,9 +1,10 @@
 //! `cargo xtask docker bootstrap | generate`: the Docker backend's files and base image,
 //! for CI set-up and for work by hand. `ci-docker` does both itself when needed.
 
-use crate::project::{self, Exit};
 use crate::services::docker::{self, bootstrap, generate};
 use crate::services::manifest;
+use crate::sys::error::Exit;
+use crate::sys::paths;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -46,17 +47,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Generate { check } => {
             let manifest = manifest::load(&manifest::default_path())?;
-            let dir = project::root().join("docker");
+            let dir = paths::root().join("docker");
             let changed = docker::refresh_files(&manifest, &dir, check)?;
             for path in &changed {
                 let verb = if check { "stale" } else { "wrote" };
-                eprintln!("{verb}: {}", project::display_path(path));
+                eprintln!("{verb}: {}", paths::display_path(path));
             }
             if check && !changed.is_empty() {
                 eprintln!(
                     "error: {} generated file(s) differ from {}: run `cargo xtask docker generate`",
                     changed.len(),
-                    project::display_path(&manifest.path)
+                    paths::display_path(&manifest.path)
                 );
                 return Err(Exit(1).into());
             }
@@ -64,7 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!(
                     "xtask: the {} files of {} are up to date",
                     generate::COMPOSE_FILE,
-                    project::display_path(&dir)
+                    paths::display_path(&dir)
                 );
             }
             Ok(())
@@ -81,8 +82,7 @@ mod tests {
     #[test]
     fn committed_docker_files_match_the_manifest() {
         let manifest = manifest::load(&manifest::default_path()).unwrap();
-        let stale =
-            docker::refresh_files(&manifest, &project::root().join("docker"), true).unwrap();
+        let stale = docker::refresh_files(&manifest, &paths::root().join("docker"), true).unwrap();
         assert!(
             stale.is_empty(),
             "stale: {stale:?}: run `cargo xtask docker generate` and commit the result"

@@ -6,9 +6,8 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::github;
-use crate::interrupts;
-use crate::project;
 use crate::services::{self, Backend, State, UpOptions, docker, logs, manifest, readiness, state};
+use crate::sys::{error, interrupts, paths, process, stats};
 use crate::timings::Timings;
 
 #[derive(clap::Args)]
@@ -31,19 +30,10 @@ pub struct Common {
 
 impl Common {
     pub fn state_dir(&self) -> PathBuf {
-        absolute(self.state_dir.clone().unwrap_or_else(project::xtask_dir))
+        paths::absolute(self.state_dir.clone().unwrap_or_else(paths::xtask_dir))
     }
     pub fn manifest(&self) -> PathBuf {
-        absolute(self.manifest.clone().unwrap_or_else(manifest::default_path))
-    }
-}
-
-/// A path the user typed, made absolute against where they stand.
-pub fn absolute(path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        path
-    } else {
-        std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path)
+        paths::absolute(self.manifest.clone().unwrap_or_else(manifest::default_path))
     }
 }
 
@@ -263,11 +253,11 @@ fn up(options: &UpOptions) -> anyhow::Result<()> {
     );
     // The database password stays in the file (mode 0600): what is printed is redacted.
     let shown: Vec<(String, String)> =
-        exports.iter().map(|(k, v)| (k.clone(), crate::secrets::redact(v))).collect();
+        exports.iter().map(|(k, v)| (k.clone(), crate::sys::secrets::redact(v))).collect();
     print!("{}", github::env_file(&shown));
     eprintln!(
         "xtask: the values with the database password are in {} (`set -a; . {0}; set +a`)",
-        project::display_path(&state::env_file(&state.dir))
+        paths::display_path(&state::env_file(&state.dir))
     );
     Ok(())
 }
@@ -278,7 +268,7 @@ fn run_against(options: &UpOptions, build: bool, command: &[String]) -> anyhow::
     let _lock = state::StateLock::acquire(&options.state_dir)?;
     let program = &command[0];
     if program.contains('/') && !std::path::Path::new(program).exists()
-        || !program.contains('/') && services::native::which(program).is_none()
+        || !program.contains('/') && crate::sys::host::which(program).is_none()
     {
         crate::user_error!("cannot run `{program}`: no such program (is it on PATH?)");
     }
@@ -299,14 +289,14 @@ fn run_against(options: &UpOptions, build: bool, command: &[String]) -> anyhow::
     );
     let mut child = std::process::Command::new(program);
     child.args(&command[1..]).envs(exports);
-    let status = interrupts::run_owned(&mut child, Duration::from_secs(10));
+    let status = process::run_owned(&mut child, Duration::from_secs(10));
     let report = session.teardown(interrupts::grace(Duration::from_secs(5)), false);
     eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
     interrupts::check_interrupted()?;
     let status = status?;
     if !status.success() {
         eprintln!("error: `{}` failed ({status})", command.join(" "));
-        return Err(project::Exit::of(status).into());
+        return Err(error::Exit::of(status).into());
     }
     Ok(())
 }
@@ -326,12 +316,12 @@ fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::R
         None if backend == Some(Backend::Docker) => match docker::down_leftovers(&state_dir)? {
             0 => eprintln!(
                 "xtask: nothing to stop (no state in {} and no containers of it)",
-                project::display_path(&state_dir)
+                paths::display_path(&state_dir)
             ),
             n => eprintln!("xtask: removed {n} Compose project(s) a killed run left behind"),
         },
         None => {
-            eprintln!("xtask: nothing to stop (no state in {})", project::display_path(&state_dir))
+            eprintln!("xtask: nothing to stop (no state in {})", paths::display_path(&state_dir))
         }
     }
     Ok(())
@@ -345,7 +335,7 @@ fn session_state(common: &Common, backend: Option<Backend>) -> anyhow::Result<Op
     {
         crate::user_error!(
             "the session in {} runs on the {} backend, not {}: drop --backend",
-            project::display_path(&common.state_dir()),
+            paths::display_path(&common.state_dir()),
             state.backend.name(),
             backend.name()
         );
@@ -355,10 +345,7 @@ fn session_state(common: &Common, backend: Option<Backend>) -> anyhow::Result<Op
 
 fn status(common: &Common, backend: Option<Backend>) -> anyhow::Result<()> {
     let Some(state) = session_state(common, backend)? else {
-        println!(
-            "no services running (no state in {})",
-            project::display_path(&common.state_dir())
-        );
+        println!("no services running (no state in {})", paths::display_path(&common.state_dir()));
         return Ok(());
     };
     println!("backend        {}", state.backend.name());
@@ -368,8 +355,8 @@ fn status(common: &Common, backend: Option<Backend>) -> anyhow::Result<()> {
             "database       pid {:<7} port {:<5} {}  {}",
             db.process.pid,
             db.port,
-            running(services::native::processes::group_is_ours_and_alive(&db.process)),
-            crate::secrets::redact(&db.url)
+            running(process::group_is_ours_and_alive(&db.process)),
+            crate::sys::secrets::redact(&db.url)
         ),
         Some(db) => println!("database       {}", db.shown_url()),
         None => {}
@@ -409,15 +396,6 @@ fn logs(
     match session_state(common, backend)? {
         Some(state) if state.backend == Backend::Docker => docker::print_logs(&state, name, follow),
         _ => logs::print(&state::log_dir(&state_dir), name, follow),
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
     }
 }
 
@@ -481,8 +459,9 @@ fn bench(
             }
         }
     }
-    let column =
-        |rows: &[[f64; 7]], i: usize| median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>());
+    let column = |rows: &[[f64; 7]], i: usize| {
+        stats::median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>())
+    };
     let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
     println!(
         "median over {} run(s) per backend (seconds){}:",
@@ -511,15 +490,4 @@ fn bench(
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 }

@@ -22,7 +22,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::project::{self, UserError};
+use crate::sys::error::UserError;
+use crate::sys::{fs, paths, process};
 use crate::timings::Timings;
 use manifest::Manifest;
 use plan::Plan;
@@ -120,7 +121,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         if self.armed {
             // Whatever failed, keep what the services said about it.
-            teardown(&self.state, crate::interrupts::grace(Duration::from_secs(5)), true);
+            teardown(&self.state, crate::sys::interrupts::grace(Duration::from_secs(5)), true);
         }
     }
 }
@@ -171,7 +172,7 @@ pub fn alive_services(state: &State) -> Vec<String> {
 
 /// The command that stops the session in `state_dir`, for messages.
 pub fn down_command(state_dir: &Path) -> String {
-    if state_dir == project::xtask_dir() {
+    if state_dir == paths::xtask_dir() {
         "cargo xtask services down".to_string()
     } else {
         format!("cargo xtask services down --state-dir {}", state_dir.display())
@@ -192,7 +193,7 @@ pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
             eprintln!(
                 "xtask: the run that owned the {} session in {} (pid {}) is gone; stopping what it left",
                 old.backend.name(),
-                project::display_path(state_dir),
+                paths::display_path(state_dir),
                 old.owner.map(|o| o.pid).unwrap_or_default()
             );
         } else if anything_alive(&old) {
@@ -200,24 +201,24 @@ pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
                 Some(owner) => crate::user_error!(
                     "another run (pid {}) is using the services in {}: wait for it, or use another --state-dir",
                     owner.pid,
-                    project::display_path(state_dir)
+                    paths::display_path(state_dir)
                 ),
                 None => crate::user_error!(
                     "services from an earlier `up` ({}) are still running (state in {}): run `{}` first",
                     old.backend.name(),
-                    project::display_path(&state::state_file(state_dir)),
+                    paths::display_path(&state::state_file(state_dir)),
                     down_command(state_dir)
                 ),
             }
         }
         teardown(&old, Duration::from_secs(1), false);
     }
-    let untracked = native::processes::marked(state_dir);
+    let untracked = process::marked(state::STATE_DIR_MARKER, state_dir);
     if !untracked.is_empty() {
         let pids: Vec<String> = untracked.iter().map(|p| p.pid.to_string()).collect();
         crate::user_error!(
             "processes started for {} run without a state file to track them (pids {}): run `{}` first (it finds them by their environment)",
-            project::display_path(state_dir),
+            paths::display_path(state_dir),
             pids.join(", "),
             down_command(state_dir)
         );
@@ -231,16 +232,16 @@ pub fn down(state_dir: &Path, grace: Duration) -> anyhow::Result<Option<Teardown
     if let Some(state) = State::load(state_dir)? {
         return Ok(Some(teardown(&state, grace, false)));
     }
-    let untracked = native::processes::marked(state_dir);
+    let untracked = process::marked(state::STATE_DIR_MARKER, state_dir);
     if untracked.is_empty() {
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    let groups: Vec<(String, native::processes::Identity)> =
+    let groups: Vec<(String, process::Identity)> =
         untracked.iter().map(|id| (format!("untracked pid {}", id.pid), *id)).collect();
-    let named: Vec<(&str, native::processes::Identity)> =
+    let named: Vec<(&str, process::Identity)> =
         groups.iter().map(|(name, id)| (name.as_str(), *id)).collect();
-    let killed = native::processes::terminate_groups(&named, grace);
+    let killed = process::terminate_groups(&named, grace);
     native::postgres::remove_leftovers(state_dir);
     Ok(Some(Teardown {
         took: started.elapsed(),
@@ -266,7 +267,7 @@ pub fn prepare(
     ensure_no_session(&options.state_dir)?;
     timings.time("config", || -> anyhow::Result<()> {
         for written in crate::config::refresh_generated()? {
-            eprintln!("xtask: regenerated {}", project::display_path(&written));
+            eprintln!("xtask: regenerated {}", paths::display_path(&written));
         }
         Ok(())
     })?;
@@ -282,8 +283,8 @@ pub fn plan_with(
     options: &UpOptions,
     world: &dyn plan::World,
 ) -> anyhow::Result<Plan> {
-    let root = project::root();
-    let target = project::target_dir();
+    let root = paths::root();
+    let target = paths::target_dir();
     let plan_options = plan::Options {
         only: &options.only,
         without: &options.without,
@@ -338,11 +339,11 @@ pub fn write_exports(
     }
     text.push_str(&crate::github::env_file(&exports));
     // It holds the database password: the owner's alone.
-    project::write_private(&state::env_file(&state.dir), text)?;
+    fs::write_private(&state::env_file(&state.dir), text)?;
     if for_later_steps {
         // Later steps get the real URL; GitHub masks its password in every log.
         for (_, value) in &exports {
-            if let Some(password) = crate::secrets::password_of(value) {
+            if let Some(password) = crate::sys::secrets::password_of(value) {
                 crate::github::mask(password);
             }
         }

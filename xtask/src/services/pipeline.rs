@@ -11,9 +11,9 @@ use anyhow::Context as _;
 use super::manifest;
 use super::{Backend, Session, UpOptions, logs, readiness, state};
 use crate::github;
-use crate::interrupts;
-use crate::project::{self, Exit};
 use crate::requirements::{self, Requirement};
+use crate::sys::error::Exit;
+use crate::sys::{command, error, fs, interrupts, paths, process};
 use crate::tally;
 use crate::timings::Timings;
 
@@ -83,7 +83,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
     if let Some(partition) = &options.partition
         && let Err(why) = check_partition(partition)
     {
-        return (Err(project::UserError(why).into()), None);
+        return (Err(error::UserError(why).into()), None);
     }
     let mut timings = Timings::default();
     let started = std::time::SystemTime::now();
@@ -93,7 +93,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
     let result = stages(options, &mut timings, &mut startup_failure, &mut counts);
     github::end_phase();
     // A mistake in the input stops before anything ran: no timings, no history.
-    if !matches!(&result, Err(err) if err.downcast_ref::<project::UserError>().is_some()) {
+    if !matches!(&result, Err(err) if err.downcast_ref::<error::UserError>().is_some()) {
         report_timings(&timings, options.up.backend, &options.up.state_dir);
         if let Some(counts) = counts {
             eprintln!("end-to-end tests: {counts}");
@@ -125,7 +125,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
 
 /// Where this run left what a person may want to read, success or not.
 fn report_paths(state_dir: &Path, backend: Backend, failed: bool) {
-    let show = |path: &Path| project::display_path(path);
+    let show = |path: &Path| paths::display_path(path);
     let logs = match backend {
         Backend::Native => state::log_dir(state_dir),
         Backend::Docker => ci_logs_dir(state_dir, backend),
@@ -150,7 +150,7 @@ fn report_paths(state_dir: &Path, backend: Backend, failed: bool) {
 
 /// The JUnit report of the end-to-end tests (nextest's `ci` profile).
 fn junit_report() -> PathBuf {
-    project::target_dir().join("nextest").join("ci").join("junit.xml")
+    paths::target_dir().join("nextest").join("ci").join("junit.xml")
 }
 
 /// Appends this run to the history; reports its flaky tests (here and in the step
@@ -196,7 +196,7 @@ fn record_history(
     .record();
     let path = crate::history::default_path();
     if let Err(err) = crate::history::append(&path, &record) {
-        eprintln!("warning: could not add this run to {}: {err:#}", project::display_path(&path));
+        eprintln!("warning: could not add this run to {}: {err:#}", paths::display_path(&path));
     }
 }
 
@@ -292,7 +292,7 @@ fn stages(
                 err.to_string().lines().next().unwrap_or_default()
             ));
             let copied = logs::collect(&state::log_dir(&up.state_dir), &ci_logs);
-            eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&ci_logs));
+            eprintln!("xtask: copied {copied} log(s) to {}", paths::display_path(&ci_logs));
             return Err(err);
         }
     };
@@ -307,7 +307,7 @@ fn test_and_teardown(
     counts: &mut Option<tally::Counts>,
 ) -> anyhow::Result<()> {
     let exports = super::write_exports(&session.state, false)?;
-    let root = project::root();
+    let root = paths::root();
     let archive = options.from_archive.as_ref().map(|dir| dir.join(TESTS_ARCHIVE));
     let binaries = match &archive {
         Some(file) => TestBinaries::Archive { file, root: &root },
@@ -322,7 +322,7 @@ fn test_and_teardown(
     github::phase("end-to-end tests");
     eprintln!("xtask: cargo {}", nextest.join(" "));
     let started = Instant::now();
-    let mut command = project::cargo();
+    let mut command = command::cargo();
     command
         .args(&nextest)
         .envs(exports.iter().map(|(k, v)| (k, v)))
@@ -345,7 +345,7 @@ fn test_and_teardown(
     }
     if failed {
         let copied = logs::collect(&state::log_dir(&state.dir), ci_logs);
-        eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(ci_logs));
+        eprintln!("xtask: copied {copied} log(s) to {}", paths::display_path(ci_logs));
         if dead.is_empty() {
             eprintln!(
                 "xtask: every service was still running when the tests ended; see their logs there"
@@ -403,8 +403,8 @@ pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Re
     args.extend(TestBinaries::Workspace { release }.selection());
     args.extend(["--archive-file".to_string(), output.join(TESTS_ARCHIVE).display().to_string()]);
     run_cargo(&args)?;
-    let root = project::root();
-    let target = project::target_dir();
+    let root = paths::root();
+    let target = paths::target_dir();
     let options = super::plan::Options {
         only: &[],
         without: &[],
@@ -414,7 +414,7 @@ pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Re
         target_dir: &target,
     };
     let plan = super::plan::plan(&manifest, &options, &super::plan::FilesHere)
-        .map_err(project::UserError)?;
+        .map_err(error::UserError)?;
     let mut copied = 0;
     for copy in super::docker::generate::context_copies(&plan, &root) {
         if copy.to.starts_with(BIN_DIR) {
@@ -425,8 +425,8 @@ pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Re
     }
     eprintln!(
         "xtask: archived the end-to-end tests and {copied} service file(s) in {}; run them elsewhere with `--from-archive {}`",
-        project::display_path(output),
-        project::display_path(output)
+        paths::display_path(output),
+        paths::display_path(output)
     );
     Ok(())
 }
@@ -439,10 +439,10 @@ fn restore(dir: &Path, release: bool) -> anyhow::Result<()> {
     if !bin.is_dir() || !dir.join(TESTS_ARCHIVE).is_file() {
         crate::user_error!(
             "{} is not an archive of `cargo xtask ci-archive` (it needs {BIN_DIR}/ and {TESTS_ARCHIVE})",
-            project::display_path(dir)
+            paths::display_path(dir)
         );
     }
-    let profile = project::target_dir().join(if release { "release" } else { "debug" });
+    let profile = paths::target_dir().join(if release { "release" } else { "debug" });
     std::fs::create_dir_all(&profile)?;
     for entry in std::fs::read_dir(&bin)? {
         let entry = entry?;
@@ -470,9 +470,9 @@ fn build_commands(release: bool) -> Vec<Vec<String>> {
 
 fn run_cargo(args: &[String]) -> anyhow::Result<()> {
     eprintln!("xtask: cargo {}", args.join(" "));
-    let mut command = project::cargo();
+    let mut command = command::cargo();
     command.args(args).stdin(Stdio::null());
-    let status = interrupts::run_owned(&mut command, Duration::from_secs(10))?;
+    let status = process::run_owned(&mut command, Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     if !status.success() {
         eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
@@ -553,7 +553,7 @@ fn report_timings(timings: &Timings, backend: Backend, state_dir: &Path) {
         return;
     }
     eprint!("\n{}", timings.table());
-    let _ = project::write_atomic(
+    let _ = fs::write_atomic(
         &state_dir.join("timings.json"),
         serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
     );

@@ -96,7 +96,7 @@ pub fn select<'m>(manifest: &'m Manifest, only: &[String]) -> Result<Vec<&'m Ser
             let known: Vec<&str> = by_name.keys().copied().collect();
             return Err(format!(
                 "unknown service `{name}` in --only ({} defines: {})",
-                crate::project::display_path(&manifest.path),
+                crate::sys::paths::display_path(&manifest.path),
                 known.join(", ")
             ));
         }
@@ -120,14 +120,14 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
             return Err(format!(
                 "unknown service `{name}` in --without ({} defines: {})",
-                crate::project::display_path(&manifest.path),
+                crate::sys::paths::display_path(&manifest.path),
                 known.join(", ")
             ));
         };
         if service.tests.is_none() {
             return Err(format!(
                 "service `{name}` has no `tests` filter in {}, so its tests cannot be left out with it: add one or drop --without {name}",
-                crate::project::display_path(&manifest.path)
+                crate::sys::paths::display_path(&manifest.path)
             ));
         }
         skipped.push(Skipped { name: name.clone(), reason: "is left out (--without)".into() });
@@ -179,7 +179,7 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             return Err(format!(
                 "service `{}` has no fixed_port in {}: add one or drop --fixed-ports",
                 service.name,
-                crate::project::display_path(&manifest.path)
+                crate::sys::paths::display_path(&manifest.path)
             ));
         }
         let process = process(&service.name, &service.step, manifest, options, world)?;
@@ -241,7 +241,7 @@ fn process(
                     .unwrap_or_else(|| " --workspace".into());
                 return Err(format!(
                     "binary `{binary}` for `{name}` not found at {}: build it with `cargo build{release}{package} --bin {binary}`",
-                    crate::project::display_path(&path)
+                    crate::sys::paths::display_path(&path)
                 ));
             }
             path
@@ -261,7 +261,7 @@ fn process(
     {
         return Err(format!(
             "config file {} for `{name}` does not exist: generate it with `cargo xtask config --all`",
-            crate::project::display_path(config)
+            crate::sys::paths::display_path(config)
         ));
     }
     let workdir = match &step.workdir {

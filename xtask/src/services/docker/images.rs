@@ -10,7 +10,7 @@ use anyhow::{Context as _, bail};
 
 use super::bootstrap::{self, OsRelease};
 use super::generate::{self, Copy, DEFAULT_BASE_IMAGE, IMAGE_LABEL};
-use crate::project;
+use crate::sys::paths;
 
 /// Where the base image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub fn stage(context: &Path, docker_dir: &Path, copies: &[Copy]) -> anyhow::Resu
         if !copy.from.exists() {
             crate::user_error!(
                 "{} is named by the services manifest but does not exist",
-                project::display_path(&copy.from)
+                paths::display_path(&copy.from)
             );
         }
         link_tree(&copy.from, &to)

@@ -27,8 +27,8 @@ use super::manifest::{self, Manifest};
 use super::plan::{self, Plan, PlannedService};
 use super::state::{self, Database, ServiceRecord, State, unix_now};
 use super::{Backend, Session, Teardown, UpOptions, logs, readiness};
-use crate::interrupts;
-use crate::project::{self, UserError};
+use crate::sys::error::UserError;
+use crate::sys::{error, fs, interrupts, paths};
 use crate::timings::Timings;
 use compose::Compose;
 use generate::{DATABASE_SERVICE, MIGRATE_SERVICE, STATE_DIR_LABEL, vars};
@@ -55,14 +55,14 @@ pub struct DockerRecord {
 /// The Compose project of a state directory: stable, so a later run (or `down`) finds
 /// what an earlier one left; distinct per directory, so two clones never collide.
 pub fn project_name(state_dir: &Path) -> String {
-    format!("tasker-{}", &project::short_hash(&state_dir.display().to_string())[..10])
+    format!("tasker-{}", &paths::short_hash(&state_dir.display().to_string())[..10])
 }
 
 /// The directory holding the generated files for `manifest_path`: `docker/` of the
 /// workspace for the committed manifest, else one inside the state directory.
 pub fn files_dir(manifest_path: &Path, state_dir: &Path) -> PathBuf {
     if manifest_path == manifest::default_path() {
-        project::root().join("docker")
+        paths::root().join("docker")
     } else {
         state_dir.join("docker")
     }
@@ -71,9 +71,9 @@ pub fn files_dir(manifest_path: &Path, state_dir: &Path) -> PathBuf {
 /// Brings the generated files in `dir` up to date with `manifest`; returns the ones it
 /// rewrote (none when `check`, which only compares and reports).
 pub fn refresh_files(manifest: &Manifest, dir: &Path, check: bool) -> anyhow::Result<Vec<PathBuf>> {
-    let source = project::display_path(&manifest.path);
-    let root = project::root();
-    let target_dir = project::target_dir();
+    let source = paths::display_path(&manifest.path);
+    let root = paths::root();
+    let target_dir = paths::target_dir();
     let host = generate::Host { root: &root, target_dir: &target_dir };
     let files = generate::files(manifest, &source, &host).map_err(UserError)?;
     let mut changed = Vec::new();
@@ -83,7 +83,7 @@ pub fn refresh_files(manifest: &Manifest, dir: &Path, check: bool) -> anyhow::Re
             continue;
         }
         if !check {
-            project::write_atomic(&path, &file.text)?;
+            fs::write_atomic(&path, &file.text)?;
             if file.executable {
                 use std::os::unix::fs::PermissionsExt as _;
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -139,8 +139,8 @@ pub fn prepare(
     if !containers(&project)?.is_empty() {
         crate::user_error!(
             "containers of Compose project {project} (state dir {}) exist but no session records them: run `cargo xtask services down --backend docker{}` first",
-            project::display_path(&options.state_dir),
-            match options.state_dir == project::xtask_dir() {
+            paths::display_path(&options.state_dir),
+            match options.state_dir == paths::xtask_dir() {
                 true => String::new(),
                 false => format!(" --state-dir {}", options.state_dir.display()),
             }
@@ -150,7 +150,7 @@ pub fn prepare(
     eprintln!("xtask: Docker engine {engine}");
     let files_dir = files_dir(&manifest.path, &options.state_dir);
     for written in refresh_files(&manifest, &files_dir, false)? {
-        eprintln!("xtask: regenerated {}", project::display_path(&written));
+        eprintln!("xtask: regenerated {}", paths::display_path(&written));
     }
     let started = Instant::now();
     let base_image =
@@ -172,7 +172,7 @@ fn run_vars(
     project: &str,
     base: &str,
 ) -> anyhow::Result<RunVars> {
-    let password = crate::secrets::random_token(16)?;
+    let password = crate::sys::secrets::random_token(16)?;
     let context = images::context_dir(&options.state_dir);
     let mut env = vec![
         (vars::CONTEXT.to_string(), context.display().to_string()),
@@ -189,7 +189,8 @@ fn run_vars(
         .map(|m| m.name.clone())
         .chain(plan.services().map(|s| s.process.name.clone()));
     for name in names {
-        let id = format!("{name}-{}-{}", std::process::id(), &crate::secrets::random_token(4)?);
+        let id =
+            format!("{name}-{}-{}", std::process::id(), &crate::sys::secrets::random_token(4)?);
         env.push((vars::instance_id(&name), id.clone()));
         instance_ids.insert(name, id);
     }
@@ -222,7 +223,7 @@ pub fn start(
 
     let started = Instant::now();
     crate::github::group("images", || -> anyhow::Result<()> {
-        let copies = generate::context_copies(&plan, &project::root());
+        let copies = generate::context_copies(&plan, &paths::root());
         images::stage(&images::context_dir(&options.state_dir), &files_dir, &copies)?;
         let postgres_image = format!("tasker-ci-postgres:{project}");
         images::build(
@@ -404,7 +405,7 @@ impl Starter<'_> {
         if !status.success() {
             bail!(
                 "docker compose failed ({status}); last lines of {}:\n{}",
-                project::display_path(log),
+                paths::display_path(log),
                 logs::tail(log, 15)
             );
         }
@@ -707,7 +708,7 @@ pub fn print_logs(state: &State, name: Option<&str>, follow: bool) -> anyhow::Re
     cmd.args(name);
     let status = cmd.status().context("running docker compose logs")?;
     if !status.success() {
-        return Err(project::Exit::of(status).into());
+        return Err(error::Exit::of(status).into());
     }
     Ok(())
 }

@@ -4,7 +4,6 @@
 //! shell) stop exactly what was started and nothing else.
 
 pub mod postgres;
-pub mod processes;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,11 +15,10 @@ use anyhow::{Context as _, bail};
 use super::plan::{self, Plan, PlannedService, Process, Vars};
 use super::state::{self, Database, ServiceRecord, State, unix_now};
 use super::{Backend, Session, Teardown, UpOptions, logs, readiness};
-use crate::interrupts;
-use crate::project;
 use crate::services::manifest::Manifest;
+use crate::sys::process::{self, Identity};
+use crate::sys::{interrupts, paths};
 use crate::timings::Timings;
-use processes::Identity;
 
 /// Services listen on the loopback interface only: nothing of a session is reachable
 /// from other machines.
@@ -43,7 +41,7 @@ fn start_database(
     match source {
         Source::Given(url) => {
             session.state.database =
-                Some(Database::External { redacted_url: crate::secrets::redact(&url) });
+                Some(Database::External { redacted_url: crate::sys::secrets::redact(&url) });
             Ok(url)
         }
         Source::Throwaway(bins) => {
@@ -81,7 +79,7 @@ pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result
     let mut session =
         Session::begin(State::new(state_dir, Backend::Native, Vec::new()).owned())?.holding(lock);
     let url = start_database(&mut session, Source::Throwaway(bins), database_name)?;
-    eprintln!("xtask: throwaway PostgreSQL {version} at {}", crate::secrets::redact(&url));
+    eprintln!("xtask: throwaway PostgreSQL {version} at {}", crate::sys::secrets::redact(&url));
     Ok(Some(session))
 }
 
@@ -120,7 +118,7 @@ pub fn prepare(manifest: Manifest, options: &UpOptions) -> anyhow::Result<Prepar
                 crate::user_error!(
                     "port {port} for `{}` (--fixed-ports, {}) is already in use: stop what listens there or drop --fixed-ports",
                     service.process.name,
-                    project::display_path(&manifest.path)
+                    paths::display_path(&manifest.path)
                 );
             }
         }
@@ -145,7 +143,7 @@ pub fn start(
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let state = State::new(&options.state_dir, Backend::Native, plan.excluded_tests.clone());
     let mut session = Session::begin(if options.detached { state } else { state.owned() })?;
-    let root = project::root().display().to_string();
+    let root = paths::root().display().to_string();
     let profile_dir = plan.profile_dir.display().to_string();
 
     let started = Instant::now();
@@ -197,8 +195,8 @@ pub fn start(
                 records.iter().zip(children.iter_mut()).find_map(|(r, child)| {
                     Some(readiness::Failure::Exited {
                         name: r.name.clone(),
-                        status: processes::exit_status(child)?,
-                        log: project::display_path(&r.log),
+                        status: process::exit_status(child)?,
+                        log: paths::display_path(&r.log),
                         tail: logs::tail(&r.log, 30),
                     })
                 })
@@ -289,10 +287,10 @@ fn command_for(
     cmd.args(process.args.iter().map(|a| plan::render(a, &vars)))
         .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, &vars))))
         .current_dir(&process.workdir);
-    processes::own_group_logging_to(&mut cmd, log)?;
-    processes::mark(&mut cmd, env.state_dir);
+    process::own_group_logging_to(&mut cmd, log)?;
+    process::mark(&mut cmd, state::STATE_DIR_MARKER, env.state_dir);
     if env.owned {
-        crate::interrupts::die_with_owner(&mut cmd, libc::SIGKILL);
+        crate::sys::process::die_with_owner(&mut cmd, libc::SIGKILL);
     }
     Ok(cmd)
 }
@@ -325,7 +323,7 @@ fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Resul
                 "the migrate step `{} {}` failed ({status}); last lines of {}:\n{}",
                 migrate.program.display(),
                 migrate.args.join(" "),
-                project::display_path(&log),
+                paths::display_path(&log),
                 logs::tail(&log, 30)
             );
         }
@@ -336,7 +334,7 @@ fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Resul
             interrupts::check_interrupted()?;
             bail!(
                 "the migrate step did not finish within {limit:?}; see {}",
-                project::display_path(&log)
+                paths::display_path(&log)
             );
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -380,9 +378,9 @@ pub fn teardown(state: &State, grace: Duration) -> Teardown {
     let mut groups: Vec<(&str, Identity)> = Vec::new();
     for s in state.services.iter().rev() {
         let Some(process) = s.process else { continue };
-        if processes::group_is_ours_and_alive(&process) {
+        if process::group_is_ours_and_alive(&process) {
             groups.push((&s.name, process));
-        } else if processes::start_time(process.pid).is_some_and(|t| t != process.start_time) {
+        } else if process::start_time(process.pid).is_some_and(|t| t != process.start_time) {
             report.foreign.push(format!(
                 "{} (pid {} now belongs to another process; left alone)",
                 s.name, process.pid
@@ -390,7 +388,7 @@ pub fn teardown(state: &State, grace: Duration) -> Teardown {
         }
     }
     report.killed =
-        processes::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
+        process::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
     if let Some(Database::Embedded(db)) = &state.database {
         postgres::stop(db);
     }
@@ -400,12 +398,12 @@ pub fn teardown(state: &State, grace: Duration) -> Teardown {
 
 /// Whether anything recorded here still runs (verified by pid and start time).
 pub fn anything_alive(state: &State) -> bool {
-    let db_alive = matches!(&state.database, Some(Database::Embedded(db)) if processes::group_is_ours_and_alive(&db.process));
+    let db_alive = matches!(&state.database, Some(Database::Embedded(db)) if process::group_is_ours_and_alive(&db.process));
     db_alive || state.services.iter().any(service_alive)
 }
 
 pub fn service_alive(service: &ServiceRecord) -> bool {
-    service.process.is_some_and(|p| processes::group_is_ours_and_alive(&p))
+    service.process.is_some_and(|p| process::group_is_ours_and_alive(&p))
 }
 
 pub fn dead_services(state: &State) -> Vec<String> {

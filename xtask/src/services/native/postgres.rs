@@ -16,12 +16,12 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::processes::{self, Identity};
-use crate::interrupts::wait_until;
-use crate::project;
-use crate::project::UserError;
-use crate::secrets::redact;
 use crate::services::logs;
+use crate::sys::error::UserError;
+use crate::sys::interrupts::wait_until;
+use crate::sys::process::Identity;
+use crate::sys::secrets::redact;
+use crate::sys::{host, paths, process};
 
 /// Where the server binaries live and which version they are.
 #[derive(Debug, Clone)]
@@ -93,7 +93,7 @@ pub fn ensure_binaries() -> anyhow::Result<Binaries> {
         Some(dir) => dir,
         None => {
             crate::requirements::ensure(&[crate::requirements::Requirement::Postgres]).map_err(
-                |err| match err.downcast::<crate::project::UserError>() {
+                |err| match err.downcast::<crate::sys::error::UserError>() {
                     Ok(UserError(why)) => UserError(format!(
                         "{why}; or export DATABASE_URL to use an existing server"
                     ))
@@ -121,7 +121,7 @@ pub fn ensure_binaries() -> anyhow::Result<Binaries> {
 
 /// uid and gid of the unprivileged server user, when we run as root.
 fn server_user() -> anyhow::Result<Option<(libc::uid_t, libc::gid_t)>> {
-    if !processes::is_root() {
+    if !host::is_root() {
         return Ok(None);
     }
     let name = std::ffi::CString::new(SERVER_USER).unwrap();
@@ -172,7 +172,7 @@ fn template(
     database: &str,
     user: Option<(libc::uid_t, libc::gid_t)>,
 ) -> anyhow::Result<PathBuf> {
-    let cache = reachable_by_server(&project::xtask_dir(), user, "xtask-pg-cache");
+    let cache = reachable_by_server(&paths::xtask_dir(), user, "xtask-pg-cache");
     // The name changes with the way the template is made, so an old cache is not reused.
     let dir = cache.join(format!("pg-template-{}-{database}-{TEMPLATE_FORMAT}", bins.version));
     if dir.join("PG_VERSION").exists() {
@@ -265,7 +265,7 @@ fn reachable_by_server(
         return preferred.to_path_buf();
     }
     // Keyed by the preferred path, so each checkout and state dir keeps its own.
-    let key = project::short_hash(&preferred.display().to_string());
+    let key = paths::short_hash(&preferred.display().to_string());
     std::env::temp_dir().join(format!("{fallback}-{key}"))
 }
 
@@ -348,7 +348,7 @@ fn run_server(
 ) -> anyhow::Result<Embedded> {
     let ServerDirs { data_dir, socket_dir, log } = *dirs;
     // The session's password: from the OS's random source, only ever in the URL.
-    let password = crate::secrets::random_token(16)?;
+    let password = crate::sys::secrets::random_token(16)?;
     // A free port can be taken between our check and the server's bind: try a few.
     let mut last_error = None;
     for _ in 0..3 {
@@ -362,14 +362,14 @@ fn run_server(
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             // Several services with their pools plus parallel tests share this server.
             .args(["-c", "max_connections=200"]);
-        processes::own_group_logging_to(&mut cmd, log)?;
+        process::own_group_logging_to(&mut cmd, log)?;
         if let Some(state_dir) = log.parent().and_then(Path::parent) {
-            processes::mark(&mut cmd, state_dir);
+            process::mark(&mut cmd, crate::services::state::STATE_DIR_MARKER, state_dir);
         }
         run_as(&mut cmd, user);
         if owned {
             // After run_as: a change of user clears the setting.
-            crate::interrupts::die_with_owner(&mut cmd, libc::SIGKILL);
+            crate::sys::process::die_with_owner(&mut cmd, libc::SIGKILL);
         }
         let mut child = cmd.spawn().context("starting postgres")?;
         let pid = child.id();
@@ -427,20 +427,20 @@ fn run_server(
 pub fn stop(db: &Embedded) {
     let id = &db.process;
     // After a signal the whole stop fits its share of the shutdown budget.
-    let (fast, quit) = match crate::interrupts::interrupted() {
+    let (fast, quit) = match crate::sys::interrupts::interrupted() {
         Some(_) => (Duration::from_millis(800), Duration::from_millis(300)),
         None => (Duration::from_secs(2), Duration::from_secs(1)),
     };
-    if processes::signal_process(id, libc::SIGINT)
+    if process::signal_process(id, libc::SIGINT)
         && !wait_until(fast, || !id.is_ours_and_alive())
-        && processes::signal_process(id, libc::SIGQUIT)
+        && process::signal_process(id, libc::SIGQUIT)
         && !wait_until(quit, || !id.is_ours_and_alive())
     {
-        processes::signal_group(id, libc::SIGKILL);
-        wait_until(Duration::from_secs(1), || !processes::group_is_ours_and_alive(id));
+        process::signal_group(id, libc::SIGKILL);
+        wait_until(Duration::from_secs(1), || !process::group_is_ours_and_alive(id));
     }
     // Backends can outlive the postmaster by a moment.
-    wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
+    wait_until(Duration::from_secs(1), || process::group_members(id.pgid).is_empty());
     remove_dirs(&db.data_dir, &db.socket_dir);
 }
 
@@ -748,7 +748,7 @@ mod tests {
         let err =
             check_reachable(&format!("postgres://u:hunter2@127.0.0.1:{port}/db")).unwrap_err();
         let text = err.to_string();
-        assert!(err.downcast_ref::<project::UserError>().is_some());
+        assert!(err.downcast_ref::<crate::sys::error::UserError>().is_some());
         assert!(text.contains("is not reachable"), "{text}");
         assert!(text.contains("u:***@") && !text.contains("hunter2"), "{text}");
     }
@@ -763,7 +763,7 @@ mod tests {
         let db = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
         check_reachable(&db.url).unwrap();
         // TCP needs the session's password; the URL carries one, the template none.
-        let password = crate::secrets::password_of(&db.url).expect("a password in the URL");
+        let password = crate::sys::secrets::password_of(&db.url).expect("a password in the URL");
         assert_eq!(password.len(), 32);
         let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
         assert!(matches!(
@@ -777,7 +777,7 @@ mod tests {
         }
         assert!(db.process.is_ours_and_alive());
         stop(&db);
-        assert!(!processes::group_is_ours_and_alive(&db.process));
+        assert!(!process::group_is_ours_and_alive(&db.process));
         assert!(!db.data_dir.exists() && !db.socket_dir.exists());
         // A running server's socket directory is never taken for a leftover.
         let again = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
