@@ -6,6 +6,7 @@
 //!
 //! [`decide`] is pure (tested on every kind of host); [`ensure`] probes and installs.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use crate::sys::error::UserError;
@@ -59,7 +60,7 @@ impl Requirement {
     /// Whether this machine has it.
     fn present(self) -> bool {
         match self {
-            Requirement::Postgres => crate::services::native::postgres::find_binaries().is_some(),
+            Requirement::Postgres => postgres_bindir().is_some(),
             Requirement::Ruby => Command::new("ruby")
                 .args(["-e", "require 'fiddle'; require 'minitest'; require 'bundler'"])
                 .stdin(Stdio::null())
@@ -70,6 +71,45 @@ impl Requirement {
             Requirement::Nextest => nextest_installed(),
         }
     }
+}
+
+/// The directory of the PostgreSQL server binaries (`postgres`, `initdb`): PATH, `pg_config --bindir`, the newest
+/// `/usr/lib/postgresql/*/bin`, then Homebrew's locations.
+pub fn postgres_bindir() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    if let Ok(out) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output()
+        && out.status.success()
+    {
+        candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    debian.sort();
+    candidates.extend(debian.into_iter().rev().map(|(_, p)| p));
+    for prefix in ["/opt/homebrew", "/usr/local"] {
+        let mut brew: Vec<PathBuf> = std::fs::read_dir(format!("{prefix}/opt"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("postgresql"))
+            .map(|e| e.path().join("bin"))
+            .collect();
+        brew.sort();
+        candidates.extend(brew.into_iter().rev());
+    }
+    candidates.into_iter().find(|dir| has_server(dir))
+}
+
+fn has_server(dir: &Path) -> bool {
+    dir.join("postgres").is_file() && dir.join("initdb").is_file()
 }
 
 /// True when `cargo nextest` runs.

@@ -183,7 +183,7 @@ fn preflight(args: &Args) -> anyhow::Result<()> {
     let manifest = crate::services::manifest::load(&crate::services::manifest::default_path())?;
     let docker_dir = paths::root().join("docker");
     stale.extend(
-        crate::services::docker::refresh_files(&manifest, &docker_dir, true)?
+        crate::services::refresh_docker_files(&manifest, &docker_dir, true)?
             .into_iter()
             .map(|path| (path, "cargo xtask docker generate")),
     );
@@ -221,7 +221,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let steps = plan(&args.cargo_args);
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
-    let database = crate::services::native::database_session(
+    let database = crate::services::database_session(
         &paths::xtask_dir().join("test-database"),
         DATABASE_NAME,
     )?;
@@ -254,7 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let took = e2e_began.elapsed();
         rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
-        match crate::services::docker::ensure_engine() {
+        match crate::services::ensure_docker_engine() {
             Ok(_) => {
                 github::phase(docker.name);
                 // The ignored tests the first step skipped.

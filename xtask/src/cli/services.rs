@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::github;
-use crate::services::{self, Backend, State, UpOptions, docker, logs, manifest, readiness, state};
+use crate::services::{self, Backend, DockerOptions, State, UpOptions, manifest, readiness, state};
 use crate::sys::{error, interrupts, paths, process, stats};
 use crate::timings::Timings;
 
@@ -106,9 +106,9 @@ pub struct DockerFlags {
     pub base_image: Option<String>,
 }
 
-impl From<DockerFlags> for docker::Options {
-    fn from(flags: DockerFlags) -> docker::Options {
-        docker::Options { offline: flags.offline, base_image: flags.base_image, rebuild: false }
+impl From<DockerFlags> for DockerOptions {
+    fn from(flags: DockerFlags) -> DockerOptions {
+        DockerOptions { offline: flags.offline, base_image: flags.base_image, rebuild: false }
     }
 }
 
@@ -313,13 +313,15 @@ fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::R
             }
             eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
         }
-        None if backend == Some(Backend::Docker) => match docker::down_leftovers(&state_dir)? {
-            0 => eprintln!(
-                "xtask: nothing to stop (no state in {} and no containers of it)",
-                paths::display_path(&state_dir)
-            ),
-            n => eprintln!("xtask: removed {n} Compose project(s) a killed run left behind"),
-        },
+        None if backend == Some(Backend::Docker) => {
+            match services::remove_docker_leftovers(&state_dir)? {
+                0 => eprintln!(
+                    "xtask: nothing to stop (no state in {} and no containers of it)",
+                    paths::display_path(&state_dir)
+                ),
+                n => eprintln!("xtask: removed {n} Compose project(s) a killed run left behind"),
+            }
+        }
         None => {
             eprintln!("xtask: nothing to stop (no state in {})", paths::display_path(&state_dir))
         }
@@ -392,11 +394,8 @@ fn logs(
     name: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let state_dir = common.state_dir();
-    match session_state(common, backend)? {
-        Some(state) if state.backend == Backend::Docker => docker::print_logs(&state, name, follow),
-        _ => logs::print(&state::log_dir(&state_dir), name, follow),
-    }
+    let state = session_state(common, backend)?;
+    services::print_logs(&common.state_dir(), state.as_ref(), name, follow)
 }
 
 /// The phases a bench row reports, in order; `other` is what no phase accounts for.

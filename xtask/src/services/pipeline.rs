@@ -248,7 +248,7 @@ fn stages(
     // before a long build.
     super::ensure_no_session(&up.state_dir)?;
     if up.backend == Backend::Docker {
-        super::docker::ensure_engine()?;
+        super::ensure_docker_engine()?;
     }
     let database_given = std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty());
     let needed = needs(&manifest, up.backend, &up.without, database_given);
@@ -416,7 +416,7 @@ pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Re
     let plan = super::plan::plan(&manifest, &options, &super::plan::FilesHere)
         .map_err(error::UserError)?;
     let mut copied = 0;
-    for copy in super::docker::generate::context_copies(&plan, &root) {
+    for copy in super::plan::context_copies(&plan, &root) {
         if copy.to.starts_with(BIN_DIR) {
             std::fs::copy(&copy.from, output.join(&copy.to))
                 .with_context(|| format!("copying {}", copy.from.display()))?;

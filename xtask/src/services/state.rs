@@ -1,6 +1,10 @@
 //! The persisted record of a session (`<state-dir>/services.json`): which backend runs
 //! it, the database, each service's address and identity, and what the backend needs to
 //! stop it from another shell. Written atomically, read and written through serde.
+//!
+//! The record's shape is defined here, the backends' parts too ([`Embedded`],
+//! [`DockerRecord`]): the backends fill it in and read it back, the record knows no
+//! backend.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,11 +12,27 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::Backend;
-use super::docker::DockerRecord;
-use super::native::postgres::Embedded;
 use crate::sys::process::Identity;
 use crate::sys::{fs, paths};
+
+/// What runs the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Processes on this machine and a throwaway PostgreSQL cluster
+    Native,
+    /// A Docker Compose project: the same services in containers
+    Docker,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::Docker => "docker",
+        }
+    }
+}
 
 /// The environment variable every process of a native session carries: the state
 /// directory it belongs to. It finds a session's processes when its state file is gone.
@@ -64,6 +84,34 @@ impl Database {
             Database::Container { url } => crate::sys::secrets::redact(url),
         }
     }
+}
+
+/// A running embedded cluster (the native backend's throwaway database).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Embedded {
+    pub process: Identity,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub log: PathBuf,
+    pub url: String,
+}
+
+/// The Docker backend's Compose project: what `down` from another shell needs to reach
+/// it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DockerRecord {
+    pub project: String,
+    pub compose_file: PathBuf,
+    pub compose: Compose,
+}
+
+/// A Compose command line: the program and the arguments before any of ours, and its
+/// version. How one is chosen and run is the Docker backend's (its `compose` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compose {
+    pub argv: Vec<String>,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -23,6 +23,8 @@ pub trait Run {
     fn run(&mut self) -> Result<(), Failure>;
     /// Runs it quietly; its standard output.
     fn read(&mut self) -> Result<String, Failure>;
+    /// Runs it quietly; all it printed.
+    fn capture(&mut self) -> Result<Output, Failure>;
     /// Runs it quietly with `input` on its standard input; all it printed.
     fn feed(&mut self, input: &[u8]) -> Result<Output, Failure>;
     /// Runs it quietly: whether it ran and succeeded. For probes, and for clean-ups whose
@@ -40,9 +42,14 @@ impl Run for Command {
     }
 
     fn read(&mut self) -> Result<String, Failure> {
+        let output = self.capture()?;
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    }
+
+    fn capture(&mut self) -> Result<Output, Failure> {
         let output = self.stdin(Stdio::null()).output().map_err(|err| self.not_started(err))?;
         match output.status.success() {
-            true => Ok(String::from_utf8_lossy(&output.stdout).into_owned()),
+            true => Ok(output),
             false => Err(self.failed(output.status, Some(output))),
         }
     }

