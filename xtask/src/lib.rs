@@ -3,6 +3,7 @@
 //! same modules instead of copies. docs/xtask.md maps the layers.
 
 pub mod build_timings;
+pub mod ci;
 pub mod ci_compare;
 pub mod ci_mode;
 pub mod ci_report;

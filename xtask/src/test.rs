@@ -241,7 +241,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Then the end-to-end tests against the real services (ci-native prints its own
         // phases, table and paths).
         let e2e_began = Instant::now();
-        let (result, counts) = crate::cli::ci::native_default();
+        let options = crate::ci::pipeline::Options::native_defaults();
+        let (result, counts) = crate::ci::pipeline::run_counted(&options);
         let outcome = match result {
             Ok(()) => Outcome::Passed,
             Err(err) if crate::sys::interrupts::interrupted().is_some() => return Err(err),
@@ -387,6 +388,15 @@ mod tests {
             args_of(&plan(&[])),
             ["nextest run --workspace --no-fail-fast", "test --workspace --doc --no-fail-fast"]
         );
+    }
+
+    #[test]
+    fn the_unit_tests_select_the_whole_workspace_like_the_pipelines_build() {
+        // Cargo unifies features per selection: the pipeline's build after the unit tests
+        // compiles nothing but the end-to-end tests.
+        let workspace = "--workspace".to_string();
+        assert!(plan(&[])[0].cargo_args.contains(&workspace));
+        assert!(crate::ci::build::build_commands(false).iter().all(|c| c.contains(&workspace)));
     }
 
     #[test]

@@ -1,13 +1,15 @@
 //! `cargo xtask services up | down | status | logs | run | bench`: the services of
-//! `config/services.toml`, natively or in Docker, for tests run by hand. Only the command
-//! line lives here; the work is the session API of [`crate::services`].
+//! `config/services.toml`, natively or in Docker, for tests run by hand. The flags live
+//! here, and what `up`, `down`, `status` and `logs` print; the work is the session API
+//! of [`crate::services`] (with its supervisor, `run`, and its benchmark, `bench`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::github;
+use crate::services::session::DEFAULT_TIMEOUT_SECS;
 use crate::services::{self, Backend, DockerOptions, State, UpOptions, manifest, readiness, state};
-use crate::sys::{error, interrupts, paths, process, stats};
+use crate::sys::{interrupts, paths, process};
 use crate::timings::Timings;
 
 #[derive(clap::Args)]
@@ -52,7 +54,7 @@ pub struct Start {
     #[arg(long)]
     pub fixed_ports: bool,
     /// Seconds to wait for all services to be ready (times TASKER_TEST_TIMEOUT_MULTIPLIER, or 3 when CI is set)
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
 }
 
@@ -224,11 +226,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             logs(&common, backend, name.as_deref(), follow)
         }
         Command::Run { build, session, command } => {
-            run_against(&session.options(), build, &command)
+            services::run::run(&session.options(), build, &command)
         }
-        Command::Bench { runs, backend, cold, start, docker, common } => {
-            bench(runs, &backend, cold, &start, docker, &common)
-        }
+        Command::Bench { runs, backend, cold, start, docker, common } => services::bench::run(
+            runs,
+            &backend,
+            cold,
+            &start.options(&common, Backend::Native, docker),
+        ),
     }
 }
 
@@ -259,45 +264,6 @@ fn up(options: &UpOptions) -> anyhow::Result<()> {
         "xtask: the values with the database password are in {} (`set -a; . {0}; set +a`)",
         paths::display_path(&state::env_file(&state.dir))
     );
-    Ok(())
-}
-
-/// `services run`: a session that lives exactly as long as `command`.
-fn run_against(options: &UpOptions, build: bool, command: &[String]) -> anyhow::Result<()> {
-    interrupts::catch_interrupts();
-    let _lock = state::StateLock::acquire(&options.state_dir)?;
-    let program = &command[0];
-    if program.contains('/') && !std::path::Path::new(program).exists()
-        || !program.contains('/') && crate::sys::host::which(program).is_none()
-    {
-        crate::user_error!("cannot run `{program}`: no such program (is it on PATH?)");
-    }
-    if build {
-        crate::services::pipeline::build_services(options.release)?;
-        interrupts::check_interrupted()?;
-    }
-    let mut timings = Timings::default();
-    let began = Instant::now();
-    // Dropped on every way out of this function: the services stop.
-    let session = services::up(options, &mut timings)?;
-    let exports = services::write_exports(&session.state, false)?;
-    eprintln!(
-        "xtask: {} service(s) ready in {:.2}s; running `{}`",
-        session.state.services.len(),
-        began.elapsed().as_secs_f64(),
-        command.join(" ")
-    );
-    let mut child = std::process::Command::new(program);
-    child.args(&command[1..]).envs(exports);
-    let status = process::run_owned(&mut child, Duration::from_secs(10));
-    let report = session.teardown(interrupts::grace(Duration::from_secs(5)), false);
-    eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
-    interrupts::check_interrupted()?;
-    let status = status?;
-    if !status.success() {
-        eprintln!("error: `{}` failed ({status})", command.join(" "));
-        return Err(error::Exit::of(status).into());
-    }
     Ok(())
 }
 
@@ -396,97 +362,4 @@ fn logs(
 ) -> anyhow::Result<()> {
     let state = session_state(common, backend)?;
     services::print_logs(&common.state_dir(), state.as_ref(), name, follow)
-}
-
-/// The phases a bench row reports, in order; `other` is what no phase accounts for.
-const BENCH_PHASES: [&str; 5] = ["images", "database", "migrate", "services", "other"];
-
-/// Up, ready, down, N times per backend (alternating); prints the medians. Binaries are
-/// not built here, so the numbers are what the backend adds around the tests.
-fn bench(
-    runs: usize,
-    backends: &[Backend],
-    cold: bool,
-    start: &Start,
-    docker: DockerFlags,
-    common: &Common,
-) -> anyhow::Result<()> {
-    interrupts::catch_interrupts();
-    let _lock = state::StateLock::acquire(&common.state_dir())?;
-    let mut backends = backends.to_vec();
-    backends.dedup();
-    // Per backend: rows of [ready, phases..., teardown].
-    let mut rows: Vec<Vec<[f64; 7]>> = vec![Vec::new(); backends.len()];
-    'runs: for run in 1..=runs.max(1) {
-        for (b, backend) in backends.iter().enumerate() {
-            let mut options = start.options(common, *backend, docker.clone());
-            options.docker.rebuild = cold;
-            let mut timings = Timings::default();
-            let began = Instant::now();
-            let session = services::up(&options, &mut timings)?;
-            let ready = began.elapsed();
-            let report = session.teardown(Duration::from_secs(5), false);
-            let services = timings.get("start") + timings.get("ready");
-            let accounted = timings.get("config")
-                + timings.get("images")
-                + timings.get("database")
-                + timings.get("migrate")
-                + services;
-            let row = [
-                ready.as_secs_f64(),
-                timings.get("images").as_secs_f64(),
-                timings.get("database").as_secs_f64(),
-                timings.get("migrate").as_secs_f64(),
-                services.as_secs_f64(),
-                ready.saturating_sub(accounted).as_secs_f64(),
-                report.took.as_secs_f64(),
-            ];
-            eprintln!(
-                "run {run:>3} {:<6}: ready {:.3}s (images {:.3}, database {:.3}, migrate {:.3}, services {:.3}, other {:.3}), teardown {:.3}s",
-                backend.name(),
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6]
-            );
-            rows[b].push(row);
-            if interrupts::interrupted().is_some() {
-                break 'runs;
-            }
-        }
-    }
-    let column = |rows: &[[f64; 7]], i: usize| {
-        stats::median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>())
-    };
-    let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
-    println!(
-        "median over {} run(s) per backend (seconds){}:",
-        rows[0].len(),
-        if cold && backends.contains(&Backend::Docker) {
-            ", docker images rebuilt cold"
-        } else {
-            ""
-        }
-    );
-    println!("  {:<18}{}", "", names.iter().map(|n| format!("{n:>10}")).collect::<String>());
-    let line = |label: &str, i: usize| {
-        let cells: String = rows.iter().map(|r| format!("{:>10.3}", column(r, i))).collect();
-        println!("  {label:<18}{cells}");
-    };
-    line("up -> all ready", 0);
-    for (i, phase) in BENCH_PHASES.iter().enumerate() {
-        line(&format!("  {phase}"), i + 1);
-    }
-    line("teardown", 6);
-    if backends.len() == 2 {
-        let overhead = |r: &[[f64; 7]]| column(r, 0) + column(r, 6);
-        let (a, b) = (overhead(&rows[0]), overhead(&rows[1]));
-        if a > 0.0 {
-            println!("  {:<18}{:>10.1}x", format!("{} / {}", names[1], names[0]), b / a);
-        }
-    }
-    Ok(())
 }

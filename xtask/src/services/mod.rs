@@ -8,17 +8,20 @@
 //! picks the backend and is the only one that names them. A session offers the same
 //! things whatever runs it: the URLs the tests need ([`State::exports`]), liveness,
 //! logs, teardown, and a record in the state directory ([`state`]) that `services down`
-//! from another shell reads. Readiness ([`readiness`]), the database probe
-//! ([`pg_probe`]) and the CI pipeline ([`pipeline`]) are written once, against this API.
+//! from another shell reads. Readiness ([`readiness`]) and the database probe
+//! ([`pg_probe`]) serve both backends; the supervisor of `services run` ([`run`]), the
+//! benchmark ([`bench`]) and the CI pipeline (`crate::ci`) are written once, against
+//! this API.
 
+pub mod bench;
 mod docker;
 pub mod logs;
 pub mod manifest;
 mod native;
 pub mod pg_probe;
-pub mod pipeline;
 pub mod plan;
 pub mod readiness;
+pub mod run;
 pub mod session;
 pub mod state;
 

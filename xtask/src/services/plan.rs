@@ -334,6 +334,19 @@ pub fn render(template: &str, vars: &Vars) -> String {
     out
 }
 
+/// The cargo build that makes every binary and library a plan runs from
+/// `target/<profile>/`. It selects the whole workspace, so cargo unifies features as for
+/// `cargo xtask test`'s unit tests and rebuilds nothing they built (a `-p` selection
+/// would build the shared crates again with other features).
+pub fn build_args(release: bool) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["build", "--workspace", "--bins", "--lib"].map(String::from).to_vec();
+    if release {
+        args.push("--release".into());
+    }
+    args
+}
+
 /// The files a plan's processes use, to be copied elsewhere (the Docker backend's build
 /// context, the CI archive): each program and config file, each working directory, and
 /// every `{root}/...` and `{target_dir}/...` path the env and arguments name. `to` is
