@@ -15,6 +15,7 @@ pub mod doc_commands;
 pub mod github;
 pub mod history;
 pub mod junit;
+pub mod layers;
 pub mod lint;
 mod project;
 pub mod requirements;

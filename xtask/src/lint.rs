@@ -1,8 +1,9 @@
 //! `cargo xtask lint`: every check that needs no test run, in one command: formatting,
 //! clippy with warnings denied, unused dependencies, the generated files (configs and
-//! the Docker files), the `cargo xtask` command lines of the docs, and the GitHub
-//! workflows (their `cargo xtask` command lines against this parser, and the workflow
-//! linters `zizmor` and `check-jsonschema` when installed). Every check runs; the task fails when any did.
+//! the Docker files), the `cargo xtask` command lines of the docs, xtask's own module
+//! layers ([`crate::layers`]), and the GitHub workflows (their `cargo xtask` command
+//! lines against this parser, and the workflow linters `zizmor` and `check-jsonschema`
+//! when installed). Every check runs; the task fails when any did.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -15,7 +16,8 @@ use crate::sys::{interrupts, paths, process};
 #[command(after_help = "\
 Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied);
 cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
-the workflows' cargo xtask command lines; the docs' cargo xtask command lines; zizmor and check-jsonschema on
+the workflows' cargo xtask command lines; the docs' cargo xtask command lines; xtask's
+module layers (no import upward, no module cycle); zizmor and check-jsonschema on
 .github/workflows (skipped, and said so, when not installed; --install-linters installs
 the pinned versions with pip, --require-linters makes a missing one a failure).")]
 pub struct Args {
@@ -61,6 +63,7 @@ enum Check {
     Linter { name: &'static str, program: &'static str, args: Vec<String>, install: &'static str },
     WorkflowCommands,
     DocCommands,
+    ModuleLayers,
 }
 
 fn checks() -> Vec<Check> {
@@ -109,6 +112,7 @@ fn checks() -> Vec<Check> {
         },
         Check::WorkflowCommands,
         Check::DocCommands,
+        Check::ModuleLayers,
         Check::Linter {
             name: "zizmor",
             program: "zizmor",
@@ -168,6 +172,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     eprintln!("{problem}");
                 }
                 ("doc commands", problems.is_empty())
+            }
+            Check::ModuleLayers => {
+                eprintln!(
+                    "==> module layers: each xtask module imports only from its layer and the ones below, and no module cycle"
+                );
+                let problems = crate::layers::check_dir(&crate::layers::source_dir())?;
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                ("module layers", problems.is_empty())
             }
         };
         eprintln!(
