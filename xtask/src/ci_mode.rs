@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::github;
-use crate::project::UserError;
+use crate::sys::error::UserError;
 
 /// The label that asks for the Docker mode on a pull request.
 pub const RUN_DOCKER_LABEL: &str = "run-docker";
@@ -138,7 +138,7 @@ pub fn parse_event(name: &str, payload: Option<(&Path, &str)>) -> Result<Event, 
             )
         })?;
         serde_json::from_str(text).map_err(|e| {
-            format!("{} is not a JSON event payload: {e}", crate::project::display_path(path))
+            format!("{} is not a JSON event payload: {e}", crate::sys::paths::display_path(path))
         })
     };
     match name {

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use crate::github;
 use crate::history::{self, MergedRun, Record};
-use crate::project;
+use crate::sys::{fs, paths};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -482,7 +482,7 @@ pub fn chart(runs: &[MergedRun]) -> String {
 /// The history files of `path`: itself, or every *.jsonl below a directory.
 fn history_files(path: &Path) -> Vec<PathBuf> {
     if path.is_dir() {
-        crate::project::files_below(path, "jsonl")
+        crate::sys::fs::files_below(path, "jsonl")
     } else {
         vec![path.to_path_buf()]
     }
@@ -492,9 +492,9 @@ fn read_history(path: &Path) -> anyhow::Result<Vec<Record>> {
     let text = match std::fs::read_to_string(path) {
         Ok(text) => text,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(err) => crate::user_error!("cannot read {}: {err}", project::display_path(path)),
+        Err(err) => crate::user_error!("cannot read {}: {err}", paths::display_path(path)),
     };
-    let (records, warnings) = history::parse(&text, &project::display_path(path));
+    let (records, warnings) = history::parse(&text, &paths::display_path(path));
     for warning in warnings {
         eprintln!("warning: {warning}");
     }
@@ -511,17 +511,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     if records.is_empty() {
-        println!("no runs recorded yet in {}", project::display_path(&path));
+        println!("no runs recorded yet in {}", paths::display_path(&path));
         return Ok(());
     }
-    let output = args.output.unwrap_or_else(|| project::xtask_dir().join("ci-report"));
+    let output = args.output.unwrap_or_else(|| paths::xtask_dir().join("ci-report"));
     let runs = history::runs(&records);
     let shown = &runs[runs.len().saturating_sub(args.last.max(1))..];
     let chart_path = output.join("runs.svg");
-    project::write_atomic(&chart_path, chart(shown))?;
+    fs::write_atomic(&chart_path, chart(shown))?;
     let summary = summarize(&records);
-    let text = markdown(&summary, Some(&project::display_path(&chart_path)));
-    project::write_atomic(&output.join("report.md"), &text)?;
+    let text = markdown(&summary, Some(&paths::display_path(&chart_path)));
+    fs::write_atomic(&output.join("report.md"), &text)?;
     print!("{text}");
     github::step_summary(&text)?;
     Ok(())
@@ -546,7 +546,7 @@ fn import(path: &Path, imports: &[PathBuf], keep: usize) -> anyhow::Result<Vec<R
     }
     let (mut kept, mut added, mut dropped) = (Vec::new(), 0, 0);
     history::rewrite(path, |text| {
-        let (mut records, warnings) = history::parse(text, &project::display_path(path));
+        let (mut records, warnings) = history::parse(text, &paths::display_path(path));
         for warning in warnings {
             eprintln!("warning: {warning} (left out of the rewritten history)");
         }
@@ -563,7 +563,7 @@ fn import(path: &Path, imports: &[PathBuf], keep: usize) -> anyhow::Result<Vec<R
         0 => String::new(),
         n => format!("; dropped {n} record(s) of runs older than the newest {keep}"),
     };
-    eprintln!("xtask: merged {added} new record(s) into {}{trimmed}", project::display_path(path));
+    eprintln!("xtask: merged {added} new record(s) into {}{trimmed}", paths::display_path(path));
     Ok(kept)
 }
 

@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::Context as _;
 
 use crate::github;
-use crate::project::{self, UserError};
+use crate::sys::error::UserError;
+use crate::sys::paths;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -157,7 +158,7 @@ fn changed_files(root: &std::path::Path, base: &str) -> anyhow::Result<Vec<Strin
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let files = match args.files.is_empty() {
-        true => changed_files(&project::root(), &args.base)?,
+        true => changed_files(&paths::root(), &args.base)?,
         false => args.files,
     };
     let scope = classify(&files);

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::github::WorkflowRun;
 use crate::junit;
-use crate::project;
+use crate::sys::{fs, paths};
 
 /// Overrides where the history lives.
 pub const HISTORY_VAR: &str = "TASKER_CI_HISTORY";
@@ -89,7 +89,7 @@ impl From<&junit::Case> for TestResult {
 pub fn default_path() -> PathBuf {
     match std::env::var_os(HISTORY_VAR).filter(|v| !v.is_empty()) {
         Some(path) => PathBuf::from(path),
-        None => project::xtask_dir().join("history.jsonl"),
+        None => paths::xtask_dir().join("history.jsonl"),
     }
 }
 
@@ -105,7 +105,7 @@ pub fn new_id(started_unix: f64) -> String {
 /// The commit checked out, if git knows it.
 pub fn commit() -> Option<String> {
     let out = std::process::Command::new("git")
-        .current_dir(project::root())
+        .current_dir(paths::root())
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()
         .ok()?;
@@ -132,9 +132,9 @@ pub fn rewrite(
     let mut file = open_locked(path)?;
     let mut text = String::new();
     if let Err(err) = file.read_to_string(&mut text) {
-        crate::user_error!("cannot read {}: {err}", project::display_path(path));
+        crate::user_error!("cannot read {}: {err}", paths::display_path(path));
     }
-    project::write_atomic(path, change(&text)?)
+    fs::write_atomic(path, change(&text)?)
     // The lock goes with `file`, after the new file is in place.
 }
 
@@ -150,9 +150,9 @@ fn open_locked(path: &Path) -> anyhow::Result<std::fs::File> {
         let opened = std::fs::OpenOptions::new().read(true).append(true).create(true).open(path);
         let file = match opened {
             Ok(file) => file,
-            Err(err) => crate::user_error!("cannot open {}: {err}", project::display_path(path)),
+            Err(err) => crate::user_error!("cannot open {}: {err}", paths::display_path(path)),
         };
-        file.lock().with_context(|| format!("locking {}", project::display_path(path)))?;
+        file.lock().with_context(|| format!("locking {}", paths::display_path(path)))?;
         let (held, named) = (file.metadata()?, std::fs::metadata(path));
         if named.is_ok_and(|named| (named.dev(), named.ino()) == (held.dev(), held.ino())) {
             return Ok(file);

@@ -120,7 +120,7 @@ pub fn check_files(files: &[PathBuf]) -> Vec<String> {
 pub fn problems_in(files: &[PathBuf], mut check: impl FnMut(&str) -> Vec<String>) -> Vec<String> {
     let mut problems = Vec::new();
     for file in files {
-        let shown = crate::project::display_path(file);
+        let shown = crate::sys::paths::display_path(file);
         match std::fs::read_to_string(file) {
             Ok(text) => problems.extend(check(&text).into_iter().map(|p| format!("{shown}: {p}"))),
             Err(err) => problems.push(format!("{shown}: cannot read: {err}")),
@@ -135,7 +135,7 @@ mod tests {
 
     #[test]
     fn the_repositorys_workflows_call_only_commands_this_parser_accepts() {
-        let files = crate::lint::workflow_files();
+        let files = crate::sys::paths::workflow_files();
         assert!(files.len() >= 2, "the workflows are missing: {files:?}");
         let problems = check_files(&files);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
