@@ -10,7 +10,8 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use crate::project::{self, Exit};
+use crate::sys::error::Exit;
+use crate::sys::{command, error, paths};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -193,10 +194,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = match args.report {
         Some(report) => report,
         None => {
-            let target = project::xtask_dir().join("build-timings").join("target");
+            let target = paths::xtask_dir().join("build-timings").join("target");
             let _ = std::fs::remove_dir_all(&target);
-            crate::interrupts::catch_interrupts();
-            let mut command = project::cargo();
+            crate::sys::interrupts::catch_interrupts();
+            let mut command = command::cargo();
             command
                 .args(["build", "--workspace", "--all-targets", "--timings"])
                 .args(args.release.then_some("--release"))
@@ -204,12 +205,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .env("CARGO_INCREMENTAL", "0");
             eprintln!(
                 "xtask: cargo build --workspace --all-targets --timings, from scratch in {}",
-                project::display_path(&target)
+                paths::display_path(&target)
             );
             let started = Instant::now();
             let status =
-                crate::interrupts::run_owned(&mut command, std::time::Duration::from_secs(5))?;
-            crate::interrupts::check_interrupted()?;
+                crate::sys::process::run_owned(&mut command, std::time::Duration::from_secs(5))?;
+            crate::sys::interrupts::check_interrupted()?;
             if !status.success() {
                 eprintln!("error: the build failed ({status})");
                 return Err(Exit(1).into());
@@ -219,9 +220,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     };
     let html = std::fs::read_to_string(&report)
-        .map_err(|e| project::UserError(format!("cannot read {}: {e}", report.display())))?;
-    let units = parse_report(&html)
-        .map_err(|e| project::UserError(format!("{}: {e}", report.display())))?;
+        .map_err(|e| error::UserError(format!("cannot read {}: {e}", report.display())))?;
+    let units =
+        parse_report(&html).map_err(|e| error::UserError(format!("{}: {e}", report.display())))?;
     print!("{}", render(&analyze(&units, args.top)));
     Ok(())
 }

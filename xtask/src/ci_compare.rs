@@ -7,7 +7,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::github;
-use crate::project::{self, Exit, UserError};
+use crate::sys::error::{Exit, UserError};
+use crate::sys::paths;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -86,21 +87,21 @@ pub fn report(tests: usize, differences: &[Difference]) -> (String, String) {
 
 /// The .xml files of `path`: itself, or every one below it when it is a directory.
 fn junit_files(path: &Path) -> Vec<PathBuf> {
-    if path.is_dir() { crate::project::files_below(path, "xml") } else { vec![path.to_path_buf()] }
+    if path.is_dir() { crate::sys::fs::files_below(path, "xml") } else { vec![path.to_path_buf()] }
 }
 
 /// The merged results of a file or a directory of shards; a test failing in any wins.
 fn read_results(path: &Path) -> Result<BTreeMap<String, Outcome>, UserError> {
     let files = junit_files(path);
     if files.is_empty() {
-        return Err(UserError(format!("no JUnit .xml file in {}", project::display_path(path))));
+        return Err(UserError(format!("no JUnit .xml file in {}", paths::display_path(path))));
     }
     let mut merged: BTreeMap<String, Outcome> = BTreeMap::new();
     for file in files {
         let text = std::fs::read_to_string(&file)
-            .map_err(|e| UserError(format!("cannot read {}: {e}", project::display_path(&file))))?;
+            .map_err(|e| UserError(format!("cannot read {}: {e}", paths::display_path(&file))))?;
         let tests = parse_junit(&text)
-            .map_err(|e| UserError(format!("{}: {e}", project::display_path(&file))))?;
+            .map_err(|e| UserError(format!("{}: {e}", paths::display_path(&file))))?;
         for (name, outcome) in tests {
             let slot = merged.entry(name).or_insert(outcome);
             if outcome == Outcome::Failed {

@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::github;
 use crate::github_api::Api;
-use crate::project::UserError;
+use crate::sys::error::UserError;
 
 /// The label that asks for the Docker mode on a pull request.
 pub const RUN_DOCKER_LABEL: &str = "run-docker";
@@ -154,7 +154,7 @@ pub fn parse_event(name: &str, payload: Option<(&Path, &str)>) -> Result<Event, 
             )
         })?;
         serde_json::from_str(text).map_err(|e| {
-            format!("{} is not a JSON event payload: {e}", crate::project::display_path(path))
+            format!("{} is not a JSON event payload: {e}", crate::sys::paths::display_path(path))
         })
     };
     match name {

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use crate::github;
-use crate::project::{Exit, UserError};
+use crate::sys::error::{Exit, UserError};
 
 #[derive(clap::Args)]
 #[command(after_help = "\

@@ -8,7 +8,8 @@ use std::process::Command;
 use anyhow::Context as _;
 
 use crate::github;
-use crate::project::{self, UserError};
+use crate::sys::error::UserError;
+use crate::sys::paths;
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -192,7 +193,7 @@ fn changed_files(root: &std::path::Path, base: &str) -> anyhow::Result<Vec<Strin
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let files = match args.files.is_empty() {
-        true => changed_files(&project::root(), &args.base)?,
+        true => changed_files(&paths::root(), &args.base)?,
         false => args.files,
     };
     let scope = classify(&files);
@@ -271,7 +272,7 @@ mod tests {
     /// binary's package library, and the build's shared configuration must include it.
     #[test]
     fn every_file_the_ruby_worker_or_its_tests_are_built_from_includes_it() {
-        let root = project::root();
+        let root = paths::root();
         let manifest = crate::services::manifest::load(&root.join("config/services.toml")).unwrap();
         let ruby = manifest.services.iter().find(|s| s.name == "ruby-worker").expect("ruby-worker");
         let meta = crate::deps::meta::run(&root.join("Cargo.toml"), true, true).unwrap();
@@ -308,9 +309,9 @@ mod tests {
             .map(|t| t.src_path.clone())
             .collect();
         for dir in &dirs {
-            files.extend(project::files_below(dir, "rs"));
-            files.extend(project::files_below(dir, "rb"));
-            files.extend(project::files_below(dir, "toml"));
+            files.extend(crate::sys::fs::files_below(dir, "rs"));
+            files.extend(crate::sys::fs::files_below(dir, "rb"));
+            files.extend(crate::sys::fs::files_below(dir, "toml"));
         }
         // What every build shares.
         for shared in [".cargo/config.toml", "rust-toolchain.toml", "Cargo.toml", "Cargo.lock"] {

@@ -3,9 +3,8 @@
 //! `environments/<env>/<context>.toml` (when it exists) are merged into the result.
 //!
 //! Reading, writing and `--check` live here; the merge itself is the pure function in
-//! `merge.rs`, the `--check` diff is in `diff.rs` (also `deps --dry-run`'s).
+//! `merge.rs`; the `--check` diff is `sys::diff`.
 
-pub(crate) mod diff;
 mod merge;
 
 use std::path::{Path, PathBuf};
@@ -13,7 +12,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use toml_edit::DocumentMut;
 
-use crate::project::{self, Exit, UserError};
+use crate::sys::error::{Exit, UserError};
+use crate::sys::{fs, paths};
+// `deps/` still names the diff `crate::config::diff`; it becomes a crate of its own.
+pub(crate) use crate::sys::diff;
 use merge::Layer;
 
 /// The committed generated files, `config/tasker/generated/<name>.toml`. This is the one
@@ -101,14 +103,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         for s in &stale {
             eprintln!(
                 "error: {} is out of date with its sources; regenerate it with `{}`",
-                project::display_path(&s.output),
+                paths::display_path(&s.output),
                 s.command
             );
         }
         return Err(Exit(1).into());
     }
     for (job, text) in &outputs {
-        let shown = project::display_path(&job.output);
+        let shown = paths::display_path(&job.output);
         if write_if_changed(&job.output, text)? {
             eprintln!("wrote {shown}");
         } else {
@@ -138,7 +140,7 @@ pub fn stale_generated() -> anyhow::Result<Vec<PathBuf>> {
 }
 
 fn default_source_dir() -> PathBuf {
-    project::root().join(DEFAULT_SOURCE_DIR)
+    paths::root().join(DEFAULT_SOURCE_DIR)
 }
 
 fn jobs_from_args(args: Args) -> anyhow::Result<Vec<Job>> {
@@ -199,7 +201,7 @@ fn generate(job: &Job) -> anyhow::Result<String> {
     if !job.source_dir.is_dir() {
         return Err(UserError(format!(
             "source folder {} does not exist; give --source-dir the folder holding base/ and environments/",
-            project::display_path(&job.source_dir)
+            paths::display_path(&job.source_dir)
         ))
         .into());
     }
@@ -209,7 +211,7 @@ fn generate(job: &Job) -> anyhow::Result<String> {
         return Err(UserError(format!(
             "unknown environment `{}`: {} does not exist (environments: {})",
             job.environment,
-            project::display_path(&env_dir),
+            paths::display_path(&env_dir),
             list_or_none(&environments)
         ))
         .into());
@@ -223,7 +225,7 @@ fn generate(job: &Job) -> anyhow::Result<String> {
                 let contexts = toml_stems(&job.source_dir.join("base"))?;
                 return Err(UserError(format!(
                     "missing base file {} for context `{context}` (contexts with a base file: {})",
-                    project::display_path(&base),
+                    paths::display_path(&base),
                     list_or_none(&contexts)
                 ))
                 .into());
@@ -261,7 +263,7 @@ fn read_layer(path: &Path) -> anyhow::Result<Option<Layer>> {
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(err) => return Err(err).with_context(|| format!("reading {}", path.display())),
     };
-    let name = project::display_path(path);
+    let name = paths::display_path(path);
     let doc = text.parse::<DocumentMut>().map_err(|err| {
         let (line, column) = err.span().map_or((1, 1), |span| line_column(&text, span.start));
         let message = err.message().trim().replace('\n', "; ");
@@ -281,7 +283,7 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 fn find_stale(outputs: &[(Job, String)]) -> anyhow::Result<Vec<Stale>> {
     let mut stale = Vec::new();
     for (job, expected) in outputs {
-        let shown = project::display_path(&job.output);
+        let shown = paths::display_path(&job.output);
         let (current, label) = match std::fs::read_to_string(&job.output) {
             Ok(current) => (current, format!("{shown} (current)")),
             Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
@@ -302,7 +304,7 @@ fn write_if_changed(path: &Path, text: &str) -> anyhow::Result<bool> {
     if std::fs::read_to_string(path).is_ok_and(|current| current == text) {
         return Ok(false);
     }
-    project::write_atomic(path, text)?;
+    fs::write_atomic(path, text)?;
     Ok(true)
 }
 
@@ -313,7 +315,7 @@ fn absolute(path: &Path) -> anyhow::Result<PathBuf> {
 /// A path for a command line a user will copy: workspace-relative when inside it, quoted
 /// when it holds characters a shell would split or expand.
 fn shown_for_shell(path: &Path) -> String {
-    let shown = project::display_path(path);
+    let shown = paths::display_path(path);
     let plain = |c: char| c.is_ascii_alphanumeric() || "/._-+=:,@".contains(c);
     if shown.chars().all(plain) { shown } else { format!("'{}'", shown.replace('\'', r"'\''")) }
 }
@@ -371,7 +373,7 @@ mod tests {
         let fixes: String = stale
             .iter()
             .map(|s| {
-                let shown = project::display_path(&s.output);
+                let shown = paths::display_path(&s.output);
                 format!("{shown} is out of date with its sources: run `{}`\n", s.command)
             })
             .collect();
@@ -463,8 +465,8 @@ mod tests {
             text.contains("#   cargo xtask config --context common --context worker"),
             "{text}"
         );
-        let base = project::display_path(&sources.0.join("base/common.toml"));
-        let env = project::display_path(&sources.0.join("environments/test/common.toml"));
+        let base = paths::display_path(&sources.0.join("base/common.toml"));
+        let env = paths::display_path(&sources.0.join("environments/test/common.toml"));
         assert!(text.contains(&format!("#   {base}\n#   {env}\n")), "{text}");
         let doc: DocumentMut = text.parse().unwrap();
         assert_eq!(doc["database"]["pool"].as_integer(), Some(2));
@@ -527,7 +529,7 @@ mod tests {
         let mut args = sources.args(&["common"], "test", false);
         args.source_dir = Some(sources.0.join("nowhere"));
         let message = user_error(run(args));
-        let shown = project::display_path(&sources.0.join("nowhere"));
+        let shown = paths::display_path(&sources.0.join("nowhere"));
         assert!(message.starts_with(&format!("source folder {shown} does not exist")), "{message}");
         assert!(!sources.output().exists());
     }
@@ -536,7 +538,7 @@ mod tests {
     fn missing_base_file_is_named() {
         let sources = Sources::new("missing-base");
         let message = user_error(run(sources.args(&["common", "metrics"], "test", false)));
-        let base = project::display_path(&sources.0.join("base/metrics.toml"));
+        let base = paths::display_path(&sources.0.join("base/metrics.toml"));
         assert!(message.starts_with(&format!("missing base file {base} for context")), "{message}");
         assert!(
             message.contains("(contexts with a base file: common, orchestration, worker)"),
@@ -550,7 +552,7 @@ mod tests {
         let sources = Sources::new("malformed");
         sources.write("environments/test/common.toml", "[database]\npool = 2\nbroken = = 3\n");
         let message = user_error(run(sources.args(&["common"], "test", false)));
-        let env = project::display_path(&sources.0.join("environments/test/common.toml"));
+        let env = paths::display_path(&sources.0.join("environments/test/common.toml"));
         assert!(message.starts_with(&format!("{env}:3:10: malformed TOML: ")), "{message}");
         assert!(!message.contains('\n'), "one line: {message}");
         assert!(!sources.output().exists());
@@ -563,8 +565,8 @@ mod tests {
         let before = std::fs::read_to_string(sources.0.join("generated/worker-test.toml")).unwrap();
         sources.write("base/worker.toml", "database = \"flat\"\n");
         let message = user_error(run(sources.all_args(false)));
-        let base = project::display_path(&sources.0.join("base/common.toml"));
-        let worker = project::display_path(&sources.0.join("base/worker.toml"));
+        let base = paths::display_path(&sources.0.join("base/common.toml"));
+        let worker = paths::display_path(&sources.0.join("base/worker.toml"));
         assert_eq!(
             message,
             format!(

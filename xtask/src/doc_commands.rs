@@ -56,7 +56,7 @@ fn xtask_call(line: &str) -> Option<String> {
 
 /// README.md and every markdown file under docs/.
 pub fn files(root: &Path) -> Vec<PathBuf> {
-    let mut files = crate::project::files_below(&root.join("docs"), "md");
+    let mut files = crate::sys::fs::files_below(&root.join("docs"), "md");
     files.push(root.join("README.md"));
     files.sort();
     files
@@ -79,7 +79,7 @@ mod tests {
 
     #[test]
     fn every_command_in_the_docs_is_one_this_parser_accepts() {
-        let files = files(&crate::project::root());
+        let files = files(&crate::sys::paths::root());
         let (problems, checked) = check(&files);
         assert!(problems.is_empty(), "{}", problems.join("\n"));
         assert!(checked >= 20, "only {checked} commands found: is the extraction broken?");

@@ -1,5 +1,6 @@
 //! Everything that reads or writes `GITHUB_*`: log groups, error annotations, the env
-//! file of later steps and the step summary. Elsewhere the code never checks for GitHub.
+//! file of later steps, the step summary and which workflow run this is. Elsewhere the
+//! code never checks for GitHub.
 
 use std::io::Write as _;
 use std::path::PathBuf;
@@ -8,6 +9,57 @@ use anyhow::Context as _;
 
 pub fn is_actions() -> bool {
     std::env::var("GITHUB_ACTIONS").is_ok_and(|v| v == "true")
+}
+
+/// The workflow run a job belongs to, as the run history records it: every shard of one
+/// run (and its re-runs) shares `run_id`; each re-run has the next `attempt`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct WorkflowRun {
+    /// `GITHUB_RUN_ID`: the same for every job of the run, called workflows included.
+    pub run_id: u64,
+    /// `GITHUB_RUN_ATTEMPT`: 1, then one more per re-run.
+    pub attempt: u32,
+    /// `GITHUB_EVENT_NAME`: `pull_request`, `push`, `schedule`, `workflow_dispatch`...
+    pub event: String,
+    /// `GITHUB_JOB`: the job's id in its workflow file.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job: Option<String>,
+    /// `GITHUB_REF`: `refs/heads/main`, `refs/pull/<number>/merge`...
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub git_ref: Option<String>,
+    /// The pull request's number, read from `GITHUB_REF`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pull_request: Option<u64>,
+}
+
+impl WorkflowRun {
+    /// The run this process belongs to, when it runs on GitHub Actions (None locally:
+    /// a local run is a run of its own).
+    pub fn current() -> Option<WorkflowRun> {
+        WorkflowRun::from_vars(|key| std::env::var(key).ok())
+    }
+
+    /// [`WorkflowRun::current`] from any source of variables. None outside Actions or
+    /// when the run id or attempt is missing or not a number.
+    pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Option<WorkflowRun> {
+        let var = |key: &str| var(key).map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        if var("GITHUB_ACTIONS").as_deref() != Some("true") {
+            return None;
+        }
+        let git_ref = var("GITHUB_REF");
+        let pull_request = git_ref.as_deref().and_then(|r| {
+            let rest = r.strip_prefix("refs/pull/")?;
+            rest.split_once('/').and_then(|(number, _)| number.parse().ok())
+        });
+        Some(WorkflowRun {
+            run_id: var("GITHUB_RUN_ID")?.parse().ok()?,
+            attempt: var("GITHUB_RUN_ATTEMPT")?.parse().ok()?,
+            event: var("GITHUB_EVENT_NAME").unwrap_or_default(),
+            job: var("GITHUB_JOB"),
+            git_ref,
+            pull_request,
+        })
+    }
 }
 
 /// Runs `body` inside a collapsible log group on GitHub Actions (plain output elsewhere).
@@ -128,5 +180,50 @@ mod tests {
         let vars =
             vec![("A".to_string(), "1".to_string()), ("B".to_string(), "http://x".to_string())];
         assert_eq!(env_file(&vars), "A=1\nB=http://x\n");
+    }
+
+    fn vars<'a>(pairs: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        |key| pairs.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn a_pull_request_shard_knows_its_run_attempt_event_and_number() {
+        let run = WorkflowRun::from_vars(vars(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_RUN_ID", "16044567890"),
+            ("GITHUB_RUN_ATTEMPT", "2"),
+            ("GITHUB_EVENT_NAME", "pull_request"),
+            ("GITHUB_JOB", "native"),
+            ("GITHUB_REF", "refs/pull/412/merge"),
+        ]));
+        assert_eq!(
+            run,
+            Some(WorkflowRun {
+                run_id: 16044567890,
+                attempt: 2,
+                event: "pull_request".into(),
+                job: Some("native".into()),
+                git_ref: Some("refs/pull/412/merge".into()),
+                pull_request: Some(412),
+            })
+        );
+    }
+
+    #[test]
+    fn a_push_has_no_pull_request_and_a_local_run_no_workflow_run() {
+        let push = WorkflowRun::from_vars(vars(&[
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_RUN_ID", "7"),
+            ("GITHUB_RUN_ATTEMPT", "1"),
+            ("GITHUB_EVENT_NAME", "push"),
+            ("GITHUB_REF", "refs/heads/main"),
+        ]))
+        .unwrap();
+        assert_eq!((push.pull_request, push.job), (None, None));
+        // Locally, even with a stray run id in the environment.
+        assert_eq!(WorkflowRun::from_vars(vars(&[("GITHUB_RUN_ID", "7")])), None);
+        // A run id that is not a number: not a run to merge shards by.
+        let odd = [("GITHUB_ACTIONS", "true"), ("GITHUB_RUN_ID", "x"), ("GITHUB_RUN_ATTEMPT", "1")];
+        assert_eq!(WorkflowRun::from_vars(vars(&odd)), None);
     }
 }

@@ -1,16 +1,17 @@
 //! `cargo xtask lint`: every check that needs no test run, in one command: formatting,
 //! clippy with warnings denied, unused dependencies, the generated files (configs and
-//! the Docker files), the `cargo xtask` command lines of the docs, and the GitHub
-//! workflows (their xtask command lines against this parser, the rules that make them
-//! hold on GitHub, and the workflow linters `zizmor` and `check-jsonschema` when
-//! installed). Every check runs; the task fails when any did.
+//! the Docker files), the `cargo xtask` command lines of the docs, xtask's own module
+//! layers ([`crate::layers`]), and the GitHub workflows (their xtask command lines
+//! against this parser, the rules that make them hold on GitHub, and the workflow
+//! linters `zizmor` and `check-jsonschema` when installed). Every check runs; the task
+//! fails when any did.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use crate::interrupts;
-use crate::project::{self, Exit};
+use crate::sys::error::Exit;
+use crate::sys::{interrupts, paths, process};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -18,7 +19,8 @@ Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied)
 cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
 the workflows (their xtask command lines, and the rules for re-runs, label events,
 cancellations, concurrency, the required check and the pins: docs/ci.md, \"Rules the
-workflows follow\"); the docs' cargo xtask command lines; zizmor and check-jsonschema on
+workflows follow\"); the docs' cargo xtask command lines; xtask's module layers (no
+import upward, no module cycle); zizmor and check-jsonschema on
 .github/workflows (skipped, and said so, when not installed; --install-linters installs
 the pinned versions with pip, --require-linters makes a missing one a failure).")]
 pub struct Args {
@@ -38,7 +40,7 @@ const LINTERS: &[(&str, &str)] =
 fn install_linters() -> anyhow::Result<()> {
     let missing: Vec<&str> = LINTERS
         .iter()
-        .filter(|(program, _)| crate::services::native::which(program).is_none())
+        .filter(|(program, _)| crate::sys::host::which(program).is_none())
         .map(|(_, requirement)| *requirement)
         .collect();
     if missing.is_empty() {
@@ -47,11 +49,12 @@ fn install_linters() -> anyhow::Result<()> {
     eprintln!("xtask: installing the workflow linters with pip: {}", missing.join(" "));
     let mut pip = Command::new("python3");
     pip.args(["-m", "pip", "install", "--quiet", "--disable-pip-version-check"]);
-    if !crate::services::native::processes::is_root() {
+    if !crate::sys::host::is_root() {
         pip.arg("--user");
     }
-    let status =
-        pip.args(&missing).status().map_err(|e| anyhow::anyhow!("running python3 -m pip: {e}"))?;
+    pip.args(&missing).stdin(std::process::Stdio::null());
+    let status = process::run_owned(&mut pip, std::time::Duration::from_secs(10))?;
+    interrupts::check_interrupted()?;
     if !status.success() {
         crate::user_error!("`python3 -m pip install {}` failed ({status})", missing.join(" "));
     }
@@ -64,13 +67,15 @@ enum Check {
     Linter { name: &'static str, program: &'static str, args: Vec<String>, install: &'static str },
     WorkflowCommands,
     DocCommands,
+    ModuleLayers,
 }
 
 fn checks() -> Vec<Check> {
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let xtask = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
-    let workflows: Vec<String> = workflow_files().iter().map(|p| p.display().to_string()).collect();
+    let workflows: Vec<String> =
+        paths::workflow_files().iter().map(|p| p.display().to_string()).collect();
     let mut schema_args = strings(&["--builtin-schema", "vendor.github-workflows"]);
     schema_args.extend(workflows.iter().cloned());
     vec![
@@ -111,6 +116,7 @@ fn checks() -> Vec<Check> {
         },
         Check::WorkflowCommands,
         Check::DocCommands,
+        Check::ModuleLayers,
         Check::Linter {
             name: "zizmor",
             program: "zizmor",
@@ -124,20 +130,6 @@ fn checks() -> Vec<Check> {
             install: "pip install check-jsonschema",
         },
     ]
-}
-
-/// The workflow files of the repository.
-pub fn workflow_files() -> Vec<PathBuf> {
-    let dir = project::root().join(".github/workflows");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
-        .collect();
-    files.sort();
-    files
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -155,7 +147,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 (name, run_command(&program, &args)?)
             }
             Check::Linter { name, program, args, install } => {
-                if crate::services::native::which(program).is_none() {
+                if crate::sys::host::which(program).is_none() {
                     let note = format!("{name} ({program} is not installed: {install})");
                     eprintln!("==> {name}: skipped: {program} is not installed ({install})");
                     skipped.push(note);
@@ -168,7 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!(
                     "==> workflows: every run step is an xtask call this parser accepts, and the rules hold"
                 );
-                let problems = crate::workflows::check_files(&workflow_files());
+                let problems = crate::workflows::check_files(&paths::workflow_files());
                 for problem in &problems {
                     eprintln!("{problem}");
                 }
@@ -179,11 +171,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "==> doc commands: every cargo xtask line of a runnable block in README.md and docs/ parses"
                 );
                 let (problems, _) =
-                    crate::doc_commands::check(&crate::doc_commands::files(&project::root()));
+                    crate::doc_commands::check(&crate::doc_commands::files(&paths::root()));
                 for problem in &problems {
                     eprintln!("{problem}");
                 }
                 ("doc commands", problems.is_empty())
+            }
+            Check::ModuleLayers => {
+                eprintln!(
+                    "==> module layers: each xtask module imports only from its layer and the ones below, and no module cycle"
+                );
+                let problems = crate::layers::check_dir(&crate::layers::source_dir())?;
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                ("module layers", problems.is_empty())
             }
         };
         eprintln!(
@@ -214,8 +216,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 fn run_command(program: &Path, args: &[String]) -> anyhow::Result<bool> {
     let mut command = Command::new(program);
-    command.args(args).current_dir(project::root()).stdin(std::process::Stdio::null());
-    let status = interrupts::run_owned(&mut command, std::time::Duration::from_secs(10))?;
+    command.args(args).current_dir(paths::root()).stdin(std::process::Stdio::null());
+    let status = process::run_owned(&mut command, std::time::Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     Ok(status.success())
 }

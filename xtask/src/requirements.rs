@@ -6,9 +6,13 @@
 //!
 //! [`decide`] is pure (tested on every kind of host); [`ensure`] probes and installs.
 
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
-use crate::project::UserError;
+use crate::sys::command::{self, Run as _};
+use crate::sys::error::UserError;
+use crate::sys::{interrupts, process};
 
 /// cargo-nextest's pinned version, spelled as both `cargo install` and the workflows'
 /// install step (`tool:`) take it: the one place it is set (a test checks that every
@@ -64,17 +68,56 @@ impl Requirement {
     /// Whether this machine has it.
     fn present(self) -> bool {
         match self {
-            Requirement::Postgres => crate::services::native::postgres::find_binaries().is_some(),
+            Requirement::Postgres => postgres_bindir().is_some(),
             Requirement::Ruby => Command::new("ruby")
                 .args(["-e", "require 'fiddle'; require 'minitest'; require 'bundler'"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success()),
-            Requirement::Nextest => crate::project::nextest_installed(),
+                .succeeds(),
+            Requirement::Nextest => nextest_installed(),
         }
     }
+}
+
+/// The directory of the PostgreSQL server binaries (`postgres`, `initdb`): PATH,
+/// `pg_config --bindir`, the newest `/usr/lib/postgresql/*/bin`, then Homebrew's
+/// locations.
+pub fn postgres_bindir() -> Option<PathBuf> {
+    let mut candidates: Vec<PathBuf> =
+        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
+    if let Ok(bindir) = Command::new("pg_config").arg("--bindir").read() {
+        candidates.push(PathBuf::from(bindir.trim()));
+    }
+    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            let e = e.ok()?;
+            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
+            Some((version, e.path().join("bin")))
+        })
+        .collect();
+    debian.sort();
+    candidates.extend(debian.into_iter().rev().map(|(_, p)| p));
+    for prefix in ["/opt/homebrew", "/usr/local"] {
+        let mut brew: Vec<PathBuf> = std::fs::read_dir(format!("{prefix}/opt"))
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("postgresql"))
+            .map(|e| e.path().join("bin"))
+            .collect();
+        brew.sort();
+        candidates.extend(brew.into_iter().rev());
+    }
+    candidates.into_iter().find(|dir| has_server(dir))
+}
+
+fn has_server(dir: &Path) -> bool {
+    dir.join("postgres").is_file() && dir.join("initdb").is_file()
+}
+
+/// True when `cargo nextest` runs.
+fn nextest_installed() -> bool {
+    command::cargo().args(["nextest", "--version"]).succeeds()
 }
 
 /// What xtask may do on this machine.
@@ -197,18 +240,10 @@ fn set(var: &str) -> bool {
 }
 
 fn host() -> Host {
-    let root = crate::services::native::processes::is_root();
+    let root = crate::sys::host::is_root();
     let apt = std::path::Path::new("/etc/debian_version").exists()
-        && crate::services::native::which("apt-get").is_some();
-    let ci_sudo = !root
-        && set("CI")
-        && Command::new("sudo")
-            .args(["-n", "true"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
+        && crate::sys::host::which("apt-get").is_some();
+    let ci_sudo = !root && set("CI") && Command::new("sudo").args(["-n", "true"]).succeeds();
     let no_install = NO_INSTALL.load(std::sync::atomic::Ordering::Relaxed) || set(NO_INSTALL_VAR);
     Host { apt, root, ci_sudo, no_install }
 }
@@ -246,19 +281,22 @@ impl Missing {
         for install in &installs {
             let what: Vec<&str> = install.requirements.iter().map(|r| r.describe()).collect();
             eprintln!("xtask: installing {}: {}", what.join("; "), install.command_line());
+            // Installs take minutes: children this process owns, like a build.
+            let owned = |command: &mut Command| {
+                command.stdin(Stdio::null());
+                process::run_owned(command, Duration::from_secs(10))
+            };
             let run = || {
                 // The cargo that runs us, whose `cargo nextest` the probe asks.
                 let mut command = match install.program.as_str() {
-                    "cargo" => {
-                        Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
-                    }
+                    "cargo" => command::cargo(),
                     program => Command::new(program),
                 };
-                command.args(&install.args).stdin(Stdio::null());
+                command.args(&install.args);
                 if install.apt {
                     command.env("DEBIAN_FRONTEND", "noninteractive").stdout(Stdio::null());
                 }
-                command.status()
+                owned(&mut command)
             };
             let mut status = run()?;
             if !status.success() && install.apt {
@@ -268,13 +306,13 @@ impl Missing {
                     "sudo" => update.args(["-n", "apt-get", "update", "-q"]),
                     _ => update.args(["update", "-q"]),
                 };
-                let _ = update.stdin(Stdio::null()).stdout(Stdio::null()).status();
+                let _ = owned(update.stdout(Stdio::null()));
                 status = run()?;
             }
             if !status.success() {
                 anyhow::bail!("`{}` failed ({status})", install.command_line());
             }
-            crate::interrupts::check_interrupted()?;
+            interrupts::check_interrupted()?;
         }
         let still: Vec<&str> =
             missing.iter().filter(|r| !r.present()).map(|r| r.describe()).collect();

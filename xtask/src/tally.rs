@@ -136,7 +136,7 @@ fn pass_through(from: impl Read, mut to: impl std::io::Write) -> Tally {
     tally
 }
 
-/// Runs a test command owned by this process (see [`crate::interrupts::own`]) with its
+/// Runs a test command owned by this process (see [`crate::sys::process::own`]) with its
 /// output passed through, and returns its status and the tests it counted.
 pub fn run(command: &mut Command, grace: Duration) -> anyhow::Result<(ExitStatus, Counts)> {
     use std::io::IsTerminal as _;
@@ -145,13 +145,13 @@ pub fn run(command: &mut Command, grace: Duration) -> anyhow::Result<(ExitStatus
         command.env("CARGO_TERM_COLOR", "always");
     }
     command.stdout(Stdio::piped()).stderr(Stdio::piped());
-    crate::interrupts::own(command, libc::SIGTERM);
+    crate::sys::process::own(command, libc::SIGTERM);
     let mut child = command.spawn().context("running cargo")?;
     let stdout = child.stdout.take().expect("piped");
     let stderr = child.stderr.take().expect("piped");
     let out = std::thread::spawn(move || pass_through(stdout, std::io::stdout()));
     let err = std::thread::spawn(move || pass_through(stderr, std::io::stderr()));
-    let status = crate::interrupts::wait_child(&mut child, grace)?;
+    let status = crate::sys::process::wait_child(&mut child, grace)?;
     let mut tally = out.join().unwrap_or_default();
     tally.add(err.join().unwrap_or_default());
     Ok((status, tally.counts()))

@@ -12,8 +12,9 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::github;
-use crate::project::{self, Exit};
 use crate::requirements::{self, Requirement};
+use crate::sys::error::Exit;
+use crate::sys::{command, fs, paths};
 use crate::tally::{self, Counts};
 
 #[derive(clap::Args)]
@@ -173,21 +174,21 @@ fn preflight(args: &Args) -> anyhow::Result<()> {
     requirements::ensure(&needs(database_given))?;
     if !args.skip_end_to_end {
         // ci-native's state directory: a `services up` session there would stop it.
-        crate::services::ensure_no_session(&project::xtask_dir())?;
+        crate::services::ensure_no_session(&paths::xtask_dir())?;
     }
     let mut stale: Vec<(PathBuf, &str)> = crate::config::stale_generated()?
         .into_iter()
         .map(|path| (path, "cargo xtask config --all"))
         .collect();
     let manifest = crate::services::manifest::load(&crate::services::manifest::default_path())?;
-    let docker_dir = project::root().join("docker");
+    let docker_dir = paths::root().join("docker");
     stale.extend(
-        crate::services::docker::refresh_files(&manifest, &docker_dir, true)?
+        crate::services::refresh_docker_files(&manifest, &docker_dir, true)?
             .into_iter()
             .map(|path| (path, "cargo xtask docker generate")),
     );
     if !stale.is_empty() {
-        let files: Vec<String> = stale.iter().map(|(p, _)| project::display_path(p)).collect();
+        let files: Vec<String> = stale.iter().map(|(p, _)| paths::display_path(p)).collect();
         let mut commands: Vec<&str> = stale.iter().map(|(_, c)| *c).collect();
         commands.dedup();
         crate::user_error!(
@@ -200,7 +201,7 @@ fn preflight(args: &Args) -> anyhow::Result<()> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::interrupts::catch_interrupts();
+    crate::sys::interrupts::catch_interrupts();
     github::start_clock();
     if args.no_install {
         requirements::forbid_installs();
@@ -220,8 +221,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let steps = plan(&args.cargo_args);
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
-    let database = crate::services::native::database_session(
-        &project::xtask_dir().join("test-database"),
+    let database = crate::services::database_session(
+        &paths::xtask_dir().join("test-database"),
         DATABASE_NAME,
     )?;
     let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
@@ -240,10 +241,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // Then the end-to-end tests against the real services (ci-native prints its own
         // phases, table and paths).
         let e2e_began = Instant::now();
-        let (result, counts) = crate::cli::ci::native_default();
+        let options = crate::ci::pipeline::Options::native_defaults();
+        let (result, counts) = crate::ci::pipeline::run_counted(&options);
         let outcome = match result {
             Ok(()) => Outcome::Passed,
-            Err(err) if crate::interrupts::interrupted().is_some() => return Err(err),
+            Err(err) if crate::sys::interrupts::interrupted().is_some() => return Err(err),
             Err(err) => {
                 if err.downcast_ref::<Exit>().is_none() {
                     eprintln!("error: {err:#}");
@@ -253,7 +255,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         let took = e2e_began.elapsed();
         rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
-        match crate::services::docker::ensure_engine() {
+        match crate::services::ensure_docker_engine() {
             Ok(_) => {
                 github::phase(docker.name);
                 // The ignored tests the first step skipped.
@@ -303,7 +305,7 @@ fn record(rows: &[Row], started: std::time::SystemTime, began: Instant, passed: 
     for row in rows.iter().filter(|r| !matches!(r.outcome, Outcome::Skipped(_))) {
         timings.add(row.step, row.took);
     }
-    let _ = project::write_atomic(
+    let _ = fs::write_atomic(
         &timings_path(),
         serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
     );
@@ -319,25 +321,24 @@ fn record(rows: &[Row], started: std::time::SystemTime, began: Instant, passed: 
         cases: &[],
         startup_failure: None,
         commit: crate::history::commit(),
+        shard: None,
+        workflow: crate::github::WorkflowRun::current(),
     }
     .record();
     let history = crate::history::default_path();
     if let Err(err) = crate::history::append(&history, &record) {
-        eprintln!(
-            "warning: could not add this run to {}: {err:#}",
-            project::display_path(&history)
-        );
+        eprintln!("warning: could not add this run to {}: {err:#}", paths::display_path(&history));
     }
 }
 
 fn timings_path() -> PathBuf {
-    project::xtask_dir().join("test-timings.json")
+    paths::xtask_dir().join("test-timings.json")
 }
 
 /// Where this run's reports are, for the person reading the end of the output.
 fn report_paths() {
-    let nextest = project::target_dir().join("nextest");
-    let xtask = project::xtask_dir();
+    let nextest = paths::target_dir().join("nextest");
+    let xtask = paths::xtask_dir();
     let reports = [
         ("JUnit, unit and integration tests", nextest.join("default").join("junit.xml")),
         ("JUnit, end-to-end tests", nextest.join("ci").join("junit.xml")),
@@ -348,7 +349,7 @@ fn report_paths() {
         ("run history", crate::history::default_path()),
     ];
     for (what, path) in reports.iter().filter(|(_, path)| path.exists()) {
-        eprintln!("{what}: {}", project::display_path(path));
+        eprintln!("{what}: {}", paths::display_path(path));
     }
 }
 
@@ -356,13 +357,13 @@ fn report_paths() {
 fn run_step(step: &Step, env: &[(String, String)]) -> anyhow::Result<Row> {
     eprintln!("xtask: cargo {}", step.cargo_args.join(" "));
     let began = Instant::now();
-    let mut command = project::cargo();
+    let mut command = command::cargo();
     command
         .args(&step.cargo_args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(std::process::Stdio::null());
     let (status, counts) = tally::run(&mut command, Duration::from_secs(10))?;
-    crate::interrupts::check_interrupted()?;
+    crate::sys::interrupts::check_interrupted()?;
     let outcome = if status.success() { Outcome::Passed } else { Outcome::Failed };
     Ok(Row {
         step: step.name,
@@ -387,6 +388,15 @@ mod tests {
             args_of(&plan(&[])),
             ["nextest run --workspace --no-fail-fast", "test --workspace --doc --no-fail-fast"]
         );
+    }
+
+    #[test]
+    fn the_unit_tests_select_the_whole_workspace_like_the_pipelines_build() {
+        // Cargo unifies features per selection: the pipeline's build after the unit tests
+        // compiles nothing but the end-to-end tests.
+        let workspace = "--workspace".to_string();
+        assert!(plan(&[])[0].cargo_args.contains(&workspace));
+        assert!(crate::ci::build::build_commands(false).iter().all(|c| c.contains(&workspace)));
     }
 
     #[test]

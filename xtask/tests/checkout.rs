@@ -46,8 +46,8 @@ fn a_binary_from_the_other_checkout_is_refused_not_run() {
     assert!(err.contains(&format!("not from {}", b.join("xtask").display())), "{err}");
     assert_eq!(err.lines().filter(|line| line.starts_with("error")).count(), 1, "{err}");
     // The advice in the message works.
-    let main_rs = b.join("xtask/src/main.rs");
-    let touched = std::fs::File::options().append(true).open(&main_rs).unwrap();
+    let lib_rs = b.join("xtask/src/lib.rs");
+    let touched = std::fs::File::options().append(true).open(&lib_rs).unwrap();
     touched.set_modified(std::time::SystemTime::now()).unwrap();
     let rebuilt_b = cargo_xtask(&b, &target);
     assert!(rebuilt_b.status.success(), "{}", stderr(&rebuilt_b));

@@ -49,20 +49,13 @@ impl Drop for Cleanup<'_> {
             .args(["services", "down", "--backend", "docker", "--state-dir"])
             .arg(&state)
             .output();
-        let project = format!("tasker-{}", &hash(&state.display().to_string())[..10]);
+        let project = xtask::services::docker_project(&state);
         let _ = Command::new("docker")
             .args(["image", "rm", "--force"])
             .arg(format!("tasker-ci-app:{project}"))
             .arg(format!("tasker-ci-postgres:{project}"))
             .output();
     }
-}
-
-/// The project name's hash (as xtask computes it: FNV-1a of the state directory).
-fn hash(text: &str) -> String {
-    let hash =
-        text.bytes().fold(0xcbf29ce484222325u64, |h, b| (h ^ b as u64).wrapping_mul(0x100000001b3));
-    format!("{hash:016x}")
 }
 
 fn up_docker(f: &Fixture, state: &str) -> std::process::Output {

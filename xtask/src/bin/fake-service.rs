@@ -111,9 +111,10 @@ fn answer_forever(listener: TcpListener, body: impl Fn(&str) -> String + Send + 
 
 fn migrate() {
     let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is not set");
-    let hostport = url.rsplit_once('@').map(|(_, h)| h).unwrap_or(&url);
-    let hostport = hostport.split('/').next().unwrap_or_default();
-    match TcpStream::connect(hostport) {
+    let parts =
+        xtask::services::pg_probe::parse_url(&url).expect("DATABASE_URL is a postgres:// URL");
+    let hostport = format!("{}:{}", parts.host, parts.port);
+    match TcpStream::connect(&hostport) {
         Ok(_) => println!("fake-service: database at {hostport} accepts connections"),
         Err(e) => {
             eprintln!("fake-service: cannot reach {hostport}: {e}");

@@ -1,13 +1,15 @@
-//! `cargo xtask ci-native` and `cargo xtask ci-docker`: the CI pipeline
-//! ([`crate::services::pipeline`]) with one backend or the other. Only the command line
-//! lives here.
+//! `cargo xtask ci-native`, `ci-docker` and `ci-archive`: the CI pipeline
+//! ([`crate::ci::pipeline`]) with one backend or the other, and its build for shards
+//! ([`crate::ci::build`]). Only the command line lives here.
 
 use std::path::PathBuf;
 
-use crate::project;
-use crate::services::{Backend, manifest, pipeline};
+use crate::ci::{build, pipeline};
+use crate::services::session::DEFAULT_TIMEOUT_SECS;
+use crate::services::{Backend, manifest};
+use crate::sys::paths;
 
-use super::services::{Common, DockerFlags, Start, absolute};
+use super::services::{Common, DockerFlags, Start};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -63,7 +65,7 @@ struct RunArgs {
     #[arg(long, value_name = "hash:M/N")]
     partition: Option<String>,
     /// Seconds to wait for the services to be ready (scaled by the CI multiplier)
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     timeout: u64,
     /// Leave these services out, and their tests (what `cargo xtask ci-scope` suggests)
     #[arg(long, value_name = "NAME", num_args = 1..)]
@@ -94,7 +96,7 @@ impl RunArgs {
         pipeline::Options {
             up: start.options(&self.common, backend, docker),
             no_build: self.no_build,
-            from_archive: self.from_archive.map(absolute),
+            from_archive: self.from_archive.map(paths::absolute),
             partition: self.partition,
             nextest_args: self.nextest_args,
         }
@@ -107,22 +109,6 @@ pub fn native(args: NativeArgs) -> anyhow::Result<()> {
 
 pub fn docker(args: DockerArgs) -> anyhow::Result<()> {
     pipeline::run(&args.run.options(Backend::Docker, args.docker))
-}
-
-/// `ci-native` with its defaults (for `cargo xtask test`), and what its tests counted.
-pub fn native_default() -> (anyhow::Result<()>, Option<crate::tally::Counts>) {
-    let run = RunArgs {
-        release: false,
-        no_build: false,
-        from_archive: None,
-        partition: None,
-        timeout: 60,
-        without: Vec::new(),
-        no_install: false,
-        common: Common { state_dir: None, manifest: None },
-        nextest_args: Vec::new(),
-    };
-    pipeline::run_counted(&run.options(Backend::Native, DockerFlags::default()))
 }
 
 #[derive(clap::Args)]
@@ -145,9 +131,10 @@ pub struct ArchiveArgs {
 }
 
 pub fn archive(args: ArchiveArgs) -> anyhow::Result<()> {
-    let output = absolute(args.output.unwrap_or_else(|| project::xtask_dir().join("ci-archive")));
-    let manifest_path = absolute(args.manifest.unwrap_or_else(manifest::default_path));
-    pipeline::archive(&manifest_path, args.release, &output)
+    let output =
+        paths::absolute(args.output.unwrap_or_else(|| paths::xtask_dir().join("ci-archive")));
+    let manifest_path = paths::absolute(args.manifest.unwrap_or_else(manifest::default_path));
+    build::archive(&manifest_path, args.release, &output)
 }
 
 #[derive(clap::Args)]
@@ -166,6 +153,7 @@ pub struct BinaryArgs {
 }
 
 pub fn binary(args: BinaryArgs) -> anyhow::Result<()> {
-    let output = absolute(args.output.unwrap_or_else(|| project::target_dir().join("xtask-bin")));
-    pipeline::xtask_binary(&output)
+    let output =
+        paths::absolute(args.output.unwrap_or_else(|| paths::target_dir().join("xtask-bin")));
+    build::xtask_binary(&output)
 }

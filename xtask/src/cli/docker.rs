@@ -1,9 +1,9 @@
 //! `cargo xtask docker bootstrap | generate`: the Docker backend's files and base image,
 //! for CI set-up and for work by hand. `ci-docker` does both itself when needed.
 
-use crate::project::{self, Exit};
-use crate::services::docker::{self, bootstrap, generate};
-use crate::services::manifest;
+use crate::services::{self, manifest};
+use crate::sys::error::Exit;
+use crate::sys::paths;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -38,33 +38,31 @@ stale files (exit 1) and writes nothing; `cargo xtask test` runs that check.")]
 pub fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::Bootstrap { force } => {
-            docker::ensure_engine()?;
-            let os = bootstrap::os_release()?;
-            let tag = bootstrap::ensure(&os, force)?;
+            let tag = services::bootstrap_base_image(force)?;
             println!("{tag}");
             Ok(())
         }
         Command::Generate { check } => {
             let manifest = manifest::load(&manifest::default_path())?;
-            let dir = project::root().join("docker");
-            let changed = docker::refresh_files(&manifest, &dir, check)?;
+            let dir = paths::root().join("docker");
+            let changed = services::refresh_docker_files(&manifest, &dir, check)?;
             for path in &changed {
                 let verb = if check { "stale" } else { "wrote" };
-                eprintln!("{verb}: {}", project::display_path(path));
+                eprintln!("{verb}: {}", paths::display_path(path));
             }
             if check && !changed.is_empty() {
                 eprintln!(
                     "error: {} generated file(s) differ from {}: run `cargo xtask docker generate`",
                     changed.len(),
-                    project::display_path(&manifest.path)
+                    paths::display_path(&manifest.path)
                 );
                 return Err(Exit(1).into());
             }
             if changed.is_empty() {
                 eprintln!(
                     "xtask: the {} files of {} are up to date",
-                    generate::COMPOSE_FILE,
-                    project::display_path(&dir)
+                    services::DOCKER_COMPOSE_FILE,
+                    paths::display_path(&dir)
                 );
             }
             Ok(())
@@ -82,7 +80,7 @@ mod tests {
     fn committed_docker_files_match_the_manifest() {
         let manifest = manifest::load(&manifest::default_path()).unwrap();
         let stale =
-            docker::refresh_files(&manifest, &project::root().join("docker"), true).unwrap();
+            services::refresh_docker_files(&manifest, &paths::root().join("docker"), true).unwrap();
         assert!(
             stale.is_empty(),
             "stale: {stale:?}: run `cargo xtask docker generate` and commit the result"

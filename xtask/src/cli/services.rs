@@ -1,14 +1,15 @@
 //! `cargo xtask services up | down | status | logs | run | bench`: the services of
-//! `config/services.toml`, natively or in Docker, for tests run by hand. Only the command
-//! line lives here; the work is the session API of [`crate::services`].
+//! `config/services.toml`, natively or in Docker, for tests run by hand. The flags live
+//! here, and what `up`, `down`, `status` and `logs` print; the work is the session API
+//! of [`crate::services`] (with its supervisor, `run`, and its benchmark, `bench`).
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::github;
-use crate::interrupts;
-use crate::project;
-use crate::services::{self, Backend, State, UpOptions, docker, logs, manifest, readiness, state};
+use crate::services::session::DEFAULT_TIMEOUT_SECS;
+use crate::services::{self, Backend, DockerOptions, State, UpOptions, manifest, readiness, state};
+use crate::sys::{interrupts, paths, process};
 use crate::timings::Timings;
 
 #[derive(clap::Args)]
@@ -31,19 +32,10 @@ pub struct Common {
 
 impl Common {
     pub fn state_dir(&self) -> PathBuf {
-        absolute(self.state_dir.clone().unwrap_or_else(project::xtask_dir))
+        paths::absolute(self.state_dir.clone().unwrap_or_else(paths::xtask_dir))
     }
     pub fn manifest(&self) -> PathBuf {
-        absolute(self.manifest.clone().unwrap_or_else(manifest::default_path))
-    }
-}
-
-/// A path the user typed, made absolute against where they stand.
-pub fn absolute(path: PathBuf) -> PathBuf {
-    if path.is_absolute() {
-        path
-    } else {
-        std::env::current_dir().map(|d| d.join(&path)).unwrap_or(path)
+        paths::absolute(self.manifest.clone().unwrap_or_else(manifest::default_path))
     }
 }
 
@@ -62,7 +54,7 @@ pub struct Start {
     #[arg(long)]
     pub fixed_ports: bool,
     /// Seconds to wait for all services to be ready (times TASKER_TEST_TIMEOUT_MULTIPLIER, or 3 when CI is set)
-    #[arg(long, value_name = "SECS", default_value_t = 60)]
+    #[arg(long, value_name = "SECS", default_value_t = DEFAULT_TIMEOUT_SECS)]
     pub timeout: u64,
 }
 
@@ -116,9 +108,9 @@ pub struct DockerFlags {
     pub base_image: Option<String>,
 }
 
-impl From<DockerFlags> for docker::Options {
-    fn from(flags: DockerFlags) -> docker::Options {
-        docker::Options { offline: flags.offline, base_image: flags.base_image, rebuild: false }
+impl From<DockerFlags> for DockerOptions {
+    fn from(flags: DockerFlags) -> DockerOptions {
+        DockerOptions { offline: flags.offline, base_image: flags.base_image, rebuild: false }
     }
 }
 
@@ -234,11 +226,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             logs(&common, backend, name.as_deref(), follow)
         }
         Command::Run { build, session, command } => {
-            run_against(&session.options(), build, &command)
+            services::run::run(&session.options(), build, &command)
         }
-        Command::Bench { runs, backend, cold, start, docker, common } => {
-            bench(runs, &backend, cold, &start, docker, &common)
-        }
+        Command::Bench { runs, backend, cold, start, docker, common } => services::bench::run(
+            runs,
+            &backend,
+            cold,
+            &start.options(&common, Backend::Native, docker),
+        ),
     }
 }
 
@@ -263,51 +258,12 @@ fn up(options: &UpOptions) -> anyhow::Result<()> {
     );
     // The database password stays in the file (mode 0600): what is printed is redacted.
     let shown: Vec<(String, String)> =
-        exports.iter().map(|(k, v)| (k.clone(), crate::secrets::redact(v))).collect();
+        exports.iter().map(|(k, v)| (k.clone(), crate::sys::secrets::redact(v))).collect();
     print!("{}", github::env_file(&shown));
     eprintln!(
         "xtask: the values with the database password are in {} (`set -a; . {0}; set +a`)",
-        project::display_path(&state::env_file(&state.dir))
+        paths::display_path(&state::env_file(&state.dir))
     );
-    Ok(())
-}
-
-/// `services run`: a session that lives exactly as long as `command`.
-fn run_against(options: &UpOptions, build: bool, command: &[String]) -> anyhow::Result<()> {
-    interrupts::catch_interrupts();
-    let _lock = state::StateLock::acquire(&options.state_dir)?;
-    let program = &command[0];
-    if program.contains('/') && !std::path::Path::new(program).exists()
-        || !program.contains('/') && services::native::which(program).is_none()
-    {
-        crate::user_error!("cannot run `{program}`: no such program (is it on PATH?)");
-    }
-    if build {
-        crate::services::pipeline::build_services(options.release)?;
-        interrupts::check_interrupted()?;
-    }
-    let mut timings = Timings::default();
-    let began = Instant::now();
-    // Dropped on every way out of this function: the services stop.
-    let session = services::up(options, &mut timings)?;
-    let exports = services::write_exports(&session.state, false)?;
-    eprintln!(
-        "xtask: {} service(s) ready in {:.2}s; running `{}`",
-        session.state.services.len(),
-        began.elapsed().as_secs_f64(),
-        command.join(" ")
-    );
-    let mut child = std::process::Command::new(program);
-    child.args(&command[1..]).envs(exports);
-    let status = interrupts::run_owned(&mut child, Duration::from_secs(10));
-    let report = session.teardown(interrupts::grace(Duration::from_secs(5)), false);
-    eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
-    interrupts::check_interrupted()?;
-    let status = status?;
-    if !status.success() {
-        eprintln!("error: `{}` failed ({status})", command.join(" "));
-        return Err(project::Exit::of(status).into());
-    }
     Ok(())
 }
 
@@ -323,15 +279,17 @@ fn down(common: &Common, backend: Option<Backend>, grace: Duration) -> anyhow::R
             }
             eprintln!("xtask: stopped everything in {:.3}s", report.took.as_secs_f64());
         }
-        None if backend == Some(Backend::Docker) => match docker::down_leftovers(&state_dir)? {
-            0 => eprintln!(
-                "xtask: nothing to stop (no state in {} and no containers of it)",
-                project::display_path(&state_dir)
-            ),
-            n => eprintln!("xtask: removed {n} Compose project(s) a killed run left behind"),
-        },
+        None if backend == Some(Backend::Docker) => {
+            match services::remove_docker_leftovers(&state_dir)? {
+                0 => eprintln!(
+                    "xtask: nothing to stop (no state in {} and no containers of it)",
+                    paths::display_path(&state_dir)
+                ),
+                n => eprintln!("xtask: removed {n} Compose project(s) a killed run left behind"),
+            }
+        }
         None => {
-            eprintln!("xtask: nothing to stop (no state in {})", project::display_path(&state_dir))
+            eprintln!("xtask: nothing to stop (no state in {})", paths::display_path(&state_dir))
         }
     }
     Ok(())
@@ -345,7 +303,7 @@ fn session_state(common: &Common, backend: Option<Backend>) -> anyhow::Result<Op
     {
         crate::user_error!(
             "the session in {} runs on the {} backend, not {}: drop --backend",
-            project::display_path(&common.state_dir()),
+            paths::display_path(&common.state_dir()),
             state.backend.name(),
             backend.name()
         );
@@ -355,10 +313,7 @@ fn session_state(common: &Common, backend: Option<Backend>) -> anyhow::Result<Op
 
 fn status(common: &Common, backend: Option<Backend>) -> anyhow::Result<()> {
     let Some(state) = session_state(common, backend)? else {
-        println!(
-            "no services running (no state in {})",
-            project::display_path(&common.state_dir())
-        );
+        println!("no services running (no state in {})", paths::display_path(&common.state_dir()));
         return Ok(());
     };
     println!("backend        {}", state.backend.name());
@@ -368,8 +323,8 @@ fn status(common: &Common, backend: Option<Backend>) -> anyhow::Result<()> {
             "database       pid {:<7} port {:<5} {}  {}",
             db.process.pid,
             db.port,
-            running(services::native::processes::group_is_ours_and_alive(&db.process)),
-            crate::secrets::redact(&db.url)
+            running(process::group_is_ours_and_alive(&db.process)),
+            crate::sys::secrets::redact(&db.url)
         ),
         Some(db) => println!("database       {}", db.shown_url()),
         None => {}
@@ -405,121 +360,6 @@ fn logs(
     name: Option<&str>,
     follow: bool,
 ) -> anyhow::Result<()> {
-    let state_dir = common.state_dir();
-    match session_state(common, backend)? {
-        Some(state) if state.backend == Backend::Docker => docker::print_logs(&state, name, follow),
-        _ => logs::print(&state::log_dir(&state_dir), name, follow),
-    }
-}
-
-fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    match values.len() {
-        0 => 0.0,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
-/// The phases a bench row reports, in order; `other` is what no phase accounts for.
-const BENCH_PHASES: [&str; 5] = ["images", "database", "migrate", "services", "other"];
-
-/// Up, ready, down, N times per backend (alternating); prints the medians. Binaries are
-/// not built here, so the numbers are what the backend adds around the tests.
-fn bench(
-    runs: usize,
-    backends: &[Backend],
-    cold: bool,
-    start: &Start,
-    docker: DockerFlags,
-    common: &Common,
-) -> anyhow::Result<()> {
-    interrupts::catch_interrupts();
-    let _lock = state::StateLock::acquire(&common.state_dir())?;
-    let mut backends = backends.to_vec();
-    backends.dedup();
-    // Per backend: rows of [ready, phases..., teardown].
-    let mut rows: Vec<Vec<[f64; 7]>> = vec![Vec::new(); backends.len()];
-    'runs: for run in 1..=runs.max(1) {
-        for (b, backend) in backends.iter().enumerate() {
-            let mut options = start.options(common, *backend, docker.clone());
-            options.docker.rebuild = cold;
-            let mut timings = Timings::default();
-            let began = Instant::now();
-            let session = services::up(&options, &mut timings)?;
-            let ready = began.elapsed();
-            let report = session.teardown(Duration::from_secs(5), false);
-            let services = timings.get("start") + timings.get("ready");
-            let accounted = timings.get("config")
-                + timings.get("images")
-                + timings.get("database")
-                + timings.get("migrate")
-                + services;
-            let row = [
-                ready.as_secs_f64(),
-                timings.get("images").as_secs_f64(),
-                timings.get("database").as_secs_f64(),
-                timings.get("migrate").as_secs_f64(),
-                services.as_secs_f64(),
-                ready.saturating_sub(accounted).as_secs_f64(),
-                report.took.as_secs_f64(),
-            ];
-            eprintln!(
-                "run {run:>3} {:<6}: ready {:.3}s (images {:.3}, database {:.3}, migrate {:.3}, services {:.3}, other {:.3}), teardown {:.3}s",
-                backend.name(),
-                row[0],
-                row[1],
-                row[2],
-                row[3],
-                row[4],
-                row[5],
-                row[6]
-            );
-            rows[b].push(row);
-            if interrupts::interrupted().is_some() {
-                break 'runs;
-            }
-        }
-    }
-    let column =
-        |rows: &[[f64; 7]], i: usize| median(&mut rows.iter().map(|r| r[i]).collect::<Vec<_>>());
-    let names: Vec<&str> = backends.iter().map(|b| b.name()).collect();
-    println!(
-        "median over {} run(s) per backend (seconds){}:",
-        rows[0].len(),
-        if cold && backends.contains(&Backend::Docker) {
-            ", docker images rebuilt cold"
-        } else {
-            ""
-        }
-    );
-    println!("  {:<18}{}", "", names.iter().map(|n| format!("{n:>10}")).collect::<String>());
-    let line = |label: &str, i: usize| {
-        let cells: String = rows.iter().map(|r| format!("{:>10.3}", column(r, i))).collect();
-        println!("  {label:<18}{cells}");
-    };
-    line("up -> all ready", 0);
-    for (i, phase) in BENCH_PHASES.iter().enumerate() {
-        line(&format!("  {phase}"), i + 1);
-    }
-    line("teardown", 6);
-    if backends.len() == 2 {
-        let overhead = |r: &[[f64; 7]]| column(r, 0) + column(r, 6);
-        let (a, b) = (overhead(&rows[0]), overhead(&rows[1]));
-        if a > 0.0 {
-            println!("  {:<18}{:>10.1}x", format!("{} / {}", names[1], names[0]), b / a);
-        }
-    }
-    Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn median_of_odd_and_even_counts() {
-        assert_eq!(median(&mut [3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&mut [4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
+    let state = session_state(common, backend)?;
+    services::print_logs(&common.state_dir(), state.as_ref(), name, follow)
 }

@@ -6,7 +6,7 @@ use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::project;
+use crate::sys::paths;
 
 /// The last `n` lines of a log file, for error messages.
 pub fn tail(path: &Path, n: usize) -> String {
@@ -18,7 +18,7 @@ pub fn tail(path: &Path, n: usize) -> String {
 /// service may have logged its database URL.
 pub fn tail_of(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
-    crate::secrets::redact_text(&lines[lines.len().saturating_sub(n)..].join("\n"))
+    crate::sys::secrets::redact_text(&lines[lines.len().saturating_sub(n)..].join("\n"))
 }
 
 /// Copies every log of `from` to `to` (emptied first) for the workflow to upload;
@@ -66,7 +66,7 @@ fn print_files(dir: &Path, name: Option<&str>, follow: bool) -> anyhow::Result<(
                     .collect();
                 crate::user_error!(
                     "no log for `{name}` in {} (have: {})",
-                    project::display_path(dir),
+                    paths::display_path(dir),
                     known.join(", ")
                 );
             }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use toml_edit::{Document, Item, Table, Value};
 
-use crate::project;
+use crate::sys::{error, paths};
 
 /// The manifest, validated: names are unique, dependencies exist and have no cycle,
 /// placeholders are known.
@@ -74,7 +74,7 @@ pub const PLACEHOLDERS: &[&str] =
     &["port", "bind_host", "database_url", "root", "instance_id", "config", "target_dir"];
 
 pub fn default_path() -> PathBuf {
-    project::root().join("config/services.toml")
+    paths::root().join("config/services.toml")
 }
 
 /// Reads and validates the manifest at `path`.
@@ -85,12 +85,12 @@ pub fn load(path: &Path) -> anyhow::Result<Manifest> {
             crate::user_error!("cannot read services manifest {}: {err}", path.display())
         }
     };
-    parse(path, &text).map_err(|e| anyhow::Error::new(project::UserError(e)))
+    parse(path, &text).map_err(|e| anyhow::Error::new(error::UserError(e)))
 }
 
 /// Parses manifest text; the error is one line, `file:line: message`.
 pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
-    let file = project::display_path(path);
+    let file = paths::display_path(path);
     let at = |span: Option<std::ops::Range<usize>>| -> String {
         let line = span.map(|s| line_of(text, s.start)).unwrap_or(1);
         format!("{file}:{line}")

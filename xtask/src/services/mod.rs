@@ -1,181 +1,84 @@
-//! The services of `config/services.toml` and the two ways to run them.
+//! The services of `config/services.toml` and the two ways to run them: the session API
+//! every command uses.
 //!
 //! One manifest ([`manifest`]) becomes one plan ([`plan`]: which services, in which
-//! waves, with which env); a backend carries the plan out and returns a [`Session`]:
-//! [`native`] runs processes on this machine, [`docker`] runs a Compose project. A
-//! session offers the same things whatever runs it: the URLs the tests need
-//! ([`State::exports`]), liveness, logs, teardown, and a record in the state directory
-//! ([`state`]) that `services down` from another shell reads. Readiness ([`readiness`])
-//! and the CI pipeline ([`pipeline`]) are written once, against this API.
+//! waves, with which env); a backend carries the plan out and returns a [`Session`]: the
+//! native backend runs processes on this machine, the Docker backend a Compose project.
+//! Both are private to this folder and implement one contract ([`session`]); this file
+//! picks the backend and is the only one that names them. A session offers the same
+//! things whatever runs it: the URLs the tests need ([`State::exports`]), liveness,
+//! logs, teardown, and a record in the state directory ([`state`]) that `services down`
+//! from another shell reads. Readiness ([`readiness`]) and the database probe
+//! ([`pg_probe`]) serve both backends; the supervisor of `services run` ([`run`]), the
+//! benchmark ([`bench`]) and the CI pipeline (`crate::ci`) are written once, against
+//! this API.
 
-pub mod docker;
+pub mod bench;
+mod docker;
 pub mod logs;
 pub mod manifest;
-pub mod native;
-pub mod pipeline;
+mod native;
+pub mod pg_probe;
 pub mod plan;
 pub mod readiness;
+pub mod run;
+pub mod session;
 pub mod state;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
-use crate::project::{self, UserError};
+use crate::sys::{fs, paths, process};
 use crate::timings::Timings;
 use manifest::Manifest;
-use plan::Plan;
-pub use state::{Database, State};
+use session::Lifecycle;
+pub use session::{DockerOptions, Session, Teardown, UpOptions};
+pub use state::{Backend, Database, State};
 
-/// What runs the services.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Backend {
-    /// Processes on this machine and a throwaway PostgreSQL cluster
-    Native,
-    /// A Docker Compose project: the same services in containers
-    Docker,
-}
-
-impl Backend {
-    pub fn name(self) -> &'static str {
-        match self {
-            Backend::Native => "native",
-            Backend::Docker => "docker",
-        }
+/// The backend that runs the sessions of `backend`.
+fn lifecycle(backend: Backend) -> &'static dyn Lifecycle {
+    match backend {
+        Backend::Native => &native::Native,
+        Backend::Docker => &docker::Docker,
     }
-}
-
-/// What to start, how, and where to keep its record.
-#[derive(Debug, Clone)]
-pub struct UpOptions {
-    pub manifest: PathBuf,
-    pub state_dir: PathBuf,
-    /// Services asked for by name; empty means all.
-    pub only: Vec<String>,
-    /// Services left out, with their tests.
-    pub without: Vec<String>,
-    pub release: bool,
-    pub fixed_ports: bool,
-    /// Overall startup timeout, before the CI multiplier.
-    pub timeout: Duration,
-    pub backend: Backend,
-    pub docker: docker::Options,
-    /// The session outlives this process on purpose (`services up`). Otherwise it is
-    /// owned: its processes die with this one, and a later run cleans up after a killed
-    /// owner.
-    pub detached: bool,
-}
-
-/// A started session. Dropping it while armed tears everything down, so an early
-/// return, an error or a panic never leaves processes or containers behind.
-pub struct Session {
-    pub state: State,
-    armed: bool,
-    /// The state directory's lock, when the session holds it itself (the test database).
-    lock: Option<state::StateLock>,
-}
-
-impl Session {
-    /// A session with nothing started yet; its record is written at once, so a `down`
-    /// from another shell knows it from the start.
-    pub(crate) fn begin(state: State) -> anyhow::Result<Session> {
-        let session = Session { state, armed: true, lock: None };
-        session.state.save()?;
-        Ok(session)
-    }
-
-    /// The session holds `lock` until it is torn down.
-    pub(crate) fn holding(mut self, lock: state::StateLock) -> Session {
-        self.lock = Some(lock);
-        self
-    }
-
-    /// Keeps the services running after this process exits (`services up`).
-    pub fn detach(mut self) -> State {
-        self.armed = false;
-        self.state.clone()
-    }
-
-    /// Stops everything. With `save_logs`, logs that would go with the session (a
-    /// container's) are first saved to each service's log file.
-    pub fn teardown(mut self, grace: Duration, save_logs: bool) -> Teardown {
-        self.armed = false;
-        let report = teardown(&self.state, grace, save_logs);
-        self.lock.take();
-        report
-    }
-
-    /// The services that are no longer running.
-    pub fn dead_services(&self) -> Vec<String> {
-        match self.state.backend {
-            Backend::Native => native::dead_services(&self.state),
-            Backend::Docker => docker::dead_services(&self.state),
-        }
-    }
-}
-
-impl Drop for Session {
-    fn drop(&mut self) {
-        if self.armed {
-            // Whatever failed, keep what the services said about it.
-            teardown(&self.state, crate::interrupts::grace(Duration::from_secs(5)), true);
-        }
-    }
-}
-
-/// What teardown did, for the report.
-#[derive(Debug, Default)]
-pub struct Teardown {
-    pub took: Duration,
-    /// Services that did not stop on SIGTERM within the grace period.
-    pub killed: Vec<String>,
-    /// Recorded pids that now belong to other processes (left alone).
-    pub foreign: Vec<String>,
 }
 
 /// Stops what `state` records and removes the record. Idempotent.
 pub fn teardown(state: &State, grace: Duration, save_logs: bool) -> Teardown {
-    let started = std::time::Instant::now();
-    let mut report = match state.backend {
-        Backend::Native => native::teardown(state, grace),
-        Backend::Docker => docker::teardown(state, grace, save_logs),
-    };
-    let _ = std::fs::remove_file(state::state_file(&state.dir));
-    let _ = std::fs::remove_file(state::env_file(&state.dir));
-    report.took = started.elapsed();
-    report
+    session::teardown(lifecycle(state.backend), state, grace, save_logs)
 }
 
 /// Whether anything `state` records still runs.
 pub fn anything_alive(state: &State) -> bool {
-    match state.backend {
-        Backend::Native => native::anything_alive(state),
-        Backend::Docker => docker::anything_alive(state),
-    }
+    lifecycle(state.backend).anything_alive(state)
 }
 
 /// The services of `state` that are running.
 pub fn alive_services(state: &State) -> Vec<String> {
-    match state.backend {
-        Backend::Native => state
-            .services
-            .iter()
-            .filter(|s| native::service_alive(s))
-            .map(|s| s.name.clone())
-            .collect(),
-        Backend::Docker => docker::alive_services(state),
-    }
+    lifecycle(state.backend).alive_services(state)
 }
 
 /// The command that stops the session in `state_dir`, for messages.
 pub fn down_command(state_dir: &Path) -> String {
-    if state_dir == project::xtask_dir() {
+    if state_dir == paths::xtask_dir() {
         "cargo xtask services down".to_string()
     } else {
         format!("cargo xtask services down --state-dir {}", state_dir.display())
     }
+}
+
+/// A database for test runs outside `services up`: `None` when `DATABASE_URL` is given
+/// (and reachable), else a session holding a throwaway cluster, torn down when dropped.
+/// It is recorded in `state_dir` like any session, so a run killed outright (SIGKILL)
+/// leaves a record that `services down --state-dir` stops, not an unknown server. Its
+/// `DATABASE_URL` is in `state.exports()`.
+pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result<Option<Session>> {
+    if pg_probe::given_url()?.is_some() {
+        return Ok(None);
+    }
+    let lock = state::StateLock::acquire(state_dir)?;
+    ensure_no_session(state_dir)?;
+    native::database_session(state_dir, database_name, lock).map(Some)
 }
 
 /// Refuses to start over a live session; clears a stale one (its processes are gone).
@@ -192,7 +95,7 @@ pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
             eprintln!(
                 "xtask: the run that owned the {} session in {} (pid {}) is gone; stopping what it left",
                 old.backend.name(),
-                project::display_path(state_dir),
+                paths::display_path(state_dir),
                 old.owner.map(|o| o.pid).unwrap_or_default()
             );
         } else if anything_alive(&old) {
@@ -200,24 +103,24 @@ pub fn ensure_no_session(state_dir: &Path) -> anyhow::Result<()> {
                 Some(owner) => crate::user_error!(
                     "another run (pid {}) is using the services in {}: wait for it, or use another --state-dir",
                     owner.pid,
-                    project::display_path(state_dir)
+                    paths::display_path(state_dir)
                 ),
                 None => crate::user_error!(
                     "services from an earlier `up` ({}) are still running (state in {}): run `{}` first",
                     old.backend.name(),
-                    project::display_path(&state::state_file(state_dir)),
+                    paths::display_path(&state::state_file(state_dir)),
                     down_command(state_dir)
                 ),
             }
         }
         teardown(&old, Duration::from_secs(1), false);
     }
-    let untracked = native::processes::marked(state_dir);
+    let untracked = process::marked(state::STATE_DIR_MARKER, state_dir);
     if !untracked.is_empty() {
         let pids: Vec<String> = untracked.iter().map(|p| p.pid.to_string()).collect();
         crate::user_error!(
             "processes started for {} run without a state file to track them (pids {}): run `{}` first (it finds them by their environment)",
-            project::display_path(state_dir),
+            paths::display_path(state_dir),
             pids.join(", "),
             down_command(state_dir)
         );
@@ -231,17 +134,17 @@ pub fn down(state_dir: &Path, grace: Duration) -> anyhow::Result<Option<Teardown
     if let Some(state) = State::load(state_dir)? {
         return Ok(Some(teardown(&state, grace, false)));
     }
-    let untracked = native::processes::marked(state_dir);
+    let untracked = process::marked(state::STATE_DIR_MARKER, state_dir);
     if untracked.is_empty() {
         return Ok(None);
     }
     let started = std::time::Instant::now();
-    let groups: Vec<(String, native::processes::Identity)> =
+    let groups: Vec<(String, process::Identity)> =
         untracked.iter().map(|id| (format!("untracked pid {}", id.pid), *id)).collect();
-    let named: Vec<(&str, native::processes::Identity)> =
+    let named: Vec<(&str, process::Identity)> =
         groups.iter().map(|(name, id)| (name.as_str(), *id)).collect();
-    let killed = native::processes::terminate_groups(&named, grace);
-    native::postgres::remove_leftovers(state_dir);
+    let killed = process::terminate_groups(&named, grace);
+    native::remove_leftovers(state_dir);
     Ok(Some(Teardown {
         took: started.elapsed(),
         killed: killed.into_iter().map(str::to_string).collect(),
@@ -266,7 +169,7 @@ pub fn prepare(
     ensure_no_session(&options.state_dir)?;
     timings.time("config", || -> anyhow::Result<()> {
         for written in crate::config::refresh_generated()? {
-            eprintln!("xtask: regenerated {}", project::display_path(&written));
+            eprintln!("xtask: regenerated {}", paths::display_path(&written));
         }
         Ok(())
     })?;
@@ -274,36 +177,6 @@ pub fn prepare(
         Backend::Native => Ok(Prepared::Native(native::prepare(manifest, options)?)),
         Backend::Docker => Ok(Prepared::Docker(docker::prepare(manifest, options, timings)?)),
     }
-}
-
-/// The plan of `manifest` for `options`, with the skipped optional services announced.
-pub fn plan_with(
-    manifest: &Manifest,
-    options: &UpOptions,
-    world: &dyn plan::World,
-) -> anyhow::Result<Plan> {
-    let root = project::root();
-    let target = project::target_dir();
-    let plan_options = plan::Options {
-        only: &options.only,
-        without: &options.without,
-        release: options.release,
-        fixed_ports: options.fixed_ports,
-        root: &root,
-        target_dir: &target,
-    };
-    let plan = plan::plan(manifest, &plan_options, world).map_err(UserError)?;
-    for skipped in &plan.skipped {
-        if options.without.contains(&skipped.name) {
-            eprintln!("xtask: leaving out `{}` and its tests (--without)", skipped.name);
-        } else {
-            eprintln!(
-                "warning: skipping optional service `{}`: it {}; its tests are filtered out",
-                skipped.name, skipped.reason
-            );
-        }
-    }
-    Ok(plan)
 }
 
 /// Starts what `prepared` describes. Phases are added to `timings`.
@@ -338,15 +211,70 @@ pub fn write_exports(
     }
     text.push_str(&crate::github::env_file(&exports));
     // It holds the database password: the owner's alone.
-    project::write_private(&state::env_file(&state.dir), text)?;
+    fs::write_private(&state::env_file(&state.dir), text)?;
     if for_later_steps {
         // Later steps get the real URL; GitHub masks its password in every log.
         for (_, value) in &exports {
-            if let Some(password) = crate::secrets::password_of(value) {
+            if let Some(password) = crate::sys::secrets::password_of(value) {
                 crate::github::mask(password);
             }
         }
         crate::github::export_env(&exports)?;
     }
     Ok(exports)
+}
+
+// The Docker backend's engine, generated files and base image, for the commands that
+// check or prepare them (`docker generate | bootstrap`, the pre-flight checks of `test`
+// and the pipeline, `services down | logs`).
+
+/// The Docker engine's version, or one line (exit 2) saying there is none.
+pub fn ensure_docker_engine() -> anyhow::Result<String> {
+    docker::ensure_engine()
+}
+
+/// The Compose file among the Docker backend's generated files.
+pub const DOCKER_COMPOSE_FILE: &str = docker::generate::COMPOSE_FILE;
+
+/// Brings the Docker backend's generated files in `dir` up to date with `manifest`;
+/// returns the ones it rewrote (none when `check`, which only compares and reports).
+pub fn refresh_docker_files(
+    manifest: &Manifest,
+    dir: &Path,
+    check: bool,
+) -> anyhow::Result<Vec<PathBuf>> {
+    docker::refresh_files(manifest, dir, check)
+}
+
+/// Builds the local base image of the service images for this machine's OS release
+/// (unless it exists, or with `force`); its tag.
+pub fn bootstrap_base_image(force: bool) -> anyhow::Result<String> {
+    docker::ensure_engine()?;
+    let os = docker::bootstrap::os_release()?;
+    docker::bootstrap::ensure(&os, force)
+}
+
+/// The Compose project of the Docker sessions of `state_dir`.
+pub fn docker_project(state_dir: &Path) -> String {
+    docker::project_name(state_dir)
+}
+
+/// `services down --backend docker` without a state file: removes every Compose project
+/// whose containers carry this state directory's label; how many.
+pub fn remove_docker_leftovers(state_dir: &Path) -> anyhow::Result<usize> {
+    docker::down_leftovers(state_dir)
+}
+
+/// `services logs`: the log of `name` (every log without a name) of the session in
+/// `state_dir`, as the backend keeps them; with `follow`, as they grow.
+pub fn print_logs(
+    state_dir: &Path,
+    state: Option<&State>,
+    name: Option<&str>,
+    follow: bool,
+) -> anyhow::Result<()> {
+    match state {
+        Some(state) if state.backend == Backend::Docker => docker::print_logs(state, name, follow),
+        _ => logs::print(&state::log_dir(state_dir), name, follow),
+    }
 }

@@ -96,7 +96,7 @@ pub fn select<'m>(manifest: &'m Manifest, only: &[String]) -> Result<Vec<&'m Ser
             let known: Vec<&str> = by_name.keys().copied().collect();
             return Err(format!(
                 "unknown service `{name}` in --only ({} defines: {})",
-                crate::project::display_path(&manifest.path),
+                crate::sys::paths::display_path(&manifest.path),
                 known.join(", ")
             ));
         }
@@ -120,14 +120,14 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             let known: Vec<&str> = manifest.services.iter().map(|s| s.name.as_str()).collect();
             return Err(format!(
                 "unknown service `{name}` in --without ({} defines: {})",
-                crate::project::display_path(&manifest.path),
+                crate::sys::paths::display_path(&manifest.path),
                 known.join(", ")
             ));
         };
         if service.tests.is_none() {
             return Err(format!(
                 "service `{name}` has no `tests` filter in {}, so its tests cannot be left out with it: add one or drop --without {name}",
-                crate::project::display_path(&manifest.path)
+                crate::sys::paths::display_path(&manifest.path)
             ));
         }
         skipped.push(Skipped { name: name.clone(), reason: "is left out (--without)".into() });
@@ -179,7 +179,7 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
             return Err(format!(
                 "service `{}` has no fixed_port in {}: add one or drop --fixed-ports",
                 service.name,
-                crate::project::display_path(&manifest.path)
+                crate::sys::paths::display_path(&manifest.path)
             ));
         }
         let process = process(&service.name, &service.step, manifest, options, world)?;
@@ -241,7 +241,7 @@ fn process(
                     .unwrap_or_else(|| " --workspace".into());
                 return Err(format!(
                     "binary `{binary}` for `{name}` not found at {}: build it with `cargo build{release}{package} --bin {binary}`",
-                    crate::project::display_path(&path)
+                    crate::sys::paths::display_path(&path)
                 ));
             }
             path
@@ -261,7 +261,7 @@ fn process(
     {
         return Err(format!(
             "config file {} for `{name}` does not exist: generate it with `cargo xtask config --all`",
-            crate::project::display_path(config)
+            crate::sys::paths::display_path(config)
         ));
     }
     let workdir = match &step.workdir {
@@ -332,6 +332,71 @@ pub fn render(template: &str, vars: &Vars) -> String {
     }
     out.push_str(rest);
     out
+}
+
+/// The cargo build that makes every binary and library a plan runs from
+/// `target/<profile>/`. It selects the whole workspace, so cargo unifies features as for
+/// `cargo xtask test`'s unit tests and rebuilds nothing they built (a `-p` selection
+/// would build the shared crates again with other features).
+pub fn build_args(release: bool) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["build", "--workspace", "--bins", "--lib"].map(String::from).to_vec();
+    if release {
+        args.push("--release".into());
+    }
+    args
+}
+
+/// The files a plan's processes use, to be copied elsewhere (the Docker backend's build
+/// context, the CI archive): each program and config file, each working directory, and
+/// every `{root}/...` and `{target_dir}/...` path the env and arguments name. `to` is
+/// relative to the copy's root (`/app` in an image): cargo outputs go to `bin/`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Copy {
+    pub from: PathBuf,
+    pub to: PathBuf,
+}
+
+pub fn context_copies(plan: &Plan, root: &Path) -> Vec<Copy> {
+    let mut copies: Vec<Copy> = Vec::new();
+    let mut add = |from: PathBuf| {
+        let to = match from.strip_prefix(&plan.profile_dir) {
+            Ok(rest) => Path::new("bin").join(rest),
+            Err(_) => match from.strip_prefix(root) {
+                Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
+                _ => return,
+            },
+        };
+        if !copies.iter().any(|c| c.to == to) {
+            copies.push(Copy { from, to });
+        }
+    };
+    let processes = plan.migrate.iter().chain(plan.services().map(|s| &s.process));
+    for process in processes {
+        if process.program.is_absolute() {
+            add(process.program.clone());
+        }
+        if let Some(config) = &process.config {
+            add(config.clone());
+        }
+        add(process.workdir.clone());
+        let templates = process.args.iter().chain(process.env.iter().map(|(_, v)| v));
+        for template in templates {
+            for (placeholder, base) in
+                [("{root}/", root), ("{target_dir}/", plan.profile_dir.as_path())]
+            {
+                for rest in template.split(placeholder).skip(1) {
+                    let end = rest
+                        .find(|c: char| c.is_whitespace() || matches!(c, ':' | ';' | ',' | '{'));
+                    let path = &rest[..end.unwrap_or(rest.len())];
+                    if !path.is_empty() {
+                        add(base.join(path));
+                    }
+                }
+            }
+        }
+    }
+    copies
 }
 
 #[cfg(test)]

@@ -188,10 +188,10 @@ pub fn wait_for_services(
         })
         .collect();
     let left = deadline.saturating_duration_since(Instant::now());
-    let interrupted = || crate::interrupts::interrupted().is_some();
+    let interrupted = || crate::sys::interrupts::interrupted().is_some();
     match wait_all(&targets, left, exited, &interrupted) {
         Ok(()) => Ok(()),
-        Err(Failure::Interrupted) => crate::interrupts::check_interrupted(),
+        Err(Failure::Interrupted) => crate::sys::interrupts::check_interrupted(),
         Err(Failure::Timeout { pending, .. }) => Err(Failure::Timeout { waited, pending }.into()),
         Err(failure) => Err(failure.into()),
     }

@@ -1,6 +1,10 @@
 //! The persisted record of a session (`<state-dir>/services.json`): which backend runs
 //! it, the database, each service's address and identity, and what the backend needs to
 //! stop it from another shell. Written atomically, read and written through serde.
+//!
+//! The record's shape is defined here, the backends' parts too ([`Embedded`],
+//! [`DockerRecord`]): the backends fill it in and read it back, the record knows no
+//! backend.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -8,11 +12,31 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
-use super::Backend;
-use super::docker::DockerRecord;
-use super::native::postgres::Embedded;
-use super::native::processes::Identity;
-use crate::project;
+use crate::sys::process::Identity;
+use crate::sys::{fs, paths};
+
+/// What runs the services.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    /// Processes on this machine and a throwaway PostgreSQL cluster
+    Native,
+    /// A Docker Compose project: the same services in containers
+    Docker,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Native => "native",
+            Backend::Docker => "docker",
+        }
+    }
+}
+
+/// The environment variable every process of a native session carries: the state
+/// directory it belongs to. It finds a session's processes when its state file is gone.
+pub const STATE_DIR_MARKER: &str = "TASKER_XTASK_STATE_DIR";
 
 /// Bumped when the format changes: a file of another version is refused, not guessed at.
 const FORMAT: u32 = 2;
@@ -55,11 +79,39 @@ impl Database {
     /// The URL for messages: passwords are never shown.
     pub fn shown_url(&self) -> String {
         match self {
-            Database::Embedded(db) => crate::secrets::redact(&db.url),
+            Database::Embedded(db) => crate::sys::secrets::redact(&db.url),
             Database::External { redacted_url } => redacted_url.clone(),
-            Database::Container { url } => crate::secrets::redact(url),
+            Database::Container { url } => crate::sys::secrets::redact(url),
         }
     }
+}
+
+/// A running embedded cluster (the native backend's throwaway database).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Embedded {
+    pub process: Identity,
+    pub port: u16,
+    pub data_dir: PathBuf,
+    pub socket_dir: PathBuf,
+    pub log: PathBuf,
+    pub url: String,
+}
+
+/// The Docker backend's Compose project: what `down` from another shell needs to reach
+/// it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DockerRecord {
+    pub project: String,
+    pub compose_file: PathBuf,
+    pub compose: Compose,
+}
+
+/// A Compose command line: the program and the arguments before any of ours, and its
+/// version. How one is chosen and run is the Docker backend's (its `compose` module).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compose {
+    pub argv: Vec<String>,
+    pub version: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -117,7 +169,7 @@ impl State {
 
     /// Writes the record, readable by its owner only: it holds the database password.
     pub fn save(&self) -> anyhow::Result<()> {
-        project::write_private(&state_file(&self.dir), serde_json::to_string_pretty(self)? + "\n")
+        fs::write_private(&state_file(&self.dir), serde_json::to_string_pretty(self)? + "\n")
     }
 
     /// The state in `dir`, if any. A file we cannot read is a user-level problem: say
@@ -190,7 +242,7 @@ impl StateLock {
             crate::user_error!(
                 "another xtask run{} is using {}: wait for it to end, or give this one its own --state-dir",
                 if holder.is_empty() { String::new() } else { format!(" (pid {holder})") },
-                project::display_path(dir)
+                paths::display_path(dir)
             );
         }
         file.set_len(0)?;
@@ -273,7 +325,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
         let first = StateLock::acquire(&dir).unwrap();
         let err = StateLock::acquire(&dir).err().expect("a second holder must be refused");
-        assert!(err.downcast_ref::<project::UserError>().is_some());
+        assert!(err.downcast_ref::<crate::sys::error::UserError>().is_some());
         let expected = format!("another xtask run (pid {}) is using", std::process::id());
         assert!(err.to_string().starts_with(&expected), "{err}");
         drop(first);
@@ -290,7 +342,7 @@ mod tests {
         std::fs::write(state_file(&dir), r#"{"version":1,"services":[]}"#).unwrap();
         let err = State::load(&dir).unwrap_err();
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(err.downcast_ref::<project::UserError>().is_some());
+        assert!(err.downcast_ref::<crate::sys::error::UserError>().is_some());
         assert!(err.to_string().contains("services.json is not a state file"), "{err}");
     }
 }

@@ -6,7 +6,7 @@
 pub mod rules;
 pub mod yaml;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use clap::Parser as _;
 
@@ -41,22 +41,7 @@ pub fn run_steps(text: &str) -> (Vec<RunStep>, Vec<String>) {
 /// The words of a command line, with `${{ ... }}` expressions replaced by a sample value
 /// (`1`: valid wherever this repository's workflows use one) and shell quotes removed.
 pub fn words(command: &str) -> Vec<String> {
-    let mut text = String::new();
-    let mut rest = command;
-    while let Some(start) = rest.find("${{") {
-        text.push_str(&rest[..start]);
-        match rest[start..].find("}}") {
-            Some(end) => {
-                text.push('1');
-                rest = &rest[start + end + 2..];
-            }
-            None => {
-                rest = &rest[start..];
-                break;
-            }
-        }
-    }
-    text.push_str(rest);
+    let text = rules::with_samples(command);
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quote: Option<char> = None;
@@ -133,32 +118,6 @@ fn parse_args(step: &RunStep, args: &[String]) -> Option<String> {
     }
 }
 
-/// A workflow file, parsed.
-pub struct Workflow {
-    /// As shown in messages (relative to the root).
-    pub file: String,
-    pub text: String,
-    pub root: yaml::Node,
-}
-
-/// The repository facts the rules compare the workflows with.
-pub struct Repository {
-    /// `rust-toolchain.toml`, if there is one.
-    pub toolchain: Option<String>,
-    /// The workspace's `Cargo.toml`.
-    pub cargo_toml: String,
-}
-
-impl Repository {
-    pub fn here() -> Repository {
-        let root = crate::project::root();
-        Repository {
-            toolchain: std::fs::read_to_string(root.join("rust-toolchain.toml")).ok(),
-            cargo_toml: std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default(),
-        }
-    }
-}
-
 /// Every problem of the given workflow files, `file: line N: ...`: their run steps,
 /// then the rules.
 pub fn check_files(files: &[PathBuf]) -> Vec<String> {
@@ -172,25 +131,13 @@ pub fn check_files(files: &[PathBuf]) -> Vec<String> {
     });
     let mut workflows = Vec::new();
     for file in files {
-        match load(file) {
+        match rules::load(file) {
             Ok(workflow) => workflows.push(workflow),
             Err(problem) => problems.push(problem),
         }
     }
-    problems.extend(rules::check(&workflows, &Repository::here()));
+    problems.extend(rules::check(&workflows, &rules::Repository::here()));
     problems
-}
-
-/// Reads and parses one workflow file.
-pub fn load(file: &Path) -> Result<Workflow, String> {
-    let shown = crate::project::display_path(file);
-    let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
-    parse(&shown, text)
-}
-
-pub fn parse(file: &str, text: String) -> Result<Workflow, String> {
-    let root = yaml::parse(&text).map_err(|e| format!("{file}: {e}"))?;
-    Ok(Workflow { file: file.to_string(), text, root })
 }
 
 /// Runs `check` on the text of each file: its problems, and the files that cannot be
@@ -198,7 +145,7 @@ pub fn parse(file: &str, text: String) -> Result<Workflow, String> {
 pub fn problems_in(files: &[PathBuf], mut check: impl FnMut(&str) -> Vec<String>) -> Vec<String> {
     let mut problems = Vec::new();
     for file in files {
-        let shown = crate::project::display_path(file);
+        let shown = crate::sys::paths::display_path(file);
         match std::fs::read_to_string(file) {
             Ok(text) => problems.extend(check(&text).into_iter().map(|p| format!("{shown}: {p}"))),
             Err(err) => problems.push(format!("{shown}: cannot read: {err}")),
@@ -213,7 +160,7 @@ mod tests {
 
     #[test]
     fn the_repositorys_workflows_call_only_commands_this_parser_accepts_and_follow_the_rules() {
-        let files = crate::lint::workflow_files();
+        let files = crate::sys::paths::workflow_files();
         assert!(files.len() >= 2, "the workflows are missing: {files:?}");
         let problems = check_files(&files);
         assert!(problems.is_empty(), "{}", problems.join("\n"));

@@ -5,8 +5,9 @@
 //! nextest). Each rule reads the parsed workflows and returns one line per problem,
 //! `file: line N: ...`; `cargo xtask lint` and the tests run them all ([`check`]).
 
-use super::yaml::{Node, Value};
-use super::{Repository, Workflow};
+use std::path::Path;
+
+use super::yaml::{self, Node, Value};
 use crate::ci_mode::{RUN_DOCKER_LABEL, USE_NATIVE_LABEL};
 
 /// The job branch protection requires ("CI result"): it needs every other job.
@@ -27,6 +28,44 @@ const NODE24_SINCE: &[(&str, (u32, u32, u32))] = &[
 /// Actions that install a toolchain of their own, against the one pin.
 const TOOLCHAIN_ACTIONS: &[&str] =
     &["dtolnay/rust-toolchain", "actions-rs/toolchain", "actions-rust-lang/setup-rust-toolchain"];
+
+/// A workflow file, parsed.
+pub struct Workflow {
+    /// As shown in messages (relative to the root).
+    pub file: String,
+    pub text: String,
+    pub root: yaml::Node,
+}
+
+/// The repository facts the rules compare the workflows with.
+pub struct Repository {
+    /// `rust-toolchain.toml`, if there is one.
+    pub toolchain: Option<String>,
+    /// The workspace's `Cargo.toml`.
+    pub cargo_toml: String,
+}
+
+impl Repository {
+    pub fn here() -> Repository {
+        let root = crate::sys::paths::root();
+        Repository {
+            toolchain: std::fs::read_to_string(root.join("rust-toolchain.toml")).ok(),
+            cargo_toml: std::fs::read_to_string(root.join("Cargo.toml")).unwrap_or_default(),
+        }
+    }
+}
+
+/// Reads and parses one workflow file.
+pub fn load(file: &Path) -> Result<Workflow, String> {
+    let shown = crate::sys::paths::display_path(file);
+    let text = std::fs::read_to_string(file).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    parse(&shown, text)
+}
+
+pub fn parse(file: &str, text: String) -> Result<Workflow, String> {
+    let root = yaml::parse(&text).map_err(|e| format!("{file}: {e}"))?;
+    Ok(Workflow { file: file.to_string(), text, root })
+}
 
 /// Every rule over every workflow.
 pub fn check(workflows: &[Workflow], repository: &Repository) -> Vec<String> {
@@ -341,7 +380,7 @@ pub fn actions_are_pinned(workflows: &[Workflow]) -> Vec<String> {
                     "`{value}` is pinned by a tag or branch, which can move: pin the full commit SHA"
                 )));
             }
-            let line = super::yaml::raw_line(&w.text, node.line);
+            let line = yaml::raw_line(&w.text, node.line);
             let release = line
                 .split_once('#')
                 .and_then(|(_, c)| c.trim().strip_prefix('v'))
@@ -524,7 +563,29 @@ fn squash(text: &str) -> String {
 
 /// A name with its `${{ ... }}` expressions replaced by a sample value.
 fn sample(name: &str) -> String {
-    super::words(name).join(" ")
+    with_samples(name)
+}
+
+/// `text` with each `${{ ... }}` expression replaced by a sample value (`1`: valid
+/// wherever this repository's workflows use one).
+pub fn with_samples(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        out.push_str(&rest[..start]);
+        match rest[start..].find("}}") {
+            Some(end) => {
+                out.push('1');
+                rest = &rest[start + end + 2..];
+            }
+            None => {
+                rest = &rest[start..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// `*` matches any run of characters.
@@ -550,7 +611,7 @@ mod tests {
     use super::*;
 
     fn workflow(file: &str, text: &str) -> Workflow {
-        super::super::parse(file, text.to_string()).unwrap()
+        parse(file, text.to_string()).unwrap()
     }
 
     /// The workflows as they were before these rules (the main branch of that day).
@@ -562,7 +623,7 @@ mod tests {
     }
 
     fn now() -> Vec<Workflow> {
-        crate::lint::workflow_files().iter().map(|f| super::super::load(f).unwrap()).collect()
+        crate::sys::paths::workflow_files().iter().map(|f| load(f).unwrap()).collect()
     }
 
     const TOOLCHAIN: &str =

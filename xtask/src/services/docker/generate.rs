@@ -10,7 +10,7 @@
 //! committed file also runs by hand.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::super::manifest::Manifest;
 use super::super::plan::{self, Plan, Process, Vars};
@@ -408,57 +408,6 @@ fn postgres_entrypoint(source: &str) -> String {
     )
 }
 
-/// The files to copy into the app image's build context, derived from the plan: each
-/// program and config file, each working directory, and every `{root}/...` and
-/// `{target_dir}/...` path the env and arguments name. `to` is relative to `/app`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Copy {
-    pub from: PathBuf,
-    pub to: PathBuf,
-}
-
-pub fn context_copies(plan: &Plan, root: &Path) -> Vec<Copy> {
-    let mut copies: Vec<Copy> = Vec::new();
-    let mut add = |from: PathBuf| {
-        let to = match from.strip_prefix(&plan.profile_dir) {
-            Ok(rest) => Path::new("bin").join(rest),
-            Err(_) => match from.strip_prefix(root) {
-                Ok(rest) if !rest.as_os_str().is_empty() => rest.to_path_buf(),
-                _ => return,
-            },
-        };
-        if !copies.iter().any(|c| c.to == to) {
-            copies.push(Copy { from, to });
-        }
-    };
-    let processes = plan.migrate.iter().chain(plan.services().map(|s| &s.process));
-    for process in processes {
-        if process.program.is_absolute() {
-            add(process.program.clone());
-        }
-        if let Some(config) = &process.config {
-            add(config.clone());
-        }
-        add(process.workdir.clone());
-        let templates = process.args.iter().chain(process.env.iter().map(|(_, v)| v));
-        for template in templates {
-            for (placeholder, base) in
-                [("{root}/", root), ("{target_dir}/", plan.profile_dir.as_path())]
-            {
-                for rest in template.split(placeholder).skip(1) {
-                    let end = rest
-                        .find(|c: char| c.is_whitespace() || matches!(c, ':' | ';' | ',' | '{'));
-                    let path = &rest[..end.unwrap_or(rest.len())];
-                    if !path.is_empty() {
-                        add(base.join(path));
-                    }
-                }
-            }
-        }
-    }
-    copies
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -538,7 +487,7 @@ health = { path = "/health", service = "one" }
             target_dir: &target,
         };
         let plan = plan::plan(&manifest, &options, &Container).unwrap();
-        let copies: Vec<String> = context_copies(&plan, root)
+        let copies: Vec<String> = plan::context_copies(&plan, root)
             .iter()
             .map(|c| format!("{} -> {}", c.from.display(), c.to.display()))
             .collect();

@@ -9,8 +9,10 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, bail};
 
 use super::bootstrap::{self, OsRelease};
-use super::generate::{self, Copy, DEFAULT_BASE_IMAGE, IMAGE_LABEL};
-use crate::project;
+use super::generate::{self, DEFAULT_BASE_IMAGE, IMAGE_LABEL};
+use crate::services::plan::Copy;
+use crate::sys::command::Run as _;
+use crate::sys::paths;
 
 /// Where the base image comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,17 +64,12 @@ pub fn resolve_base(given: Option<&str>, offline: bool) -> anyhow::Result<String
         }
         BaseChoice::Local => bootstrap::ensure(&os, false)?,
     };
-    let _ = Command::new("docker").args(["tag", &base, DEFAULT_BASE_IMAGE]).output();
+    Command::new("docker").args(["tag", &base, DEFAULT_BASE_IMAGE]).succeeds();
     Ok(base)
 }
 
 fn pull(image: &str) -> bool {
-    let pulled = Command::new("docker")
-        .args(["pull", "--quiet", image])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
+    let pulled = Command::new("docker").args(["pull", "--quiet", image]).succeeds();
     if pulled {
         eprintln!("xtask: pulled {image}");
     }
@@ -101,7 +98,7 @@ pub fn stage(context: &Path, docker_dir: &Path, copies: &[Copy]) -> anyhow::Resu
         if !copy.from.exists() {
             crate::user_error!(
                 "{} is named by the services manifest but does not exist",
-                project::display_path(&copy.from)
+                paths::display_path(&copy.from)
             );
         }
         link_tree(&copy.from, &to)
@@ -215,10 +212,10 @@ pub fn failed_step(output: &[String]) -> String {
 
 /// Removes images of earlier builds that a new build left untagged (ours only).
 pub fn prune_dangling() {
-    let _ = Command::new("docker")
+    Command::new("docker")
         .args(["image", "prune", "--force", "--filter"])
         .arg(format!("label={IMAGE_LABEL}"))
-        .output();
+        .succeeds();
 }
 
 /// The context directory of a state directory.

@@ -7,11 +7,15 @@
 //! Each state directory has its own project name, and every container and network is
 //! labelled with the state directory, so runs from two clones never collide and
 //! `services down --backend docker` finds what a killed run left.
+//!
+//! This file is the session lifecycle; the `docker` command lines it needs are the
+//! engine client's ([`engine`]).
 
 pub mod bootstrap;
-pub mod compose;
+mod compose;
+mod engine;
 pub mod generate;
-pub mod images;
+mod images;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -20,49 +24,34 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
-use serde::{Deserialize, Serialize};
-use xshell::{Shell, cmd};
 
 use super::manifest::{self, Manifest};
 use super::plan::{self, Plan, PlannedService};
-use super::state::{self, Database, ServiceRecord, State, unix_now};
-use super::{Backend, Session, Teardown, UpOptions, logs, readiness};
-use crate::interrupts;
-use crate::project::{self, UserError};
+use super::session::{Lifecycle, Session, Teardown, UpOptions};
+use super::state::{
+    self, Backend, Compose, Database, DockerRecord, ServiceRecord, State, unix_now,
+};
+use super::{logs, pg_probe, readiness};
+use crate::sys::command::Run as _;
+use crate::sys::error::UserError;
+use crate::sys::{error, fs, interrupts, paths};
 use crate::timings::Timings;
-use compose::Compose;
+use engine::{Container, containers, published};
 use generate::{DATABASE_SERVICE, MIGRATE_SERVICE, STATE_DIR_LABEL, vars};
 
-/// The Docker backend's flags.
-#[derive(Debug, Clone, Default)]
-pub struct Options {
-    /// Never pull; use the local base image.
-    pub offline: bool,
-    /// The base image of the service images, instead of the host's release.
-    pub base_image: Option<String>,
-    /// Rebuild the service images without the build cache (bench: a cold cache).
-    pub rebuild: bool,
-}
-
-/// What `down` from another shell needs: the project and how to reach it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct DockerRecord {
-    pub project: String,
-    pub compose_file: PathBuf,
-    pub compose: Compose,
-}
+pub use engine::ensure_engine;
 
 /// The Compose project of a state directory: stable, so a later run (or `down`) finds
 /// what an earlier one left; distinct per directory, so two clones never collide.
 pub fn project_name(state_dir: &Path) -> String {
-    format!("tasker-{}", &project::short_hash(&state_dir.display().to_string())[..10])
+    format!("tasker-{}", &paths::short_hash(&state_dir.display().to_string())[..10])
 }
 
 /// The directory holding the generated files for `manifest_path`: `docker/` of the
 /// workspace for the committed manifest, else one inside the state directory.
 pub fn files_dir(manifest_path: &Path, state_dir: &Path) -> PathBuf {
     if manifest_path == manifest::default_path() {
-        project::root().join("docker")
+        paths::root().join("docker")
     } else {
         state_dir.join("docker")
     }
@@ -71,9 +60,9 @@ pub fn files_dir(manifest_path: &Path, state_dir: &Path) -> PathBuf {
 /// Brings the generated files in `dir` up to date with `manifest`; returns the ones it
 /// rewrote (none when `check`, which only compares and reports).
 pub fn refresh_files(manifest: &Manifest, dir: &Path, check: bool) -> anyhow::Result<Vec<PathBuf>> {
-    let source = project::display_path(&manifest.path);
-    let root = project::root();
-    let target_dir = project::target_dir();
+    let source = paths::display_path(&manifest.path);
+    let root = paths::root();
+    let target_dir = paths::target_dir();
     let host = generate::Host { root: &root, target_dir: &target_dir };
     let files = generate::files(manifest, &source, &host).map_err(UserError)?;
     let mut changed = Vec::new();
@@ -83,7 +72,7 @@ pub fn refresh_files(manifest: &Manifest, dir: &Path, check: bool) -> anyhow::Re
             continue;
         }
         if !check {
-            project::write_atomic(&path, &file.text)?;
+            fs::write_atomic(&path, &file.text)?;
             if file.executable {
                 use std::os::unix::fs::PermissionsExt as _;
                 std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -92,29 +81,6 @@ pub fn refresh_files(manifest: &Manifest, dir: &Path, check: bool) -> anyhow::Re
         changed.push(path);
     }
     Ok(changed)
-}
-
-/// One line when no Docker engine answers: the Docker backend needs one, native none.
-pub fn ensure_engine() -> anyhow::Result<String> {
-    let out = Command::new("docker")
-        .args(["version", "--format", "{{.Server.Version}}"])
-        .stdin(Stdio::null())
-        .output();
-    match out {
-        Ok(out) if out.status.success() => {
-            Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-        }
-        Ok(out) => {
-            let why = String::from_utf8_lossy(&out.stderr);
-            let why = why.lines().find(|l| !l.trim().is_empty()).unwrap_or("no answer").trim();
-            crate::user_error!(
-                "no Docker engine is reachable ({why}); the Docker backend needs one, `cargo xtask ci-native` needs none"
-            )
-        }
-        Err(_) => crate::user_error!(
-            "`docker` is not installed; the Docker backend needs a Docker engine, `cargo xtask ci-native` needs none"
-        ),
-    }
 }
 
 /// Everything checked before the Docker backend starts anything.
@@ -134,13 +100,13 @@ pub fn prepare(
     timings: &mut Timings,
 ) -> anyhow::Result<Prepared> {
     let engine = ensure_engine()?;
-    let plan = super::plan_with(&manifest, options, &plan::FilesHere)?;
+    let plan = options.plan(&manifest, &plan::FilesHere)?;
     let project = project_name(&options.state_dir);
     if !containers(&project)?.is_empty() {
         crate::user_error!(
             "containers of Compose project {project} (state dir {}) exist but no session records them: run `cargo xtask services down --backend docker{}` first",
-            project::display_path(&options.state_dir),
-            match options.state_dir == project::xtask_dir() {
+            paths::display_path(&options.state_dir),
+            match options.state_dir == paths::xtask_dir() {
                 true => String::new(),
                 false => format!(" --state-dir {}", options.state_dir.display()),
             }
@@ -150,7 +116,7 @@ pub fn prepare(
     eprintln!("xtask: Docker engine {engine}");
     let files_dir = files_dir(&manifest.path, &options.state_dir);
     for written in refresh_files(&manifest, &files_dir, false)? {
-        eprintln!("xtask: regenerated {}", project::display_path(&written));
+        eprintln!("xtask: regenerated {}", paths::display_path(&written));
     }
     let started = Instant::now();
     let base_image =
@@ -172,7 +138,7 @@ fn run_vars(
     project: &str,
     base: &str,
 ) -> anyhow::Result<RunVars> {
-    let password = crate::secrets::random_token(16)?;
+    let password = crate::sys::secrets::random_token(16)?;
     let context = images::context_dir(&options.state_dir);
     let mut env = vec![
         (vars::CONTEXT.to_string(), context.display().to_string()),
@@ -189,7 +155,8 @@ fn run_vars(
         .map(|m| m.name.clone())
         .chain(plan.services().map(|s| s.process.name.clone()));
     for name in names {
-        let id = format!("{name}-{}-{}", std::process::id(), &crate::secrets::random_token(4)?);
+        let id =
+            format!("{name}-{}-{}", std::process::id(), &crate::sys::secrets::random_token(4)?);
         env.push((vars::instance_id(&name), id.clone()));
         instance_ids.insert(name, id);
     }
@@ -222,7 +189,7 @@ pub fn start(
 
     let started = Instant::now();
     crate::github::group("images", || -> anyhow::Result<()> {
-        let copies = generate::context_copies(&plan, &project::root());
+        let copies = plan::context_copies(&plan, &paths::root());
         images::stage(&images::context_dir(&options.state_dir), &files_dir, &copies)?;
         let postgres_image = format!("tasker-ci-postgres:{project}");
         images::build(
@@ -258,7 +225,7 @@ pub fn start(
         compose_file: compose_file.clone(),
         compose: compose.clone(),
     });
-    let mut session = Session::begin(state)?;
+    let mut session = Session::begin(state, &Docker)?;
     let logs = state::log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs)?;
     let mut starter = Starter {
@@ -312,14 +279,10 @@ pub fn start(
             .with_context(|| format!("Compose created no container for `{service}`"))
     };
 
-    docker_start(&[id_of(DATABASE_SERVICE)?])?;
+    engine::start(&[id_of(DATABASE_SERVICE)?])?;
     let database = published(&project, DATABASE_SERVICE, 5432)?;
     starter.wait_until(|| {
-        Ok(crate::services::native::postgres::accepts_connections(
-            database,
-            "postgres",
-            &manifest.database_name,
-        ))
+        Ok(pg_probe::accepts_connections(database, "postgres", &manifest.database_name))
     })?;
     session.state.database = Some(Database::Container { url: database_url(database) });
     session.state.save()?;
@@ -328,7 +291,7 @@ pub fn start(
     if plan.migrate.is_some() {
         let started = Instant::now();
         let migrate = id_of(MIGRATE_SERVICE)?;
-        docker_start(std::slice::from_ref(&migrate))?;
+        engine::start(std::slice::from_ref(&migrate))?;
         starter.wait_until(|| {
             Ok(containers(&project)?.iter().any(|c| c.id == migrate && c.exit_code() == Some(0)))
         })?;
@@ -340,7 +303,7 @@ pub fn start(
         let earlier = session.state.services.len();
         let wave_ids: Vec<String> =
             wave.iter().map(|s| id_of(&s.process.name)).collect::<anyhow::Result<_>>()?;
-        docker_start(&wave_ids)?;
+        engine::start(&wave_ids)?;
         starter.record(&mut session, wave)?;
         timings.add("start", started.elapsed());
         let started = Instant::now();
@@ -404,7 +367,7 @@ impl Starter<'_> {
         if !status.success() {
             bail!(
                 "docker compose failed ({status}); last lines of {}:\n{}",
-                project::display_path(log),
+                paths::display_path(log),
                 logs::tail(log, 15)
             );
         }
@@ -452,26 +415,6 @@ impl Starter<'_> {
     }
 }
 
-/// `docker start` of created containers.
-fn docker_start(ids: &[String]) -> anyhow::Result<()> {
-    let sh = Shell::new()?;
-    cmd!(sh, "docker start {ids...}")
-        .quiet()
-        .ignore_stdout()
-        .run()
-        .context("starting containers")?;
-    Ok(())
-}
-
-/// The host address of `service`'s published container port.
-fn published(project: &str, service: &str, port: u16) -> anyhow::Result<SocketAddr> {
-    containers(project)?
-        .iter()
-        .find(|c| c.service == service)
-        .and_then(|c| c.published(port))
-        .with_context(|| format!("`{service}` publishes no port {port} on 127.0.0.1"))
-}
-
 /// Watches a project's containers while it starts: one that exits (the migrate step with
 /// an error, any other at all) is a startup failure, reported with its exit code and the
 /// end of its log. Polls Docker at most every 300 ms.
@@ -495,8 +438,9 @@ impl<'a> Watch<'a> {
             if container.service == MIGRATE_SERVICE && code == 0 {
                 continue;
             }
-            let tail =
-                container_log(&container.id).map(|t| logs::tail_of(&t, 30)).unwrap_or_default();
+            let tail = engine::container_log(&container.id)
+                .map(|t| logs::tail_of(&t, 30))
+                .unwrap_or_default();
             return Ok(Some(readiness::Failure::Exited {
                 name: container.service.clone(),
                 status: format!("exit code {code}"),
@@ -508,124 +452,45 @@ impl<'a> Watch<'a> {
     }
 }
 
-/// A container of a project, as `docker ps` lists it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
-    pub id: String,
-    pub service: String,
-    pub project: String,
-    /// `created`, `running`, `restarting`, `exited`, ...
-    pub state: String,
-    /// Docker's status line: `Up 2 seconds`, `Exited (1) 3 seconds ago`.
-    pub status: String,
-    /// `127.0.0.1:49153->8080/tcp, ...`
-    pub ports: String,
-}
-
-impl Container {
-    pub fn exit_code(&self) -> Option<i32> {
-        if self.state != "exited" && self.state != "dead" {
-            return None;
-        }
-        let inside = self.status.split_once('(')?.1.split_once(')')?.0;
-        inside.trim().parse().ok()
-    }
-
-    pub fn is_running(&self) -> bool {
-        matches!(self.state.as_str(), "running" | "restarting" | "created" | "paused")
-    }
-
-    /// The host address that container port `port` is published on.
-    pub fn published(&self, port: u16) -> Option<SocketAddr> {
-        self.ports.split(',').map(str::trim).find_map(|mapping| {
-            let (host, inside) = mapping.split_once("->")?;
-            (inside == format!("{port}/tcp")).then(|| host.parse().ok())?
-        })
-    }
-}
-
-/// What `docker ps` prints per container: named fields only. (`{{json .}}` would include
-/// the size, which the engine computes per container: seconds on some storage drivers.)
-const PS_FORMAT: &str = concat!(
-    r#"{"ID":{{json .ID}},"State":{{json .State}},"Status":{{json .Status}},"#,
-    r#""Ports":{{json .Ports}},"Service":{{json (.Label "com.docker.compose.service")}},"#,
-    r#""Project":{{json (.Label "com.docker.compose.project")}}}"#
-);
-
-/// Parses `docker ps --format PS_FORMAT` lines.
-pub fn parse_ps(text: &str) -> Vec<Container> {
-    text.lines()
-        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
-        .map(|v| {
-            let field = |k: &str| v.get(k).and_then(|x| x.as_str()).unwrap_or_default().to_string();
-            Container {
-                id: field("ID"),
-                service: field("Service"),
-                project: field("Project"),
-                state: field("State"),
-                status: field("Status"),
-                ports: field("Ports"),
-            }
-        })
-        .collect()
-}
-
-fn ps(filter: &str) -> anyhow::Result<Vec<Container>> {
-    let sh = Shell::new()?;
-    let out = cmd!(sh, "docker ps --all --no-trunc --filter {filter} --format {PS_FORMAT}")
-        .quiet()
-        .read()
-        .context("listing containers")?;
-    Ok(parse_ps(&out))
-}
-
-/// The containers of a Compose project.
-pub fn containers(project: &str) -> anyhow::Result<Vec<Container>> {
-    ps(&format!("label=com.docker.compose.project={project}"))
-}
-
-fn container_log(id: &str) -> Option<String> {
-    let out = Command::new("docker").args(["logs", id]).output().ok()?;
-    let mut text = String::from_utf8_lossy(&out.stdout).to_string();
-    text.push_str(&String::from_utf8_lossy(&out.stderr));
-    Some(text)
-}
-
 fn record(state: &State) -> Option<&DockerRecord> {
     state.docker.as_ref()
 }
 
-pub fn alive_services(state: &State) -> Vec<String> {
-    let Some(record) = record(state) else { return Vec::new() };
-    containers(&record.project)
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|c| c.is_running())
-        .map(|c| c.service)
-        .collect()
-}
+/// The Docker backend's side of a session: a Compose project, asked through the engine.
+pub struct Docker;
 
-pub fn anything_alive(state: &State) -> bool {
-    record(state).is_some_and(|r| {
-        containers(&r.project).is_ok_and(|cs| cs.iter().any(Container::is_running))
-    })
-}
+impl Lifecycle for Docker {
+    fn stop(&self, state: &State, grace: Duration, save_logs: bool) -> Teardown {
+        stop(state, grace, save_logs)
+    }
 
-pub fn dead_services(state: &State) -> Vec<String> {
-    let alive = alive_services(state);
-    state.services.iter().filter(|s| !alive.contains(&s.name)).map(|s| s.name.clone()).collect()
+    fn alive_services(&self, state: &State) -> Vec<String> {
+        let Some(record) = record(state) else { return Vec::new() };
+        containers(&record.project)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|c| c.is_running())
+            .map(|c| c.service)
+            .collect()
+    }
+
+    fn anything_alive(&self, state: &State) -> bool {
+        record(state).is_some_and(|r| {
+            containers(&r.project).is_ok_and(|cs| cs.iter().any(Container::is_running))
+        })
+    }
 }
 
 /// Saves each container's log to `<state>/logs/<service>.log`, then removes the project
 /// (containers, network, volumes).
-pub fn teardown(state: &State, grace: Duration, save_logs: bool) -> Teardown {
+fn stop(state: &State, grace: Duration, save_logs: bool) -> Teardown {
     let mut report = Teardown::default();
     let Some(record) = record(state) else { return report };
     if save_logs {
         let dir = state::log_dir(&state.dir);
         let _ = std::fs::create_dir_all(&dir);
         for container in containers(&record.project).unwrap_or_default() {
-            if let Some(text) = container_log(&container.id) {
+            if let Some(text) = engine::container_log(&container.id) {
                 let _ = std::fs::write(dir.join(format!("{}.log", container.service)), text);
             }
         }
@@ -635,39 +500,19 @@ pub fn teardown(state: &State, grace: Duration, save_logs: bool) -> Teardown {
         .compose
         .command(&record.project, &record.compose_file)
         .args(["down", "--volumes", "--remove-orphans", "--timeout", &seconds])
-        .stdin(Stdio::null())
-        .output();
-    let removed = matches!(&down, Ok(out) if out.status.success());
-    if !removed || !containers(&record.project).unwrap_or_default().is_empty() {
-        if let Ok(out) = &down
-            && !out.status.success()
+        .capture();
+    if down.is_err() || !containers(&record.project).unwrap_or_default().is_empty() {
+        if let Err(failure) = &down
+            && failure.status.is_some()
         {
             report.foreign.push(format!(
                 "docker compose down failed ({}); removed the project's containers directly",
-                String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or_default().trim()
+                failure.stderr.lines().last().unwrap_or_default().trim()
             ));
         }
-        remove_by_label(&format!("com.docker.compose.project={}", record.project));
+        engine::remove_by_label(&format!("com.docker.compose.project={}", record.project));
     }
     report
-}
-
-/// Removes containers and networks carrying `label`, without Compose.
-fn remove_by_label(label: &str) {
-    let filter = format!("label={label}");
-    let ids: Vec<String> = ps(&filter).unwrap_or_default().into_iter().map(|c| c.id).collect();
-    if !ids.is_empty() {
-        let _ = Command::new("docker").args(["rm", "--force", "--volumes"]).args(&ids).output();
-    }
-    if let Ok(out) =
-        Command::new("docker").args(["network", "ls", "--quiet", "--filter", &filter]).output()
-    {
-        let networks: Vec<String> =
-            String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
-        if !networks.is_empty() {
-            let _ = Command::new("docker").args(["network", "rm"]).args(&networks).output();
-        }
-    }
 }
 
 /// `services down --backend docker` without a state file: removes every project whose
@@ -675,14 +520,14 @@ fn remove_by_label(label: &str) {
 pub fn down_leftovers(state_dir: &Path) -> anyhow::Result<usize> {
     ensure_engine()?;
     let mut projects: Vec<String> =
-        ps(&format!("label={STATE_DIR_LABEL}={}", state_dir.display()))?
+        engine::ps(&format!("label={STATE_DIR_LABEL}={}", state_dir.display()))?
             .into_iter()
             .map(|c| c.project)
             .collect();
     projects.sort();
     projects.dedup();
     for project in &projects {
-        remove_by_label(&format!("com.docker.compose.project={project}"));
+        engine::remove_by_label(&format!("com.docker.compose.project={project}"));
     }
     Ok(projects.len())
 }
@@ -705,34 +550,18 @@ pub fn print_logs(state: &State, name: Option<&str>, follow: bool) -> anyhow::Re
         cmd.arg("--follow");
     }
     cmd.args(name);
-    let status = cmd.status().context("running docker compose logs")?;
-    if !status.success() {
-        return Err(project::Exit::of(status).into());
+    match cmd.run() {
+        Ok(()) => Ok(()),
+        Err(failure) => match failure.status {
+            Some(status) => Err(error::Exit::of(status).into()),
+            None => Err(failure).context("running docker compose logs"),
+        },
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ps_lines_give_service_state_exit_code_and_ports() {
-        let text = r#"{"ID":"abc123","State":"running","Status":"Up 2 seconds","Ports":"127.0.0.1:49153->8080/tcp","Service":"orchestration","Project":"tasker-1"}
-{"ID":"def456","State":"exited","Status":"Exited (0) 1 second ago","Ports":"","Service":"migrate","Project":"tasker-1"}
-{"ID":"0a1","State":"exited","Status":"Exited (101) 1 second ago","Ports":"","Service":"rust-worker","Project":"tasker-1"}"#;
-        let containers = parse_ps(text);
-        assert_eq!(containers.len(), 3);
-        assert_eq!(containers[0].service, "orchestration");
-        assert_eq!(containers[0].project, "tasker-1");
-        assert!(containers[0].is_running());
-        assert_eq!(containers[0].exit_code(), None);
-        assert_eq!(containers[0].published(8080), Some("127.0.0.1:49153".parse().unwrap()));
-        assert_eq!(containers[0].published(8081), None);
-        assert_eq!(containers[1].exit_code(), Some(0));
-        assert_eq!(containers[2].exit_code(), Some(101));
-        assert!(!containers[2].is_running());
-    }
 
     #[test]
     fn each_state_directory_has_its_own_project() {

@@ -3,24 +3,24 @@
 //! `<state>/logs/<name>.log`), readiness, and a state file that lets `down` (from any
 //! shell) stop exactly what was started and nothing else.
 
-pub mod postgres;
-pub mod processes;
+mod postgres;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
+use super::manifest::Manifest;
+use super::pg_probe;
 use super::plan::{self, Plan, PlannedService, Process, Vars};
-use super::state::{self, Database, ServiceRecord, State, unix_now};
-use super::{Backend, Session, Teardown, UpOptions, logs, readiness};
-use crate::interrupts;
-use crate::project;
-use crate::services::manifest::Manifest;
+use super::session::{Lifecycle, Session, Teardown, UpOptions};
+use super::state::{self, Backend, Database, ServiceRecord, State, StateLock, unix_now};
+use super::{logs, readiness};
+use crate::sys::process::{self, Identity};
+use crate::sys::{host, interrupts, paths, secrets};
 use crate::timings::Timings;
-use processes::Identity;
 
 /// Services listen on the loopback interface only: nothing of a session is reachable
 /// from other machines.
@@ -43,7 +43,7 @@ fn start_database(
     match source {
         Source::Given(url) => {
             session.state.database =
-                Some(Database::External { redacted_url: crate::secrets::redact(&url) });
+                Some(Database::External { redacted_url: secrets::redact(&url) });
             Ok(url)
         }
         Source::Throwaway(bins) => {
@@ -65,40 +65,40 @@ fn start_database(
     }
 }
 
-/// A database for test runs outside `services up`: `None` when `DATABASE_URL` is given
-/// (and reachable), else a session holding a throwaway cluster, torn down when dropped.
-/// It is recorded in `state_dir` like any session, so a run killed outright (SIGKILL)
-/// leaves a record that `services down --state-dir` stops, not an unknown server. Its
-/// `DATABASE_URL` is in `state.exports()`.
-pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result<Option<Session>> {
-    if postgres::given_url()?.is_some() {
-        return Ok(None);
-    }
-    let lock = super::state::StateLock::acquire(state_dir)?;
-    super::ensure_no_session(state_dir)?;
+/// A session holding only a throwaway cluster, for test runs outside `services up`
+/// (the caller holds `lock` and found no session in its way). It is recorded in
+/// `state_dir` like any session, so a run killed outright (SIGKILL) leaves a record that
+/// `services down --state-dir` stops, not an unknown server.
+pub fn database_session(
+    state_dir: &Path,
+    database_name: &str,
+    lock: StateLock,
+) -> anyhow::Result<Session> {
     let bins = postgres::ensure_binaries()?;
     let version = bins.version.clone();
-    let mut session =
-        Session::begin(State::new(state_dir, Backend::Native, Vec::new()).owned())?.holding(lock);
+    let state = State::new(state_dir, Backend::Native, Vec::new()).owned();
+    let mut session = Session::begin(state, &Native)?.holding(lock);
     let url = start_database(&mut session, Source::Throwaway(bins), database_name)?;
-    eprintln!("xtask: throwaway PostgreSQL {version} at {}", crate::secrets::redact(&url));
-    Ok(Some(session))
+    eprintln!("xtask: throwaway PostgreSQL {version} at {}", secrets::redact(&url));
+    Ok(session)
 }
 
-pub struct RealWorld;
+/// Removes what killed sessions of `state_dir` left of their databases (call only when
+/// no session of it runs).
+pub fn remove_leftovers(state_dir: &Path) {
+    postgres::remove_leftovers(state_dir);
+}
+
+/// This machine, as the plan sees it.
+struct RealWorld;
 
 impl plan::World for RealWorld {
     fn on_path(&self, program: &str) -> bool {
-        which(program).is_some()
+        host::which(program).is_some()
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
-}
-
-pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
 /// Everything checked before the native backend starts anything.
@@ -112,7 +112,7 @@ pub struct Prepared {
 /// Plans `manifest` for this machine: binaries, requirements on PATH, fixed ports, the
 /// database.
 pub fn prepare(manifest: Manifest, options: &UpOptions) -> anyhow::Result<Prepared> {
-    let plan = super::plan_with(&manifest, options, &RealWorld)?;
+    let plan = options.plan(&manifest, &RealWorld)?;
     if options.fixed_ports {
         for service in plan.services() {
             let port = service.fixed_port.expect("plan checked");
@@ -120,12 +120,12 @@ pub fn prepare(manifest: Manifest, options: &UpOptions) -> anyhow::Result<Prepar
                 crate::user_error!(
                     "port {port} for `{}` (--fixed-ports, {}) is already in use: stop what listens there or drop --fixed-ports",
                     service.process.name,
-                    project::display_path(&manifest.path)
+                    paths::display_path(&manifest.path)
                 );
             }
         }
     }
-    let database = match postgres::given_url()? {
+    let database = match pg_probe::given_url()? {
         Some(url) => Source::Given(url),
         None => Source::Throwaway(postgres::ensure_binaries()?),
     };
@@ -144,8 +144,9 @@ pub fn start(
     let logs = state::log_dir(&options.state_dir);
     std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let state = State::new(&options.state_dir, Backend::Native, plan.excluded_tests.clone());
-    let mut session = Session::begin(if options.detached { state } else { state.owned() })?;
-    let root = project::root().display().to_string();
+    let mut session =
+        Session::begin(if options.detached { state } else { state.owned() }, &Native)?;
+    let root = paths::root().display().to_string();
     let profile_dir = plan.profile_dir.display().to_string();
 
     let started = Instant::now();
@@ -197,8 +198,8 @@ pub fn start(
                 records.iter().zip(children.iter_mut()).find_map(|(r, child)| {
                     Some(readiness::Failure::Exited {
                         name: r.name.clone(),
-                        status: processes::exit_status(child)?,
-                        log: project::display_path(&r.log),
+                        status: process::exit_status(child)?,
+                        log: paths::display_path(&r.log),
                         tail: logs::tail(&r.log, 30),
                     })
                 })
@@ -289,10 +290,10 @@ fn command_for(
     cmd.args(process.args.iter().map(|a| plan::render(a, &vars)))
         .envs(process.env.iter().map(|(k, v)| (k, plan::render(v, &vars))))
         .current_dir(&process.workdir);
-    processes::own_group_logging_to(&mut cmd, log)?;
-    processes::mark(&mut cmd, env.state_dir);
+    process::own_group_logging_to(&mut cmd, log)?;
+    process::mark(&mut cmd, state::STATE_DIR_MARKER, env.state_dir);
     if env.owned {
-        crate::interrupts::die_with_owner(&mut cmd, libc::SIGKILL);
+        process::die_with_owner(&mut cmd, libc::SIGKILL);
     }
     Ok(cmd)
 }
@@ -325,7 +326,7 @@ fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Resul
                 "the migrate step `{} {}` failed ({status}); last lines of {}:\n{}",
                 migrate.program.display(),
                 migrate.args.join(" "),
-                project::display_path(&log),
+                paths::display_path(&log),
                 logs::tail(&log, 30)
             );
         }
@@ -336,7 +337,7 @@ fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Resul
             interrupts::check_interrupted()?;
             bail!(
                 "the migrate step did not finish within {limit:?}; see {}",
-                project::display_path(&log)
+                paths::display_path(&log)
             );
         }
         std::thread::sleep(Duration::from_millis(5));
@@ -373,16 +374,38 @@ fn spawn_service(
     Ok((child, record))
 }
 
+/// The native backend's side of a session: processes verified by pid and start time.
+pub struct Native;
+
+impl Lifecycle for Native {
+    fn stop(&self, state: &State, grace: Duration, _save_logs: bool) -> Teardown {
+        stop(state, grace)
+    }
+
+    fn alive_services(&self, state: &State) -> Vec<String> {
+        state.services.iter().filter(|s| service_alive(s)).map(|s| s.name.clone()).collect()
+    }
+
+    fn anything_alive(&self, state: &State) -> bool {
+        let db_alive = matches!(&state.database, Some(Database::Embedded(db)) if process::group_is_ours_and_alive(&db.process));
+        db_alive || state.services.iter().any(service_alive)
+    }
+}
+
+fn service_alive(service: &ServiceRecord) -> bool {
+    service.process.is_some_and(|p| process::group_is_ours_and_alive(&p))
+}
+
 /// Stops everything `state` records, verifying each pid by its start time first, and
-/// the embedded database.
-pub fn teardown(state: &State, grace: Duration) -> Teardown {
+/// the embedded database. (The service logs stay where they are.)
+fn stop(state: &State, grace: Duration) -> Teardown {
     let mut report = Teardown::default();
     let mut groups: Vec<(&str, Identity)> = Vec::new();
     for s in state.services.iter().rev() {
         let Some(process) = s.process else { continue };
-        if processes::group_is_ours_and_alive(&process) {
+        if process::group_is_ours_and_alive(&process) {
             groups.push((&s.name, process));
-        } else if processes::start_time(process.pid).is_some_and(|t| t != process.start_time) {
+        } else if process::start_time(process.pid).is_some_and(|t| t != process.start_time) {
             report.foreign.push(format!(
                 "{} (pid {} now belongs to another process; left alone)",
                 s.name, process.pid
@@ -390,24 +413,10 @@ pub fn teardown(state: &State, grace: Duration) -> Teardown {
         }
     }
     report.killed =
-        processes::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
+        process::terminate_groups(&groups, grace).into_iter().map(str::to_string).collect();
     if let Some(Database::Embedded(db)) = &state.database {
         postgres::stop(db);
     }
     let _ = std::fs::remove_dir(state.dir.join("postgres"));
     report
-}
-
-/// Whether anything recorded here still runs (verified by pid and start time).
-pub fn anything_alive(state: &State) -> bool {
-    let db_alive = matches!(&state.database, Some(Database::Embedded(db)) if processes::group_is_ours_and_alive(&db.process));
-    db_alive || state.services.iter().any(service_alive)
-}
-
-pub fn service_alive(service: &ServiceRecord) -> bool {
-    service.process.is_some_and(|p| processes::group_is_ours_and_alive(&p))
-}
-
-pub fn dead_services(state: &State) -> Vec<String> {
-    state.services.iter().filter(|s| !service_alive(s)).map(|s| s.name.clone()).collect()
 }

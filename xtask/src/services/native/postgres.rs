@@ -1,27 +1,29 @@
-//! The database: a throwaway PostgreSQL cluster when `DATABASE_URL` is unset, else a
-//! reachability check of the given server.
+//! The native backend's database: a throwaway PostgreSQL cluster (a given
+//! `DATABASE_URL` is only checked, with `pg_probe`).
 //!
 //! The embedded cluster copies a pristine data directory (initialised once per server
 //! version and cached under the target dir) and runs `postgres` directly on 127.0.0.1, a
 //! free port and a private socket directory, with durability off. As root, PostgreSQL
 //! refuses to run, so initdb and the server drop privileges to the `postgres` user.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::os::unix::fs::DirBuilderExt as _;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use super::processes::{self, Identity};
-use crate::interrupts::wait_until;
-use crate::project;
-use crate::project::UserError;
-use crate::secrets::redact;
+use crate::requirements;
 use crate::services::logs;
+use crate::services::pg_probe::{self, Handshake};
+use crate::services::state::{Embedded, STATE_DIR_MARKER};
+use crate::sys::command::Run as _;
+use crate::sys::error::UserError;
+use crate::sys::interrupts::wait_until;
+use crate::sys::process::Identity;
+use crate::sys::{host, paths, process};
 
 /// Where the server binaries live and which version they are.
 #[derive(Debug, Clone)]
@@ -30,86 +32,36 @@ pub struct Binaries {
     pub version: String,
 }
 
-/// A running embedded cluster, as recorded in the state file.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Embedded {
-    pub process: Identity,
-    pub port: u16,
-    pub data_dir: PathBuf,
-    pub socket_dir: PathBuf,
-    pub log: PathBuf,
-    pub url: String,
-}
-
 /// Bumped whenever `template()` makes the data directory differently.
 const TEMPLATE_FORMAT: &str = "f3";
 
 /// The user the server runs as when we are root.
 const SERVER_USER: &str = "postgres";
 
-fn has_server(dir: &Path) -> bool {
-    dir.join("postgres").is_file() && dir.join("initdb").is_file()
-}
-
-/// Finds the server binaries: PATH, `pg_config --bindir`, the newest
-/// `/usr/lib/postgresql/*/bin`, then Homebrew's locations.
-pub fn find_binaries() -> Option<PathBuf> {
-    let mut candidates: Vec<PathBuf> =
-        std::env::var_os("PATH").map(|p| std::env::split_paths(&p).collect()).unwrap_or_default();
-    if let Ok(out) = Command::new("pg_config").arg("--bindir").stderr(Stdio::null()).output()
-        && out.status.success()
-    {
-        candidates.push(PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()));
-    }
-    let mut debian: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .into_iter()
-        .flatten()
-        .filter_map(|e| {
-            let e = e.ok()?;
-            let version = e.file_name().to_str()?.parse::<u32>().ok()?;
-            Some((version, e.path().join("bin")))
-        })
-        .collect();
-    debian.sort();
-    candidates.extend(debian.into_iter().rev().map(|(_, p)| p));
-    for prefix in ["/opt/homebrew", "/usr/local"] {
-        let mut brew: Vec<PathBuf> = std::fs::read_dir(format!("{prefix}/opt"))
-            .into_iter()
-            .flatten()
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("postgresql"))
-            .map(|e| e.path().join("bin"))
-            .collect();
-        brew.sort();
-        candidates.extend(brew.into_iter().rev());
-    }
-    candidates.into_iter().find(|dir| has_server(dir))
-}
-
 /// Finds the binaries, installing them where xtask may ([`crate::requirements`]), else
 /// fails with the command to run.
 pub fn ensure_binaries() -> anyhow::Result<Binaries> {
-    let bindir = match find_binaries() {
+    let bindir = match requirements::postgres_bindir() {
         Some(dir) => dir,
         None => {
-            crate::requirements::ensure(&[crate::requirements::Requirement::Postgres]).map_err(
-                |err| match err.downcast::<crate::project::UserError>() {
+            requirements::ensure(&[requirements::Requirement::Postgres]).map_err(|err| {
+                match err.downcast::<crate::sys::error::UserError>() {
                     Ok(UserError(why)) => UserError(format!(
                         "{why}; or export DATABASE_URL to use an existing server"
                     ))
                     .into(),
                     Err(err) => err,
-                },
-            )?;
-            find_binaries().context("PostgreSQL was installed but no server binaries were found")?
+                }
+            })?;
+            requirements::postgres_bindir()
+                .context("PostgreSQL was installed but no server binaries were found")?
         }
     };
-    let out = Command::new(bindir.join("postgres"))
-        .arg("--version")
-        .output()
-        .with_context(|| format!("running {}/postgres --version", bindir.display()))?;
     // "postgres (PostgreSQL) 15.14 (Debian 15.14-0+deb12u1)"
-    let text = String::from_utf8_lossy(&out.stdout);
+    let text = Command::new(bindir.join("postgres"))
+        .arg("--version")
+        .read()
+        .with_context(|| format!("running {}/postgres --version", bindir.display()))?;
     let version = text
         .split_whitespace()
         .nth(2)
@@ -121,7 +73,7 @@ pub fn ensure_binaries() -> anyhow::Result<Binaries> {
 
 /// uid and gid of the unprivileged server user, when we run as root.
 fn server_user() -> anyhow::Result<Option<(libc::uid_t, libc::gid_t)>> {
-    if !processes::is_root() {
+    if !host::is_root() {
         return Ok(None);
     }
     let name = std::ffi::CString::new(SERVER_USER).unwrap();
@@ -172,7 +124,7 @@ fn template(
     database: &str,
     user: Option<(libc::uid_t, libc::gid_t)>,
 ) -> anyhow::Result<PathBuf> {
-    let cache = reachable_by_server(&project::xtask_dir(), user, "xtask-pg-cache");
+    let cache = reachable_by_server(&paths::xtask_dir(), user, "xtask-pg-cache");
     // The name changes with the way the template is made, so an old cache is not reused.
     let dir = cache.join(format!("pg-template-{}-{database}-{TEMPLATE_FORMAT}", bins.version));
     if dir.join("PG_VERSION").exists() {
@@ -184,52 +136,34 @@ fn template(
     chown(&tmp, user)?;
     let result = (|| -> anyhow::Result<()> {
         let mut initdb = Command::new(bins.bindir.join("initdb"));
-        initdb
-            .arg("-D")
-            .arg(&tmp)
-            .args([
-                "-U",
-                "postgres",
-                // TCP needs a password (set per session, never in the template); the
-                // socket, in a directory only the server's account can enter, is trusted.
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "--no-sync",
-                // 1 MB WAL segments instead of 16: a third less to copy per run.
-                "--wal-segsize=1",
-                "--locale=C",
-                "--encoding=UTF8",
-                "--no-instructions",
-            ])
-            .stdin(Stdio::null());
+        initdb.arg("-D").arg(&tmp).args([
+            "-U",
+            "postgres",
+            // TCP needs a password (set per session, never in the template); the
+            // socket, in a directory only the server's account can enter, is trusted.
+            "--auth-local=trust",
+            "--auth-host=scram-sha-256",
+            "--no-sync",
+            // 1 MB WAL segments instead of 16: a third less to copy per run.
+            "--wal-segsize=1",
+            "--locale=C",
+            "--encoding=UTF8",
+            "--no-instructions",
+        ]);
         run_as(&mut initdb, user);
-        let out = initdb.output().context("running initdb")?;
-        if !out.status.success() {
-            bail!(
-                "initdb failed ({}): {}",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+        if let Err(failure) = initdb.capture() {
+            bail!("initdb failed: {failure}");
         }
         // Single-user mode creates the database without starting a server.
         let mut single = Command::new(bins.bindir.join("postgres"));
-        single
-            .args(["--single", "-D"])
-            .arg(&tmp)
-            .args(["-c", "fsync=off", "postgres"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
+        single.args(["--single", "-D"]).arg(&tmp).args(["-c", "fsync=off", "postgres"]);
         run_as(&mut single, user);
-        let mut child = single.spawn().context("running postgres --single")?;
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(format!("CREATE DATABASE {database};\n").as_bytes())?;
-        let out = child.wait_with_output()?;
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        if !out.status.success() || stderr.contains("ERROR") {
+        let created = single.feed(format!("CREATE DATABASE {database};\n").as_bytes());
+        let stderr = match &created {
+            Ok(output) => String::from_utf8_lossy(&output.stderr).into_owned(),
+            Err(failure) => failure.stderr.clone(),
+        };
+        if created.is_err() || stderr.contains("ERROR") {
             bail!("creating database {database} in the template failed: {}", stderr.trim());
         }
         Ok(())
@@ -265,7 +199,7 @@ fn reachable_by_server(
         return preferred.to_path_buf();
     }
     // Keyed by the preferred path, so each checkout and state dir keeps its own.
-    let key = project::short_hash(&preferred.display().to_string());
+    let key = paths::short_hash(&preferred.display().to_string());
     std::env::temp_dir().join(format!("{fallback}-{key}"))
 }
 
@@ -309,10 +243,9 @@ pub fn start(
         if cfg!(target_os = "linux") {
             cp.arg("--reflink=auto");
         }
-        let status = cp.arg("-a").arg(&template).arg(&data_dir).status().context("running cp")?;
-        if !status.success() {
-            bail!("copying {} to {} failed", template.display(), data_dir.display());
-        }
+        cp.arg("-a").arg(&template).arg(&data_dir).run().with_context(|| {
+            format!("copying {} to {} failed", template.display(), data_dir.display())
+        })?;
         // Only the server's account may enter: the socket trusts whoever reaches it.
         std::fs::DirBuilder::new()
             .mode(0o700)
@@ -348,7 +281,7 @@ fn run_server(
 ) -> anyhow::Result<Embedded> {
     let ServerDirs { data_dir, socket_dir, log } = *dirs;
     // The session's password: from the OS's random source, only ever in the URL.
-    let password = crate::secrets::random_token(16)?;
+    let password = crate::sys::secrets::random_token(16)?;
     // A free port can be taken between our check and the server's bind: try a few.
     let mut last_error = None;
     for _ in 0..3 {
@@ -362,14 +295,14 @@ fn run_server(
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
             // Several services with their pools plus parallel tests share this server.
             .args(["-c", "max_connections=200"]);
-        processes::own_group_logging_to(&mut cmd, log)?;
+        process::own_group_logging_to(&mut cmd, log)?;
         if let Some(state_dir) = log.parent().and_then(Path::parent) {
-            processes::mark(&mut cmd, state_dir);
+            process::mark(&mut cmd, STATE_DIR_MARKER, state_dir);
         }
         run_as(&mut cmd, user);
         if owned {
             // After run_as: a change of user clears the setting.
-            crate::interrupts::die_with_owner(&mut cmd, libc::SIGKILL);
+            crate::sys::process::die_with_owner(&mut cmd, libc::SIGKILL);
         }
         let mut child = cmd.spawn().context("starting postgres")?;
         let pid = child.id();
@@ -401,7 +334,7 @@ fn run_server(
             }
             // Up once a TCP login gets as far as the password request.
             if let Ok(Handshake::Ready | Handshake::NeedsPassword) =
-                handshake(addr, SERVER_USER, database, Duration::from_millis(200))
+                pg_probe::handshake(addr, SERVER_USER, database, Duration::from_millis(200))
             {
                 if let Err(err) = set_password(socket_dir, port, database, &password) {
                     stop(&embedded);
@@ -427,20 +360,20 @@ fn run_server(
 pub fn stop(db: &Embedded) {
     let id = &db.process;
     // After a signal the whole stop fits its share of the shutdown budget.
-    let (fast, quit) = match crate::interrupts::interrupted() {
+    let (fast, quit) = match crate::sys::interrupts::interrupted() {
         Some(_) => (Duration::from_millis(800), Duration::from_millis(300)),
         None => (Duration::from_secs(2), Duration::from_secs(1)),
     };
-    if processes::signal_process(id, libc::SIGINT)
+    if process::signal_process(id, libc::SIGINT)
         && !wait_until(fast, || !id.is_ours_and_alive())
-        && processes::signal_process(id, libc::SIGQUIT)
+        && process::signal_process(id, libc::SIGQUIT)
         && !wait_until(quit, || !id.is_ours_and_alive())
     {
-        processes::signal_group(id, libc::SIGKILL);
-        wait_until(Duration::from_secs(1), || !processes::group_is_ours_and_alive(id));
+        process::signal_group(id, libc::SIGKILL);
+        wait_until(Duration::from_secs(1), || !process::group_is_ours_and_alive(id));
     }
     // Backends can outlive the postmaster by a moment.
-    wait_until(Duration::from_secs(1), || processes::group_members(id.pgid).is_empty());
+    wait_until(Duration::from_secs(1), || process::group_members(id.pgid).is_empty());
     remove_dirs(&db.data_dir, &db.socket_dir);
 }
 
@@ -499,184 +432,6 @@ fn remove_dirs(data_dir: &Path, socket_dir: &Path) {
     }
 }
 
-/// Checks that the server in `url` answers (a protocol startup: no password is sent,
-/// so a server asking for one counts as reachable). The error is one line for the user.
-pub fn check_reachable(url: &str) -> anyhow::Result<()> {
-    let shown = redact(url);
-    let Some(target) = parse_url(url) else {
-        crate::user_error!(
-            "DATABASE_URL `{shown}` is not a postgres://user@host:port/database URL"
-        );
-    };
-    let addrs: Vec<SocketAddr> = match (target.host.as_str(), target.port).to_socket_addrs() {
-        Ok(addrs) => addrs.collect(),
-        Err(err) => crate::user_error!(
-            "DATABASE_URL `{shown}` is not reachable: cannot resolve `{}`: {err}; start that server or unset DATABASE_URL to use a throwaway one",
-            target.host
-        ),
-    };
-    let mut last = String::from("no address");
-    for addr in addrs {
-        match handshake(addr, &target.user, &target.database, Duration::from_secs(3)) {
-            Ok(Handshake::Ready | Handshake::NeedsPassword) => return Ok(()),
-            Ok(Handshake::Rejected { code, message }) if code == "3D000" => crate::user_error!(
-                "DATABASE_URL `{shown}`: {message}; create it or point DATABASE_URL at an existing database"
-            ),
-            Ok(Handshake::Rejected { message, .. }) => last = message,
-            Err(err) => last = err.to_string(),
-        }
-    }
-    crate::user_error!(
-        "DATABASE_URL `{shown}` is not reachable: {last}; start that server or unset DATABASE_URL to use a throwaway one"
-    )
-}
-
-/// `DATABASE_URL` when it is set (and not empty), checked to be reachable.
-pub fn given_url() -> anyhow::Result<Option<String>> {
-    let Some(url) = std::env::var("DATABASE_URL").ok().filter(|u| !u.is_empty()) else {
-        return Ok(None);
-    };
-    check_reachable(&url)?;
-    Ok(Some(url))
-}
-
-#[derive(Debug, PartialEq, Eq)]
-pub struct UrlParts {
-    pub user: String,
-    pub host: String,
-    pub port: u16,
-    pub database: String,
-}
-
-/// The parts of a `postgres://` URL needed to knock on the server's door.
-pub fn parse_url(url: &str) -> Option<UrlParts> {
-    let rest = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://"))?;
-    let (authority, path) = rest.split_once('/').unwrap_or((rest, ""));
-    let (userinfo, hostport) = match authority.rsplit_once('@') {
-        Some((u, h)) => (Some(u), h),
-        None => (None, authority),
-    };
-    let user = userinfo
-        .map(|u| u.split(':').next().unwrap_or(""))
-        .filter(|u| !u.is_empty())
-        .unwrap_or("postgres");
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || hostport.starts_with('[') => (h, p.parse().ok()?),
-        _ => (hostport, 5432),
-    };
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.is_empty() {
-        return None;
-    }
-    let database = path.split('?').next().unwrap_or("");
-    let database = if database.is_empty() { user } else { database };
-    Some(UrlParts {
-        user: user.to_string(),
-        host: host.to_string(),
-        port,
-        database: database.to_string(),
-    })
-}
-
-/// Whether a server on `addr` is up and past its own startup: it answers a startup
-/// message with ReadyForQuery or a password request (no password is sent).
-pub fn accepts_connections(addr: SocketAddr, user: &str, database: &str) -> bool {
-    matches!(
-        handshake(addr, user, database, Duration::from_millis(500)),
-        Ok(Handshake::Ready | Handshake::NeedsPassword)
-    )
-}
-
-#[derive(Debug)]
-enum Handshake {
-    Ready,
-    NeedsPassword,
-    Rejected { code: String, message: String },
-}
-
-/// Speaks the start of the PostgreSQL wire protocol over TCP: a StartupMessage, then
-/// reads until ReadyForQuery, an authentication request or an error.
-fn handshake(
-    addr: SocketAddr,
-    user: &str,
-    database: &str,
-    timeout: Duration,
-) -> std::io::Result<Handshake> {
-    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
-    stream.set_read_timeout(Some(timeout))?;
-    stream.set_write_timeout(Some(timeout))?;
-    let result = startup(&mut stream, user, database);
-    if let Ok(Handshake::Ready) = result {
-        let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
-    }
-    result
-}
-
-/// Sends a StartupMessage and reads until ReadyForQuery, an authentication request or
-/// an error.
-fn startup(
-    stream: &mut (impl Read + Write),
-    user: &str,
-    database: &str,
-) -> std::io::Result<Handshake> {
-    let mut body = Vec::new();
-    body.extend_from_slice(&196608i32.to_be_bytes()); // protocol 3.0
-    for (key, value) in [("user", user), ("database", database)] {
-        body.extend_from_slice(key.as_bytes());
-        body.push(0);
-        body.extend_from_slice(value.as_bytes());
-        body.push(0);
-    }
-    body.push(0);
-    let mut message = ((body.len() + 4) as i32).to_be_bytes().to_vec();
-    message.extend_from_slice(&body);
-    stream.write_all(&message)?;
-    loop {
-        let (kind, payload) = read_message(stream)?;
-        match kind {
-            b'R' => {
-                let code = payload.get(..4).map(|b| i32::from_be_bytes(b.try_into().unwrap()));
-                if code != Some(0) {
-                    return Ok(Handshake::NeedsPassword);
-                }
-            }
-            b'Z' => return Ok(Handshake::Ready),
-            b'E' => {
-                let (code, message) = error_fields(&payload);
-                return Ok(Handshake::Rejected { code, message });
-            }
-            _ => {} // ParameterStatus, BackendKeyData, notices
-        }
-    }
-}
-
-fn read_message(stream: &mut impl Read) -> std::io::Result<(u8, Vec<u8>)> {
-    let mut header = [0u8; 5];
-    stream.read_exact(&mut header)?;
-    let len = i32::from_be_bytes(header[1..5].try_into().unwrap());
-    if !(4..=1 << 20).contains(&len) {
-        return Err(std::io::Error::other("not a PostgreSQL server"));
-    }
-    let mut payload = vec![0u8; len as usize - 4];
-    stream.read_exact(&mut payload)?;
-    Ok((header[0], payload))
-}
-
-/// The SQLSTATE code and message of an ErrorResponse.
-fn error_fields(payload: &[u8]) -> (String, String) {
-    let mut code = String::new();
-    let mut message = String::new();
-    for field in payload.split(|b| *b == 0).filter(|f| !f.is_empty()) {
-        let text = String::from_utf8_lossy(&field[1..]).to_string();
-        match field[0] {
-            b'C' => code = text,
-            b'M' => message = text,
-            _ => {}
-        }
-    }
-    (code, message)
-}
-
 /// Sets the superuser's password of a fresh cluster through its private socket (trusted
 /// there; TCP needs the password). Until this returns, no TCP login is possible at all:
 /// the role has no password.
@@ -690,68 +445,23 @@ fn set_password(
     let mut stream = std::os::unix::net::UnixStream::connect(&path)
         .with_context(|| format!("connecting to {}", path.display()))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    match startup(&mut stream, SERVER_USER, database)? {
+    match pg_probe::startup(&mut stream, SERVER_USER, database)? {
         Handshake::Ready => {}
         other => bail!("the server's own socket did not accept us: {other:?}"),
     }
     // The password is hex (secrets::random_token): nothing to quote.
-    let sql = format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'\0");
-    let mut message = vec![b'Q'];
-    message.extend_from_slice(&((sql.len() + 4) as i32).to_be_bytes());
-    message.extend_from_slice(sql.as_bytes());
-    stream.write_all(&message)?;
-    let mut error = None;
-    loop {
-        match read_message(&mut stream)? {
-            (b'E', payload) => error = Some(error_fields(&payload).1),
-            (b'Z', _) => break,
-            _ => {}
-        }
-    }
-    let _ = stream.write_all(&[b'X', 0, 0, 0, 4]);
-    match error {
-        Some(message) => bail!("setting the session's database password failed: {message}"),
-        None => Ok(()),
+    let answer =
+        pg_probe::query(&mut stream, &format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'"))?;
+    pg_probe::terminate(&mut stream);
+    match answer {
+        Err(message) => bail!("setting the session's database password failed: {message}"),
+        Ok(()) => Ok(()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn parse_url_fills_defaults() {
-        assert_eq!(
-            parse_url("postgres://app:pw@db.example:6543/tasker?sslmode=disable"),
-            Some(UrlParts {
-                user: "app".into(),
-                host: "db.example".into(),
-                port: 6543,
-                database: "tasker".into()
-            })
-        );
-        assert_eq!(
-            parse_url("postgresql://localhost"),
-            Some(UrlParts {
-                user: "postgres".into(),
-                host: "localhost".into(),
-                port: 5432,
-                database: "postgres".into()
-            })
-        );
-        assert_eq!(parse_url("mysql://x"), None);
-    }
-
-    #[test]
-    fn a_closed_port_is_unreachable_with_a_redacted_message() {
-        let port = free_port().unwrap();
-        let err =
-            check_reachable(&format!("postgres://u:hunter2@127.0.0.1:{port}/db")).unwrap_err();
-        let text = err.to_string();
-        assert!(err.downcast_ref::<project::UserError>().is_some());
-        assert!(text.contains("is not reachable"), "{text}");
-        assert!(text.contains("u:***@") && !text.contains("hunter2"), "{text}");
-    }
 
     /// Real server, real protocol: start, check, stop, nothing left.
     #[test]
@@ -761,13 +471,13 @@ mod tests {
         };
         let state = std::env::temp_dir().join(format!("xtask-pg-test-{}", std::process::id()));
         let db = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
-        check_reachable(&db.url).unwrap();
+        pg_probe::check_reachable(&db.url).unwrap();
         // TCP needs the session's password; the URL carries one, the template none.
-        let password = crate::secrets::password_of(&db.url).expect("a password in the URL");
+        let password = crate::sys::secrets::password_of(&db.url).expect("a password in the URL");
         assert_eq!(password.len(), 32);
         let addr: SocketAddr = ([127, 0, 0, 1], db.port).into();
         assert!(matches!(
-            handshake(addr, "postgres", "tasker_test", Duration::from_secs(5)),
+            pg_probe::handshake(addr, "postgres", "tasker_test", Duration::from_secs(5)),
             Ok(Handshake::NeedsPassword)
         ));
         {
@@ -777,7 +487,7 @@ mod tests {
         }
         assert!(db.process.is_ours_and_alive());
         stop(&db);
-        assert!(!processes::group_is_ours_and_alive(&db.process));
+        assert!(!process::group_is_ours_and_alive(&db.process));
         assert!(!db.data_dir.exists() && !db.socket_dir.exists());
         // A running server's socket directory is never taken for a leftover.
         let again = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();

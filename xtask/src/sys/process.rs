@@ -1,6 +1,9 @@
-//! Owning processes safely: process identity (pid plus start time, so a reused pid is
-//! never mistaken for ours), liveness, signals to whole process groups, and waiting
-//! without sleeping longer than needed.
+//! Processes this program owns. Children it waits for ([`run_owned`]: cargo, the tests,
+//! linters, installs) run in their own process group, die with it (`PR_SET_PDEATHSIG`)
+//! and get a signal passed on once. Processes that outlive the call (a session's
+//! services and database) are recorded by [`Identity`] (pid plus start time, so a
+//! reused pid is never mistaken for ours), found again by a marker in their
+//! environment, and stopped as whole process groups.
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
@@ -10,7 +13,10 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 
-/// A process as recorded in a state file: its pid, process group and kernel start time.
+use super::error::Exit;
+use super::interrupts;
+
+/// A process as a record keeps it: its pid, process group and kernel start time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Identity {
     pub pid: u32,
@@ -114,19 +120,16 @@ pub fn signal_process(id: &Identity, signal: libc::c_int) -> bool {
     unsafe { libc::kill(id.pid as libc::pid_t, signal) == 0 }
 }
 
-/// The environment variable every process of a native session carries: the state
-/// directory it belongs to. It finds a session's processes when its state file is gone.
-pub const STATE_DIR_MARKER: &str = "TASKER_XTASK_STATE_DIR";
-
-/// Marks `cmd` as a process of the session in `state_dir`.
-pub fn mark(cmd: &mut Command, state_dir: &Path) {
-    cmd.env(STATE_DIR_MARKER, state_dir);
+/// Gives `cmd` the environment variable `var=value`, by which [`marked`] finds it and its
+/// children again when no record of them is left.
+pub fn mark(cmd: &mut Command, var: &str, value: &Path) {
+    cmd.env(var, value);
 }
 
 /// The process groups (by their leader, or a member when the leader is gone) whose
-/// processes carry the marker of `state_dir`. Only processes we may read are seen: ours.
-pub fn marked(state_dir: &Path) -> Vec<Identity> {
-    let wanted = format!("{STATE_DIR_MARKER}={}", state_dir.display());
+/// processes carry the marker `var=value`. Only processes we may read are seen: ours.
+pub fn marked(var: &str, value: &Path) -> Vec<Identity> {
+    let wanted = format!("{var}={}", value.display());
     let me = std::process::id();
     let Ok(entries) = std::fs::read_dir("/proc") else { return Vec::new() };
     let mut found: Vec<Identity> = Vec::new();
@@ -164,9 +167,7 @@ pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> 
     for (_, id) in groups {
         signal_group(id, libc::SIGTERM);
     }
-    crate::interrupts::wait_until(grace, || {
-        groups.iter().all(|(_, id)| !group_is_ours_and_alive(id))
-    });
+    interrupts::wait_until(grace, || groups.iter().all(|(_, id)| !group_is_ours_and_alive(id)));
     let mut killed = Vec::new();
     for (name, id) in groups {
         if signal_group(id, libc::SIGKILL) {
@@ -174,7 +175,7 @@ pub fn terminate_groups<'a>(groups: &[(&'a str, Identity)], grace: Duration) -> 
         }
     }
     if !killed.is_empty() {
-        crate::interrupts::wait_until(Duration::from_secs(2), || {
+        interrupts::wait_until(Duration::from_secs(2), || {
             groups.iter().all(|(_, id)| !group_is_ours_and_alive(id))
         });
     }
@@ -192,10 +193,81 @@ pub fn exit_status(child: &mut std::process::Child) -> Option<String> {
     }
 }
 
-/// Whether we run as root (then PostgreSQL needs another user).
-pub fn is_root() -> bool {
-    // SAFETY: geteuid has no preconditions.
-    unsafe { libc::geteuid() == 0 }
+/// Makes `cmd` a child this process owns: in its own process group (so a Ctrl-C in the
+/// terminal reaches it once, through [`wait_child`], not twice) and killed by the kernel
+/// if this process dies first (`PR_SET_PDEATHSIG`: nothing outlives a killed run).
+pub fn own(cmd: &mut Command, on_owner_death: libc::c_int) {
+    cmd.process_group(0);
+    die_with_owner(cmd, on_owner_death);
+}
+
+/// Has the kernel send `signal` to the child when this process dies. Set after any other
+/// `pre_exec` (a change of user clears it); a child whose owner died before it could ask
+/// ends at once.
+pub fn die_with_owner(cmd: &mut Command, signal: libc::c_int) {
+    // SAFETY: getpid before fork; only async-signal-safe calls between fork and exec.
+    let owner = unsafe { libc::getpid() };
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, signal as libc::c_ulong, 0, 0, 0) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::getppid() != owner {
+                libc::_exit(1);
+            }
+            Ok(())
+        });
+    }
+}
+
+/// Runs `cmd` as a child this process owns ([`own`]: its own process group, killed with
+/// SIGTERM if we die) and waits for it with [`wait_child`]. Callers check
+/// [`check_interrupted`](super::interrupts::check_interrupted) once they have cleaned up.
+pub fn run_owned(cmd: &mut Command, grace: Duration) -> anyhow::Result<std::process::ExitStatus> {
+    own(cmd, libc::SIGTERM);
+    let mut child = cmd
+        .spawn()
+        .map_err(|err| anyhow::anyhow!("running {}: {err}", cmd.get_program().to_string_lossy()))?;
+    Ok(wait_child(&mut child, grace)?)
+}
+
+/// Waits for a child while watching for interrupts; on one, passes the signal on to the
+/// child, waits `grace`, then kills it.
+pub fn wait_child(
+    child: &mut std::process::Child,
+    grace: Duration,
+) -> std::io::Result<std::process::ExitStatus> {
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if let Some(signal) = interrupts::interrupted() {
+            // SAFETY: kill(2) on our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as libc::pid_t, signal) };
+            if !interrupts::wait_until(interrupts::grace(grace), || {
+                matches!(child.try_wait(), Ok(Some(_)))
+            }) {
+                let _ = child.kill();
+            }
+            return child.wait();
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Runs `cargo <args>` (see [`super::command::cargo`]) as an owned child, announced in
+/// one line; a failure is reported and ends the task with cargo's exit code.
+pub fn run_cargo(args: &[String]) -> anyhow::Result<()> {
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let mut command = super::command::cargo();
+    command.args(args).stdin(Stdio::null());
+    let status = run_owned(&mut command, Duration::from_secs(10))?;
+    interrupts::check_interrupted()?;
+    if !status.success() {
+        eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
+        return Err(Exit::of(status).into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]

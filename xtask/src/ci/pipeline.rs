@@ -6,21 +6,14 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
-
-use super::manifest;
-use super::{Backend, Session, UpOptions, logs, readiness, state};
+use super::build::{self, TESTS_ARCHIVE, TestBinaries};
 use crate::github;
-use crate::interrupts;
-use crate::project::{self, Exit};
 use crate::requirements::{self, Requirement};
+use crate::services::{self, Backend, Session, UpOptions, logs, manifest, readiness, state};
+use crate::sys::error::Exit;
+use crate::sys::{command, error, fs, interrupts, paths};
 use crate::tally;
 use crate::timings::Timings;
-
-/// The end-to-end tests: the root package's test targets `e2e_*`, behind its
-/// `test-services` feature, selected from the whole workspace (see [`build_commands`]).
-const TEST_FEATURE: &str = "tasker-core/test-services";
-const TEST_TARGETS: &str = "e2e_*";
 
 pub struct Options {
     pub up: UpOptions,
@@ -34,39 +27,15 @@ pub struct Options {
     pub nextest_args: Vec<String>,
 }
 
-/// The nextest archive of the end-to-end tests, inside an archive directory.
-const TESTS_ARCHIVE: &str = "tests.tar.zst";
-/// The cargo outputs the services run (binaries, the FFI library), inside it.
-const BIN_DIR: &str = "bin";
-
-/// Where the end-to-end test binaries come from.
-#[derive(Debug, Clone, Copy)]
-pub enum TestBinaries<'a> {
-    /// Built in this workspace (`--workspace --features tasker-core/test-services --test e2e_*`).
-    Workspace { release: bool },
-    /// A nextest archive made elsewhere, run against this checkout.
-    Archive { file: &'a Path, root: &'a Path },
-}
-
-impl TestBinaries<'_> {
-    fn selection(&self) -> Vec<String> {
-        match self {
-            TestBinaries::Workspace { release } => {
-                let mut args: Vec<String> =
-                    ["--workspace", "--features", TEST_FEATURE, "--test", TEST_TARGETS]
-                        .map(String::from)
-                        .to_vec();
-                if *release {
-                    args.push("--release".into());
-                }
-                args
-            }
-            TestBinaries::Archive { file, root } => vec![
-                "--archive-file".into(),
-                file.display().to_string(),
-                "--workspace-remap".into(),
-                root.display().to_string(),
-            ],
+impl Options {
+    /// `ci-native` with every default (as `cargo xtask test` runs it).
+    pub fn native_defaults() -> Options {
+        Options {
+            up: UpOptions::defaults(Backend::Native),
+            no_build: false,
+            from_archive: None,
+            partition: None,
+            nextest_args: Vec::new(),
         }
     }
 }
@@ -83,7 +52,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
     if let Some(partition) = &options.partition
         && let Err(why) = check_partition(partition)
     {
-        return (Err(project::UserError(why).into()), None);
+        return (Err(error::UserError(why).into()), None);
     }
     let mut timings = Timings::default();
     let started = std::time::SystemTime::now();
@@ -93,7 +62,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
     let result = stages(options, &mut timings, &mut startup_failure, &mut counts);
     github::end_phase();
     // A mistake in the input stops before anything ran: no timings, no history.
-    if !matches!(&result, Err(err) if err.downcast_ref::<project::UserError>().is_some()) {
+    if !matches!(&result, Err(err) if err.downcast_ref::<error::UserError>().is_some()) {
         report_timings(&timings, options.up.backend, &options.up.state_dir);
         if let Some(counts) = counts {
             eprintln!("end-to-end tests: {counts}");
@@ -112,6 +81,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
         };
         record_history(
             options.up.backend.name(),
+            options.partition.as_deref(),
             started,
             began,
             &timings,
@@ -124,7 +94,7 @@ pub fn run_counted(options: &Options) -> (anyhow::Result<()>, Option<tally::Coun
 
 /// Where this run left what a person may want to read, success or not.
 fn report_paths(state_dir: &Path, backend: Backend, failed: bool) {
-    let show = |path: &Path| project::display_path(path);
+    let show = |path: &Path| paths::display_path(path);
     let logs = match backend {
         Backend::Native => state::log_dir(state_dir),
         Backend::Docker => ci_logs_dir(state_dir, backend),
@@ -149,13 +119,14 @@ fn report_paths(state_dir: &Path, backend: Backend, failed: bool) {
 
 /// The JUnit report of the end-to-end tests (nextest's `ci` profile).
 fn junit_report() -> PathBuf {
-    project::target_dir().join("nextest").join("ci").join("junit.xml")
+    paths::target_dir().join("nextest").join("ci").join("junit.xml")
 }
 
 /// Appends this run to the history; reports its flaky tests (here and in the step
 /// summary). A history that cannot be written is a warning, never the run's failure.
 fn record_history(
     mode: &str,
+    shard: Option<&str>,
     started: std::time::SystemTime,
     began: Instant,
     timings: &Timings,
@@ -188,11 +159,13 @@ fn record_history(
         cases: &cases,
         startup_failure,
         commit: crate::history::commit(),
+        shard,
+        workflow: github::WorkflowRun::current(),
     }
     .record();
     let path = crate::history::default_path();
     if let Err(err) = crate::history::append(&path, &record) {
-        eprintln!("warning: could not add this run to {}: {err:#}", project::display_path(&path));
+        eprintln!("warning: could not add this run to {}: {err:#}", paths::display_path(&path));
     }
 }
 
@@ -242,9 +215,9 @@ fn stages(
     let manifest = manifest::load(&up.manifest)?;
     // Checked again by `prepare`; here so a live session or a missing engine fails
     // before a long build.
-    super::ensure_no_session(&up.state_dir)?;
+    services::ensure_no_session(&up.state_dir)?;
     if up.backend == Backend::Docker {
-        super::docker::ensure_engine()?;
+        services::ensure_docker_engine()?;
     }
     let database_given = std::env::var_os("DATABASE_URL").is_some_and(|url| !url.is_empty());
     let needed = needs(&manifest, up.backend, &up.without, database_given);
@@ -257,17 +230,17 @@ fn stages(
     let ci_logs = ci_logs_dir(&up.state_dir, up.backend);
     let _ = std::fs::remove_dir_all(up.state_dir.join("ci-logs"));
     if let Some(dir) = &options.from_archive {
-        timings.time("restore", || restore(dir, up.release))?;
+        timings.time("restore", || build::restore(dir, up.release))?;
     } else if !options.no_build {
         github::phase("build");
-        timings.time("build", || build(up.release))?;
+        timings.time("build", || build::build(up.release))?;
     }
     interrupts::check_interrupted()?;
 
     github::phase(&format!("start the services ({})", up.backend.name()));
 
-    let prepared = super::prepare(manifest, up, timings)?;
-    let session = match super::start(prepared, up, timings) {
+    let prepared = services::prepare(manifest, up, timings)?;
+    let session = match services::start(prepared, up, timings) {
         Ok(session) => session,
         Err(err) if interrupts::interrupted().is_some() => return Err(err),
         Err(err) => {
@@ -288,7 +261,7 @@ fn stages(
                 err.to_string().lines().next().unwrap_or_default()
             ));
             let copied = logs::collect(&state::log_dir(&up.state_dir), &ci_logs);
-            eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(&ci_logs));
+            eprintln!("xtask: copied {copied} log(s) to {}", paths::display_path(&ci_logs));
             return Err(err);
         }
     };
@@ -302,8 +275,8 @@ fn test_and_teardown(
     timings: &mut Timings,
     counts: &mut Option<tally::Counts>,
 ) -> anyhow::Result<()> {
-    let exports = super::write_exports(&session.state, false)?;
-    let root = project::root();
+    let exports = services::write_exports(&session.state, false)?;
+    let root = paths::root();
     let archive = options.from_archive.as_ref().map(|dir| dir.join(TESTS_ARCHIVE));
     let binaries = match &archive {
         Some(file) => TestBinaries::Archive { file, root: &root },
@@ -318,7 +291,7 @@ fn test_and_teardown(
     github::phase("end-to-end tests");
     eprintln!("xtask: cargo {}", nextest.join(" "));
     let started = Instant::now();
-    let mut command = project::cargo();
+    let mut command = command::cargo();
     command
         .args(&nextest)
         .envs(exports.iter().map(|(k, v)| (k, v)))
@@ -341,7 +314,7 @@ fn test_and_teardown(
     }
     if failed {
         let copied = logs::collect(&state::log_dir(&state.dir), ci_logs);
-        eprintln!("xtask: copied {copied} log(s) to {}", project::display_path(ci_logs));
+        eprintln!("xtask: copied {copied} log(s) to {}", paths::display_path(ci_logs));
         if dead.is_empty() {
             eprintln!(
                 "xtask: every service was still running when the tests ended; see their logs there"
@@ -364,147 +337,6 @@ fn test_and_teardown(
         }
         None => Err(Exit(1).into()),
     }
-}
-
-/// Builds every cargo binary the manifest starts, then the test binaries; the test run
-/// afterwards reuses them.
-/// Builds what the services run (every binary and library of the workspace), as the
-/// pipeline's build does, without the end-to-end tests.
-pub fn build_services(release: bool) -> anyhow::Result<()> {
-    run_cargo(&build_commands(release)[0])
-}
-
-fn build(release: bool) -> anyhow::Result<()> {
-    for args in build_commands(release) {
-        run_cargo(&args)?;
-    }
-    Ok(())
-}
-
-/// `cargo xtask ci-archive`: builds what the pipeline needs once, for other machines:
-/// `<output>/tests.tar.zst` (the end-to-end tests, a nextest archive) and `<output>/bin/`
-/// (every cargo output the services run). `--from-archive <output>` runs from it.
-pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Result<()> {
-    interrupts::catch_interrupts();
-    let manifest = manifest::load(manifest_path)?;
-    let mut commands = build_commands(release);
-    commands.pop(); // the tests go into the archive instead
-    for args in &commands {
-        run_cargo(args)?;
-    }
-    let _ = std::fs::remove_dir_all(output);
-    std::fs::create_dir_all(output.join(BIN_DIR))?;
-    let mut args: Vec<String> =
-        ["nextest", "archive", "--profile", "ci"].map(String::from).to_vec();
-    args.extend(TestBinaries::Workspace { release }.selection());
-    args.extend(["--archive-file".to_string(), output.join(TESTS_ARCHIVE).display().to_string()]);
-    run_cargo(&args)?;
-    let root = project::root();
-    let target = project::target_dir();
-    let options = super::plan::Options {
-        only: &[],
-        without: &[],
-        release,
-        fixed_ports: false,
-        root: &root,
-        target_dir: &target,
-    };
-    let plan = super::plan::plan(&manifest, &options, &super::plan::FilesHere)
-        .map_err(project::UserError)?;
-    let mut copied = 0;
-    for copy in super::docker::generate::context_copies(&plan, &root) {
-        if copy.to.starts_with(BIN_DIR) {
-            std::fs::copy(&copy.from, output.join(&copy.to))
-                .with_context(|| format!("copying {}", copy.from.display()))?;
-            copied += 1;
-        }
-    }
-    eprintln!(
-        "xtask: archived the end-to-end tests and {copied} service file(s) in {}; run them elsewhere with `--from-archive {}`",
-        project::display_path(output),
-        project::display_path(output)
-    );
-    Ok(())
-}
-
-/// `cargo xtask ci-binary`: builds this xtask with TLS for the GitHub API (feature
-/// `tls`) and copies the binary to `<output>/xtask`, for the jobs of a CI run that only
-/// run xtask: they download it instead of compiling xtask themselves. It runs only on
-/// the runner it was built for: the checkout path is compiled in (`project::root`).
-pub fn xtask_binary(output: &Path) -> anyhow::Result<()> {
-    interrupts::catch_interrupts();
-    let args: Vec<String> = ["build", "--package", "xtask", "--bin", "xtask", "--features", "tls"]
-        .map(String::from)
-        .to_vec();
-    run_cargo(&args)?;
-    let built = project::target_dir().join("debug").join("xtask");
-    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
-    let to = output.join("xtask");
-    let _ = std::fs::remove_file(&to);
-    std::fs::copy(&built, &to).with_context(|| format!("copying {}", built.display()))?;
-    eprintln!(
-        "xtask: the xtask binary (GitHub API over TLS) is {}; the jobs that download it run it in place of `cargo xtask`",
-        project::display_path(&to)
-    );
-    Ok(())
-}
-
-/// Puts an archive's service files where the plan looks for them (`target/<profile>/`),
-/// executable (artifact transfers drop the mode).
-fn restore(dir: &Path, release: bool) -> anyhow::Result<()> {
-    use std::os::unix::fs::PermissionsExt as _;
-    let bin = dir.join(BIN_DIR);
-    if !bin.is_dir() || !dir.join(TESTS_ARCHIVE).is_file() {
-        crate::user_error!(
-            "{} is not an archive of `cargo xtask ci-archive` (it needs {BIN_DIR}/ and {TESTS_ARCHIVE})",
-            project::display_path(dir)
-        );
-    }
-    let profile = project::target_dir().join(if release { "release" } else { "debug" });
-    std::fs::create_dir_all(&profile)?;
-    for entry in std::fs::read_dir(&bin)? {
-        let entry = entry?;
-        let to = profile.join(entry.file_name());
-        let _ = std::fs::remove_file(&to);
-        std::fs::copy(entry.path(), &to).with_context(|| format!("restoring {}", to.display()))?;
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(0o755))?;
-    }
-    Ok(())
-}
-
-/// The cargo invocations of [`build`]: every binary and library of the workspace, then
-/// the end-to-end tests (nextest's `--no-run`). Both select the whole workspace, so
-/// cargo unifies features exactly as for `cargo xtask test`'s unit tests: after those, this
-/// compiles nothing but the end-to-end tests (a `-p` selection would build the shared
-/// crates again with other features, about two dozen units).
-fn build_commands(release: bool) -> Vec<Vec<String>> {
-    let mut services: Vec<String> =
-        ["build", "--workspace", "--bins", "--lib"].map(String::from).to_vec();
-    if release {
-        services.push("--release".into());
-    }
-    vec![services, no_run_args(release)]
-}
-
-fn run_cargo(args: &[String]) -> anyhow::Result<()> {
-    eprintln!("xtask: cargo {}", args.join(" "));
-    let mut command = project::cargo();
-    command.args(args).stdin(Stdio::null());
-    let status = interrupts::run_owned(&mut command, Duration::from_secs(10))?;
-    interrupts::check_interrupted()?;
-    if !status.success() {
-        eprintln!("error: `cargo {}` failed ({status})", args.join(" "));
-        return Err(Exit::of(status).into());
-    }
-    Ok(())
-}
-
-/// `cargo nextest run --no-run`: builds the end-to-end tests.
-fn no_run_args(release: bool) -> Vec<String> {
-    let mut args: Vec<String> = ["nextest", "run", "--profile", "ci"].map(String::from).to_vec();
-    args.extend(TestBinaries::Workspace { release }.selection());
-    args.push("--no-run".into());
-    args
 }
 
 /// The `cargo nextest run` arguments. Filters of skipped services' tests are combined
@@ -571,7 +403,7 @@ fn report_timings(timings: &Timings, backend: Backend, state_dir: &Path) {
         return;
     }
     eprint!("\n{}", timings.table());
-    let _ = project::write_atomic(
+    let _ = fs::write_atomic(
         &state_dir.join("timings.json"),
         serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
     );
@@ -596,7 +428,7 @@ mod tests {
             "nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --partition hash:1/2 --no-fail-fast"
         );
         assert_eq!(
-            no_run_args(true).join(" "),
+            build::no_run_args(true).join(" "),
             "nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --release --no-run"
         );
         let archive =
@@ -638,20 +470,5 @@ mod tests {
         assert_eq!(needs(&manifest, Backend::Native, &without_ruby, false), [Postgres, Nextest]);
         // Containers carry their own programs.
         assert_eq!(needs(&manifest, Backend::Docker, none, false), [Nextest]);
-    }
-
-    #[test]
-    fn the_build_selects_the_whole_workspace_like_the_unit_tests() {
-        let commands: Vec<String> = build_commands(true).iter().map(|c| c.join(" ")).collect();
-        assert_eq!(
-            commands,
-            [
-                "build --workspace --bins --lib --release",
-                "nextest run --profile ci --workspace --features tasker-core/test-services --test e2e_* --release --no-run"
-            ]
-        );
-        // `cargo xtask test` builds its unit tests with the same selection.
-        let unit = crate::test::plan(&[]);
-        assert!(unit[0].cargo_args.contains(&"--workspace".to_string()));
     }
 }

@@ -1,0 +1,35 @@
+//! The repository's automation as a library: `cargo xtask <task>` (`main.rs`) parses
+//! the command line with [`Cli`] and calls [`cli::run`]; the integration tests use the
+//! same modules instead of copies. docs/xtask.md maps the layers.
+
+pub mod build_timings;
+pub mod ci;
+pub mod ci_compare;
+pub mod ci_mode;
+pub mod ci_report;
+pub mod ci_result;
+pub mod ci_scope;
+pub mod cli;
+pub mod config;
+mod deps;
+pub mod doc_commands;
+pub mod github;
+pub mod github_api;
+pub mod history;
+pub mod junit;
+pub mod layers;
+pub mod lint;
+mod project;
+pub mod requirements;
+pub mod services;
+pub mod sys;
+pub mod tally;
+pub mod test;
+pub mod timings;
+pub mod workflows;
+
+pub use cli::Cli;
+
+// `deps/` still names `crate::interrupts` (and `crate::project`, `crate::config::diff`):
+// it becomes a crate of its own, and these old paths go with it.
+use sys::interrupts;

@@ -1,0 +1,92 @@
+//! Writing files safely: atomically (a reader never sees half a file, a failure leaves
+//! the old one), privately when they hold a secret; and finding files below a directory.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context as _;
+
+/// Writes `contents` to `path` atomically: a temporary file in the same directory is
+/// renamed over the target, so a reader never sees a half-written file and a failure
+/// leaves the old file untouched.
+pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    write_atomic_with_mode(path, contents.as_ref(), 0o666)
+}
+
+/// [`write_atomic`] for a file that holds a secret (a database URL with its password):
+/// readable and writable by its owner only, from the moment it exists.
+pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
+    write_atomic_with_mode(path, contents.as_ref(), 0o600)
+}
+
+fn write_atomic_with_mode(path: &Path, contents: &[u8], mode: u32) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    let file_name = path.file_name().context("output path has no file name")?;
+    let tmp = dir.join(format!(".{}.tmp-{}", file_name.to_string_lossy(), std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    let result = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .and_then(|mut file| file.write_all(contents))
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Every file named `*.<extension>` in `dir` and the directories below it, sorted; none
+/// when `dir` cannot be read.
+pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(&path, extension, out);
+            } else if path.extension().is_some_and(|e| e == extension) {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    walk(dir, extension, &mut files);
+    files.sort();
+    files
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn private_files_are_the_owners_alone_from_the_start() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("xtask-private-{}", std::process::id()));
+        let path = dir.join("secret.env");
+        write_private(&path, "A=1").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        // Replacing a file that was readable by others leaves it private too.
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        write_private(&path, "A=2").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn write_atomic_replaces_and_leaves_no_temp_file() {
+        let dir = std::env::temp_dir().join(format!("xtask-atomic-{}", std::process::id()));
+        let path = dir.join("out.txt");
+        write_atomic(&path, "one").unwrap();
+        write_atomic(&path, "two").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "two");
+        let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().collect();
+        assert_eq!(entries.len(), 1, "temporary file left behind");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}
