@@ -15,14 +15,19 @@ use crate::sys::paths;
 #[command(after_help = "\
 Rules, per changed file:
   docs/**, *.md, LICENSE*                          documentation only: no integration tests
-  .github/**, docker/**, config/services.toml,     everything runs (both workers)
-    .config/nextest.toml, xtask/**, migrations,
-    Cargo.toml, Cargo.lock, .ci/**
-  workers/ruby/**, crates/**, config/**            the Ruby worker's tests run too
-  anything else                                    integration tests, Rust worker only
+  .github/**, docker/**, xtask/**, .ci/**,         everything runs (both workers)
+    .cargo/**, .config/nextest.toml, migrations,
+    config/services.toml, Cargo.toml, Cargo.lock,
+    rust-toolchain.toml
+  workers/rust/**, tests/e2e_rust_worker.rs,       integration tests, Rust worker only
+    examples/**
+  anything else: the Ruby worker and its tests     integration tests with the Ruby worker
+    (workers/ruby/**, tests/e2e_ruby_worker.rs),
+    what it shares (crates/**, src/**, config/**)
+    and any file no rule names
 `run-docker` is suggested for what the Docker mode exists for: Dockerfiles and the
 compose file, deployment configuration (config/), migrations, the FFI library
-(workers/ruby/ext/).
+(workers/ruby/ext/); on GitHub Actions as a notice on the run and in the step summary.
 
 Writes integration=true|false, ruby=true|false, without=ruby-worker or empty (for
 `ci-native --without`), suggest_docker=true|false to $GITHUB_OUTPUT when set.
@@ -65,18 +70,31 @@ fn is_docs(path: &str) -> bool {
 }
 
 fn runs_everything(path: &str) -> bool {
-    [".github/", "docker/", "xtask/", ".ci/", "crates/tasker-shared/migrations/"]
+    [".github/", "docker/", "xtask/", ".ci/", ".cargo/", "crates/tasker-shared/migrations/"]
         .iter()
         .any(|prefix| path.starts_with(prefix))
-        || ["config/services.toml", ".config/nextest.toml", "Cargo.toml", "Cargo.lock"]
-            .contains(&path)
+        || [
+            "config/services.toml",
+            ".config/nextest.toml",
+            "Cargo.toml",
+            "Cargo.lock",
+            "rust-toolchain.toml",
+            "rust-toolchain",
+        ]
+        .contains(&path)
 }
 
-/// The Ruby worker, and what it shares with the others: the crates, the configs and
-/// task templates.
-fn touches_ruby(path: &str) -> bool {
-    path.starts_with("workers/ruby/") || path.starts_with("crates/") || path.starts_with("config/")
+/// What the Ruby worker and its tests cannot reach: the Rust worker, its end-to-end
+/// tests, the benchmarks. Every other file (the Ruby worker, its tests, the crates,
+/// `src/` and `config/` they share, and any file no rule names) includes it: leaving
+/// it out is safe only where that is known.
+fn rust_worker_only(path: &str) -> bool {
+    path.starts_with("workers/rust/")
+        || path.starts_with("examples/")
+        || path == "tests/e2e_rust_worker.rs"
 }
+
+const DEPLOYMENT_REASON: &str = "deployment-relevant change: consider the `run-docker` label";
 
 /// Changes the Docker mode exists for (the seed's list).
 fn deployment(path: &str) -> bool {
@@ -103,27 +121,44 @@ pub fn classify(paths: &[String]) -> Scope {
             scope.integration = true;
             scope.ruby = true;
             note(&mut scope.reasons, "CI, build or service setup changed: everything runs", path);
-        } else if touches_ruby(path) {
+        } else if rust_worker_only(path) {
             scope.integration = true;
-            scope.ruby = true;
-            note(&mut scope.reasons, "the Ruby worker or what it shares changed", path);
+            note(&mut scope.reasons, "Rust-worker code changed: integration tests run", path);
         } else {
             scope.integration = true;
-            note(&mut scope.reasons, "code changed: integration tests run", path);
+            scope.ruby = true;
+            note(
+                &mut scope.reasons,
+                "the Ruby worker, its tests or what it shares changed: it runs too",
+                path,
+            );
         }
         if deployment(path) {
             scope.suggest_docker = true;
-            note(
-                &mut scope.reasons,
-                "deployment-relevant change: consider the `run-docker` label",
-                path,
-            );
+            note(&mut scope.reasons, DEPLOYMENT_REASON, path);
         }
     }
     if !scope.integration {
         scope.reasons.push("documentation only: integration tests are skipped".into());
     }
     scope
+}
+
+/// The line that suggests the `run-docker` label, with the change that calls for it.
+pub fn docker_suggestion(scope: &Scope) -> Option<String> {
+    if !scope.suggest_docker {
+        return None;
+    }
+    let example = scope
+        .reasons
+        .iter()
+        .find(|r| r.starts_with(DEPLOYMENT_REASON))
+        .and_then(|r| r.rsplit_once(" (").map(|(_, p)| p.trim_end_matches(')')))
+        .unwrap_or("deployment files");
+    Some(format!(
+        "This change touches what the Docker mode validates ({example}): consider the `{}` label.",
+        crate::ci_mode::RUN_DOCKER_LABEL
+    ))
 }
 
 /// The paths changed between the merge base of `base` and HEAD (committed changes) in
@@ -172,6 +207,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for reason in &scope.reasons {
         println!("  - {reason}");
     }
+    if let Some(suggestion) = docker_suggestion(&scope) {
+        // Shown on the run's page and in the job summary, where a reviewer sees it.
+        github::notice(&suggestion);
+        github::step_summary(&format!("{suggestion}\n"))?;
+    }
     github::set_outputs(&[
         ("integration", scope.integration.to_string()),
         ("ruby", scope.ruby.to_string()),
@@ -199,25 +239,105 @@ mod tests {
 
     #[test]
     fn rust_only_changes_leave_the_ruby_worker_out() {
-        let scope = of(&["workers/rust/src/handlers.rs", "docs/ci.md"]);
-        assert!(scope.integration && !scope.ruby && !scope.suggest_docker);
-        assert_eq!(scope.without(), "ruby-worker");
+        for path in
+            ["workers/rust/src/handlers.rs", "tests/e2e_rust_worker.rs", "examples/e2e_bench.rs"]
+        {
+            let scope = of(&[path, "docs/ci.md"]);
+            assert!(scope.integration && !scope.ruby && !scope.suggest_docker, "{path}");
+            assert_eq!(scope.without(), "ruby-worker");
+        }
     }
 
     #[test]
-    fn the_ruby_worker_and_shared_crates_include_it() {
-        for path in ["workers/ruby/lib/tasker_ruby/step.rb", "crates/tasker-worker/src/lib.rs"] {
+    fn the_ruby_worker_its_tests_and_shared_code_include_it() {
+        for path in [
+            "workers/ruby/lib/tasker_ruby/step.rb",
+            "crates/tasker-worker/src/lib.rs",
+            "tests/e2e_ruby_worker.rs",
+            "src/lib.rs",
+            ".cargo/config.toml",
+            "rust-toolchain.toml",
+            "rustfmt.toml",
+            "a-file-no-rule-names.txt",
+        ] {
             let scope = of(&[path]);
             assert!(scope.integration && scope.ruby, "{path}");
             assert_eq!(scope.without(), "");
         }
     }
 
+    /// Derived from the repository, not from a list kept beside the rules: every file of
+    /// the Ruby worker's directory, of the package it loads and of each workspace crate
+    /// that package depends on, the source of its end-to-end test binary and of that
+    /// binary's package library, and the build's shared configuration must include it.
+    #[test]
+    fn every_file_the_ruby_worker_or_its_tests_are_built_from_includes_it() {
+        let root = paths::root();
+        let manifest = crate::services::manifest::load(&root.join("config/services.toml")).unwrap();
+        let ruby = manifest.services.iter().find(|s| s.name == "ruby-worker").expect("ruby-worker");
+        let meta = crate::deps::meta::run(&root.join("Cargo.toml"), true, true).unwrap();
+        let members = meta.workspace_packages();
+        let package = |name: &str| members.iter().find(|p| p.name == name).copied();
+        let dir_of =
+            |p: &crate::deps::meta::Package| p.manifest_path.parent().unwrap().to_path_buf();
+
+        let mut dirs = vec![root.join(ruby.step.workdir.as_deref().expect("a workdir"))];
+        // The package the worker loads and the workspace crates it depends on, transitively.
+        let crate::services::manifest::Launch::Command { package: Some(lib), .. } =
+            &ruby.step.launch
+        else {
+            panic!("the Ruby worker names the package it loads");
+        };
+        let mut queue = vec![lib.clone()];
+        while let Some(name) = queue.pop() {
+            let p = package(&name).unwrap_or_else(|| panic!("{name} is a workspace package"));
+            dirs.push(dir_of(p));
+            queue
+                .extend(p.dependencies.iter().filter(|d| d.path.is_some()).map(|d| d.name.clone()));
+        }
+        // Its end-to-end tests: the test binary's source and its package's library.
+        let binary = ruby.tests.as_deref().and_then(|t| t.strip_prefix("binary(")).unwrap();
+        let binary = binary.trim_end_matches(')');
+        let tests = members
+            .iter()
+            .find(|p| p.targets.iter().any(|t| t.name == binary && t.is_kind("test")))
+            .expect("the test binary of the Ruby worker's tests");
+        let mut files: Vec<std::path::PathBuf> = tests
+            .targets
+            .iter()
+            .filter(|t| t.name == binary || t.is_lib())
+            .map(|t| t.src_path.clone())
+            .collect();
+        for dir in &dirs {
+            files.extend(crate::sys::fs::files_below(dir, "rs"));
+            files.extend(crate::sys::fs::files_below(dir, "rb"));
+            files.extend(crate::sys::fs::files_below(dir, "toml"));
+        }
+        // What every build shares.
+        for shared in [".cargo/config.toml", "rust-toolchain.toml", "Cargo.toml", "Cargo.lock"] {
+            assert!(root.join(shared).is_file(), "{shared} is gone: update this test");
+            files.push(root.join(shared));
+        }
+        let relative: Vec<String> = files
+            .iter()
+            .map(|f| f.strip_prefix(&root).unwrap().display().to_string())
+            .filter(|f| !f.starts_with("target/"))
+            .collect();
+        assert!(relative.len() > 20, "too few files found: {relative:?}");
+        let left_out: Vec<&String> = relative.iter().filter(|f| !of(&[f]).ruby).collect();
+        assert!(left_out.is_empty(), "ci-scope leaves the Ruby worker out for: {left_out:?}");
+    }
+
     #[test]
     fn setup_changes_run_everything_and_deployment_ones_suggest_docker() {
-        for path in
-            [".github/workflows/ci.yml", "xtask/src/main.rs", "Cargo.lock", ".config/nextest.toml"]
-        {
+        for path in [
+            ".github/workflows/ci.yml",
+            "xtask/src/main.rs",
+            "Cargo.lock",
+            ".config/nextest.toml",
+            ".cargo/config.toml",
+            "rust-toolchain.toml",
+        ] {
             let scope = of(&[path]);
             assert!(scope.integration && scope.ruby && !scope.suggest_docker, "{path}");
         }
@@ -235,7 +355,15 @@ mod tests {
                 "{path}: {:?}",
                 scope.reasons
             );
+            let suggestion = docker_suggestion(&scope).unwrap();
+            assert_eq!(
+                suggestion,
+                format!(
+                    "This change touches what the Docker mode validates ({path}): consider the `run-docker` label."
+                )
+            );
         }
+        assert_eq!(docker_suggestion(&of(&["xtask/src/main.rs"])), None);
     }
 
     /// A repository with a `main` branch and a change on top of it.
@@ -280,7 +408,7 @@ mod tests {
             scope.reasons,
             vec![
                 "CI, build or service setup changed: everything runs (xtask/src/a.rs)",
-                "code changed: integration tests run (workers/rust/src/main.rs)",
+                "Rust-worker code changed: integration tests run (workers/rust/src/main.rs)",
             ]
         );
     }

@@ -39,6 +39,8 @@ pub enum Task {
     Docker(docker::Args),
     /// Build the service binaries and the end-to-end tests once, for CI shards
     CiArchive(ci::ArchiveArgs),
+    /// Build the xtask binary once for the other jobs of a CI run (with the GitHub API over TLS)
+    CiBinary(ci::BinaryArgs),
     /// Decide the integration-test mode (native, docker, both) from the GitHub event
     CiMode(crate::ci_mode::Args),
     /// Compare the JUnit results of a native and a Docker run
@@ -47,6 +49,8 @@ pub enum Task {
     CiScope(crate::ci_scope::Args),
     /// Summarise the run history: pass rates, timings per mode, flaky and slow tests, a chart
     CiReport(crate::ci_report::Args),
+    /// The check branch protection requires: every needed CI job passed or was skipped by design
+    CiResult(crate::ci_result::Args),
     /// Every check that needs no test run: fmt, clippy, deps, generated files, workflows
     Lint(crate::lint::Args),
     /// Where a clean build's time goes: slowest units, crates built twice, critical path
@@ -64,10 +68,12 @@ pub fn run(cli: Cli) -> anyhow::Result<()> {
         Task::CiDocker(args) => ci::docker(args),
         Task::Docker(args) => docker::run(args),
         Task::CiArchive(args) => ci::archive(args),
+        Task::CiBinary(args) => ci::binary(args),
         Task::CiMode(args) => crate::ci_mode::run(args),
         Task::CiCompare(args) => crate::ci_compare::run(args),
         Task::CiScope(args) => crate::ci_scope::run(args),
         Task::CiReport(args) => crate::ci_report::run(args),
+        Task::CiResult(args) => crate::ci_result::run(args),
         Task::Lint(args) => crate::lint::run(args),
         Task::BuildTimings(args) => crate::build_timings::run(args),
     }

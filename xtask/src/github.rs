@@ -119,10 +119,19 @@ pub fn mask(secret: &str) {
 
 /// An error line that GitHub also shows as an annotation.
 pub fn error(message: &str) {
+    annotate("error", message);
+}
+
+/// A notice on the run's summary page (GitHub Actions only): advice a reviewer should see.
+pub fn notice(message: &str) {
+    annotate("notice", message);
+}
+
+fn annotate(kind: &str, message: &str) {
     if is_actions() {
         // Annotations are one line: newlines must be escaped.
         println!(
-            "::error::{}",
+            "::{kind}::{}",
             message.replace('%', "%25").replace('\r', "%0D").replace('\n', "%0A")
         );
     }

@@ -24,7 +24,17 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     // config generator, the machine's requirements, test counts, JUnit, the run history.
     (
         "shared",
-        &["github", "timings", "config", "requirements", "tally", "junit", "history", "project"],
+        &[
+            "github",
+            "github_api",
+            "timings",
+            "config",
+            "requirements",
+            "tally",
+            "junit",
+            "history",
+            "project",
+        ],
     ),
     // The services of the manifest and the two backends that run them.
     ("services", &["services"]),
@@ -44,6 +54,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
             "ci_scope",
             "ci_compare",
             "ci_report",
+            "ci_result",
         ],
     ),
     // The command tree: flags, and the call into the task.

@@ -1,9 +1,10 @@
 //! `cargo xtask lint`: every check that needs no test run, in one command: formatting,
 //! clippy with warnings denied, unused dependencies, the generated files (configs and
 //! the Docker files), the `cargo xtask` command lines of the docs, xtask's own module
-//! layers ([`crate::layers`]), and the GitHub workflows (their `cargo xtask` command
-//! lines against this parser, and the workflow linters `zizmor` and `check-jsonschema`
-//! when installed). Every check runs; the task fails when any did.
+//! layers ([`crate::layers`]), and the GitHub workflows (their xtask command lines
+//! against this parser, the rules that make them hold on GitHub, and the workflow
+//! linters `zizmor` and `check-jsonschema` when installed). Every check runs; the task
+//! fails when any did.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -16,8 +17,10 @@ use crate::sys::{interrupts, paths, process};
 #[command(after_help = "\
 Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied);
 cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
-the workflows' cargo xtask command lines; the docs' cargo xtask command lines; xtask's
-module layers (no import upward, no module cycle); zizmor and check-jsonschema on
+the workflows (their xtask command lines, and the rules for re-runs, label events,
+cancellations, concurrency, the required check and the pins: docs/ci.md, \"Rules the
+workflows follow\"); the docs' cargo xtask command lines; xtask's module layers (no
+import upward, no module cycle); zizmor and check-jsonschema on
 .github/workflows (skipped, and said so, when not installed; --install-linters installs
 the pinned versions with pip, --require-linters makes a missing one a failure).")]
 pub struct Args {
@@ -155,13 +158,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             Check::WorkflowCommands => {
                 eprintln!(
-                    "==> workflow commands: every run step is a cargo xtask call this parser accepts"
+                    "==> workflows: every run step is an xtask call this parser accepts, and the rules hold"
                 );
                 let problems = crate::workflows::check_files(&paths::workflow_files());
                 for problem in &problems {
                     eprintln!("{problem}");
                 }
-                ("workflow commands", problems.is_empty())
+                ("workflows", problems.is_empty())
             }
             Check::DocCommands => {
                 eprintln!(

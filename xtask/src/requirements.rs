@@ -14,6 +14,11 @@ use crate::sys::command::{self, Run as _};
 use crate::sys::error::UserError;
 use crate::sys::{interrupts, process};
 
+/// cargo-nextest's pinned version, spelled as both `cargo install` and the workflows'
+/// install step (`tool:`) take it: the one place it is set (a test checks that every
+/// workflow installs this one), so CI's jobs and a fresh machine run the same nextest.
+pub const NEXTEST: &str = "cargo-nextest@0.9.143";
+
 /// Something a test command needs that cargo does not build.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Requirement {
@@ -47,7 +52,7 @@ impl Requirement {
             Requirement::Postgres => Source::Apt(&["postgresql"]),
             // Debian's Ruby carries Fiddle and minitest; bundler is its own package.
             Requirement::Ruby => Source::Apt(&["ruby", "ruby-bundler"]),
-            Requirement::Nextest => Source::Cargo("cargo-nextest"),
+            Requirement::Nextest => Source::Cargo(NEXTEST),
         }
     }
 
@@ -340,8 +345,9 @@ mod tests {
         assert_eq!(
             lines(&installs),
             [
-                "apt-get install -y -q --no-install-recommends postgresql ruby ruby-bundler",
-                "cargo install --locked cargo-nextest"
+                "apt-get install -y -q --no-install-recommends postgresql ruby ruby-bundler"
+                    .to_string(),
+                format!("cargo install --locked {NEXTEST}")
             ]
         );
     }
@@ -362,15 +368,17 @@ mod tests {
         let why = decide(&[Ruby, Nextest], &host).unwrap_err();
         assert_eq!(
             why,
-            "missing Ruby with Fiddle, minitest and bundler; cargo-nextest: run \
-             `sudo apt-get install -y -q --no-install-recommends ruby ruby-bundler` and \
-             `cargo install --locked cargo-nextest` (xtask installs system packages only as \
-             root, or in CI with passwordless sudo)"
+            format!(
+                "missing Ruby with Fiddle, minitest and bundler; cargo-nextest: run \
+                 `sudo apt-get install -y -q --no-install-recommends ruby ruby-bundler` and \
+                 `cargo install --locked {NEXTEST}` (xtask installs system packages only as \
+                 root, or in CI with passwordless sudo)"
+            )
         );
         // cargo-nextest alone needs no root.
         assert_eq!(
             lines(&decide(&[Nextest], &host).unwrap()),
-            ["cargo install --locked cargo-nextest"]
+            [format!("cargo install --locked {NEXTEST}")]
         );
     }
 

@@ -29,7 +29,7 @@ the JUnit reports, timings and logs are.
 Needs cargo-nextest, Ruby (with Fiddle, minitest and bundler) and the PostgreSQL server
 (unless DATABASE_URL is set). Missing ones are installed before anything is built, each
 announced in one line, where xtask may: apt-get as root on Debian/Ubuntu (or in CI with
-passwordless sudo), `cargo install --locked cargo-nextest`. Elsewhere, or with
+passwordless sudo), `cargo install --locked cargo-nextest@<pinned>`. Elsewhere, or with
 --no-install, the run stops there with the command to run (exit 2).
 
 Examples:

@@ -106,6 +106,28 @@ pub fn archive(manifest_path: &Path, release: bool, output: &Path) -> anyhow::Re
     Ok(())
 }
 
+/// `cargo xtask ci-binary`: builds this xtask with TLS for the GitHub API (feature
+/// `tls`) and copies the binary to `<output>/xtask`, for the jobs of a CI run that only
+/// run xtask: they download it instead of compiling xtask themselves. It runs only in a
+/// workspace at the path it was built in (compiled in; `sys::checkout` checks it).
+pub fn xtask_binary(output: &Path) -> anyhow::Result<()> {
+    interrupts::catch_interrupts();
+    let args: Vec<String> = ["build", "--package", "xtask", "--bin", "xtask", "--features", "tls"]
+        .map(String::from)
+        .to_vec();
+    run_cargo(&args)?;
+    let built = paths::target_dir().join("debug").join("xtask");
+    std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+    let to = output.join("xtask");
+    let _ = std::fs::remove_file(&to);
+    std::fs::copy(&built, &to).with_context(|| format!("copying {}", built.display()))?;
+    eprintln!(
+        "xtask: the xtask binary (GitHub API over TLS) is {}; the jobs that download it run it in place of `cargo xtask`",
+        paths::display_path(&to)
+    );
+    Ok(())
+}
+
 /// Puts an archive's service files where the plan looks for them (`target/<profile>/`),
 /// executable (artifact transfers drop the mode).
 pub fn restore(dir: &Path, release: bool) -> anyhow::Result<()> {

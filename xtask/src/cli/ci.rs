@@ -21,7 +21,7 @@ Examples:
 Needs cargo-nextest, the PostgreSQL server (unless DATABASE_URL is set) and Ruby (for the
 Ruby worker; `--without ruby-worker` leaves it out): missing ones are installed first
 where xtask may (apt-get as root on Debian/Ubuntu, or in CI with passwordless sudo;
-`cargo install --locked cargo-nextest`), else named with their install command.
+`cargo install --locked cargo-nextest@<pinned>`), else named with their install command.
 
 JUnit: target/nextest/ci/junit.xml. Logs: <state-dir>/logs/; on failure, every service
 log and the database log are copied to <state-dir>/ci-logs/. Timings:
@@ -135,4 +135,25 @@ pub fn archive(args: ArchiveArgs) -> anyhow::Result<()> {
         paths::absolute(args.output.unwrap_or_else(|| paths::xtask_dir().join("ci-archive")));
     let manifest_path = paths::absolute(args.manifest.unwrap_or_else(manifest::default_path));
     build::archive(&manifest_path, args.release, &output)
+}
+
+#[derive(clap::Args)]
+#[command(after_help = "\
+One job of a CI run builds it and uploads DIR/xtask; the jobs that run nothing but xtask
+(mode, scope, compare, report, CI result, the shards) download it instead of compiling
+xtask, and call it where a developer types `cargo xtask`. Artifacts lose the executable
+bit: those jobs `chmod +x` it first.
+
+Example:
+  cargo xtask ci-binary --output target/xtask-bin")]
+pub struct BinaryArgs {
+    /// Where to put the binary (default: target/xtask-bin)
+    #[arg(long, value_name = "DIR")]
+    output: Option<PathBuf>,
+}
+
+pub fn binary(args: BinaryArgs) -> anyhow::Result<()> {
+    let output =
+        paths::absolute(args.output.unwrap_or_else(|| paths::target_dir().join("xtask-bin")));
+    build::xtask_binary(&output)
 }

@@ -14,7 +14,7 @@ mod edit;
 mod fix;
 mod lexer;
 mod load;
-mod meta;
+pub(crate) mod meta;
 mod report;
 mod savings;
 mod scan;

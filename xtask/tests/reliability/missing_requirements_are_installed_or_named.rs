@@ -5,6 +5,8 @@
 
 use std::process::Command;
 
+use xtask::requirements::NEXTEST;
+
 use crate::support::{Fixture, XTASK, fake_cargo, stderr};
 
 #[test]
@@ -49,7 +51,9 @@ fn ci_native_without_nextest_says_how_to_install_it_and_starts_nothing() {
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(
         stderr(&out).trim_end(),
-        "error: missing cargo-nextest: run `cargo install --locked cargo-nextest` (--no-install)"
+        format!(
+            "error: missing cargo-nextest: run `cargo install --locked {NEXTEST}` (--no-install)"
+        )
     );
     f.assert_nothing_left("s");
 }
@@ -58,7 +62,7 @@ fn ci_native_without_nextest_says_how_to_install_it_and_starts_nothing() {
 fn ci_native_installs_a_missing_nextest_says_so_then_builds() {
     let f = Fixture::new("installnextest");
     f.two_services();
-    // A cargo without nextest until `cargo install --locked cargo-nextest` ran.
+    // A cargo without nextest until `cargo install --locked cargo-nextest@<pinned>` ran.
     let cargo = f.dir.join("cargo");
     let installed = f.dir.join("nextest-installed");
     let calls = f.dir.join("cargo-calls");
@@ -68,7 +72,7 @@ fn ci_native_installs_a_missing_nextest_says_so_then_builds() {
             "#!/bin/sh
 echo \"$*\" >> {calls}
 \
-             if [ \"$1 $2 $3\" = 'install --locked cargo-nextest' ]; then touch {installed}; exit 0; fi\n\
+             if [ \"$1 $2 $3\" = 'install --locked {NEXTEST}' ]; then touch {installed}; exit 0; fi\n\
              if [ \"$1\" = nextest ]; then [ -e {installed} ]; exit $?; fi\n\
              exit 1\n",
             calls = calls.display(),
@@ -80,10 +84,10 @@ echo \"$*\" >> {calls}
     let out = f.xtask("s", &["ci-native"]).env("CARGO", &cargo).output().unwrap();
     let err = stderr(&out);
     assert!(
-        err.contains(
+        err.contains(&format!(
             "==> [0:00] install requirements\n\
-             xtask: installing cargo-nextest: cargo install --locked cargo-nextest"
-        ),
+             xtask: installing cargo-nextest: cargo install --locked {NEXTEST}"
+        )),
         "{err}"
     );
     // Then the pipeline went on to its build (which this cargo fails).
@@ -91,7 +95,7 @@ echo \"$*\" >> {calls}
     let order: Vec<&str> = calls.lines().collect();
     assert_eq!(
         order[..3],
-        ["nextest --version", "install --locked cargo-nextest", "nextest --version"],
+        ["nextest --version", &format!("install --locked {NEXTEST}"), "nextest --version"],
         "{calls}"
     );
     assert!(order[3].starts_with("build --workspace"), "{calls}");

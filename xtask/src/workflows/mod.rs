@@ -1,6 +1,10 @@
 //! The GitHub workflows, checked here where no runner exists: every `run:` step is one
-//! line that calls `cargo xtask`, and this binary's own command parser accepts it, so a
-//! renamed task or flag fails a test instead of the next pull request.
+//! xtask call this binary's own command parser accepts, so a renamed task or flag fails
+//! a test instead of the next pull request; and the workflows follow the rules that make
+//! them hold on GitHub ([`rules`]: re-runs, label events, cancellations, pins).
+
+pub mod rules;
+pub mod yaml;
 
 use std::path::PathBuf;
 
@@ -37,22 +41,7 @@ pub fn run_steps(text: &str) -> (Vec<RunStep>, Vec<String>) {
 /// The words of a command line, with `${{ ... }}` expressions replaced by a sample value
 /// (`1`: valid wherever this repository's workflows use one) and shell quotes removed.
 pub fn words(command: &str) -> Vec<String> {
-    let mut text = String::new();
-    let mut rest = command;
-    while let Some(start) = rest.find("${{") {
-        text.push_str(&rest[..start]);
-        match rest[start..].find("}}") {
-            Some(end) => {
-                text.push('1');
-                rest = &rest[start + end + 2..];
-            }
-            None => {
-                rest = &rest[start..];
-                break;
-            }
-        }
-    }
-    text.push_str(rest);
+    let text = rules::with_samples(command);
     let mut words = Vec::new();
     let mut word = String::new();
     let mut quote: Option<char> = None;
@@ -83,6 +72,10 @@ pub fn words(command: &str) -> Vec<String> {
     words
 }
 
+/// Where the jobs that download the run's xtask binary (`cargo xtask ci-binary`) put
+/// it; they call it where a developer types `cargo xtask`.
+pub const PREBUILT: &str = "target/xtask-bin/xtask";
+
 /// Why a run step is not a `cargo xtask` call this parser accepts, if it is not.
 pub fn check_step(step: &RunStep) -> Option<String> {
     let words = words(&step.command);
@@ -92,7 +85,29 @@ pub fn check_step(step: &RunStep) -> Option<String> {
             step.line, step.command
         ));
     }
-    let argv = std::iter::once("cargo xtask".to_string()).chain(words[2..].iter().cloned());
+    parse_args(step, &words[2..])
+}
+
+/// [`check_step`] for a workflow, which may also run the run's prebuilt binary in place
+/// of `cargo xtask` and make it executable first (artifacts drop the mode).
+pub fn check_workflow_step(step: &RunStep) -> Option<String> {
+    let words = words(&step.command);
+    if words == ["chmod", "+x", PREBUILT] {
+        return None;
+    }
+    match words.first() {
+        Some(first) if first == PREBUILT => parse_args(step, &words[1..]),
+        _ => check_step(step).map(|why| {
+            why.replace(
+                "is not a `cargo xtask` call",
+                &format!("is neither `cargo xtask` nor {PREBUILT}"),
+            )
+        }),
+    }
+}
+
+fn parse_args(step: &RunStep, args: &[String]) -> Option<String> {
+    let argv = std::iter::once("cargo xtask".to_string()).chain(args.iter().cloned());
     match crate::Cli::try_parse_from(argv) {
         Ok(_) => None,
         Err(err) => {
@@ -103,16 +118,26 @@ pub fn check_step(step: &RunStep) -> Option<String> {
     }
 }
 
-/// Every problem of the given workflow files, `file: line N: ...`.
+/// Every problem of the given workflow files, `file: line N: ...`: their run steps,
+/// then the rules.
 pub fn check_files(files: &[PathBuf]) -> Vec<String> {
     if files.is_empty() {
         return vec!["no workflow files in .github/workflows".to_string()];
     }
-    problems_in(files, |text| {
+    let mut problems = problems_in(files, |text| {
         let (steps, mut problems) = run_steps(text);
-        problems.extend(steps.iter().filter_map(check_step));
+        problems.extend(steps.iter().filter_map(check_workflow_step));
         problems
-    })
+    });
+    let mut workflows = Vec::new();
+    for file in files {
+        match rules::load(file) {
+            Ok(workflow) => workflows.push(workflow),
+            Err(problem) => problems.push(problem),
+        }
+    }
+    problems.extend(rules::check(&workflows, &rules::Repository::here()));
+    problems
 }
 
 /// Runs `check` on the text of each file: its problems, and the files that cannot be
@@ -134,7 +159,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_repositorys_workflows_call_only_commands_this_parser_accepts() {
+    fn the_repositorys_workflows_call_only_commands_this_parser_accepts_and_follow_the_rules() {
         let files = crate::sys::paths::workflow_files();
         assert!(files.len() >= 2, "the workflows are missing: {files:?}");
         let problems = check_files(&files);
@@ -142,6 +167,20 @@ mod tests {
         let calls: usize =
             files.iter().map(|f| run_steps(&std::fs::read_to_string(f).unwrap()).0.len()).sum();
         assert!(calls >= 8, "only {calls} run steps found: is the extraction broken?");
+    }
+
+    #[test]
+    fn the_prebuilt_binary_stands_for_cargo_xtask_in_workflows_only() {
+        let step = |command: &str| RunStep { line: 3, command: command.to_string() };
+        assert_eq!(check_workflow_step(&step("chmod +x target/xtask-bin/xtask")), None);
+        assert_eq!(check_workflow_step(&step("target/xtask-bin/xtask ci-mode")), None);
+        assert_eq!(check_workflow_step(&step("cargo xtask lint")), None);
+        let err = check_workflow_step(&step("target/xtask-bin/xtask ci-mood")).unwrap();
+        assert!(err.contains("unrecognized subcommand 'ci-mood'"), "{err}");
+        let err = check_workflow_step(&step("chmod +x somewhere/else")).unwrap();
+        assert!(err.contains("is neither `cargo xtask` nor target/xtask-bin/xtask"), "{err}");
+        // The docs show what a developer types: `cargo xtask`, never the CI binary.
+        assert!(check_step(&step("target/xtask-bin/xtask ci-mode")).is_some());
     }
 
     #[test]
