@@ -27,6 +27,8 @@ pub mod timings;
 pub mod workflows;
 
 pub use cli::Cli;
+// `crate::user_error!` is the `xtask-sys` crate's macro (the one behind `sys::error`).
+pub use xtask_sys::user_error;
 
 // `deps/` still names `crate::interrupts` (and `crate::project`, `crate::config::diff`):
 // it becomes a crate of its own, and these old paths go with it.
