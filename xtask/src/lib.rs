@@ -10,14 +10,12 @@ pub mod ci_report;
 pub mod ci_scope;
 pub mod cli;
 pub mod config;
-mod deps;
 pub mod doc_commands;
 pub mod github;
 pub mod history;
 pub mod junit;
 pub mod layers;
 pub mod lint;
-mod project;
 pub mod requirements;
 pub mod services;
 pub mod sys;
@@ -29,7 +27,3 @@ pub mod workflows;
 pub use cli::Cli;
 // `crate::user_error!` is the `xtask-sys` crate's macro (the one behind `sys::error`).
 pub use xtask_sys::user_error;
-
-// `deps/` still names `crate::interrupts` (and `crate::project`, `crate::config::diff`):
-// it becomes a crate of its own, and these old paths go with it.
-use sys::interrupts;

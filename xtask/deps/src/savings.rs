@@ -101,7 +101,7 @@ pub fn write_graph(path: &Path, key: &str, g: &Graph) {
         return;
     }
     // A cache that cannot be written only costs time on the next run.
-    let _ = crate::project::write_atomic(path, text);
+    let _ = xtask_sys::fs::write_atomic(path, text);
 }
 
 /// Reads a graph written by [`write_graph`] if it carries `key`.
@@ -235,7 +235,7 @@ pub fn exclusive(graph: &Graph, cut: &BTreeSet<(String, String)>) -> Vec<String>
 
 /// Compile seconds per `name vX.Y.Z` from cargo's timing units (all units of a package:
 /// library, build script compile and run).
-pub fn seconds(units: &[crate::build_timings::Unit]) -> HashMap<String, f64> {
+pub fn seconds(units: &[crate::cargo_timings::Unit]) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for u in units {
         *out.entry(format!("{} v{}", u.name, u.version)).or_insert(0.0) += u.duration;
@@ -329,7 +329,7 @@ pub fn measure(
     let times = report
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|html| crate::build_timings::parse_report(&html).ok())
+        .and_then(|html| crate::cargo_timings::units(&html).ok())
         .map(|units| seconds(&units));
     attach(analysis, &graph, times.as_ref());
     Ok(report.filter(|_| times.is_some()))
@@ -383,7 +383,7 @@ mod tests {
         assert_eq!(exclusive(&g, &both), ["only_x v1.0.0", "x v1.0.0", "y v1.0.0", "z v1.0.0"]);
         assert_eq!(g.edge_of("app", "d", Table::Dev, &None), Some(("app".into(), "d".into())));
         assert_eq!(g.edge_of("app", "d", Table::Normal, &None), None);
-        let units = crate::build_timings::parse_report(
+        let units = crate::cargo_timings::units(
             r#"const UNIT_DATA = [
 {"i": 0, "name": "x", "version": "1.0.0", "mode": "todo", "target": "", "start": 0.0, "duration": 2.5},
 {"i": 1, "name": "x", "version": "1.0.0", "mode": "run-custom-build", "target": " build-script", "start": 0.0, "duration": 0.5},
@@ -407,7 +407,7 @@ mod tests {
 
     #[test]
     fn a_package_another_member_depends_on_saves_nothing() {
-        use crate::deps::analyze::{Finding, MemberReport};
+        use crate::analyze::{Finding, MemberReport};
         let mut g = graph();
         g.roots.push("b".into());
         g.members.insert("b".into(), "b".into());

@@ -118,7 +118,7 @@ pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata>
         let mut contents = format!("{}\n", layout_key(&meta, manifest)).into_bytes();
         contents.extend_from_slice(&raw);
         // A cache that cannot be written only costs time on the next run.
-        let _ = crate::project::write_atomic(&cache, contents);
+        let _ = xtask_sys::fs::write_atomic(&cache, contents);
     }
     Ok(meta)
 }
@@ -136,11 +136,19 @@ pub fn metadata_cache_path(manifest: &Path) -> Option<PathBuf> {
     if !text.lines().any(|l| l.trim() == "[workspace]") {
         return None;
     }
+    let scratch = scratch_dir(manifest.parent()?)?;
+    Some(scratch.join(format!("deps-metadata-{}.json", short_hash(manifest))))
+}
+
+/// `<target>/xtask` of the workspace whose root directory is `root`, where the caches
+/// and the benchmark's workspaces live: the target directory is `CARGO_TARGET_DIR`
+/// (relative to the current directory, as cargo reads it) or `<root>/target`.
+pub fn scratch_dir(root: &Path) -> Option<PathBuf> {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => std::env::current_dir().ok()?.join(dir),
-        None => manifest.parent()?.join("target"),
+        None => root.join("target"),
     };
-    Some(target.join("xtask").join(format!("deps-metadata-{}.json", short_hash(manifest))))
+    Some(target.join("xtask"))
 }
 
 /// Everything `cargo metadata --no-deps` reads: every member manifest and the root's,
@@ -210,7 +218,7 @@ fn run_raw(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Vec<
     let out = cmd.output().context("running `cargo metadata`")?;
     if !out.status.success() {
         // The workspace does not load: a mistake in its manifests, reported in one line.
-        crate::user_error!(
+        xtask_sys::user_error!(
             "cargo metadata for {}: {}; fix the manifest and run again",
             manifest.display(),
             one_line_error(&String::from_utf8_lossy(&out.stderr))

@@ -81,16 +81,11 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
 
 /// The cache files a workspace root manifest gets (where cargo's default target
 /// directory is): for cleaning up after fixtures.
-#[cfg(test)]
 pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
     let root = manifest.parent().unwrap_or(Path::new("")).to_path_buf();
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => std::env::current_dir().unwrap_or_default().join(dir),
-        None => root.join("target"),
-    };
-    let resolve =
-        target.join("xtask").join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
-    let graph = target.join("xtask").join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
+    let Some(scratch) = meta::scratch_dir(&root) else { return Vec::new() };
+    let resolve = scratch.join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
+    let graph = scratch.join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
     meta::metadata_cache_path(manifest).into_iter().chain([resolve, graph]).collect()
 }
 
@@ -195,7 +190,7 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
         text.push('\n');
     }
     // A cache that cannot be written only costs time on the next run.
-    let _ = crate::project::write_atomic(path, text);
+    let _ = xtask_sys::fs::write_atomic(path, text);
 }
 
 /// Loads the workspace; `use_cache: false` ignores (but refreshes) the caches.
