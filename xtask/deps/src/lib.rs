@@ -6,8 +6,9 @@
 //!
 //! - `lexer`/`scan`: what each source file references (pure).
 //! - `meta`/`load`: `cargo metadata`, manifests and module walking (effects) -> the model.
-//! - `analyze`: the classification (pure); `report`: table, JSON, Markdown; `savings`:
-//!   what a removal saves.
+//! - `analyze`: the classification (pure); `report`: table, JSON, Markdown.
+//! - `graph`: the resolve graph and its cache; `savings`: what a removal saves (pure
+//!   walks over the graph, and cargo's timings).
 //! - `edit`: `toml_edit` removals (pure); `fix`/`verify`: apply, check, keep or restore.
 //! - `compiler`: the compiler tier; `bench`: timing and accuracy against cargo-machete and
 //!   cargo-shear.
@@ -19,6 +20,7 @@ pub mod cargo_timings;
 pub mod compiler;
 mod edit;
 pub mod fix;
+mod graph;
 mod lexer;
 pub mod load;
 mod meta;

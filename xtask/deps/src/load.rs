@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
+use super::graph;
 use super::meta::{self, Dependency, Metadata, Package, Target};
 use super::scan::{self, FileScan, scan};
 
@@ -22,7 +23,7 @@ pub struct Workspace {
     /// Manifest path of each member, by member name.
     pub manifests: BTreeMap<String, PathBuf>,
     /// Where the resolve graph is cached, and the key it must carry to be current.
-    pub graph_cache: (PathBuf, String),
+    pub graph_cache: graph::Cache,
 }
 
 /// Identifies one declaration across metadata runs: (member, table, target, key).
@@ -95,13 +96,6 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
 /// most of the run time.
 fn resolve_cache_path(meta: &Metadata) -> PathBuf {
     let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
-    meta.target_directory.join("xtask").join(name)
-}
-
-/// The resolve graph (for build savings), cached beside the resolve facts and under the
-/// same key.
-fn graph_cache_path(meta: &Metadata) -> PathBuf {
-    let name = format!("deps-graph-{}.tsv", meta::short_hash(&meta.workspace_root));
     meta.target_directory.join("xtask").join(name)
 }
 
@@ -233,11 +227,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             // Keyed after the full run, which may have written Cargo.lock.
             let key = cache_key(&meta);
             write_cache(&cache, &key, &resolved);
-            super::savings::write_graph(
-                &graph_cache_path(&meta),
-                &key,
-                &super::savings::Graph::from_metadata(&full),
-            );
+            graph::Cache::new(&meta, key).write(&graph::Graph::from_metadata(&full));
             resolved
         }
     };
@@ -322,7 +312,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         manifests.insert(member.name.clone(), pkg.manifest_path.clone());
         members.push(member);
     }
-    let graph_cache = (graph_cache_path(&meta), cache_key(&meta));
+    let graph_cache = graph::Cache::new(&meta, cache_key(&meta));
     Ok(Workspace {
         root,
         root_manifest,
