@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use super::analyze::Table;
-use super::meta::{self, Metadata};
+use super::meta::{self, Metadata, NodeDep};
 
 /// One edge of the resolve graph: (dependency id, extern name, kinds).
 type Edge = (String, String, Vec<(Table, Option<String>)>);
@@ -24,25 +24,28 @@ pub struct Graph {
 
 impl Graph {
     pub fn from_metadata(meta: &Metadata) -> Graph {
-        let edges = meta
-            .resolve
-            .iter()
+        let kinds = |d: &NodeDep| {
+            d.dep_kinds.iter().map(|k| (meta::table(k.kind), meta::target(&k.target))).collect()
+        };
+        let edges = meta::edges(meta)
+            .into_iter()
             .map(|(id, deps)| {
-                let out = deps
-                    .iter()
-                    .map(|d| (d.pkg.clone(), d.name.clone(), d.dep_kinds.clone()))
-                    .collect();
-                (id.clone(), out)
+                let out = deps.iter().map(|d| (d.pkg.repr.clone(), d.name.clone(), kinds(d)));
+                (id.repr.clone(), out.collect())
             })
             .collect();
         let labels = meta
             .packages
             .iter()
-            .map(|p| (p.id.clone(), format!("{} v{}", p.name, p.version)))
+            .map(|p| (p.id.repr.clone(), format!("{} v{}", p.name, p.version)))
             .collect();
-        let members =
-            meta.workspace_packages().iter().map(|p| (p.name.clone(), p.id.clone())).collect();
-        Graph { edges, roots: meta.workspace_members.clone(), labels, members }
+        let members = meta
+            .workspace_packages()
+            .iter()
+            .map(|p| (p.name.to_string(), p.id.repr.clone()))
+            .collect();
+        let roots = meta.workspace_members.iter().map(|id| id.repr.clone()).collect();
+        Graph { edges, roots, labels, members }
     }
 
     /// The edge a declaration makes, if removing the declaration removes the edge (the
@@ -81,8 +84,9 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(meta: &Metadata, key: String) -> Cache {
-        let name = format!("deps-graph-{}.tsv", meta::short_hash(&meta.workspace_root));
-        Cache { path: meta.target_directory.join("xtask").join(name), key }
+        let root = meta.workspace_root.as_std_path();
+        let name = format!("deps-graph-{}.tsv", meta::short_hash(root));
+        Cache { path: meta.target_directory.as_std_path().join("xtask").join(name), key }
     }
 
     /// The cached graph, or when the cache is stale the full `cargo metadata`'s (which is

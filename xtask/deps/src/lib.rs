@@ -5,7 +5,8 @@
 //! median) is the `xtask-sys` crate's.
 //!
 //! - `lexer`/`scan`: what each source file references (pure).
-//! - `meta`/`load`: `cargo metadata`, manifests and module walking (effects) -> the model.
+//! - `meta`: `cargo metadata` in the `cargo_metadata` crate's model, cached; `load`:
+//!   manifests and module walking (effects) -> the model.
 //! - `analyze`: the classification (pure); `report`: table, JSON, Markdown.
 //! - `graph`: the resolve graph and its cache; `savings`: what a removal saves (pure
 //!   walks over the graph, and cargo's timings).
