@@ -275,11 +275,12 @@ mod tests {
         let root = paths::root();
         let manifest = crate::services::manifest::load(&root.join("config/services.toml")).unwrap();
         let ruby = manifest.services.iter().find(|s| s.name == "ruby-worker").expect("ruby-worker");
-        let meta = crate::deps::meta::run(&root.join("Cargo.toml"), true, true).unwrap();
+        let meta = xtask_deps::meta::run(&root.join("Cargo.toml"), true, true).unwrap();
         let members = meta.workspace_packages();
-        let package = |name: &str| members.iter().find(|p| p.name == name).copied();
-        let dir_of =
-            |p: &crate::deps::meta::Package| p.manifest_path.parent().unwrap().to_path_buf();
+        let package = |name: &str| members.iter().find(|p| p.name.as_str() == name).copied();
+        let dir_of = |p: &xtask_deps::meta::Package| {
+            p.manifest_path.parent().unwrap().as_std_path().to_path_buf()
+        };
 
         let mut dirs = vec![root.join(ruby.step.workdir.as_deref().expect("a workdir"))];
         // The package the worker loads and the workspace crates it depends on, transitively.
@@ -300,13 +301,13 @@ mod tests {
         let binary = binary.trim_end_matches(')');
         let tests = members
             .iter()
-            .find(|p| p.targets.iter().any(|t| t.name == binary && t.is_kind("test")))
+            .find(|p| p.targets.iter().any(|t| t.name == binary && t.is_test()))
             .expect("the test binary of the Ruby worker's tests");
         let mut files: Vec<std::path::PathBuf> = tests
             .targets
             .iter()
             .filter(|t| t.name == binary || t.is_lib())
-            .map(|t| t.src_path.clone())
+            .map(|t| t.src_path.clone().into_std_path_buf())
             .collect();
         for dir in &dirs {
             files.extend(crate::sys::fs::files_below(dir, "rs"));

@@ -26,7 +26,7 @@ pub enum Task {
     /// Generate a service config file from the layered sources in config/tasker/
     Config(crate::config::Args),
     /// Find unused dependencies; remove them safely
-    Deps(crate::deps::DepsArgs),
+    Deps(xtask_deps::DepsArgs),
     /// Run the whole test suite: unit, integration, doc, end-to-end (and Docker backend) tests
     Test(crate::test::Args),
     /// Run the services natively or in Docker: up, down, status, logs, run, bench
@@ -61,7 +61,7 @@ pub enum Task {
 pub fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.task {
         Task::Config(args) => crate::config::run(args),
-        Task::Deps(args) => crate::deps::run(args),
+        Task::Deps(args) => xtask_deps::run(args, &crate::sys::paths::root()),
         Task::Test(args) => crate::test::run(args),
         Task::Services(args) => services::run(args),
         Task::CiNative(args) => ci::native(args),

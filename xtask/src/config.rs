@@ -12,10 +12,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use toml_edit::DocumentMut;
 
+use crate::sys::diff;
 use crate::sys::error::{Exit, UserError};
 use crate::sys::{fs, paths};
-// `deps/` still names the diff `crate::config::diff`; it becomes a crate of its own.
-pub(crate) use crate::sys::diff;
 use merge::Layer;
 
 /// The committed generated files, `config/tasker/generated/<name>.toml`. This is the one

@@ -24,17 +24,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     // config generator, the machine's requirements, test counts, JUnit, the run history.
     (
         "shared",
-        &[
-            "github",
-            "github_api",
-            "timings",
-            "config",
-            "requirements",
-            "tally",
-            "junit",
-            "history",
-            "project",
-        ],
+        &["github", "github_api", "timings", "config", "requirements", "tally", "junit", "history"],
     ),
     // The services of the manifest and the two backends that run them.
     ("services", &["services"]),
@@ -68,9 +58,6 @@ pub const EXCEPTIONS: &[(&str, &str, &str)] = &[(
     "cli",
     "the workflow and doc command checks parse each line with the command tree itself",
 )];
-
-/// Top-level modules outside the check: `deps` becomes a crate of its own.
-const NOT_CHECKED: &[&str] = &["deps"];
 
 /// A module path without the leading `crate`: `services::native`; the root is empty.
 type Module = Vec<String>;
@@ -110,7 +97,7 @@ pub fn check(files: &BTreeMap<String, String>, exceptions: &[(&str, &str, &str)]
     let aliases = root_aliases(files.get("lib.rs").map(String::as_str).unwrap_or(""));
     let mut edges = Vec::new();
     for (module, file) in &modules {
-        if module.is_empty() || NOT_CHECKED.contains(&module[0].as_str()) {
+        if module.is_empty() {
             continue;
         }
         edges.extend(edges_of(module, file, &files[file], &known, &macros, &aliases));
@@ -119,10 +106,7 @@ pub fn check(files: &BTreeMap<String, String>, exceptions: &[(&str, &str, &str)]
     let mut unplaced = BTreeSet::new();
     for (module, file) in &modules {
         let Some(top) = module.first() else { continue };
-        if !NOT_CHECKED.contains(&top.as_str())
-            && layer_of(module).is_none()
-            && unplaced.insert(top)
-        {
+        if layer_of(module).is_none() && unplaced.insert(top) {
             problems.push(format!(
                 "{file}: module `{top}` is in no layer: add it to LAYERS in xtask/src/layers.rs"
             ));

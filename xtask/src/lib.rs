@@ -11,7 +11,6 @@ pub mod ci_result;
 pub mod ci_scope;
 pub mod cli;
 pub mod config;
-mod deps;
 pub mod doc_commands;
 pub mod github;
 pub mod github_api;
@@ -19,7 +18,6 @@ pub mod history;
 pub mod junit;
 pub mod layers;
 pub mod lint;
-mod project;
 pub mod requirements;
 pub mod services;
 pub mod sys;
@@ -29,7 +27,5 @@ pub mod timings;
 pub mod workflows;
 
 pub use cli::Cli;
-
-// `deps/` still names `crate::interrupts` (and `crate::project`, `crate::config::diff`):
-// it becomes a crate of its own, and these old paths go with it.
-use sys::interrupts;
+// `crate::user_error!` is the `xtask-sys` crate's macro (the one behind `sys::error`).
+pub use xtask_sys::user_error;

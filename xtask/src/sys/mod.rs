@@ -4,15 +4,16 @@
 //! ([`host`]), plain command lines ([`command`]) and owned processes ([`process`]),
 //! signals ([`interrupts`]), secrets ([`secrets`]), a text diff ([`diff`]) and one
 //! median ([`stats`]).
+//!
+//! `error`, `fs`, `interrupts`, `diff` and `stats` are the `xtask-sys` crate's
+//! (`xtask/sys/`), which the `deps` crate uses too; they are re-exported here, so every
+//! part of xtask names them as `sys::<module>` like the rest.
 
 pub mod checkout;
 pub mod command;
-pub mod diff;
-pub mod error;
-pub mod fs;
 pub mod host;
-pub mod interrupts;
 pub mod paths;
 pub mod process;
 pub mod secrets;
-pub mod stats;
+
+pub use xtask_sys::{diff, error, fs, interrupts, stats};

@@ -10,8 +10,8 @@ use super::analyze::{Analysis, Class, Table, Verdict};
 use super::edit;
 use super::load::{Workspace, inherited_keys};
 use super::verify::{Cargo, Transaction};
-use crate::config::diff;
-use crate::project::Exit;
+use xtask_sys::diff;
+use xtask_sys::error::Exit;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -284,13 +284,13 @@ pub fn verified_only(
             txn.restore()?;
             // Blame the removals only if the workspace builds without them.
             if let Err(before) = cargo.check(false)? {
-                crate::user_error!(
+                xtask_sys::user_error!(
                     "restored every file: the workspace does not build even without the removals ({before}); fix that first"
                 );
             }
             for package in &packages {
                 if let Err(before) = cargo.check_package(package)? {
-                    crate::user_error!(
+                    xtask_sys::user_error!(
                         "restored every file: package `{package}` does not build on its own even without the removals ({before}); fix that first"
                     );
                 }
@@ -340,7 +340,7 @@ pub fn with_verification(
                 );
                 false
             }
-            Err(e) => crate::user_error!(
+            Err(e) => xtask_sys::user_error!(
                 "the workspace does not build before any change ({e}); fix that first"
             ),
         },

@@ -1,7 +1,7 @@
 //! Interrupts and waiting: SIGINT, SIGTERM and SIGHUP become a flag that every wait
 //! loop checks, so each task ends through its teardown (children we wait for get the
-//! signal passed on, once: [`super::process::wait_child`]). A second signal escalates:
-//! graces end at once. Shared by every task that runs processes.
+//! signal passed on, once: xtask's `sys::process::wait_child`). A second signal
+//! escalates: graces end at once. Shared by every task that runs processes.
 
 use std::sync::atomic::{AtomicI32, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
@@ -55,7 +55,7 @@ pub fn check_interrupted() -> anyhow::Result<()> {
     match interrupted() {
         Some(signal) => {
             eprintln!("xtask: interrupted (signal {signal}); stopping");
-            Err(super::error::Exit(128 + signal as u8).into())
+            Err(crate::error::Exit(128 + signal as u8).into())
         }
         None => Ok(()),
     }

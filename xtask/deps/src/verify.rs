@@ -10,7 +10,9 @@ use std::sync::{Mutex, Once};
 
 use anyhow::Context as _;
 
-use crate::project::write_atomic;
+use xtask_sys::fs::write_atomic;
+use xtask_sys::interrupts::catch_interrupts;
+use xtask_sys::user_error;
 
 /// Saved contents of the files of every open [`Transaction`] (None: did not exist),
 /// by transaction id, so the signal handler can put them back.
@@ -23,7 +25,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 static HANDLER: Once = Once::new();
 
 fn interrupted() -> bool {
-    crate::interrupts::interrupted().is_some()
+    xtask_sys::interrupts::interrupted().is_some()
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -48,11 +50,11 @@ fn restore_files(files: &[(PathBuf, Option<Vec<u8>>)]) -> anyhow::Result<()> {
 }
 
 /// Installs (once) the SIGINT/SIGTERM/SIGHUP handling: the handler only sets a flag
-/// (`processes::catch_interrupts`); a watcher thread then stops our cargo children,
+/// ([`catch_interrupts`]); a watcher thread then stops our cargo children,
 /// restores every open transaction's files and exits 130.
 fn install_signal_handler() {
     HANDLER.call_once(|| {
-        crate::interrupts::catch_interrupts();
+        catch_interrupts();
         std::thread::spawn(|| {
             while !interrupted() {
                 std::thread::sleep(std::time::Duration::from_millis(20));
@@ -318,14 +320,14 @@ pub fn ensure_clean(root: &Path) -> anyhow::Result<()> {
     match out {
         Ok(o) if o.status.success() => {
             if !o.stdout.is_empty() {
-                crate::user_error!(
+                user_error!(
                     "{} has uncommitted changes; commit or stash them first, or pass --allow-dirty",
                     root.display()
                 );
             }
             Ok(())
         }
-        _ => crate::user_error!(
+        _ => user_error!(
             "cannot tell whether {} is clean (not a git repository?); pass --allow-dirty to edit it anyway",
             root.display()
         ),
@@ -431,7 +433,7 @@ mod tests {
         ensure_clean(&dir).expect("untracked files leave the tree clean");
         std::fs::write(dir.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
         let err = ensure_clean(&dir).unwrap_err();
-        assert!(err.downcast_ref::<crate::project::UserError>().is_some(), "{err:#}");
+        assert!(err.downcast_ref::<xtask_sys::error::UserError>().is_some(), "{err:#}");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

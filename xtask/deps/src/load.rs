@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 
 use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
-use super::meta::{self, Dependency, Metadata, Package, Target};
+use super::graph;
+use super::meta::{self, Dependency, Metadata, Package, Target, is_lib};
 use super::scan::{self, FileScan, scan};
 
 /// Everything the analysis needs about a workspace.
@@ -22,7 +23,7 @@ pub struct Workspace {
     /// Manifest path of each member, by member name.
     pub manifests: BTreeMap<String, PathBuf>,
     /// Where the resolve graph is cached, and the key it must carry to be current.
-    pub graph_cache: (PathBuf, String),
+    pub graph_cache: graph::Cache,
 }
 
 /// Identifies one declaration across metadata runs: (member, table, target, key).
@@ -33,7 +34,7 @@ type Resolved = HashMap<DeclId, (String, DepFacts)>;
 
 fn decl_id(member: &str, dep: &Dependency) -> DeclId {
     let key = dep.rename.clone().unwrap_or_else(|| dep.name.clone());
-    (member.to_string(), dep.kind, dep.target.clone(), key)
+    (member.to_string(), meta::table(dep.kind), meta::target(&dep.target), key)
 }
 
 /// Resolves every member declaration against the full graph (`--all-features`): the
@@ -41,10 +42,11 @@ fn decl_id(member: &str, dep: &Dependency) -> DeclId {
 /// (renamed declarations) or a name no rename of the member claims (the others; two
 /// versions of one package need different keys, so at most one is not renamed).
 fn resolve_decls(meta: &Metadata) -> Resolved {
-    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (p.id.as_str(), p)).collect();
+    let packages: HashMap<_, _> = meta.packages.iter().map(|p| (&p.id, p)).collect();
+    let resolve = meta::edges(meta);
     let mut out = Resolved::new();
     for pkg in meta.workspace_packages() {
-        let edges = meta.resolve.get(&pkg.id).map(Vec::as_slice).unwrap_or_default();
+        let edges = resolve.get(&pkg.id).copied().unwrap_or_default();
         let renames: Vec<String> = pkg
             .dependencies
             .iter()
@@ -52,22 +54,25 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
             .map(|r| r.replace('-', "_"))
             .collect();
         for dep in &pkg.dependencies {
+            let (table, target) = (meta::table(dep.kind), meta::target(&dep.target));
             let resolved = edges
                 .iter()
                 .filter(|e| {
-                    packages.get(e.pkg.as_str()).is_some_and(|p| p.name == dep.name)
-                        && e.dep_kinds.iter().any(|(k, t)| *k == dep.kind && *t == dep.target)
+                    packages.get(&e.pkg).is_some_and(|p| p.name == dep.name)
+                        && e.dep_kinds.iter().any(|k| {
+                            meta::table(k.kind) == table && meta::target(&k.target) == target
+                        })
                         && match &dep.rename {
                             Some(r) => e.name == r.replace('-', "_"),
                             None => !renames.contains(&e.name),
                         }
                 })
-                .filter_map(|e| packages.get(e.pkg.as_str()).copied())
+                .filter_map(|e| packages.get(&e.pkg).copied())
                 .max_by_key(|p| dep.path.as_deref() == p.manifest_path.parent());
             // Cargo drops a dependency without a library target from the graph entirely.
             let facts = resolved.map(facts_of).unwrap_or_default();
-            let lib_name = resolved
-                .and_then(|p| p.targets.iter().find(|t| t.is_lib()).map(|t| t.name.clone()));
+            let lib_name =
+                resolved.and_then(|p| p.targets.iter().find(|t| is_lib(t)).map(|t| t.name.clone()));
             let crate_name = match (&dep.rename, lib_name) {
                 (Some(rename), _) => rename.replace('-', "_"),
                 (None, Some(lib)) => lib.replace('-', "_"),
@@ -81,16 +86,11 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
 
 /// The cache files a workspace root manifest gets (where cargo's default target
 /// directory is): for cleaning up after fixtures.
-#[cfg(test)]
 pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
     let root = manifest.parent().unwrap_or(Path::new("")).to_path_buf();
-    let target = match std::env::var_os("CARGO_TARGET_DIR") {
-        Some(dir) => std::env::current_dir().unwrap_or_default().join(dir),
-        None => root.join("target"),
-    };
-    let resolve =
-        target.join("xtask").join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
-    let graph = target.join("xtask").join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
+    let Some(scratch) = meta::scratch_dir(&root) else { return Vec::new() };
+    let resolve = scratch.join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
+    let graph = scratch.join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
     meta::metadata_cache_path(manifest).into_iter().chain([resolve, graph]).collect()
 }
 
@@ -99,29 +99,23 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
 /// and the manifests of path dependencies. A hit saves the full `cargo metadata` resolve,
 /// most of the run time.
 fn resolve_cache_path(meta: &Metadata) -> PathBuf {
-    let name = format!("deps-resolve-{}.tsv", meta::short_hash(&meta.workspace_root));
-    meta.target_directory.join("xtask").join(name)
-}
-
-/// The resolve graph (for build savings), cached beside the resolve facts and under the
-/// same key.
-fn graph_cache_path(meta: &Metadata) -> PathBuf {
-    let name = format!("deps-graph-{}.tsv", meta::short_hash(&meta.workspace_root));
-    meta.target_directory.join("xtask").join(name)
+    let root = meta.workspace_root.as_std_path();
+    let name = format!("deps-resolve-{}.tsv", meta::short_hash(root));
+    meta.target_directory.as_std_path().join("xtask").join(name)
 }
 
 fn cache_key(meta: &Metadata) -> String {
-    let root = meta.workspace_root.as_path();
+    let root = meta.workspace_root.as_std_path();
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     env!("CARGO_PKG_VERSION").hash(&mut h);
     std::fs::read(root.join("Cargo.lock")).ok().hash(&mut h);
     let mut manifests: Vec<PathBuf> = Vec::new();
     for p in meta.workspace_packages() {
-        manifests.push(p.manifest_path.clone());
+        manifests.push(p.manifest_path.clone().into());
         for d in &p.dependencies {
             if let Some(path) = &d.path {
-                manifests.push(path.join("Cargo.toml"));
+                manifests.push(path.join("Cargo.toml").into());
             }
         }
     }
@@ -195,7 +189,7 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
         text.push('\n');
     }
     // A cache that cannot be written only costs time on the next run.
-    let _ = crate::project::write_atomic(path, text);
+    let _ = xtask_sys::fs::write_atomic(path, text);
 }
 
 /// Loads the workspace; `use_cache: false` ignores (but refreshes) the caches.
@@ -224,7 +218,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             }
         }
     };
-    let root = meta.workspace_root.clone();
+    let root: PathBuf = meta.workspace_root.clone().into();
     let cache = resolve_cache_path(&meta);
     let cached = if use_cache { read_cache(&cache, &cache_key(&meta)) } else { None };
     let resolved = match cached {
@@ -238,11 +232,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             // Keyed after the full run, which may have written Cargo.lock.
             let key = cache_key(&meta);
             write_cache(&cache, &key, &resolved);
-            super::savings::write_graph(
-                &graph_cache_path(&meta),
-                &key,
-                &super::savings::Graph::from_metadata(&full),
-            );
+            graph::Cache::new(&meta, key).write(&graph::Graph::from_metadata(&full));
             resolved
         }
     };
@@ -256,10 +246,10 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         .unwrap_or_default();
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
     let workspace_hack = hakari_package(&root);
-    let target_dir = meta.target_directory.clone();
+    let target_dir: PathBuf = meta.target_directory.clone().into();
 
     let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
-        let manifest_path = pkg.manifest_path.as_path();
+        let manifest_path = pkg.manifest_path.as_std_path();
         let doc = if manifest_path == root_manifest {
             root_doc.clone()
         } else {
@@ -324,10 +314,10 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             .into_inner()
             .unwrap_or_else(|e| e.into_inner())
             .context("a member was not analyzed")??;
-        manifests.insert(member.name.clone(), pkg.manifest_path.clone());
+        manifests.insert(member.name.clone(), pkg.manifest_path.clone().into());
         members.push(member);
     }
-    let graph_cache = (graph_cache_path(&meta), cache_key(&meta));
+    let graph_cache = graph::Cache::new(&meta, cache_key(&meta));
     Ok(Workspace {
         root,
         root_manifest,
@@ -360,9 +350,10 @@ fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &m
         };
         for dir in dirs.flatten() {
             let name = dir.file_name().to_string_lossy().into_owned();
-            let ours = name.strip_prefix(&pkg.name).and_then(|r| r.strip_prefix('-')).is_some_and(
-                |hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
-            );
+            let ours =
+                name.strip_prefix(pkg.name.as_str()).and_then(|r| r.strip_prefix('-')).is_some_and(
+                    |hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+                );
             if !ours {
                 continue;
             }
@@ -470,10 +461,10 @@ fn relative(root: &Path, path: &Path) -> String {
 
 fn facts_of(p: &Package) -> DepFacts {
     DepFacts {
-        proc_macro: p.targets.iter().any(|t| t.is_kind("proc-macro")),
+        proc_macro: p.targets.iter().any(Target::is_proc_macro),
         links: p.links.clone(),
-        has_lib: p.targets.iter().any(Target::is_lib),
-        lib_src: p.targets.iter().find(|t| t.is_lib()).map(|t| t.src_path.clone()),
+        has_lib: p.targets.iter().any(is_lib),
+        lib_src: p.targets.iter().find(|t| is_lib(t)).map(|t| t.src_path.clone().into()),
     }
 }
 
@@ -542,7 +533,7 @@ fn scan_targets(
     targets.sort_by_key(|t| target_context(t));
     for target in targets {
         let context = target_context(target);
-        let files = module_files(&target.src_path, scans);
+        let files = module_files(target.src_path.as_std_path(), scans);
         for (file, test_file) in files {
             let Some(scan) = scans.get(&file) else {
                 continue;
@@ -578,9 +569,9 @@ fn scan_targets(
 }
 
 fn target_context(t: &Target) -> Context {
-    if t.is_kind("custom-build") {
+    if t.is_custom_build() {
         Context::Build
-    } else if t.is_kind("test") || t.is_kind("bench") || t.is_kind("example") {
+    } else if t.is_test() || t.is_bench() || t.is_example() {
         Context::Dev
     } else {
         Context::Normal

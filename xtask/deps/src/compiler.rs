@@ -339,13 +339,13 @@ pub fn run(ws: &Workspace, cargo: &Cargo) -> anyhow::Result<(Vec<Unit>, Compiler
             (stdout, Err(e)) => {
                 txn.restore()?;
                 if denied_lint(&stdout) {
-                    crate::user_error!(
+                    xtask_sys::user_error!(
                         "the compiler tier turns {} on as a warning, but warnings are errors in this build (RUSTFLAGS with -D warnings?); run it without that",
                         edit::UNUSED_CRATE_DEPS
                     );
                 }
                 let why = first_json_error(&stdout).unwrap_or(e);
-                crate::user_error!(
+                xtask_sys::user_error!(
                     "the compiler tier needs a workspace that builds: cargo check --workspace --all-targets failed ({why}); fix that first"
                 );
             }
@@ -368,7 +368,7 @@ pub fn confirm(ws: &Workspace, analysis: Analysis, cargo: &Cargo) -> anyhow::Res
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::deps::analyze::test_decl as decl;
+    use crate::analyze::test_decl as decl;
 
     #[test]
     fn messages_are_combined_per_target_and_per_table() {

@@ -2,154 +2,14 @@
 //! the workspace still needs (reachability over `cargo metadata`'s resolve graph from
 //! the members, with and without the member's edge to it), timed with cargo's own
 //! `--timings` report when one exists. Pure: [`seconds`], [`attach`].
-//! Effects: [`measure`].
+//! Effects: [`measure`]. The graph itself, and its cache, are `graph`'s.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 
-use super::analyze::{Analysis, Class, Saving, Table};
+use super::analyze::{Analysis, Class, Saving};
+use super::graph::Graph;
 use super::load::Workspace;
-use super::meta::Metadata;
-
-/// One edge of the resolve graph: (dependency id, extern name, kinds).
-type Edge = (String, String, Vec<(Table, Option<String>)>);
-
-/// The resolve graph: package id -> its edges.
-pub struct Graph {
-    pub edges: HashMap<String, Vec<Edge>>,
-    pub roots: Vec<String>,
-    /// Package id -> `name vX.Y.Z`.
-    pub labels: HashMap<String, String>,
-    /// Member name -> package id.
-    pub members: HashMap<String, String>,
-}
-
-impl Graph {
-    pub fn from_metadata(meta: &Metadata) -> Graph {
-        let edges = meta
-            .resolve
-            .iter()
-            .map(|(id, deps)| {
-                let out = deps
-                    .iter()
-                    .map(|d| (d.pkg.clone(), d.name.clone(), d.dep_kinds.clone()))
-                    .collect();
-                (id.clone(), out)
-            })
-            .collect();
-        let labels = meta
-            .packages
-            .iter()
-            .map(|p| (p.id.clone(), format!("{} v{}", p.name, p.version)))
-            .collect();
-        let members =
-            meta.workspace_packages().iter().map(|p| (p.name.clone(), p.id.clone())).collect();
-        Graph { edges, roots: meta.workspace_members.clone(), labels, members }
-    }
-
-    /// The edge a declaration makes, if removing the declaration removes the edge (the
-    /// member does not depend on the same package through another table or target).
-    fn edge_of(
-        &self,
-        member: &str,
-        crate_name: &str,
-        table: Table,
-        target: &Option<String>,
-    ) -> Option<(String, String)> {
-        let from = self.members.get(member)?;
-        let (to, _, kinds) = self.edges.get(from)?.iter().find(|(_, name, kinds)| {
-            name == crate_name && kinds.iter().any(|(k, t)| *k == table && t == target)
-        })?;
-        kinds.iter().all(|(k, t)| *k == table && t == target).then(|| (from.clone(), to.clone()))
-    }
-}
-
-fn table_name(t: Table) -> &'static str {
-    match t {
-        Table::Normal => "normal",
-        Table::Dev => "dev",
-        Table::Build => "build",
-    }
-}
-
-/// Writes the graph as tab-separated lines under `key` (first line). Ids, names and
-/// `cfg(..)` targets hold no tabs or newlines; a graph that would is not cached.
-pub fn write_graph(path: &Path, key: &str, g: &Graph) {
-    let mut text = format!("{key}\n");
-    for root in &g.roots {
-        text.push_str(&format!("R\t{root}\n"));
-    }
-    for (name, id) in &g.members {
-        text.push_str(&format!("M\t{name}\t{id}\n"));
-    }
-    for (id, label) in &g.labels {
-        text.push_str(&format!("L\t{id}\t{label}\n"));
-    }
-    for (from, edges) in &g.edges {
-        text.push_str(&format!("N\t{from}\n"));
-        for (to, name, kinds) in edges {
-            let kinds: Vec<String> = kinds
-                .iter()
-                .map(|(t, target)| {
-                    format!("{}={}", table_name(*t), target.as_deref().unwrap_or(""))
-                })
-                .collect();
-            text.push_str(&format!("E\t{from}\t{to}\t{name}\t{}\n", kinds.join("|")));
-        }
-    }
-    if text.lines().skip(1).any(|l| l.split('\t').count() > 5) {
-        return;
-    }
-    // A cache that cannot be written only costs time on the next run.
-    let _ = crate::project::write_atomic(path, text);
-}
-
-/// Reads a graph written by [`write_graph`] if it carries `key`.
-pub fn read_graph(path: &Path, key: &str) -> Option<Graph> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let mut lines = text.lines();
-    if lines.next()? != key {
-        return None;
-    }
-    let mut g = Graph {
-        edges: HashMap::new(),
-        roots: Vec::new(),
-        labels: HashMap::new(),
-        members: HashMap::new(),
-    };
-    for line in lines {
-        let f: Vec<&str> = line.split('\t').collect();
-        match f[..] {
-            ["R", id] => g.roots.push(id.into()),
-            ["M", name, id] => {
-                g.members.insert(name.into(), id.into());
-            }
-            ["L", id, label] => {
-                g.labels.insert(id.into(), label.into());
-            }
-            ["N", id] => {
-                g.edges.entry(id.into()).or_default();
-            }
-            ["E", from, to, name, kinds] => {
-                let kinds = kinds
-                    .split('|')
-                    .filter_map(|k| {
-                        let (t, target) = k.split_once('=')?;
-                        let t = match t {
-                            "dev" => Table::Dev,
-                            "build" => Table::Build,
-                            _ => Table::Normal,
-                        };
-                        Some((t, (!target.is_empty()).then(|| target.to_string())))
-                    })
-                    .collect();
-                g.edges.entry(from.into()).or_default().push((to.into(), name.into(), kinds));
-            }
-            _ => return None,
-        }
-    }
-    Some(g)
-}
 
 /// The graph with packages numbered, for the many reachability walks of one run.
 struct Indexed<'g> {
@@ -235,7 +95,7 @@ pub fn exclusive(graph: &Graph, cut: &BTreeSet<(String, String)>) -> Vec<String>
 
 /// Compile seconds per `name vX.Y.Z` from cargo's timing units (all units of a package:
 /// library, build script compile and run).
-pub fn seconds(units: &[crate::build_timings::Unit]) -> HashMap<String, f64> {
+pub fn seconds(units: &[crate::cargo_timings::Unit]) -> HashMap<String, f64> {
     let mut out = HashMap::new();
     for u in units {
         *out.entry(format!("{} v{}", u.name, u.version)).or_insert(0.0) += u.duration;
@@ -313,23 +173,14 @@ pub fn measure(
     if !any {
         return Ok(None);
     }
-    let (cache, key) = &ws.graph_cache;
-    let graph = match read_graph(cache, key) {
-        Some(graph) => graph,
-        None => {
-            let meta = super::meta::run(&ws.root_manifest, offline, false)?;
-            let graph = Graph::from_metadata(&meta);
-            write_graph(cache, key, &graph);
-            graph
-        }
-    };
+    let graph = ws.graph_cache.get(&ws.root_manifest, offline)?;
     // The cache sits in `<target>/xtask/`.
-    let target = cache.parent().and_then(Path::parent).unwrap_or(&ws.root);
+    let target = ws.graph_cache.path.parent().and_then(Path::parent).unwrap_or(&ws.root);
     let report = timing_report(target);
     let times = report
         .as_ref()
         .and_then(|p| std::fs::read_to_string(p).ok())
-        .and_then(|html| crate::build_timings::parse_report(&html).ok())
+        .and_then(|html| crate::cargo_timings::units(&html).ok())
         .map(|units| seconds(&units));
     attach(analysis, &graph, times.as_ref());
     Ok(report.filter(|_| times.is_some()))
@@ -338,6 +189,8 @@ pub fn measure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analyze::Table;
+    use crate::graph::Cache;
 
     fn graph() -> Graph {
         let e = |to: &str, name: &str, table: Table| {
@@ -383,7 +236,7 @@ mod tests {
         assert_eq!(exclusive(&g, &both), ["only_x v1.0.0", "x v1.0.0", "y v1.0.0", "z v1.0.0"]);
         assert_eq!(g.edge_of("app", "d", Table::Dev, &None), Some(("app".into(), "d".into())));
         assert_eq!(g.edge_of("app", "d", Table::Normal, &None), None);
-        let units = crate::build_timings::parse_report(
+        let units = crate::cargo_timings::units(
             r#"const UNIT_DATA = [
 {"i": 0, "name": "x", "version": "1.0.0", "mode": "todo", "target": "", "start": 0.0, "duration": 2.5},
 {"i": 1, "name": "x", "version": "1.0.0", "mode": "run-custom-build", "target": " build-script", "start": 0.0, "duration": 0.5},
@@ -397,17 +250,18 @@ mod tests {
         assert_eq!(saving(vec![], None).seconds, None);
         let path =
             std::env::temp_dir().join(format!("xtask-deps-graph-{}.tsv", std::process::id()));
-        write_graph(&path, "k1", &g);
-        let back = read_graph(&path, "k1").expect("current");
+        let cache = |key: &str| Cache { path: path.clone(), key: key.into() };
+        cache("k1").write(&g);
+        let back = cache("k1").read().expect("current");
         assert_eq!(exclusive(&back, &cut("x")), exclusive(&g, &cut("x")));
         assert_eq!(back.edge_of("app", "d", Table::Dev, &None), Some(("app".into(), "d".into())));
-        assert!(read_graph(&path, "k2").is_none(), "another key is stale");
+        assert!(cache("k2").read().is_none(), "another key is stale");
         std::fs::remove_file(path).unwrap();
     }
 
     #[test]
     fn a_package_another_member_depends_on_saves_nothing() {
-        use crate::deps::analyze::{Finding, MemberReport};
+        use crate::analyze::{Finding, MemberReport};
         let mut g = graph();
         g.roots.push("b".into());
         g.members.insert("b".into(), "b".into());

@@ -1,32 +1,40 @@
 //! `cargo xtask deps`: finds dependency declarations that nothing uses, and removes
-//! them safely.
+//! them safely. A crate of its own: xtask links it and hands `cargo xtask deps` to
+//! [`DepsArgs`] and [`run`]; its tests (`tests/`) use the same public API. What it
+//! shares with xtask (the error kinds, atomic writes, the interrupt flag, the diff, the
+//! median) is the `xtask-sys` crate's.
 //!
 //! - `lexer`/`scan`: what each source file references (pure).
-//! - `load`: `cargo metadata`, manifests and module walking (effects) -> the model.
+//! - `meta`: `cargo metadata` in the `cargo_metadata` crate's model, cached; `load`:
+//!   manifests and module walking (effects) -> the model.
 //! - `analyze`: the classification (pure); `report`: table, JSON, Markdown.
+//! - `graph`: the resolve graph and its cache; `savings`: what a removal saves (pure
+//!   walks over the graph, and cargo's timings).
 //! - `edit`: `toml_edit` removals (pure); `fix`/`verify`: apply, check, keep or restore.
-//! - `bench`: timing and accuracy against cargo-machete and cargo-shear.
+//! - `compiler`: the compiler tier; `bench`: timing and accuracy against cargo-machete and
+//!   cargo-shear.
+//! - `cargo_timings`: cargo's `--timings` report (xtask's `build-timings` reads it too).
 
-mod analyze;
-mod bench;
-mod compiler;
+pub mod analyze;
+pub mod bench;
+pub mod cargo_timings;
+pub mod compiler;
 mod edit;
-mod fix;
+pub mod fix;
+mod graph;
 mod lexer;
-mod load;
-pub(crate) mod meta;
-mod report;
-mod savings;
+pub mod load;
+pub mod meta;
+pub mod report;
+pub mod savings;
 mod scan;
-#[cfg(test)]
-mod tests;
-mod verify;
+pub mod verify;
 
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand, ValueEnum};
-
-use crate::project::{self, Exit};
+use xtask_sys::error::Exit;
+use xtask_sys::user_error;
 
 #[derive(Args, Debug)]
 #[command(
@@ -84,25 +92,30 @@ pub struct DepsArgs {
 }
 
 #[derive(Subcommand, Debug)]
-enum DepsCommand {
+pub enum DepsCommand {
     /// Time and compare `cargo xtask deps`, cargo-machete and cargo-shear on this
     /// workspace and on a generated large one.
     Bench(bench::BenchArgs),
 }
 
+/// How `cargo xtask deps` prints the analysis (`--format`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub enum Format {
     Text,
     Json,
 }
 
-pub fn run(args: DepsArgs) -> anyhow::Result<()> {
+/// `cargo xtask deps`: `workspace` is the root of the workspace analysed without
+/// `--manifest-path` (xtask's own). A mistake of the user's is an
+/// `xtask_sys::error::UserError` (exit code 2); a run that found something, or failed a
+/// check and said so, ends with an `Exit`.
+pub fn run(args: DepsArgs, workspace: &Path) -> anyhow::Result<()> {
     if let Some(DepsCommand::Bench(b)) = args.command {
-        return bench::run(b);
+        return bench::run(b, workspace);
     }
     let manifest = match &args.manifest_path {
         Some(p) => resolve_manifest(p)?,
-        None => project::root().join("Cargo.toml"),
+        None => workspace.join("Cargo.toml"),
     };
     let ws = load::load(&manifest, args.offline, !args.no_cache)?;
     let analysis = analyze_workspace(&ws);
@@ -132,7 +145,7 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
     print!("{}", render(&analysis, args.format));
     if args.report {
         let path = ws.root.join("docs/analysis/unused-dependencies-analysis.md");
-        project::write_atomic(&path, report::markdown(&analysis))?;
+        xtask_sys::fs::write_atomic(&path, report::markdown(&analysis))?;
         eprintln!("wrote {}", path.strip_prefix(&ws.root).unwrap_or(&path).display());
     }
     if analysis.failing() > 0 {
@@ -141,17 +154,19 @@ pub fn run(args: DepsArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn render(analysis: &analyze::Analysis, format: Format) -> String {
+/// The analysis as `cargo xtask deps` prints it.
+pub fn render(analysis: &analyze::Analysis, format: Format) -> String {
     match format {
         Format::Text => report::text(analysis),
         Format::Json => report::json(analysis),
     }
 }
 
-fn resolve_manifest(p: &Path) -> anyhow::Result<PathBuf> {
+/// The manifest `--manifest-path` names (a `Cargo.toml` or its directory).
+pub fn resolve_manifest(p: &Path) -> anyhow::Result<PathBuf> {
     let p = if p.is_dir() { p.join("Cargo.toml") } else { p.to_path_buf() };
     if !p.is_file() {
-        crate::user_error!(
+        user_error!(
             "--manifest-path {}: no such manifest; give a Cargo.toml or its directory",
             p.display()
         );
@@ -159,6 +174,7 @@ fn resolve_manifest(p: &Path) -> anyhow::Result<PathBuf> {
     Ok(std::fs::canonicalize(&p).unwrap_or(p))
 }
 
-pub(crate) fn analyze_workspace(ws: &load::Workspace) -> analyze::Analysis {
+/// The static analysis of a loaded workspace.
+pub fn analyze_workspace(ws: &load::Workspace) -> analyze::Analysis {
     analyze::analyze(&ws.members, &ws.workspace_entries, &ws.workspace_ignore)
 }

@@ -1,89 +1,50 @@
-//! `cargo metadata`, read with `serde_json::Value`: only the fields the analysis needs.
-//! (The `cargo_metadata` crate would bring thiserror, semver, cargo-platform and camino
-//! into every CI build of xtask for these few lines; measured against the 20 s budget in
-//! docs/xtask.md.)
+//! `cargo metadata`, read into the `cargo_metadata` crate's model (cached for
+//! `--no-deps`), and the few readings of that model the analysis makes: a declaration's
+//! table and target, what counts as a library, each package's resolved edges.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::Context as _;
-use serde_json::Value;
+use cargo_metadata::{CargoOpt, DependencyKind, MetadataCommand, TargetKind};
+pub use cargo_metadata::{Dependency, Metadata, NodeDep, Package, PackageId, Target};
 
 use super::analyze::Table;
 
-#[derive(Debug, Clone)]
-pub struct Metadata {
-    pub packages: Vec<Package>,
-    /// Package ids of the members.
-    pub workspace_members: Vec<String>,
-    /// Package id -> its resolved dependencies (absent with `--no-deps`).
-    pub resolve: HashMap<String, Vec<NodeDep>>,
-    pub workspace_root: PathBuf,
-    pub target_directory: PathBuf,
-    /// `[workspace.metadata]`.
-    pub workspace_metadata: Value,
-}
-
-#[derive(Debug, Clone)]
-pub struct Package {
-    pub id: String,
-    pub name: String,
-    pub version: String,
-    pub manifest_path: PathBuf,
-    pub targets: Vec<Target>,
-    pub dependencies: Vec<Dependency>,
-    pub features: BTreeMap<String, Vec<String>>,
-    /// `[package.metadata]`.
-    pub metadata: Value,
-    pub links: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct Target {
-    pub name: String,
-    pub kind: Vec<String>,
-    pub src_path: PathBuf,
-}
-
-impl Target {
-    pub fn is_kind(&self, kind: &str) -> bool {
-        self.kind.iter().any(|k| k == kind)
-    }
-
-    pub fn is_lib(&self) -> bool {
-        self.kind.iter().any(|k| {
-            matches!(k.as_str(), "lib" | "rlib" | "dylib" | "cdylib" | "staticlib" | "proc-macro")
-        })
+/// The table a dependency of this kind is declared in.
+pub fn table(kind: DependencyKind) -> Table {
+    match kind {
+        DependencyKind::Development => Table::Dev,
+        DependencyKind::Build => Table::Build,
+        _ => Table::Normal,
     }
 }
 
-#[derive(Debug, Clone)]
-pub struct Dependency {
-    /// The package name.
-    pub name: String,
-    pub rename: Option<String>,
-    pub kind: Table,
-    pub target: Option<String>,
-    pub optional: bool,
-    pub path: Option<PathBuf>,
-    /// `features = [...]` of the declaration (with the inherited workspace entry's).
-    pub features: Vec<String>,
+/// The `[target.X]` a declaration or an edge is for, as cargo prints it (`cfg(unix)`, a
+/// target triple).
+pub fn target(platform: &Option<cargo_metadata::cargo_platform::Platform>) -> Option<String> {
+    platform.as_ref().map(ToString::to_string)
 }
 
-/// One edge of the resolve graph.
-#[derive(Debug, Clone)]
-pub struct NodeDep {
-    /// The name the dependent's code uses (rename or library name, with `_`).
-    pub name: String,
-    pub pkg: String,
-    pub dep_kinds: Vec<(Table, Option<String>)>,
+/// A target that dependents link as a library (any crate type but a binary).
+pub fn is_lib(target: &Target) -> bool {
+    target.kind.iter().any(|k| {
+        matches!(
+            k,
+            TargetKind::Lib
+                | TargetKind::RLib
+                | TargetKind::DyLib
+                | TargetKind::CDyLib
+                | TargetKind::StaticLib
+                | TargetKind::ProcMacro
+        )
+    })
 }
 
-impl Metadata {
-    pub fn workspace_packages(&self) -> Vec<&Package> {
-        self.packages.iter().filter(|p| self.workspace_members.contains(&p.id)).collect()
-    }
+/// Each package's edges in the resolve graph (none without a resolve: `--no-deps`).
+pub fn edges(meta: &Metadata) -> HashMap<&PackageId, &[NodeDep]> {
+    let nodes = meta.resolve.iter().flat_map(|r| &r.nodes);
+    nodes.map(|n| (&n.id, n.deps.as_slice())).collect()
 }
 
 /// Runs `cargo metadata` (`--no-deps`, or the full resolve with `--all-features`).
@@ -93,8 +54,8 @@ pub fn run(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Meta
 }
 
 fn parse_bytes(raw: &[u8]) -> anyhow::Result<Metadata> {
-    let v: Value = serde_json::from_slice(raw).context("parsing `cargo metadata` output")?;
-    parse(&v).context("unexpected `cargo metadata` output")
+    let text = std::str::from_utf8(raw).context("`cargo metadata` output is not UTF-8")?;
+    MetadataCommand::parse(text).context("parsing `cargo metadata` output")
 }
 
 /// The cached `cargo metadata --no-deps` output, and whether it is current. Its output
@@ -118,7 +79,7 @@ pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata>
         let mut contents = format!("{}\n", layout_key(&meta, manifest)).into_bytes();
         contents.extend_from_slice(&raw);
         // A cache that cannot be written only costs time on the next run.
-        let _ = crate::project::write_atomic(&cache, contents);
+        let _ = xtask_sys::fs::write_atomic(&cache, contents);
     }
     Ok(meta)
 }
@@ -136,11 +97,19 @@ pub fn metadata_cache_path(manifest: &Path) -> Option<PathBuf> {
     if !text.lines().any(|l| l.trim() == "[workspace]") {
         return None;
     }
+    let scratch = scratch_dir(manifest.parent()?)?;
+    Some(scratch.join(format!("deps-metadata-{}.json", short_hash(manifest))))
+}
+
+/// `<target>/xtask` of the workspace whose root directory is `root`, where the caches
+/// and the benchmark's workspaces live: the target directory is `CARGO_TARGET_DIR`
+/// (relative to the current directory, as cargo reads it) or `<root>/target`.
+pub fn scratch_dir(root: &Path) -> Option<PathBuf> {
     let target = match std::env::var_os("CARGO_TARGET_DIR") {
         Some(dir) => std::env::current_dir().ok()?.join(dir),
-        None => manifest.parent()?.join("target"),
+        None => root.join("target"),
     };
-    Some(target.join("xtask").join(format!("deps-metadata-{}.json", short_hash(manifest))))
+    Some(target.join("xtask"))
 }
 
 /// Everything `cargo metadata --no-deps` reads: every member manifest and the root's,
@@ -178,13 +147,15 @@ fn layout_key(meta: &Metadata, manifest: &Path) -> String {
         entries.hash(h);
         entries.into_iter().filter(|(_, d)| *d).map(|(n, _)| dir.join(n)).collect()
     };
+    let root = meta.workspace_root.as_std_path();
     read(manifest, &mut h);
-    read(&meta.workspace_root.join("Cargo.toml"), &mut h);
-    read(&meta.workspace_root.join(".cargo/config.toml"), &mut h);
-    read(&meta.workspace_root.join(".cargo/config"), &mut h);
+    read(&root.join("Cargo.toml"), &mut h);
+    read(&root.join(".cargo/config.toml"), &mut h);
+    read(&root.join(".cargo/config"), &mut h);
     for p in meta.workspace_packages() {
-        read(&p.manifest_path, &mut h);
-        let Some(dir) = p.manifest_path.parent() else { continue };
+        let manifest_path = p.manifest_path.as_std_path();
+        read(manifest_path, &mut h);
+        let Some(dir) = manifest_path.parent() else { continue };
         if let Some(parent) = dir.parent() {
             list(parent, &mut h);
         }
@@ -200,17 +171,22 @@ fn layout_key(meta: &Metadata, manifest: &Path) -> String {
 }
 
 fn run_raw(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Vec<u8>> {
-    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
-    cmd.args(["metadata", "--format-version", "1"]);
-    cmd.arg(if no_deps { "--no-deps" } else { "--all-features" });
-    if offline {
-        cmd.arg("--offline");
+    let mut command = MetadataCommand::new();
+    command.manifest_path(manifest);
+    if no_deps {
+        command.no_deps();
+    } else {
+        command.features(CargoOpt::AllFeatures);
     }
-    cmd.arg("--manifest-path").arg(manifest);
-    let out = cmd.output().context("running `cargo metadata`")?;
+    if offline {
+        command.other_options(["--offline".to_string()]);
+    }
+    // Run here rather than by `exec`, to keep the raw output for the cache and cargo's
+    // own error for the one-line message.
+    let out = command.cargo_command().output().context("running `cargo metadata`")?;
     if !out.status.success() {
         // The workspace does not load: a mistake in its manifests, reported in one line.
-        crate::user_error!(
+        xtask_sys::user_error!(
             "cargo metadata for {}: {}; fix the manifest and run again",
             manifest.display(),
             one_line_error(&String::from_utf8_lossy(&out.stderr))
@@ -232,90 +208,6 @@ pub fn one_line_error(stderr: &str) -> String {
         return first.to_string();
     }
     format!("{first} ({cause})")
-}
-
-fn s(v: &Value) -> Option<String> {
-    v.as_str().map(str::to_string)
-}
-
-fn table(kind: &Value) -> Table {
-    match kind.as_str() {
-        Some("dev") => Table::Dev,
-        Some("build") => Table::Build,
-        _ => Table::Normal,
-    }
-}
-
-fn array(v: &Value) -> impl Iterator<Item = &Value> {
-    v.as_array().into_iter().flatten()
-}
-
-pub fn parse(v: &Value) -> Option<Metadata> {
-    let mut packages = Vec::new();
-    for p in array(&v["packages"]) {
-        let targets = array(&p["targets"])
-            .map(|t| {
-                Some(Target {
-                    name: s(&t["name"])?,
-                    kind: array(&t["kind"]).filter_map(s).collect(),
-                    src_path: PathBuf::from(t["src_path"].as_str()?),
-                })
-            })
-            .collect::<Option<_>>()?;
-        let dependencies = array(&p["dependencies"])
-            .map(|d| {
-                Some(Dependency {
-                    name: s(&d["name"])?,
-                    rename: s(&d["rename"]),
-                    kind: table(&d["kind"]),
-                    target: s(&d["target"]),
-                    optional: d["optional"].as_bool().unwrap_or(false),
-                    path: d["path"].as_str().map(PathBuf::from),
-                    features: array(&d["features"]).filter_map(s).collect(),
-                })
-            })
-            .collect::<Option<_>>()?;
-        let features = p["features"]
-            .as_object()
-            .map(|f| {
-                f.iter().map(|(k, vs)| (k.clone(), array(vs).filter_map(s).collect())).collect()
-            })
-            .unwrap_or_default();
-        packages.push(Package {
-            id: s(&p["id"])?,
-            name: s(&p["name"])?,
-            version: s(&p["version"]).unwrap_or_default(),
-            manifest_path: PathBuf::from(p["manifest_path"].as_str()?),
-            targets,
-            dependencies,
-            features,
-            metadata: p["metadata"].clone(),
-            links: s(&p["links"]),
-        });
-    }
-    let mut resolve = HashMap::new();
-    for node in array(&v["resolve"]["nodes"]) {
-        let deps = array(&node["deps"])
-            .map(|d| {
-                Some(NodeDep {
-                    name: s(&d["name"])?,
-                    pkg: s(&d["pkg"])?,
-                    dep_kinds: array(&d["dep_kinds"])
-                        .map(|k| (table(&k["kind"]), s(&k["target"])))
-                        .collect(),
-                })
-            })
-            .collect::<Option<_>>()?;
-        resolve.insert(s(&node["id"])?, deps);
-    }
-    Some(Metadata {
-        packages,
-        workspace_members: array(&v["workspace_members"]).filter_map(s).collect(),
-        resolve,
-        workspace_root: PathBuf::from(v["workspace_root"].as_str()?),
-        target_directory: PathBuf::from(v["target_directory"].as_str()?),
-        workspace_metadata: v["metadata"].clone(),
-    })
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ impl std::error::Error for UserError {}
 #[macro_export]
 macro_rules! user_error {
     ($($arg:tt)*) => {
-        return Err(anyhow::Error::new($crate::sys::error::UserError(format!($($arg)*))))
+        return Err(anyhow::Error::new($crate::error::UserError(format!($($arg)*))))
     };
 }
 
