@@ -4,27 +4,18 @@
 
 pub mod build_timings;
 pub mod ci;
-pub mod ci_compare;
-pub mod ci_mode;
-pub mod ci_report;
-pub mod ci_result;
-pub mod ci_scope;
 pub mod cli;
 pub mod config;
 pub mod doc_commands;
 pub mod github;
 pub mod github_api;
-pub mod history;
-pub mod junit;
 pub mod layers;
 pub mod lint;
 pub mod requirements;
 pub mod services;
 pub mod sys;
-pub mod tally;
 pub mod test;
 pub mod timings;
-pub mod workflows;
 
 pub use cli::Cli;
 // `crate::user_error!` is the `xtask-sys` crate's macro (the one behind `sys::error`).

@@ -132,7 +132,9 @@ fn checks() -> Vec<Check> {
     ]
 }
 
-pub fn run(args: Args) -> anyhow::Result<()> {
+/// `tree` is the command tree (`Cli`'s) that the workflows' and the docs' command lines
+/// must parse with: handed down, since the tree is the layer above.
+pub fn run(args: Args, tree: &clap::Command) -> anyhow::Result<()> {
     interrupts::catch_interrupts();
     if args.install_linters {
         install_linters()?;
@@ -160,7 +162,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 eprintln!(
                     "==> workflows: every run step is an xtask call this parser accepts, and the rules hold"
                 );
-                let problems = crate::workflows::check_files(&paths::workflow_files());
+                let problems = crate::ci::workflows::check_files(&paths::workflow_files(), tree);
                 for problem in &problems {
                     eprintln!("{problem}");
                 }
@@ -171,7 +173,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "==> doc commands: every cargo xtask line of a runnable block in README.md and docs/ parses"
                 );
                 let (problems, _) =
-                    crate::doc_commands::check(&crate::doc_commands::files(&paths::root()));
+                    crate::doc_commands::check(&crate::doc_commands::files(&paths::root()), tree);
                 for problem in &problems {
                     eprintln!("{problem}");
                 }

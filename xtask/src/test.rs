@@ -11,11 +11,11 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
+use crate::ci::tally::{self, Counts};
 use crate::github;
 use crate::requirements::{self, Requirement};
 use crate::sys::error::Exit;
 use crate::sys::{command, fs, paths};
-use crate::tally::{self, Counts};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
@@ -309,7 +309,7 @@ fn record(rows: &[Row], started: std::time::SystemTime, began: Instant, passed: 
         &timings_path(),
         serde_json::to_string_pretty(&timings.json()).unwrap_or_default() + "\n",
     );
-    let record = crate::history::Run {
+    let record = crate::ci::history::Run {
         mode: "test",
         started_unix: started
             .duration_since(std::time::UNIX_EPOCH)
@@ -320,13 +320,13 @@ fn record(rows: &[Row], started: std::time::SystemTime, began: Instant, passed: 
         outcome: if passed { "passed" } else { "failed" },
         cases: &[],
         startup_failure: None,
-        commit: crate::history::commit(),
+        commit: crate::ci::history::commit(),
         shard: None,
         workflow: crate::github::WorkflowRun::current(),
     }
     .record();
-    let history = crate::history::default_path();
-    if let Err(err) = crate::history::append(&history, &record) {
+    let history = crate::ci::history::default_path();
+    if let Err(err) = crate::ci::history::append(&history, &record) {
         eprintln!("warning: could not add this run to {}: {err:#}", paths::display_path(&history));
     }
 }
@@ -346,7 +346,7 @@ fn report_paths() {
         ("step timings", timings_path()),
         ("end-to-end phase timings", xtask.join("timings.json")),
         ("service logs", xtask.join("logs")),
-        ("run history", crate::history::default_path()),
+        ("run history", crate::ci::history::default_path()),
     ];
     for (what, path) in reports.iter().filter(|(_, path)| path.exists()) {
         eprintln!("{what}: {}", paths::display_path(path));

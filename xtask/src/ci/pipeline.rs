@@ -7,12 +7,12 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use super::build::{self, TESTS_ARCHIVE, TestBinaries};
+use crate::ci::tally;
 use crate::github;
 use crate::requirements::{self, Requirement};
 use crate::services::{self, Backend, Session, UpOptions, logs, manifest, readiness, state};
 use crate::sys::error::Exit;
 use crate::sys::{command, error, fs, interrupts, paths};
-use crate::tally;
 use crate::timings::Timings;
 
 pub struct Options {
@@ -109,7 +109,7 @@ fn report_paths(state_dir: &Path, backend: Backend, failed: bool) {
     for (what, path) in [
         ("timings:", state_dir.join("timings.json")),
         ("JUnit:", junit_report()),
-        ("history:", crate::history::default_path()),
+        ("history:", crate::ci::history::default_path()),
     ] {
         if path.is_file() {
             eprintln!("{what:<9} {}", show(&path));
@@ -131,13 +131,13 @@ fn record_history(
     began: Instant,
     timings: &Timings,
     outcome: &str,
-    startup_failure: Option<crate::history::StartupFailure>,
+    startup_failure: Option<crate::ci::history::StartupFailure>,
 ) {
     // Only this run's report: an older file is another run's.
     let report = junit_report();
     let fresh = std::fs::metadata(&report).and_then(|m| m.modified()).is_ok_and(|m| m >= started);
     let cases = match fresh.then(|| std::fs::read_to_string(&report)) {
-        Some(Ok(text)) => crate::junit::parse(&text).unwrap_or_default(),
+        Some(Ok(text)) => crate::ci::junit::parse(&text).unwrap_or_default(),
         _ => Vec::new(),
     };
     let flaky: Vec<&str> = cases.iter().filter(|c| c.flaky).map(|c| c.name.as_str()).collect();
@@ -150,7 +150,7 @@ fn record_history(
     }
     let started_unix =
         started.duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-    let record = crate::history::Run {
+    let record = crate::ci::history::Run {
         mode,
         started_unix,
         wall_seconds: began.elapsed().as_secs_f64(),
@@ -158,13 +158,13 @@ fn record_history(
         outcome,
         cases: &cases,
         startup_failure,
-        commit: crate::history::commit(),
+        commit: crate::ci::history::commit(),
         shard,
         workflow: github::WorkflowRun::current(),
     }
     .record();
-    let path = crate::history::default_path();
-    if let Err(err) = crate::history::append(&path, &record) {
+    let path = crate::ci::history::default_path();
+    if let Err(err) = crate::ci::history::append(&path, &record) {
         eprintln!("warning: could not add this run to {}: {err:#}", paths::display_path(&path));
     }
 }
@@ -206,7 +206,7 @@ pub fn ci_logs_dir(state_dir: &Path, backend: Backend) -> PathBuf {
 fn stages(
     options: &Options,
     timings: &mut Timings,
-    startup_failure: &mut Option<crate::history::StartupFailure>,
+    startup_failure: &mut Option<crate::ci::history::StartupFailure>,
     counts: &mut Option<tally::Counts>,
 ) -> anyhow::Result<()> {
     let up = &options.up;
@@ -251,7 +251,7 @@ fn stages(
                 }
                 _ => None,
             };
-            *startup_failure = Some(crate::history::StartupFailure {
+            *startup_failure = Some(crate::ci::history::StartupFailure {
                 service,
                 message: err.to_string().lines().next().unwrap_or_default().to_string(),
             });

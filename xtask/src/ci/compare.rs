@@ -26,11 +26,11 @@ pub struct Args {
     docker: PathBuf,
 }
 
-use crate::junit::Outcome;
+use crate::ci::junit::Outcome;
 
 /// Each test case (`classname::name`) of a JUnit report and its outcome.
 pub fn parse_junit(xml: &str) -> Result<BTreeMap<String, Outcome>, String> {
-    Ok(crate::junit::parse(xml)?.into_iter().map(|case| (case.name, case.outcome)).collect())
+    Ok(crate::ci::junit::parse(xml)?.into_iter().map(|case| (case.name, case.outcome)).collect())
 }
 
 /// One test on which the modes disagree.

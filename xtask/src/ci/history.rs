@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::ci::junit;
 use crate::github::WorkflowRun;
-use crate::junit;
 use crate::sys::{fs, paths};
 
 /// Overrides where the history lives.
@@ -506,7 +506,7 @@ pub mod fixtures {
 mod tests {
     use super::fixtures::{FORMAT_1_LINE, LOCAL, Shard};
     use super::*;
-    use crate::junit::Outcome::{Failed, Passed, Skipped};
+    use crate::ci::junit::Outcome::{Failed, Passed, Skipped};
 
     fn record(id: &str, started: f64) -> Record {
         let mut record =

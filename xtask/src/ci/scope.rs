@@ -157,7 +157,7 @@ pub fn docker_suggestion(scope: &Scope) -> Option<String> {
         .unwrap_or("deployment files");
     Some(format!(
         "This change touches what the Docker mode validates ({example}): consider the `{}` label.",
-        crate::ci_mode::RUN_DOCKER_LABEL
+        crate::ci::mode::RUN_DOCKER_LABEL
     ))
 }
 

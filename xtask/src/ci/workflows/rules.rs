@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use super::yaml::{self, Node, Value};
-use crate::ci_mode::{RUN_DOCKER_LABEL, USE_NATIVE_LABEL};
+use crate::ci::mode::{RUN_DOCKER_LABEL, USE_NATIVE_LABEL};
 
 /// The job branch protection requires ("CI result"): it needs every other job.
 pub const AGGREGATE_JOB: &str = "ci-result";

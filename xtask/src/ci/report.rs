@@ -8,8 +8,8 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 
+use crate::ci::history::{self, MergedRun, Record};
 use crate::github;
-use crate::history::{self, MergedRun, Record};
 use crate::sys::{fs, paths};
 
 #[derive(clap::Args)]
@@ -570,8 +570,8 @@ fn import(path: &Path, imports: &[PathBuf], keep: usize) -> anyhow::Result<Vec<R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::history::fixtures::{FORMAT_1_LINE, LOCAL, Shard};
-    use crate::junit::Outcome::{Passed, Skipped};
+    use crate::ci::history::fixtures::{FORMAT_1_LINE, LOCAL, Shard};
+    use crate::ci::junit::Outcome::{Passed, Skipped};
 
     #[test]
     fn percentiles_are_nearest_rank() {
