@@ -164,9 +164,10 @@ fn feature_requests(meta: &Metadata) -> HashMap<(String, String), HashSet<&meta:
     out
 }
 
-/// The features (`name/feature`) of other packages that `p` switches on for `member`
-/// and nothing else the member depends on asks for, on packages the member reaches
-/// without going through `p`: removing `p` changes what the member compiles.
+/// The features (`name/feature`) of other packages that `p` switches on for `member`,
+/// itself or through the packages only it brings in, that nothing else the member
+/// depends on asks for, on packages the member reaches without `p`: removing `p`
+/// changes what the member compiles.
 fn enabled_only_by<'m>(
     member: &'m meta::PackageId,
     p: &'m Package,
@@ -174,20 +175,19 @@ fn enabled_only_by<'m>(
     requests: &HashMap<(String, String), HashSet<&'m meta::PackageId>>,
     reach: &Reach<'m>,
 ) -> Vec<String> {
-    let asked: Vec<&(String, String)> =
-        requests.iter().filter(|(_, by)| by.contains(&p.id)).map(|(k, _)| k).collect();
-    if asked.is_empty() {
-        return Vec::new();
-    }
     let without = reach.reachable(&[member], None, Some(&p.id));
-    let mut out: Vec<String> = asked
-        .into_iter()
-        .filter(|(name, feature)| {
-            let reached = without.iter().any(|id| packages.get(id).is_some_and(|q| q.name == *name));
-            let others = requests[&(name.clone(), feature.clone())].iter().any(|q| without.contains(q));
-            reached && !others
+    let only_through: HashSet<&meta::PackageId> =
+        reach.reachable(&[&p.id], None, None).into_iter().filter(|id| !without.contains(id)).collect();
+    let reached_names: HashSet<&str> =
+        without.iter().filter_map(|id| packages.get(id)).map(|q| q.name.as_str()).collect();
+    let mut out: Vec<String> = requests
+        .iter()
+        .filter(|((name, _), by)| {
+            reached_names.contains(name.as_str())
+                && by.iter().any(|q| only_through.contains(q))
+                && !by.iter().any(|q| without.contains(q))
         })
-        .map(|(name, feature)| format!("{name}/{feature}"))
+        .map(|((name, feature), _)| format!("{name}/{feature}"))
         .collect();
     out.sort();
     out

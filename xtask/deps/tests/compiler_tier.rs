@@ -34,7 +34,13 @@ fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_man
     assert_eq!(hello.0, "used", "named only in tests, but `hello_derive` expands to it");
     assert!(hello.1.contains("macros of `hello_derive`"), "{}", hello.1);
     assert_eq!(c(&stat, "pm_unused"), "needs-investigation");
-    assert_eq!(c(&stat, "featured"), "feature-only");
+    // Declared with features, but nothing else in the graph depends on it: no
+    // unification, an ordinary finding (here cautious until the generated code is read).
+    assert_eq!(c(&stat, "featured"), "needs-investigation");
+    // `y` is there only so that `app` gets `x`'s feature `f`: found in the resolve graph.
+    let y = class_of(&stat, "app", "y", "dependencies");
+    assert_eq!(y.0, "feature-only", "{y:?}");
+    assert!(y.1.contains("switches on x/f"), "{}", y.1);
 
     let manifests = |fx: &Fixture| (fx.read("Cargo.toml"), fx.read("app/Cargo.toml"));
     let before = manifests(&fx);
@@ -54,14 +60,14 @@ fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_man
     assert_eq!(verdict("pm_unused", "dependencies"), Some(Verdict::Unused));
     assert_eq!(c(&combined, "genused"), "used");
     assert_eq!(c(&combined, "genunused"), "verified-unused", "settled by the compiler");
-    assert_eq!(c(&combined, "featured"), "feature-only", "the lint cannot see features");
+    assert_eq!(c(&combined, "featured"), "verified-unused", "settled by the compiler");
     assert_eq!(verdict("featured", "dependencies"), Some(Verdict::Unused));
     assert!(matches!(verdict("testing", "dev-dependencies"), Some(Verdict::Used { .. })));
     assert_eq!(verdict("devunused", "dev-dependencies"), Some(Verdict::Unused));
     assert_eq!(class_of(&combined, "app", "devunused", "dev-dependencies").0, "verified-unused");
-    // `y` is there only so that `app` gets `x`'s feature: neither tier can see that (the
-    // per-package check of --verified-only does, see `removals.rs`).
-    assert_eq!(c(&combined, "y"), "verified-unused");
+    // The lint cannot see features: `y` stays feature-only.
+    assert_eq!(verdict("y", "dependencies"), Some(Verdict::Unused));
+    assert_eq!(c(&combined, "y"), "feature-only");
     assert_eq!(c(&combined, "x"), "used");
     assert_eq!(combined.compiler_confirmed(), 5, "{}", report::text(&combined));
     let text = report::text(&combined);
@@ -81,7 +87,7 @@ fn the_compiler_tier_sees_macros_derives_and_generated_code_and_restores_the_man
         ("needs-investigation".into(), "macros of `mac` expand to paths in this crate".into())
     );
     // No tier calls anything the code needs "verified unused".
-    let needed = ["helper", "hello", "mac", "hello_derive", "genused", "featured"];
+    let needed = ["helper", "hello", "mac", "hello_derive", "genused", "y"];
     for a in [&combined, &rebuilt] {
         for key in needed {
             assert_ne!(c(a, key), "verified-unused", "{key}");
