@@ -471,3 +471,80 @@ fn this_workspace_has_no_unused_dependencies_and_its_report_is_current() {
         "docs/analysis/unused-dependencies-analysis.md is stale: run `cargo xtask deps --report`"
     );
 }
+
+/// `feature-only` comes from the resolve graph, only where features can unify: `app`
+/// gets `x`'s feature `f` only through `y` (named nowhere), whose `z` asks for it, while
+/// `app` also depends on `x` itself; `alone` is declared with features that nothing else
+/// depends on; `ws-hack`, cargo-hakari's workspace-hack crate, declares `lonely` only to
+/// unify features (hakari manages that entry: never claimed).
+#[test]
+fn feature_only_is_found_in_the_resolve_graph() {
+    let fx = Fixture::new("unify-graph");
+    fx.ext("x", "x\n[features]\nf = []", "#[cfg(feature = \"f\")]\npub fn special() -> u8 { 1 }\n")
+        .ext("z", "z\n[dependencies]\nx = { path = \"../x\", features = [\"f\"] }", TRIVIAL)
+        .ext("y", "y\n[dependencies]\nz = { path = \"../z\" }", TRIVIAL)
+        .ext("alone", "alone\n[features]\ng = []", TRIVIAL)
+        .ext("lonely", "", TRIVIAL);
+    fx.file(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"app\", \"ws-hack\"]\nresolver = \"2\"\n",
+    )
+    .file(".config/hakari.toml", "hakari-package = \"ws-hack\"\n")
+    .file(
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\" }\ny = { path = \"../../ext/y\" }\nalone = { path = \"../../ext/alone\", features = [\"g\"] }\nws-hack = { path = \"../ws-hack\" }\n",
+    )
+    .file("app/src/lib.rs", "pub fn f() -> u8 { x::special() }\n")
+    .file(
+        "ws-hack/Cargo.toml",
+        "[package]\nname = \"ws-hack\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlonely = { path = \"../../ext/lonely\" }\n",
+    )
+    .file("ws-hack/src/lib.rs", "// This file is managed by hakari.\n");
+    let a = fx.analyze();
+    let y = class_of(&a, "app", "y", "dependencies");
+    assert_eq!(y.0, "feature-only", "{y:?}");
+    assert!(y.1.contains("switches on x/f"), "{}", y.1);
+    let alone = class_of(&a, "app", "alone", "dependencies");
+    assert_eq!(alone.0, "verified-unused", "nothing to unify with: {alone:?}");
+    assert_eq!(class_of(&a, "app", "ws-hack", "dependencies").0, "feature-only");
+    let lonely = class_of(&a, "ws-hack", "lonely", "dependencies");
+    assert_eq!(lonely.0, "feature-only", "{lonely:?}");
+    assert!(lonely.1.contains("workspace-hack crate"), "{}", lonely.1);
+}
+
+/// What a dependency's sources teach (what its macros expand to) is cached across runs:
+/// a warm run opens no source file of a registry package (keyed by its package id, which
+/// never changes), and a path package is keyed by its content, so an edit is seen. `log`
+/// is resolved and downloaded from the registry at an exact version, as a user's build
+/// would.
+#[test]
+fn a_warm_run_opens_no_dependency_source_and_path_packages_are_keyed_by_content() {
+    let fx = Fixture::new("expansions-cache");
+    fx.ext("helper", "", TRIVIAL).ext(
+        "mac",
+        "",
+        "#[macro_export]\nmacro_rules! seven { () => { ::helper::f() } }\n",
+    );
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlog = \"=0.4.22\"\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() { log::info!(\"x\"); mac::seven!(); }\n");
+    let load = || {
+        load::load(&fx.manifest(), false, true)
+            .unwrap_or_else(|e| panic!("resolving log from the registry: {e:#}"))
+    };
+    let cold = load();
+    assert!(cold.dependency_files_read > 0, "the first run learns from log's sources");
+    let helper = |ws: &load::Workspace| class_of(&analyze_workspace(ws), "app", "helper", "dependencies");
+    assert_eq!(helper(&cold).1, "macros of `mac` expand to paths in this crate");
+
+    let warm = load();
+    assert_eq!(warm.dependency_files_read, 0, "a warm run opens no dependency source");
+    assert_eq!(analyze_workspace(&warm), analyze_workspace(&cold));
+
+    // The path package changes: what was learned from it is not used any more.
+    fx.ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { 7 } }\n");
+    assert_eq!(helper(&load()).0, "verified-unused");
+}
