@@ -470,6 +470,10 @@ mod tests {
         assert_eq!(verdict(&windows, &refs, true, false), None, "maybe never passed to rustc here");
         let mut optional = decl("opt", Table::Normal);
         optional.optional = true;
-        assert_eq!(verdict(&optional, &refs, false, false), None, "not enabled without --all-features");
+        assert_eq!(
+            verdict(&optional, &refs, false, false),
+            None,
+            "not enabled without --all-features"
+        );
     }
 }

@@ -10,8 +10,8 @@ use anyhow::Context as _;
 use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
 use super::graph;
 use super::meta::{self, Dependency, Metadata, Package, Target, is_lib};
-use cargo_metadata::DependencyKind;
 use super::scan::{self, FileScan, scan};
+use cargo_metadata::DependencyKind;
 
 /// Everything the analysis needs about a workspace.
 pub struct Workspace {
@@ -176,8 +176,11 @@ fn enabled_only_by<'m>(
     reach: &Reach<'m>,
 ) -> Vec<String> {
     let without = reach.reachable(&[member], None, Some(&p.id));
-    let only_through: HashSet<&meta::PackageId> =
-        reach.reachable(&[&p.id], None, None).into_iter().filter(|id| !without.contains(id)).collect();
+    let only_through: HashSet<&meta::PackageId> = reach
+        .reachable(&[&p.id], None, None)
+        .into_iter()
+        .filter(|id| !without.contains(id))
+        .collect();
     let reached_names: HashSet<&str> =
         without.iter().filter_map(|id| packages.get(id)).map(|q| q.name.as_str()).collect();
     let mut out: Vec<String> = requests
@@ -249,8 +252,20 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
     let mut out = Resolved::new();
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
-        let [member, table, target, dep, krate, proc_macro, links, has_lib, lib_src, id, shared, enables] =
-            f[..]
+        let [
+            member,
+            table,
+            target,
+            dep,
+            krate,
+            proc_macro,
+            links,
+            has_lib,
+            lib_src,
+            id,
+            shared,
+            enables,
+        ] = f[..]
         else {
             return None;
         };
@@ -367,7 +382,8 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     let workspace_hack = hakari_package(&root);
     let target_dir: PathBuf = meta.target_directory.clone().into();
     let expansions_cache = expansions_cache_path(&meta);
-    let learned_before = if use_cache { read_expansions(&expansions_cache) } else { HashMap::new() };
+    let learned_before =
+        if use_cache { read_expansions(&expansions_cache) } else { HashMap::new() };
 
     let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
         let manifest_path = pkg.manifest_path.as_std_path();
@@ -541,11 +557,7 @@ struct Scans {
 /// sources; only when something is left to explain (a declaration named nowhere, or a
 /// normal one named only in tests), so a clean workspace reads no dependency sources.
 /// What an earlier run learned (`cached`) is not learned again.
-fn learn_expansions(
-    member: &mut Member,
-    scans: &mut Scans,
-    cached: &HashMap<String, Vec<String>>,
-) {
+fn learn_expansions(member: &mut Member, scans: &mut Scans, cached: &HashMap<String, Vec<String>>) {
     let unexplained = member.decls.iter().any(|d| match member.uses.get(&d.crate_name) {
         None => true,
         Some(uses) => d.table == Table::Normal && !uses.contains_key(&Context::Normal),
@@ -626,7 +638,10 @@ fn read_expansions(path: &Path) -> HashMap<String, Vec<String>> {
     lines
         .filter_map(|line| {
             let (key, roots) = line.split_once('\t')?;
-            Some((key.to_string(), roots.split(' ').filter(|r| !r.is_empty()).map(str::to_string).collect()))
+            Some((
+                key.to_string(),
+                roots.split(' ').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+            ))
         })
         .collect()
 }
@@ -788,12 +803,7 @@ fn scan_targets(
 /// `include!` reaches: a macro may declare the module (`mod_path!`-style generators,
 /// `#[path]` built by a macro), so what they name counts as a use of lib code, never
 /// as nothing.
-fn scan_unreached(
-    root: &Path,
-    pkg: &Package,
-    reached: &HashSet<PathBuf>,
-    member: &mut Member,
-) {
+fn scan_unreached(root: &Path, pkg: &Package, reached: &HashSet<PathBuf>, member: &mut Member) {
     let package_dir = pkg.manifest_path.parent().map(|d| d.as_std_path()).unwrap_or(Path::new(""));
     let mut dirs: Vec<PathBuf> = pkg
         .targets

@@ -193,15 +193,9 @@ fn every_rule_on_one_member() {
     ] {
         assert_eq!(c(used).0, "used", "{used}: {:?}", c(used));
     }
-    for unused in [
-        "tokio",
-        "commented",
-        "stringy",
-        "shadowed",
-        "unused_plain",
-        "dup_old",
-        "ws_dead",
-    ] {
+    for unused in
+        ["tokio", "commented", "stringy", "shadowed", "unused_plain", "dup_old", "ws_dead"]
+    {
         assert_eq!(c(unused).0, "verified-unused", "{unused}: {:?}", c(unused));
     }
     for misplaced in ["test_only", "in_tests_dir", "in_example", "test_mod_file"] {
@@ -537,7 +531,8 @@ fn a_warm_run_opens_no_dependency_source_and_path_packages_are_keyed_by_content(
     };
     let cold = load();
     assert!(cold.dependency_files_read > 0, "the first run learns from log's sources");
-    let helper = |ws: &load::Workspace| class_of(&analyze_workspace(ws), "app", "helper", "dependencies");
+    let helper =
+        |ws: &load::Workspace| class_of(&analyze_workspace(ws), "app", "helper", "dependencies");
     assert_eq!(helper(&cold).1, "macros of `mac` expand to paths in this crate");
 
     let warm = load();
