@@ -549,6 +549,8 @@ struct Scans {
     /// Crates the macros of a library expand to, by its cache key ([`library_key`]),
     /// learned by this thread in this run.
     learned: HashMap<String, Vec<String>>,
+    /// Each library's cache key, computed once per run.
+    keys: HashMap<PathBuf, String>,
     /// Source files of registry and git packages opened.
     dependency_files_read: usize,
 }
@@ -573,7 +575,11 @@ fn learn_expansions(member: &mut Member, scans: &mut Scans, cached: &HashMap<Str
         if member.expansions.contains_key(&decl.crate_name) {
             continue;
         }
-        let key = library_key(lib, decl.facts.immutable_id.as_deref());
+        let key = scans
+            .keys
+            .entry(lib.clone())
+            .or_insert_with(|| library_key(lib, decl.facts.immutable_id.as_deref()))
+            .clone();
         let roots = match cached.get(&key).or_else(|| scans.learned.get(&key)) {
             Some(roots) => roots.clone(),
             None => {
