@@ -30,6 +30,10 @@ pub struct BenchArgs {
     /// target/release/xtask) to time beside the dev build `cargo xtask` runs.
     #[arg(long, value_name = "PATH")]
     release_bin: Option<PathBuf>,
+    /// Only the timing table: skip the static-versus-compiler table (which checks every
+    /// workspace it measures).
+    #[arg(long)]
+    timing_only: bool,
 }
 
 /// The `--release-bin` of this run.
@@ -563,6 +567,9 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
         args.runs
     );
     print!("{table}");
+    if args.timing_only {
+        return Ok(());
+    }
     tiers(&dir.join("cases"), this, args.runs)
 }
 
