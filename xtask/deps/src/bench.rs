@@ -475,7 +475,8 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
                 bin.display()
             );
         }
-        let _ = RELEASE_BIN.set(bin);
+        // The tools run in the workspaces they measure: the path must not be relative.
+        let _ = RELEASE_BIN.set(std::fs::canonicalize(&bin).unwrap_or(bin));
     }
     let mut table = String::from(
         "| workspace | tool | median time | spread | x cargo-shear | reported unused | true positives | false positives | missed | needs investigation |\n\
