@@ -237,7 +237,7 @@ const TOOLS: &[Tool] = &[
     Tool { name: "cargo xtask deps --no-cache", install: "" },
     Tool { name: "cargo xtask deps (release)", install: "" },
     Tool { name: "cargo xtask deps (release) --no-cache", install: "" },
-    Tool { name: "cargo-machete", install: "cargo install --locked cargo-machete" },
+    Tool { name: "cargo-machete", install: "cargo install --locked cargo-machete@0.9.2" },
     Tool { name: "cargo-shear", install: "cargo install --locked cargo-shear@1.13.2" },
 ];
 
