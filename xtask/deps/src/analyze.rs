@@ -54,6 +54,17 @@ pub struct DepFacts {
     pub has_lib: bool,
     /// The library's root file, to learn what its macros expand to.
     pub lib_src: Option<std::path::PathBuf>,
+    /// The package id when the package comes from a registry or git: its sources never
+    /// change, so what is learned from them is cached under it (path packages are keyed
+    /// by their content instead).
+    pub immutable_id: Option<String>,
+    /// The package stays in the resolve graph without this declaration (another path
+    /// from the member, or another member): its features can unify with this one's.
+    pub shared: bool,
+    /// Features of other packages (`name/feature`) that this package switches on, that
+    /// nothing else in the graph asks for, on packages the workspace gets another way:
+    /// removing it changes what gets compiled.
+    pub enables: Vec<String>,
 }
 
 /// One dependency declaration of one member.
@@ -97,6 +108,9 @@ pub struct Member {
     /// (`::name::` paths in `macro_rules!` and `quote!` bodies), by the dependency's
     /// crate name.
     pub expansions: BTreeMap<String, Vec<String>>,
+    /// This member is cargo-hakari's workspace-hack crate: its entries exist for feature
+    /// unification.
+    pub workspace_hack: bool,
 }
 
 impl Member {
@@ -289,12 +303,6 @@ const EXPANDS_TO: &[(&str, &[&str])] = &[
     ("derive_builder", &["derive_builder_core"]),
     ("async_trait", &[]),
 ];
-
-/// Packages commonly declared without being named in code, only so that their features
-/// apply to the copy a dependency uses (feature unification): `getrandom` with `js`,
-/// `openssl` with `vendored`, and the like.
-const FEATURE_ONLY: &[&str] =
-    &["getrandom", "openssl", "native-tls", "ring", "zstd-sys", "libz-sys"];
 
 /// The crates `name`'s macros may expand to (see [`EXPANDS_TO`], and `learned` from
 /// its sources).
@@ -530,6 +538,12 @@ fn unused_class(
         return investigate("has no library target: a tool binary listed as a dependency (cargo ignores it for code)".into());
     }
     let feature_only = |why: String| (Class::FeatureOnly, why);
+    if member.workspace_hack {
+        return feature_only(
+            "an entry of cargo-hakari's workspace-hack crate: hakari manages it to unify features, it is never named in code"
+                .into(),
+        );
+    }
     if decl.workspace_hack {
         return feature_only(
             "cargo-hakari's workspace-hack crate: it unifies features and is never named in code"
@@ -539,12 +553,6 @@ fn unused_class(
     if let Some(links) = &decl.facts.links {
         return investigate(format!(
             "links the native library `{links}`: it may be needed only for linking"
-        ));
-    }
-    if FEATURE_ONLY.contains(&decl.package.as_str()) {
-        return feature_only(format!(
-            "`{}` is often declared only to select features of a transitive dependency",
-            decl.package
         ));
     }
     if decl.optional {
@@ -560,10 +568,15 @@ fn unused_class(
             format!("optional, enabled only by feature(s) {}", features.join(", "))
         });
     }
-    if !decl.features.is_empty() {
+    // Features matter only where they can unify: when the package stays in the graph
+    // without this declaration. Elsewhere removing it removes the package and its
+    // features together, an ordinary finding (the per-package check of
+    // --verified-only still guards the removal).
+    if decl.facts.shared && !decl.features.is_empty() {
         return feature_only(format!(
-            "not named in code but declared with features = [{}]: it may be here only to enable them (feature unification)",
-            decl.features.join(", ")
+            "not named in code but declared with features = [{}], and the workspace gets `{}` another way too: they may be here for it (feature unification)",
+            decl.features.join(", "),
+            decl.package
         ));
     }
     let enabling: Vec<&str> = member
@@ -572,10 +585,17 @@ fn unused_class(
         .filter(|(_, values)| values.iter().any(|v| enables_feature_of(v, &decl.key)))
         .map(|(name, _)| name.as_str())
         .collect();
-    if !enabling.is_empty() {
+    if decl.facts.shared && !enabling.is_empty() {
         return feature_only(format!(
-            "not named in code but feature(s) {} enable its features: it may be here only for them",
-            enabling.join(", ")
+            "not named in code but feature(s) {} enable its features, and the workspace gets `{}` another way too: it may be here only for them",
+            enabling.join(", "),
+            decl.package
+        ));
+    }
+    if !decl.facts.enables.is_empty() {
+        return feature_only(format!(
+            "not named in code, but it switches on {} (asked for by nothing else, on packages the workspace also gets another way): removing it changes what gets compiled",
+            decl.facts.enables.join(", ")
         ));
     }
     if let Some(by) = expanders.get(&decl.crate_name) {
@@ -684,6 +704,9 @@ mod tests {
         opt.optional = true;
         let mut used_pm = decl("strum_macros", Table::Normal);
         used_pm.facts.proc_macro = true;
+        let mut getrandom = decl("getrandom", Table::Normal);
+        getrandom.features = vec!["js".into()];
+        getrandom.facts.shared = true;
         m.decls = vec![
             pm,
             links,
@@ -692,7 +715,7 @@ mod tests {
             used_pm,
             decl("strum", Table::Normal),
             decl("ign", Table::Normal),
-            decl("getrandom", Table::Normal),
+            getrandom,
         ];
         m.features.insert("extra".into(), vec!["dep:opt".into()]);
         m.ignore.push(("ign".into(), "package.metadata.cargo-machete".into()));
@@ -707,7 +730,7 @@ mod tests {
         assert_eq!(f[4].class, Class::Used);
         assert_eq!(f[5].evidence, "macros of `strum_macros` expand to paths in this crate");
         assert_eq!(f[6].evidence, "ignored by package.metadata.cargo-machete");
-        assert!(f[7].evidence.contains("select features"), "{}", f[7].evidence);
+        assert!(f[7].evidence.contains("another way too"), "{}", f[7].evidence);
         assert_eq!(f[7].class, Class::FeatureOnly);
         assert!(
             f[1..7]
@@ -719,23 +742,36 @@ mod tests {
     }
 
     #[test]
-    fn feature_only_declarations_are_never_verified_unused() {
+    fn feature_only_only_where_features_can_unify() {
+        let shared = |mut d: Decl| {
+            d.facts.shared = true;
+            d
+        };
+        let with = |mut d: Decl, features: &[&str]| {
+            d.features = features.iter().map(|f| f.to_string()).collect();
+            d
+        };
         let mut m = Member::default();
-        let mut with_features = decl("bigdecimal", Table::Normal);
-        with_features.features = vec!["serde".into()];
         let mut hack = decl("workspace-hack", Table::Normal);
         hack.workspace_hack = true;
-        let mut dev_with_features = decl("tokio", Table::Dev);
-        dev_with_features.features = vec!["test-util".into()];
+        let mut enabler = decl("enabler", Table::Normal);
+        enabler.facts.enables = vec!["x/f".into()];
         m.decls = vec![
-            with_features,
+            shared(with(decl("bigdecimal", Table::Normal), &["serde"])),
             hack,
-            decl("named_by_feature", Table::Normal),
-            dev_with_features,
+            shared(decl("named_by_feature", Table::Normal)),
+            shared(with(decl("tokio", Table::Dev), &["test-util"])),
             decl("plain", Table::Normal),
+            with(decl("alone_with_features", Table::Normal), &["serde"]),
+            decl("alone_named_by_feature", Table::Normal),
+            enabler,
+            shared(decl("shared_plain", Table::Normal)),
         ];
-        m.features.insert("fast".into(), vec!["named_by_feature?/simd".into()]);
-        let a = analyze(&[m], &[], &[]);
+        m.features.insert(
+            "fast".into(),
+            vec!["named_by_feature?/simd".into(), "alone_named_by_feature/simd".into()],
+        );
+        let a = analyze(std::slice::from_ref(&m), &[], &[]);
         assert_eq!(
             classes(&a),
             [
@@ -744,13 +780,23 @@ mod tests {
                 ("named_by_feature".into(), "feature-only"),
                 ("tokio".into(), "feature-only"),
                 ("plain".into(), "verified-unused"),
+                ("alone_with_features".into(), "verified-unused"),
+                ("alone_named_by_feature".into(), "verified-unused"),
+                ("enabler".into(), "feature-only"),
+                ("shared_plain".into(), "verified-unused"),
             ]
         );
         let f = &a.members[0].findings;
         assert!(f[0].evidence.contains("features = [serde]"), "{}", f[0].evidence);
         assert!(f[1].evidence.contains("cargo-hakari"), "{}", f[1].evidence);
         assert!(f[2].evidence.contains("feature(s) fast"), "{}", f[2].evidence);
-        assert_eq!(a.failing(), 1, "feature-only findings do not fail the check");
+        assert!(f[7].evidence.contains("switches on x/f"), "{}", f[7].evidence);
+        assert_eq!(a.failing(), 4, "feature-only findings do not fail the check");
+
+        // The workspace-hack crate's own entries are hakari's: never claimed.
+        let hakari = Member { workspace_hack: true, ..m };
+        let a = analyze(&[hakari], &[], &[]);
+        assert!(a.members[0].findings.iter().all(|f| f.class == Class::FeatureOnly));
     }
 
     #[test]

@@ -26,7 +26,18 @@ pub struct BenchArgs {
     /// Where to generate the large workspace (default: target/xtask/deps-bench).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// An optimized xtask binary (`cargo build --release -p xtask`, then
+    /// target/release/xtask) to time beside the dev build `cargo xtask` runs.
+    #[arg(long, value_name = "PATH")]
+    release_bin: Option<PathBuf>,
+    /// Only the timing table: skip the static-versus-compiler table (which checks every
+    /// workspace it measures).
+    #[arg(long)]
+    timing_only: bool,
 }
+
+/// The `--release-bin` of this run.
+static RELEASE_BIN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
 
 /// Number of distinct "external" crates; each member uses 20 of them.
 const EXT: usize = 40;
@@ -224,14 +235,20 @@ struct Tool {
 const TOOLS: &[Tool] = &[
     Tool { name: "cargo xtask deps", install: "" },
     Tool { name: "cargo xtask deps --no-cache", install: "" },
-    Tool { name: "cargo-machete", install: "cargo install --locked cargo-machete" },
+    Tool { name: "cargo xtask deps (release)", install: "" },
+    Tool { name: "cargo xtask deps (release) --no-cache", install: "" },
+    Tool { name: "cargo-machete", install: "cargo install --locked cargo-machete@0.9.2" },
     Tool { name: "cargo-shear", install: "cargo install --locked cargo-shear@1.13.2" },
 ];
 
 fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
     let mut cmd = match tool {
-        "cargo xtask deps" | "cargo xtask deps --no-cache" => {
-            let mut c = Command::new(std::env::current_exe().context("finding the xtask binary")?);
+        ours if ours.starts_with("cargo xtask deps") => {
+            let bin = match RELEASE_BIN.get() {
+                Some(bin) if ours.contains("(release)") => bin.clone(),
+                _ => std::env::current_exe().context("finding the xtask binary")?,
+            };
+            let mut c = Command::new(bin);
             c.arg("deps")
                 .arg("--format")
                 .arg("json")
@@ -259,6 +276,9 @@ fn command(tool: &str, ws: &Path) -> anyhow::Result<Command> {
 }
 
 fn installed(tool: &str) -> bool {
+    if tool.contains("(release)") {
+        return RELEASE_BIN.get().is_some();
+    }
     tool.starts_with("cargo xtask deps")
         || Command::new(tool)
             .arg("--version")
@@ -276,7 +296,7 @@ fn run_once(tool: &str, ws: &Path) -> anyhow::Result<(Duration, Findings)> {
     let elapsed = start.elapsed();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let findings = match tool {
-        "cargo xtask deps" | "cargo xtask deps --no-cache" => parse_ours(&stdout, ws)?,
+        ours if ours.starts_with("cargo xtask deps") => parse_ours(&stdout, ws)?,
         "cargo-machete" => parse_machete(&stdout, ws),
         _ => parse_shear(&stdout, ws)?,
     };
@@ -430,7 +450,7 @@ pub fn generate_cases(dir: &Path) -> anyhow::Result<(Findings, Findings)> {
     )?;
     write("ws/other/src/lib.rs", "pub fn f() -> u8 { x::special() }\n")?;
     let pairs = |keys: &[&str]| keys.iter().map(|k| ("app".to_string(), k.to_string())).collect();
-    let unused = pairs(&["pm_unused", "genunused", "devunused"]);
+    let unused = pairs(&["pm_unused", "genunused", "devunused", "featured"]);
     let needed = pairs(&["mac", "helper", "hello", "hello_derive", "genused", "x", "y", "testing"]);
     Ok((unused, needed))
 }
@@ -448,9 +468,19 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
     let dir = args.dir.unwrap_or_else(|| scratch.join("deps-bench"));
     let planted = generate(&dir, args.members)?;
     let generated = dir.join("ws");
+    if let Some(bin) = args.release_bin {
+        if !bin.is_file() {
+            xtask_sys::user_error!(
+                "--release-bin {}: no such file; build it with `cargo build --release -p xtask`",
+                bin.display()
+            );
+        }
+        // The tools run in the workspaces they measure: the path must not be relative.
+        let _ = RELEASE_BIN.set(std::fs::canonicalize(&bin).unwrap_or(bin));
+    }
     let mut table = String::from(
-        "| workspace | tool | median time | reported unused | true positives | false positives | missed | needs investigation |\n\
-         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |\n",
+        "| workspace | tool | median time | spread | x cargo-shear | reported unused | true positives | false positives | missed | needs investigation |\n\
+         | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n",
     );
     for (label, ws, truth) in
         [("this repository", this, None), ("generated", generated.as_path(), Some(&planted))]
@@ -459,7 +489,9 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
             .iter()
             .filter(|tool| {
                 let ok = installed(tool.name);
-                if !ok {
+                if !ok && tool.install.is_empty() {
+                    println!("skipping {}: no --release-bin given", tool.name);
+                } else if !ok {
                     println!(
                         "skipping {}: not installed (install with `{}`)",
                         tool.name, tool.install
@@ -482,8 +514,13 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
             }
         }
         let mut per_tool = Vec::new();
+        let shear =
+            tools.iter().position(|t| t.name == "cargo-shear").map(|i| median_ms(&times[i]));
         for ((tool, times), all) in tools.iter().zip(times).zip(found) {
             let med = median_ms(&times);
+            let ms = |t: Option<&Duration>| t.map_or(0.0, |t| t.as_secs_f64() * 1000.0);
+            let spread = format!("{:.1}-{:.1} ms", ms(times.iter().min()), ms(times.iter().max()));
+            let ratio = shear.map_or("-".to_string(), |shear| format!("{:.2}", med / shear));
             let (investigate, findings): (Findings, Findings) =
                 all.into_iter().partition(|(_, k)| k.starts_with('?'));
             let investigate = if tool.name.starts_with("cargo xtask deps") {
@@ -501,7 +538,7 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
             };
             let _ = writeln!(
                 table,
-                "| {label} | {} | {:.1} ms | {} | {tp} | {fp} | {missed} | {investigate} |",
+                "| {label} | {} | {:.1} ms | {spread} | {ratio} | {} | {tp} | {fp} | {missed} | {investigate} |",
                 tool.name,
                 med,
                 findings.len()
@@ -531,6 +568,9 @@ pub fn run(args: BenchArgs, this: &Path) -> anyhow::Result<()> {
         args.runs
     );
     print!("{table}");
+    if args.timing_only {
+        return Ok(());
+    }
     tiers(&dir.join("cases"), this, args.runs)
 }
 

@@ -78,27 +78,37 @@ impl Unit {
         }
     }
 
+    /// Whether a compilation in mode `test` receives the declarations of `table`.
+    fn receives(&self, test: bool, table: Table) -> bool {
+        match (table, self.context(test)) {
+            (Table::Normal, c) => c != Context::Build,
+            (Table::Dev, c) => c == Context::Dev,
+            (Table::Build, c) => c == Context::Build,
+        }
+    }
+
     /// The compilations of this target that receive a declaration of `table`, and
     /// whether each reported `krate` unused. Reports do not say which compilation they
-    /// came from: when both a plain and a test-harness compilation receive it, one
+    /// came from: when both a plain and a test-harness compilation get the crate, one
     /// report is taken as the plain one's (the harness compiles the same code plus
-    /// `#[cfg(test)]` code, so it uses at least as much), two as both.
-    fn compilations(&self, table: Table, krate: &str) -> Vec<Compilation> {
+    /// `#[cfg(test)]` code, so it uses at least as much), two as both. The plain
+    /// compilation gets the crate of a dev-dependency too when the same crate is also
+    /// a normal dependency (`normal_too`): its report is the normal declaration's.
+    fn compilations(&self, table: Table, krate: &str, normal_too: bool) -> Vec<Compilation> {
         let mut modes = self.modes.clone();
         modes.sort();
         modes.dedup();
-        let receiving: Vec<bool> = modes
+        let getting_crate: Vec<bool> = modes
             .into_iter()
-            .filter(|test| match (table, self.context(*test)) {
-                (Table::Normal, c) => c != Context::Build,
-                (Table::Dev, c) => c == Context::Dev,
-                (Table::Build, c) => c == Context::Build,
+            .filter(|test| {
+                self.receives(*test, table) || normal_too && self.receives(*test, Table::Normal)
             })
             .collect();
         let count = self.reports.get(krate).copied().unwrap_or(0);
-        receiving
+        getting_crate
             .iter()
             .enumerate()
+            .filter(|(_, test)| self.receives(**test, table))
             .map(|(i, test)| Compilation {
                 context: self.context(*test),
                 label: self.label(*test),
@@ -170,12 +180,21 @@ pub fn units(observed: &Observed) -> Vec<Unit> {
 /// The verdict on one declaration of `member` from its units, or None when no unit is
 /// known to have received it (a target-specific table for another platform, an optional
 /// dependency without `--all-features`, a target that did not compile).
-pub fn verdict(decl: &Decl, member_units: &[&Unit], all_features: bool) -> Option<Verdict> {
+///
+/// `normal_too`: the member declares the same crate as a normal dependency as well.
+pub fn verdict(
+    decl: &Decl,
+    member_units: &[&Unit],
+    all_features: bool,
+    normal_too: bool,
+) -> Option<Verdict> {
     if decl.optional && !all_features {
         return None;
     }
-    let receiving: Vec<Compilation> =
-        member_units.iter().flat_map(|u| u.compilations(decl.table, &decl.crate_name)).collect();
+    let receiving: Vec<Compilation> = member_units
+        .iter()
+        .flat_map(|u| u.compilations(decl.table, &decl.crate_name, normal_too))
+        .collect();
     if receiving.is_empty() {
         return None;
     }
@@ -212,7 +231,12 @@ pub fn combine(
     for (member, report) in ws.members.iter().zip(analysis.members.iter_mut()) {
         let member_units: Vec<&Unit> = units.iter().filter(|u| u.member == member.name).collect();
         for (decl, f) in member.decls.iter().zip(report.findings.iter_mut()) {
-            let Some(v) = verdict(decl, &member_units, run.all_features) else { continue };
+            let normal_too = member.decls.iter().any(|d| {
+                d.table == Table::Normal && d.target.is_none() && d.crate_name == decl.crate_name
+            });
+            let Some(v) = verdict(decl, &member_units, run.all_features, normal_too) else {
+                continue;
+            };
             let settles = f.ignored_by.is_none()
                 && !decl.optional
                 && decl.facts.links.is_none()
@@ -313,10 +337,16 @@ fn first_json_error(stdout: &str) -> Option<String> {
     })
 }
 
-/// Turns the lint on, checks every target of every member (with `--all-features` when
-/// the workspace builds so, else default features), restores the manifests, and
-/// returns the compilations with what they reported.
-pub fn run(ws: &Workspace, cargo: &Cargo) -> anyhow::Result<(Vec<Unit>, CompilerRun)> {
+/// Turns the lint on, runs one check of every target of every member (with
+/// `--all-features`, or the default features), restores the manifests, and returns the
+/// compilations with what they reported. A workspace that does not build that way is
+/// refused after that one check: a second try with other features could take as long
+/// again and still fail.
+pub fn run(
+    ws: &Workspace,
+    cargo: &Cargo,
+    all_features: bool,
+) -> anyhow::Result<(Vec<Unit>, CompilerRun)> {
     let edits = lint_edits(ws)?;
     let mut files: Vec<PathBuf> = edits.iter().map(|(p, _, _)| p.clone()).collect();
     files.push(ws.root.join("Cargo.lock"));
@@ -325,31 +355,30 @@ pub fn run(ws: &Workspace, cargo: &Cargo) -> anyhow::Result<(Vec<Unit>, Compiler
         txn.write(path, new)?;
     }
     let started = std::time::Instant::now();
-    let check = |all_features: bool| {
-        let mut args = vec!["check", "--workspace", "--all-targets", "--message-format", "json"];
-        if all_features {
-            args.push("--all-features");
-        }
-        cargo.run_capturing(&args)
-    };
-    let (stdout, all_features) = match check(true)? {
-        (stdout, Ok(())) => (stdout, true),
-        _ => match check(false)? {
-            (stdout, Ok(())) => (stdout, false),
-            (stdout, Err(e)) => {
-                txn.restore()?;
-                if denied_lint(&stdout) {
-                    xtask_sys::user_error!(
-                        "the compiler tier turns {} on as a warning, but warnings are errors in this build (RUSTFLAGS with -D warnings?); run it without that",
-                        edit::UNUSED_CRATE_DEPS
-                    );
-                }
-                let why = first_json_error(&stdout).unwrap_or(e);
+    let mut args = vec!["check", "--workspace", "--all-targets", "--message-format", "json"];
+    if all_features {
+        args.push("--all-features");
+    }
+    let stdout = match cargo.run_capturing(&args)? {
+        (stdout, Ok(())) => stdout,
+        (stdout, Err(e)) => {
+            txn.restore()?;
+            if denied_lint(&stdout) {
                 xtask_sys::user_error!(
-                    "the compiler tier needs a workspace that builds: cargo check --workspace --all-targets failed ({why}); fix that first"
+                    "the compiler tier turns {} on as a warning, but warnings are errors in this build (RUSTFLAGS with -D warnings?); run it without that",
+                    edit::UNUSED_CRATE_DEPS
                 );
             }
-        },
+            let why = first_json_error(&stdout).unwrap_or(e);
+            let (features, other) = if all_features {
+                ("--all-features", "; if only the default features build, add --default-features")
+            } else {
+                ("default features", "")
+            };
+            xtask_sys::user_error!(
+                "the compiler tier needs a workspace that builds: cargo check --workspace --all-targets with {features} failed ({why}); fix that first{other}"
+            );
+        }
     };
     let millis = started.elapsed().as_millis() as u64;
     txn.restore()?;
@@ -359,9 +388,20 @@ pub fn run(ws: &Workspace, cargo: &Cargo) -> anyhow::Result<(Vec<Unit>, Compiler
     Ok((units(&observed), CompilerRun { millis, all_features }))
 }
 
-/// Runs the compiler tier and combines it with the static `analysis`.
+/// Runs the compiler tier with `--all-features` and combines it with the static
+/// `analysis`.
 pub fn confirm(ws: &Workspace, analysis: Analysis, cargo: &Cargo) -> anyhow::Result<Analysis> {
-    let (units, run) = run(ws, cargo)?;
+    confirm_with(ws, analysis, cargo, true)
+}
+
+/// [`confirm`], with `--all-features` or with the default features.
+pub fn confirm_with(
+    ws: &Workspace,
+    analysis: Analysis,
+    cargo: &Cargo,
+    all_features: bool,
+) -> anyhow::Result<Analysis> {
+    let (units, run) = run(ws, cargo, all_features)?;
     Ok(combine(analysis, ws, &units, run))
 }
 
@@ -411,7 +451,7 @@ mod tests {
         let units = units(&parse_messages(&lines.join("\n"), &member_of));
         assert_eq!(units.len(), 3);
         let refs: Vec<&Unit> = units.iter().collect();
-        let v = |name: &str, table: Table| verdict(&decl(name, table), &refs, true);
+        let v = |name: &str, table: Table| verdict(&decl(name, table), &refs, true, false);
         assert_eq!(v("used", Table::Normal), Some(Verdict::Used { by: "lib".into() }));
         assert_eq!(v("dead", Table::Normal), Some(Verdict::Unused));
         assert_eq!(
@@ -427,9 +467,13 @@ mod tests {
         );
         let mut windows = decl("win", Table::Normal);
         windows.target = Some("cfg(windows)".into());
-        assert_eq!(verdict(&windows, &refs, true), None, "maybe never passed to rustc here");
+        assert_eq!(verdict(&windows, &refs, true, false), None, "maybe never passed to rustc here");
         let mut optional = decl("opt", Table::Normal);
         optional.optional = true;
-        assert_eq!(verdict(&optional, &refs, false), None, "not enabled without --all-features");
+        assert_eq!(
+            verdict(&optional, &refs, false, false),
+            None,
+            "not enabled without --all-features"
+        );
     }
 }

@@ -86,6 +86,10 @@ pub struct DepsArgs {
     /// uses it.
     #[arg(long)]
     compiler: bool,
+    /// With --compiler or --with-verification: check with the default features instead
+    /// of --all-features (for workspaces whose features exclude each other).
+    #[arg(long)]
+    default_features: bool,
     /// Run cargo metadata even if the cached results (target/xtask/deps-*) are current.
     #[arg(long)]
     no_cache: bool,
@@ -128,7 +132,7 @@ pub fn run(args: DepsArgs, workspace: &Path) -> anyhow::Result<()> {
         verify::ensure_clean(&ws.root)?;
     }
     let mut analysis = if args.compiler || args.with_verification {
-        compiler::confirm(&ws, analysis, &cargo)?
+        compiler::confirm_with(&ws, analysis, &cargo, !args.default_features)?
     } else {
         analysis
     };

@@ -11,6 +11,7 @@ use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
 use super::graph;
 use super::meta::{self, Dependency, Metadata, Package, Target, is_lib};
 use super::scan::{self, FileScan, scan};
+use cargo_metadata::DependencyKind;
 
 /// Everything the analysis needs about a workspace.
 pub struct Workspace {
@@ -24,6 +25,9 @@ pub struct Workspace {
     pub manifests: BTreeMap<String, PathBuf>,
     /// Where the resolve graph is cached, and the key it must carry to be current.
     pub graph_cache: graph::Cache,
+    /// How many source files of registry and git dependencies this load opened (none
+    /// when what they teach is cached).
+    pub dependency_files_read: usize,
 }
 
 /// Identifies one declaration across metadata runs: (member, table, target, key).
@@ -44,6 +48,8 @@ fn decl_id(member: &str, dep: &Dependency) -> DeclId {
 fn resolve_decls(meta: &Metadata) -> Resolved {
     let packages: HashMap<_, _> = meta.packages.iter().map(|p| (&p.id, p)).collect();
     let resolve = meta::edges(meta);
+    let reach = Reach::new(meta);
+    let requests = feature_requests(meta);
     let mut out = Resolved::new();
     for pkg in meta.workspace_packages() {
         let edges = resolve.get(&pkg.id).copied().unwrap_or_default();
@@ -70,7 +76,12 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
                 .filter_map(|e| packages.get(&e.pkg).copied())
                 .max_by_key(|p| dep.path.as_deref() == p.manifest_path.parent());
             // Cargo drops a dependency without a library target from the graph entirely.
-            let facts = resolved.map(facts_of).unwrap_or_default();
+            let mut facts = resolved.map(facts_of).unwrap_or_default();
+            if let Some(p) = resolved {
+                facts.shared =
+                    reach.reachable(&reach.roots, Some((&pkg.id, &p.id)), None).contains(&p.id);
+                facts.enables = enabled_only_by(&pkg.id, p, &packages, &requests, &reach);
+            }
             let lib_name =
                 resolved.and_then(|p| p.targets.iter().find(|t| is_lib(t)).map(|t| t.name.clone()));
             let crate_name = match (&dep.rename, lib_name) {
@@ -84,6 +95,107 @@ fn resolve_decls(meta: &Metadata) -> Resolved {
     out
 }
 
+/// The resolve graph for reachability walks from the members.
+struct Reach<'m> {
+    roots: Vec<&'m meta::PackageId>,
+    edges: HashMap<&'m meta::PackageId, &'m [meta::NodeDep]>,
+}
+
+impl<'m> Reach<'m> {
+    fn new(meta: &'m Metadata) -> Self {
+        Reach { roots: meta.workspace_members.iter().collect(), edges: meta::edges(meta) }
+    }
+
+    /// The packages reachable from `from` without the edge `cut_edge` and without the
+    /// package `cut_node`.
+    fn reachable(
+        &self,
+        from: &[&'m meta::PackageId],
+        cut_edge: Option<(&meta::PackageId, &meta::PackageId)>,
+        cut_node: Option<&meta::PackageId>,
+    ) -> HashSet<&'m meta::PackageId> {
+        let mut seen = HashSet::new();
+        let mut stack: Vec<&meta::PackageId> =
+            from.iter().copied().filter(|r| Some(*r) != cut_node).collect();
+        while let Some(id) = stack.pop() {
+            if !seen.insert(id) {
+                continue;
+            }
+            for d in self.edges.get(id).copied().unwrap_or_default() {
+                if Some(&d.pkg) == cut_node || cut_edge == Some((id, &d.pkg)) {
+                    continue;
+                }
+                stack.push(&d.pkg);
+            }
+        }
+        seen
+    }
+}
+
+/// Who asks for each feature of each package by name: `(package name, feature)` -> the
+/// ids of the packages whose declarations (`features = [..]`) or enabled features
+/// (`dep/feature`, `dep?/feature`) ask for it.
+fn feature_requests(meta: &Metadata) -> HashMap<(String, String), HashSet<&meta::PackageId>> {
+    let enabled: HashMap<&meta::PackageId, Vec<String>> = meta
+        .resolve
+        .iter()
+        .flat_map(|r| &r.nodes)
+        .map(|n| (&n.id, n.features.iter().map(|f| f.to_string()).collect()))
+        .collect();
+    let mut out: HashMap<(String, String), HashSet<&meta::PackageId>> = HashMap::new();
+    for p in &meta.packages {
+        let Some(features) = enabled.get(&p.id) else { continue };
+        for dep in p.dependencies.iter().filter(|d| d.kind != DependencyKind::Development) {
+            for f in &dep.features {
+                out.entry((dep.name.clone(), f.clone())).or_default().insert(&p.id);
+            }
+        }
+        for value in features.iter().filter_map(|f| p.features.get(f)).flatten() {
+            let Some((key, f)) = value.split_once('/') else { continue };
+            let key = key.trim_end_matches('?');
+            let name = p
+                .dependencies
+                .iter()
+                .find(|d| d.rename.as_deref().unwrap_or(&d.name) == key)
+                .map_or(key, |d| d.name.as_str());
+            out.entry((name.to_string(), f.to_string())).or_default().insert(&p.id);
+        }
+    }
+    out
+}
+
+/// The features (`name/feature`) of other packages that `p` switches on for `member`,
+/// itself or through the packages only it brings in, that nothing else the member
+/// depends on asks for, on packages the member reaches without `p`: removing `p`
+/// changes what the member compiles.
+fn enabled_only_by<'m>(
+    member: &'m meta::PackageId,
+    p: &'m Package,
+    packages: &HashMap<&meta::PackageId, &Package>,
+    requests: &HashMap<(String, String), HashSet<&'m meta::PackageId>>,
+    reach: &Reach<'m>,
+) -> Vec<String> {
+    let without = reach.reachable(&[member], None, Some(&p.id));
+    let only_through: HashSet<&meta::PackageId> = reach
+        .reachable(&[&p.id], None, None)
+        .into_iter()
+        .filter(|id| !without.contains(id))
+        .collect();
+    let reached_names: HashSet<&str> =
+        without.iter().filter_map(|id| packages.get(id)).map(|q| q.name.as_str()).collect();
+    let mut out: Vec<String> = requests
+        .iter()
+        .filter(|((name, _), by)| {
+            reached_names.contains(name.as_str())
+                && by.iter().any(|q| only_through.contains(q))
+                && !by.iter().any(|q| without.contains(q))
+        })
+        .map(|((name, feature), _)| format!("{name}/{feature}"))
+        .collect();
+    out.sort();
+    out
+}
+
 /// The cache files a workspace root manifest gets (where cargo's default target
 /// directory is): for cleaning up after fixtures.
 pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
@@ -91,7 +203,8 @@ pub fn cache_files(manifest: &Path) -> Vec<PathBuf> {
     let Some(scratch) = meta::scratch_dir(&root) else { return Vec::new() };
     let resolve = scratch.join(format!("deps-resolve-{}.tsv", meta::short_hash(&root)));
     let graph = scratch.join(format!("deps-graph-{}.tsv", meta::short_hash(&root)));
-    meta::metadata_cache_path(manifest).into_iter().chain([resolve, graph]).collect()
+    let expansions = scratch.join(format!("deps-expansions-{}.tsv", meta::short_hash(&root)));
+    meta::metadata_cache_path(manifest).into_iter().chain([resolve, graph, expansions]).collect()
 }
 
 /// The resolve results are cached (in `<target>/xtask/deps-resolve-<hash>.tsv`) under a
@@ -139,7 +252,21 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
     let mut out = Resolved::new();
     for line in lines {
         let f: Vec<&str> = line.split('\t').collect();
-        let [member, table, target, dep, krate, proc_macro, links, has_lib, lib_src] = f[..] else {
+        let [
+            member,
+            table,
+            target,
+            dep,
+            krate,
+            proc_macro,
+            links,
+            has_lib,
+            lib_src,
+            id,
+            shared,
+            enables,
+        ] = f[..]
+        else {
             return None;
         };
         let table = match table {
@@ -153,6 +280,9 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
             links: opt(links),
             has_lib: has_lib == "1",
             lib_src: opt(lib_src).map(PathBuf::from),
+            immutable_id: opt(id),
+            shared: shared == "1",
+            enables: enables.split(' ').filter(|e| !e.is_empty()).map(str::to_string).collect(),
         };
         out.insert((member.into(), table, opt(target), dep.into()), (krate.into(), facts));
     }
@@ -171,6 +301,7 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
         if facts.lib_src.is_some() && lib_src.is_none() {
             return; // not representable: run without a cache
         }
+        let enables = facts.enables.join(" ");
         let fields = [
             member.as_str(),
             table,
@@ -181,6 +312,9 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
             facts.links.as_deref().unwrap_or(""),
             if facts.has_lib { "1" } else { "0" },
             lib_src.unwrap_or(""),
+            facts.immutable_id.as_deref().unwrap_or(""),
+            if facts.shared { "1" } else { "0" },
+            &enables,
         ];
         if fields.iter().any(|f| f.contains(['\t', '\n'])) {
             return; // not representable: run without a cache
@@ -247,6 +381,9 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
     let workspace_hack = hakari_package(&root);
     let target_dir: PathBuf = meta.target_directory.clone().into();
+    let expansions_cache = expansions_cache_path(&meta);
+    let learned_before =
+        if use_cache { read_expansions(&expansions_cache) } else { HashMap::new() };
 
     let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
         let manifest_path = pkg.manifest_path.as_std_path();
@@ -261,6 +398,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             manifest: relative(&root, manifest_path),
             ignore: ignore_lists(&pkg.metadata, "package.metadata"),
             features: pkg.features.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            workspace_hack: pkg.name.as_str() == workspace_hack,
             ..Default::default()
         };
         for dep in &pkg.dependencies {
@@ -286,7 +424,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         if member.includes_generated {
             read_generated_code(&root, &target_dir, pkg, &mut member);
         }
-        learn_expansions(&mut member, scans);
+        learn_expansions(&mut member, scans, &learned_before);
         Ok(member)
     };
     // Members are independent: two threads parse manifests and scan sources.
@@ -294,19 +432,34 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> =
         packages.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    let (mut learned, mut dependency_files_read) = (HashMap::new(), 0);
     std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                let mut scans = Scans::default();
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(pkg) = packages.get(i) else { break };
-                    let member = build(pkg, &mut scans);
-                    *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(member);
-                }
-            });
+        let threads: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut scans = Scans::default();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(pkg) = packages.get(i) else { break };
+                        let member = build(pkg, &mut scans);
+                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(member);
+                    }
+                    (scans.learned, scans.dependency_files_read)
+                })
+            })
+            .collect();
+        for t in threads {
+            if let Ok((l, n)) = t.join() {
+                learned.extend(l);
+                dependency_files_read += n;
+            }
         }
     });
+    if !learned.is_empty() {
+        let mut all = learned_before.clone();
+        all.extend(learned);
+        write_expansions(&expansions_cache, &all);
+    }
     let mut members = Vec::new();
     let mut manifests = BTreeMap::new();
     for (pkg, slot) in packages.iter().zip(slots) {
@@ -326,6 +479,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         workspace_ignore,
         manifests,
         graph_cache,
+        dependency_files_read,
     })
 }
 
@@ -392,14 +546,20 @@ fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &m
 #[derive(Default)]
 struct Scans {
     files: HashMap<PathBuf, FileScan>,
-    /// Crates the macros of a library expand to, by its root file.
-    expansions: HashMap<PathBuf, Vec<String>>,
+    /// Crates the macros of a library expand to, by its cache key ([`library_key`]),
+    /// learned by this thread in this run.
+    learned: HashMap<String, Vec<String>>,
+    /// Each library's cache key, computed once per run.
+    keys: HashMap<PathBuf, String>,
+    /// Source files of registry and git packages opened.
+    dependency_files_read: usize,
 }
 
 /// Learns what the macros of the member's named dependencies expand to, from their
 /// sources; only when something is left to explain (a declaration named nowhere, or a
 /// normal one named only in tests), so a clean workspace reads no dependency sources.
-fn learn_expansions(member: &mut Member, scans: &mut Scans) {
+/// What an earlier run learned (`cached`) is not learned again.
+fn learn_expansions(member: &mut Member, scans: &mut Scans, cached: &HashMap<String, Vec<String>>) {
     let unexplained = member.decls.iter().any(|d| match member.uses.get(&d.crate_name) {
         None => true,
         Some(uses) => d.table == Table::Normal && !uses.contains_key(&Context::Normal),
@@ -415,22 +575,93 @@ fn learn_expansions(member: &mut Member, scans: &mut Scans) {
         if member.expansions.contains_key(&decl.crate_name) {
             continue;
         }
-        let roots = match scans.expansions.get(lib) {
+        let key = scans
+            .keys
+            .entry(lib.clone())
+            .or_insert_with(|| library_key(lib, decl.facts.immutable_id.as_deref()))
+            .clone();
+        let roots = match cached.get(&key).or_else(|| scans.learned.get(&key)) {
             Some(roots) => roots.clone(),
             None => {
                 let mut roots = std::collections::BTreeSet::new();
-                for (file, _) in module_files(lib, &mut scans.files) {
+                let files = module_files(lib, &mut scans.files);
+                if decl.facts.immutable_id.is_some() {
+                    scans.dependency_files_read += files.len();
+                }
+                for (file, _) in files {
                     if let Ok(src) = std::fs::read_to_string(&file) {
                         roots.extend(scan::macro_expansion_roots(&src));
                     }
                 }
                 let roots: Vec<String> = roots.into_iter().collect();
-                scans.expansions.insert(lib.clone(), roots.clone());
+                scans.learned.insert(key, roots.clone());
                 roots
             }
         };
         member.expansions.insert(decl.crate_name.clone(), roots);
     }
+}
+
+/// What identifies a library's sources for the cache of what they teach: the package
+/// id of a registry or git package (its sources never change), else a hash of every
+/// `.rs` file below the library's root directory (paths and contents: a path package
+/// can change at any time).
+fn library_key(lib: &Path, immutable_id: Option<&str>) -> String {
+    if let Some(id) = immutable_id {
+        return format!("id {id}");
+    }
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    lib.hash(&mut h);
+    let dir = lib.parent().unwrap_or(Path::new(""));
+    for file in xtask_sys::fs::files_below(dir, "rs") {
+        file.hash(&mut h);
+        std::fs::read(&file).ok().hash(&mut h);
+    }
+    format!("content {:016x}", h.finish())
+}
+
+/// `<target>/xtask/deps-expansions-<hash>.tsv`: what the macros of each library expand
+/// to, by [`library_key`], one library a line.
+fn expansions_cache_path(meta: &Metadata) -> PathBuf {
+    let root = meta.workspace_root.as_std_path();
+    let name = format!("deps-expansions-{}.tsv", meta::short_hash(root));
+    meta.target_directory.as_std_path().join("xtask").join(name)
+}
+
+/// The first line names the format (with the crate's version: another version of the
+/// scan may learn differently).
+fn expansions_header() -> String {
+    format!("xtask-deps expansions {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn read_expansions(path: &Path) -> HashMap<String, Vec<String>> {
+    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
+    let mut lines = text.lines();
+    if lines.next() != Some(expansions_header().as_str()) {
+        return HashMap::new();
+    }
+    lines
+        .filter_map(|line| {
+            let (key, roots) = line.split_once('\t')?;
+            Some((
+                key.to_string(),
+                roots.split(' ').filter(|r| !r.is_empty()).map(str::to_string).collect(),
+            ))
+        })
+        .collect()
+}
+
+fn write_expansions(path: &Path, learned: &HashMap<String, Vec<String>>) {
+    let mut lines: Vec<String> = learned
+        .iter()
+        .filter(|(key, _)| !key.contains(['\t', '\n']))
+        .map(|(key, roots)| format!("{key}\t{}", roots.join(" ")))
+        .collect();
+    lines.sort();
+    let text = format!("{}\n{}\n", expansions_header(), lines.join("\n"));
+    // A cache that cannot be written only costs time on the next run.
+    let _ = xtask_sys::fs::write_atomic(path, text);
 }
 
 /// Parses a manifest for reading only (cheaper than an editable `DocumentMut`).
@@ -465,6 +696,9 @@ fn facts_of(p: &Package) -> DepFacts {
         links: p.links.clone(),
         has_lib: p.targets.iter().any(is_lib),
         lib_src: p.targets.iter().find(|t| is_lib(t)).map(|t| t.src_path.clone().into()),
+        immutable_id: p.source.is_some().then(|| p.id.repr.clone()),
+        shared: false,
+        enables: Vec::new(),
     }
 }
 
@@ -531,9 +765,11 @@ fn scan_targets(
     let mut targets: Vec<_> = pkg.targets.iter().collect();
     // Lib and bins first, so the first recorded use is the most telling one.
     targets.sort_by_key(|t| target_context(t));
+    let mut reached = HashSet::new();
     for target in targets {
         let context = target_context(target);
         let files = module_files(target.src_path.as_std_path(), scans);
+        reached.extend(files.iter().map(|(f, _)| f.clone()));
         for (file, test_file) in files {
             let Some(scan) = scans.get(&file) else {
                 continue;
@@ -562,6 +798,40 @@ fn scan_targets(
                 } else {
                     context
                 };
+                member.record_use(&r.name, ctx, Location { file: rel.clone(), line: r.line });
+            }
+        }
+    }
+    scan_unreached(root, pkg, &reached, member);
+}
+
+/// Scans the `.rs` files of the lib's and bins' source directories that no `mod` or
+/// `include!` reaches: a macro may declare the module (`mod_path!`-style generators,
+/// `#[path]` built by a macro), so what they name counts as a use of lib code, never
+/// as nothing.
+fn scan_unreached(root: &Path, pkg: &Package, reached: &HashSet<PathBuf>, member: &mut Member) {
+    let package_dir = pkg.manifest_path.parent().map(|d| d.as_std_path()).unwrap_or(Path::new(""));
+    let mut dirs: Vec<PathBuf> = pkg
+        .targets
+        .iter()
+        .filter(|t| target_context(t) == Context::Normal)
+        .filter_map(|t| t.src_path.as_std_path().parent().map(Path::to_path_buf))
+        // A root file beside the manifest would make the whole package (tests, target
+        // directories) its source tree: only a directory of its own counts.
+        .filter(|d| d != package_dir && d.starts_with(package_dir))
+        .collect();
+    dirs.sort();
+    dirs.dedup_by(|b, a| b.starts_with(&**a));
+    for dir in dirs {
+        for file in xtask_sys::fs::files_below(&dir, "rs") {
+            if reached.contains(&file) {
+                continue;
+            }
+            let Ok(src) = std::fs::read_to_string(&file) else { continue };
+            let scan = scan(&src);
+            let rel = relative(root, &file);
+            for r in scan.crate_refs() {
+                let ctx = if r.test { Context::Dev } else { Context::Normal };
                 member.record_use(&r.name, ctx, Location { file: rel.clone(), line: r.line });
             }
         }

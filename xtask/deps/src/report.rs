@@ -289,11 +289,13 @@ pub fn markdown(a: &Analysis) -> String {
     section(
         &mut out,
         "Feature Only",
-        "Not named in code, but declared with `features = [...]`, named by a `[features]` \
-         entry, cargo-hakari's workspace-hack crate or a package commonly declared only for its \
-         features: it may be there only to enable features of another dependency's copy \
-         (feature unification). Never removed by `--verified-only`; `--with-verification` \
-         removes one only if every package still builds on its own (`cargo check -p`).",
+        "Not named in code, but removing it could change what gets compiled through feature \
+         unification (per the resolve graph): declared with `features = [...]` or named by a \
+         `[features]` entry while the workspace gets the same package another way too, a \
+         package that switches on a feature nothing else asks for of a package the member gets \
+         another way, cargo-hakari's workspace-hack crate and that crate's own entries. Never \
+         removed by `--verified-only`; `--with-verification` removes one only if every package \
+         still builds on its own (`cargo check -p`).",
         rows(&|f| f.class == Class::FeatureOnly),
     );
     let mut investigate = rows(&|f| f.class == Class::NeedsInvestigation && !no_lib(f));
@@ -359,11 +361,17 @@ const METHODOLOGY: &str = "## Methodology
   ignore list (`[package.metadata.xtask-deps] ignore`, `[package.metadata.cargo-machete]
   ignored`, `[package.metadata.cargo-shear] ignored`, and the `workspace.metadata`
   equivalents).
-- Unreferenced declarations that may be there only to enable features are
-  \"feature-only\", never \"verified unused\": declared with `features = [...]`, named by a
-  `[features]` entry (`dep/feature`), cargo-hakari's workspace-hack crate (`hakari-package`
-  in `.config/hakari.toml`, else `workspace-hack`) and packages commonly declared only for
-  their features (`getrandom`, `openssl`, ...).
+- Unreferenced declarations whose removal could change what gets compiled through
+  feature unification are \"feature-only\", never \"verified unused\", judged on `cargo
+  metadata`'s resolve graph: declared with `features = [...]` or named by a `[features]`
+  entry (`dep/feature`) while the workspace gets the same package another way too; a
+  package that switches on (itself or through packages only it brings in) a feature that
+  nothing else the member depends on asks for, of a package the member gets another way;
+  cargo-hakari's workspace-hack crate (`hakari-package` in `.config/hakari.toml`, else
+  `workspace-hack`) and every entry of that crate's own manifest. A declaration with
+  features that nothing else in the graph depends on is an ordinary finding.
+- Besides each target's module tree, the `.rs` files below the lib's and bins' source
+  directories that no `mod` reaches are scanned too (a macro may declare the module).
 - A proc-macro crate named nowhere (no path, attribute, derive import, `extern crate` or
   macro call) and that no other crate's macros expand to is verified unused.
 
@@ -390,11 +398,13 @@ const METHODOLOGY: &str = "## Methodology
   doc tests: a dev-dependency only a doc test needs, if misjudged, would pass the check.
   `--with-verification --test` runs the tests, doc tests included.
 - `cfg` conditions other than `test` are not evaluated: code under any `cfg` counts.
-- A dependency kept only to select features of a transitive dependency through one of
-  its own dependencies (declared without `features`) looks unused; the per-package check
-  catches its removal, and an ignore list keeps it.
-- Modules declared by macros other than through literal `mod x;` tokens, and files
-  included through computed paths, are not followed.
+- Feature requests are matched by package name, and a feature another package asks for
+  counts as asked for even when it is already on by default: both err towards
+  \"feature-only\". The per-package check of `--verified-only` catches what slips
+  through, and an ignore list keeps it.
+- Modules declared by macros are not followed; their files are scanned only when they lie
+  below a lib's or bin's source directory. Files included through computed paths are not
+  followed.
 - Glob imports of local modules (`use super::*`) that bring a module named like a crate
   into scope are not tracked.
 ";

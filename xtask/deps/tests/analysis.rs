@@ -193,22 +193,18 @@ fn every_rule_on_one_member() {
     ] {
         assert_eq!(c(used).0, "used", "{used}: {:?}", c(used));
     }
-    for unused in [
-        "tokio",
-        "commented",
-        "stringy",
-        "shadowed",
-        "unused_plain",
-        "unreached",
-        "dup_old",
-        "ws_dead",
-    ] {
+    for unused in
+        ["tokio", "commented", "stringy", "shadowed", "unused_plain", "dup_old", "ws_dead"]
+    {
         assert_eq!(c(unused).0, "verified-unused", "{unused}: {:?}", c(unused));
     }
     for misplaced in ["test_only", "in_tests_dir", "in_example", "test_mod_file"] {
         assert_eq!(c(misplaced).0, "misplaced", "{misplaced}: {:?}", c(misplaced));
     }
     assert_eq!(c("bare").1, "app/src/lib.rs:28");
+    // No `mod` reaches `not_a_module.rs`, but a macro may declare it: it is scanned too,
+    // never the ground for a "verified unused".
+    assert_eq!(c("unreached"), ("used".into(), "app/src/not_a_module.rs:1".into()));
     assert_eq!(
         c("in_tests_dir").1.split(" (first at ").nth(1).unwrap(),
         "app/tests/it.rs:2); belongs in [dev-dependencies]"
@@ -334,12 +330,14 @@ fn each_finding_shows_what_its_removal_saves_timed_by_cargos_report() {
     let saving = gone.saving.clone().unwrap();
     assert_eq!(saving.crates, ["deep v0.1.0", "gone v0.1.0"]);
     assert_eq!(saving.seconds, Some(3.25));
+    // `unused` (named only by `[features]`, and nothing else depends on it) is the
+    // other verified-unused one: removing both saves the three.
     let total = a.total_saving.clone().unwrap();
-    assert_eq!(total.crates, saving.crates, "the only verified-unused one");
+    assert_eq!(total.crates, ["deep v0.1.0", "gone v0.1.0", "unused v0.1.0"]);
     let text = render(&a, Format::Text);
     assert!(text.contains("[removal saves 2 crates, 3.2 s]"), "{text}");
     assert!(
-        text.contains("removing the verified-unused ones saves 2 crates, 3.2 s of build time"),
+        text.contains("removing the verified-unused ones saves 3 crates, 3.2 s of build time"),
         "{text}"
     );
     let json: serde_json::Value = serde_json::from_str(&render(&a, Format::Json)).unwrap();
@@ -373,11 +371,12 @@ fn the_resolve_cache_is_reused_and_invalidated_by_manifest_changes() {
         .file("app/src/lib.rs", "pub fn f() { first::f() }\n");
     let cold = fx.analyze();
     let files = load::cache_files(&fx.manifest());
-    assert_eq!(files.len(), 3);
+    assert_eq!(files.len(), 4);
     assert!(
-        files.iter().all(|f| f.is_file()),
+        files[..3].iter().all(|f| f.is_file()),
         "the layout, the resolve facts and the resolve graph are cached: {files:?}"
     );
+    assert!(!files[3].exists(), "nothing left to explain: no dependency source was read");
 
     let warm = fx.analyze();
     assert_eq!(cold, warm);
@@ -465,4 +464,82 @@ fn this_workspace_has_no_unused_dependencies_and_its_report_is_current() {
         committed == report::markdown(&analysis),
         "docs/analysis/unused-dependencies-analysis.md is stale: run `cargo xtask deps --report`"
     );
+}
+
+/// `feature-only` comes from the resolve graph, only where features can unify: `app`
+/// gets `x`'s feature `f` only through `y` (named nowhere), whose `z` asks for it, while
+/// `app` also depends on `x` itself; `alone` is declared with features that nothing else
+/// depends on; `ws-hack`, cargo-hakari's workspace-hack crate, declares `lonely` only to
+/// unify features (hakari manages that entry: never claimed).
+#[test]
+fn feature_only_is_found_in_the_resolve_graph() {
+    let fx = Fixture::new("unify-graph");
+    fx.ext("x", "x\n[features]\nf = []", "#[cfg(feature = \"f\")]\npub fn special() -> u8 { 1 }\n")
+        .ext("z", "z\n[dependencies]\nx = { path = \"../x\", features = [\"f\"] }", TRIVIAL)
+        .ext("y", "y\n[dependencies]\nz = { path = \"../z\" }", TRIVIAL)
+        .ext("alone", "alone\n[features]\ng = []", TRIVIAL)
+        .ext("lonely", "", TRIVIAL);
+    fx.file(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"app\", \"ws-hack\"]\nresolver = \"2\"\n",
+    )
+    .file(".config/hakari.toml", "hakari-package = \"ws-hack\"\n")
+    .file(
+        "app/Cargo.toml",
+        "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nx = { path = \"../../ext/x\" }\ny = { path = \"../../ext/y\" }\nalone = { path = \"../../ext/alone\", features = [\"g\"] }\nws-hack = { path = \"../ws-hack\" }\n",
+    )
+    .file("app/src/lib.rs", "pub fn f() -> u8 { x::special() }\n")
+    .file(
+        "ws-hack/Cargo.toml",
+        "[package]\nname = \"ws-hack\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlonely = { path = \"../../ext/lonely\" }\n",
+    )
+    .file("ws-hack/src/lib.rs", "// This file is managed by hakari.\n");
+    let a = fx.analyze();
+    let y = class_of(&a, "app", "y", "dependencies");
+    assert_eq!(y.0, "feature-only", "{y:?}");
+    assert!(y.1.contains("switches on x/f"), "{}", y.1);
+    let alone = class_of(&a, "app", "alone", "dependencies");
+    assert_eq!(alone.0, "verified-unused", "nothing to unify with: {alone:?}");
+    assert_eq!(class_of(&a, "app", "ws-hack", "dependencies").0, "feature-only");
+    let lonely = class_of(&a, "ws-hack", "lonely", "dependencies");
+    assert_eq!(lonely.0, "feature-only", "{lonely:?}");
+    assert!(lonely.1.contains("workspace-hack crate"), "{}", lonely.1);
+}
+
+/// What a dependency's sources teach (what its macros expand to) is cached across runs:
+/// a warm run opens no source file of a registry package (keyed by its package id, which
+/// never changes), and a path package is keyed by its content, so an edit is seen. `log`
+/// is resolved and downloaded from the registry at an exact version, as a user's build
+/// would.
+#[test]
+fn a_warm_run_opens_no_dependency_source_and_path_packages_are_keyed_by_content() {
+    let fx = Fixture::new("expansions-cache");
+    fx.ext("helper", "", TRIVIAL).ext(
+        "mac",
+        "",
+        "#[macro_export]\nmacro_rules! seven { () => { ::helper::f() } }\n",
+    );
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nlog = \"=0.4.22\"\nmac = { path = \"../../ext/mac\" }\nhelper = { path = \"../../ext/helper\" }\n",
+        )
+        .file("app/src/lib.rs", "pub fn f() { log::info!(\"x\"); mac::seven!(); }\n");
+    let load = || {
+        load::load(&fx.manifest(), false, true)
+            .unwrap_or_else(|e| panic!("resolving log from the registry: {e:#}"))
+    };
+    let cold = load();
+    assert!(cold.dependency_files_read > 0, "the first run learns from log's sources");
+    let helper =
+        |ws: &load::Workspace| class_of(&analyze_workspace(ws), "app", "helper", "dependencies");
+    assert_eq!(helper(&cold).1, "macros of `mac` expand to paths in this crate");
+
+    let warm = load();
+    assert_eq!(warm.dependency_files_read, 0, "a warm run opens no dependency source");
+    assert_eq!(analyze_workspace(&warm), analyze_workspace(&cold));
+
+    // The path package changes: what was learned from it is not used any more.
+    fx.ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { 7 } }\n");
+    assert_eq!(helper(&load()).0, "verified-unused");
 }
