@@ -32,8 +32,13 @@ announced in one line, where xtask may: apt-get as root on Debian/Ubuntu (or in 
 passwordless sudo), `cargo install --locked cargo-nextest@<pinned>`. Elsewhere, or with
 --no-install, the run stops there with the command to run (exit 2).
 
+With --stress, the stress tier as well: each stress test in its full form (TASKER_TEST_STRESS=1:
+the fifty up/down cycles, not five) and the tests kept for it (the clone-based checkout test,
+left out of nextest's default filter). The nightly CI run uses it.
+
 Examples:
   cargo xtask test                      the whole suite
+  cargo xtask test --stress             the whole suite, stress tests in full
   cargo xtask test --skip-end-to-end    unit, integration and doc tests only
   cargo xtask test -- merge             only tests whose name contains `merge`")]
 pub struct Args {
@@ -41,6 +46,10 @@ pub struct Args {
     /// their own)
     #[arg(long)]
     skip_end_to_end: bool,
+    /// Also the stress tier: every stress test in its full form, and the tests only the
+    /// stress tier runs (the nightly CI run does this)
+    #[arg(long)]
+    stress: bool,
     /// Install nothing: a missing requirement is an error naming the command to run
     /// (also: TASKER_XTASK_NO_INSTALL=1)
     #[arg(long)]
@@ -54,6 +63,11 @@ pub struct Args {
 /// databases from the server URL.
 const DATABASE_NAME: &str = "tasker_test";
 
+/// Set to `1` for the stress tier: a stress test reads it and runs its full form (the
+/// fifty up/down cycles); without it, its short form (five), which proves the same on
+/// every run in a tenth of the time.
+pub const STRESS_VAR: &str = "TASKER_TEST_STRESS";
+
 /// One cargo invocation of the suite.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Step {
@@ -62,15 +76,18 @@ pub struct Step {
 }
 
 /// The suite's cargo steps, in order. Pure, so the shape of the suite is unit-tested.
-pub fn plan(extra: &[String]) -> Vec<Step> {
+/// The stress tier also runs what nextest's default filter leaves out
+/// (`.config/nextest.toml`: the tests kept for the stress tier).
+pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
     let with_extra = |args: &[&str]| -> Vec<String> {
         args.iter().map(|a| a.to_string()).chain(extra.iter().cloned()).collect()
     };
+    let mut unit = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+    if stress {
+        unit.push("--ignore-default-filter");
+    }
     vec![
-        Step {
-            name: "unit and integration tests",
-            cargo_args: with_extra(&["nextest", "run", "--workspace", "--no-fail-fast"]),
-        },
+        Step { name: "unit and integration tests", cargo_args: with_extra(&unit) },
         Step {
             name: "doc tests",
             cargo_args: with_extra(&["test", "--workspace", "--doc", "--no-fail-fast"]),
@@ -80,24 +97,28 @@ pub fn plan(extra: &[String]) -> Vec<Step> {
 
 /// The Docker backend's tests: ignored by the steps above (they need an engine), run
 /// here on their own where one is reachable, with a profile (and JUnit report) of their own.
+/// The same selection (`--workspace`) as the unit tests, so cargo builds nothing more and
+/// the two can run side by side on one build.
 pub fn docker_step(extra: &[String]) -> Step {
     let mut cargo_args: Vec<String> = [
         "nextest",
         "run",
+        "--workspace",
         "--profile",
         "docker",
-        "-p",
-        "xtask",
-        "--test",
-        "docker_backend",
         "--run-ignored",
         "only",
+        "-E",
+        DOCKER_TESTS,
     ]
     .map(String::from)
     .to_vec();
     cargo_args.extend(extra.iter().cloned());
     Step { name: "Docker backend tests", cargo_args }
 }
+
+/// The Docker backend's tests, as a nextest filter.
+const DOCKER_TESTS: &str = "package(xtask) and binary(docker_backend)";
 
 /// What the suite needs from the machine.
 pub fn needs(database_given: bool) -> Vec<Requirement> {
@@ -218,56 +239,89 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs_skipped: false,
     };
     let mut rows: Vec<Row> = vec![preflight_row];
-    let steps = plan(&args.cargo_args);
-    // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
-    // (and its data goes) when `database` is dropped, on every path out of this block.
-    let database = crate::services::database_session(
-        &paths::xtask_dir().join("test-database"),
-        DATABASE_NAME,
-    )?;
-    let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
-    for step in &steps {
-        github::phase(step.name);
-        rows.push(run_step(step, &exports)?);
-    }
-    drop(database);
-
+    let steps = plan(&args.cargo_args, args.stress);
+    let stress: Vec<(String, String)> = match args.stress {
+        true => vec![(STRESS_VAR.to_string(), "1".to_string())],
+        false => Vec::new(),
+    };
     let docker = docker_step(&args.cargo_args);
-    if args.skip_end_to_end {
-        for step in ["end-to-end tests", docker.name] {
-            rows.push(Row::skipped(step, "--skip-end-to-end".to_string()));
+    // The Docker backend's tests wait on the engine (image builds, container starts), the
+    // others mostly on the CPU: where an engine answers they run beside the rest, on the
+    // same build (their cargo waits for the first one's build lock, then builds nothing).
+    let engine = match args.skip_end_to_end {
+        true => Err("--skip-end-to-end".to_string()),
+        false => crate::services::ensure_docker_engine()
+            .map(|_| ())
+            .map_err(|why| format!("no Docker engine: {why}")),
+    };
+    std::thread::scope(|scope| -> anyhow::Result<()> {
+        let docker_run = engine.is_ok().then(|| {
+            eprintln!(
+                "==> {} {}: started beside the other tests (they wait on the Docker engine)",
+                github::elapsed(),
+                docker.name
+            );
+            scope.spawn(|| run_step(&docker, &stress))
+        });
+        // Database tests read DATABASE_URL: a throwaway server unless one is given. It
+        // stops (and its data goes) when `database` is dropped, on every path out of this
+        // block.
+        let database = crate::services::database_session(
+            &paths::xtask_dir().join("test-database"),
+            DATABASE_NAME,
+        )?;
+        let mut exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
+        exports.extend(stress.iter().cloned());
+        for step in &steps {
+            github::phase(step.name);
+            rows.push(run_step(step, &exports)?);
         }
-    } else {
-        // Then the end-to-end tests against the real services (ci-native prints its own
-        // phases, table and paths).
-        let e2e_began = Instant::now();
-        let options = crate::ci::pipeline::Options::native_defaults();
-        let (result, counts) = crate::ci::pipeline::run_counted(&options);
-        let outcome = match result {
-            Ok(()) => Outcome::Passed,
-            Err(err) if crate::sys::interrupts::interrupted().is_some() => return Err(err),
-            Err(err) => {
-                if err.downcast_ref::<Exit>().is_none() {
-                    eprintln!("error: {err:#}");
+        drop(database);
+
+        if args.skip_end_to_end {
+            rows.push(Row::skipped("end-to-end tests", "--skip-end-to-end".to_string()));
+        } else {
+            // Then the end-to-end tests against the real services (ci-native prints its
+            // own phases, table and paths).
+            let e2e_began = Instant::now();
+            let options = crate::ci::pipeline::Options::native_defaults();
+            let (result, counts) = crate::ci::pipeline::run_counted(&options);
+            let outcome = match result {
+                Ok(()) => Outcome::Passed,
+                Err(err) if crate::sys::interrupts::interrupted().is_some() => return Err(err),
+                Err(err) => {
+                    if err.downcast_ref::<Exit>().is_none() {
+                        eprintln!("error: {err:#}");
+                    }
+                    Outcome::Failed
                 }
-                Outcome::Failed
-            }
-        };
-        let took = e2e_began.elapsed();
-        rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
-        match crate::services::ensure_docker_engine() {
-            Ok(_) => {
-                github::phase(docker.name);
-                // The ignored tests the first step skipped.
-                rows.push(Row { runs_skipped: true, ..run_step(&docker, &[])? });
-            }
-            Err(why) => {
-                let why = why.to_string();
-                eprintln!("==> {} {}: skipped: {why}", github::elapsed(), docker.name);
-                rows.push(Row::skipped(docker.name, format!("no Docker engine: {why}")));
-            }
+            };
+            let took = e2e_began.elapsed();
+            rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
         }
-    }
+        match (docker_run, &engine) {
+            (Some(running), _) => {
+                let row =
+                    running.join().map_err(|_| anyhow::anyhow!("the Docker step panicked"))??;
+                eprintln!(
+                    "==> {} {}: finished in {:.1}s",
+                    github::elapsed(),
+                    docker.name,
+                    row.took.as_secs_f64()
+                );
+                // The ignored tests the first step skipped.
+                rows.push(Row { runs_skipped: true, ..row });
+            }
+            (None, Err(why)) => {
+                if !args.skip_end_to_end {
+                    eprintln!("==> {} {}: skipped: {why}", github::elapsed(), docker.name);
+                }
+                rows.push(Row::skipped(docker.name, why.clone()));
+            }
+            (None, Ok(())) => unreachable!("an engine that answers runs the step"),
+        }
+        Ok(())
+    })?;
     github::end_phase();
     let failed: Vec<&str> =
         rows.iter().filter(|r| r.outcome == Outcome::Failed).map(|r| r.step).collect();
@@ -385,9 +439,22 @@ mod tests {
     #[test]
     fn nextest_runs_the_workspace_then_doc_tests_without_fail_fast() {
         assert_eq!(
-            args_of(&plan(&[])),
+            args_of(&plan(&[], false)),
             ["nextest run --workspace --no-fail-fast", "test --workspace --doc --no-fail-fast"]
         );
+    }
+
+    #[test]
+    fn the_stress_tier_also_runs_what_the_default_filter_leaves_out() {
+        assert_eq!(
+            args_of(&plan(&[], true))[0],
+            "nextest run --workspace --no-fail-fast --ignore-default-filter"
+        );
+        // What it leaves out, and the Docker tests (ignored, run by their own step).
+        let config = std::fs::read_to_string(paths::root().join(".config/nextest.toml")).unwrap();
+        let config: toml_edit::DocumentMut = config.parse().unwrap();
+        let filter = config["profile"]["default"]["default-filter"].as_str().unwrap();
+        assert_eq!(filter, "not (package(xtask) and binary(checkout))");
     }
 
     #[test]
@@ -395,7 +462,8 @@ mod tests {
         // Cargo unifies features per selection: the pipeline's build after the unit tests
         // compiles nothing but the end-to-end tests.
         let workspace = "--workspace".to_string();
-        assert!(plan(&[])[0].cargo_args.contains(&workspace));
+        assert!(plan(&[], false)[0].cargo_args.contains(&workspace));
+        assert!(docker_step(&[]).cargo_args.contains(&workspace));
         assert!(crate::ci::build::build_commands(false).iter().all(|c| c.contains(&workspace)));
     }
 
@@ -403,13 +471,14 @@ mod tests {
     fn the_docker_tests_are_the_ignored_ones_of_their_binary() {
         assert_eq!(
             docker_step(&["crash".to_owned()]).cargo_args.join(" "),
-            "nextest run --profile docker -p xtask --test docker_backend --run-ignored only crash"
+            "nextest run --workspace --profile docker --run-ignored only \
+             -E package(xtask) and binary(docker_backend) crash"
         );
     }
 
     #[test]
     fn extra_arguments_reach_every_step() {
-        let steps = plan(&["merge".to_owned()]);
+        let steps = plan(&["merge".to_owned()], true);
         assert!(steps.iter().all(|s| s.cargo_args.last().map(String::as_str) == Some("merge")));
     }
 
