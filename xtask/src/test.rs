@@ -3,8 +3,8 @@
 //! First the pre-flight checks (the machine's requirements, installed where xtask may; no
 //! live session in the way; no stale generated file), so nothing is compiled for a run
 //! that cannot finish. Then the steps (see [`plan`]), each a cargo invocation with the
-//! same `DATABASE_URL`, the end-to-end tests (`ci-native`) and the Docker backend's
-//! tests ([`docker_step`], where an engine is reachable). Every step runs, without
+//! same `DATABASE_URL`, the end-to-end tests (`ci-native`) and, beside them, the Docker
+//! backend's tests ([`docker_step`], where an engine is reachable). Every step runs, without
 //! fail-fast, even when an earlier one failed, so one run shows every failure; the task
 //! fails when any step did, and ends with a table of the steps and one count of tests.
 
@@ -21,8 +21,9 @@ use crate::sys::{command, fs, paths};
 #[command(after_help = "\
 Runs, after pre-flight checks: the workspace's unit and integration tests (cargo-nextest,
 no fail-fast) and the doc tests against a throwaway PostgreSQL (DATABASE_URL, unless it is
-set); the end-to-end tests (`cargo xtask ci-native`, with the Ruby worker); the Docker
-backend's tests where a Docker engine is reachable (skipped, and said so, elsewhere).
+set); the end-to-end tests (`cargo xtask ci-native`, with the Ruby worker); beside them,
+the Docker backend's tests where a Docker engine is reachable (skipped, and said so,
+elsewhere).
 Ends with a table of the steps, the count of passed, failed and skipped tests, and where
 the JUnit reports, timings and logs are.
 
