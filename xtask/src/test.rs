@@ -69,6 +69,19 @@ const DATABASE_NAME: &str = "tasker_test";
 /// every run in a tenth of the time.
 pub const STRESS_VAR: &str = "TASKER_TEST_STRESS";
 
+/// nextest runs as many tests at once as the machine has cores by default. This suite's
+/// tests mostly wait (on processes, the database, visibility timeouts), so on a small
+/// machine that leaves the CPU idle: on 2 cores, 2 at once kept 1.2 cores busy and took
+/// 43-48 s, 4 at once took 27-30 s (docs/analysis/ci-speed.md). At least this many, then.
+pub const MIN_TEST_THREADS: usize = 4;
+
+/// `NEXTEST_TEST_THREADS` for the unit tests: raised to [`MIN_TEST_THREADS`] on a machine
+/// with fewer cores, unless the caller set it.
+pub fn test_threads(cores: usize, set: bool) -> Option<(String, String)> {
+    (!set && cores < MIN_TEST_THREADS)
+        .then(|| ("NEXTEST_TEST_THREADS".to_string(), MIN_TEST_THREADS.to_string()))
+}
+
 /// One cargo invocation of the suite.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Step {
@@ -273,6 +286,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )?;
         let mut exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
         exports.extend(stress.iter().cloned());
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        exports.extend(test_threads(cores, std::env::var_os("NEXTEST_TEST_THREADS").is_some()));
         for step in &steps {
             github::phase(step.name);
             rows.push(run_step(step, &exports)?);
@@ -481,6 +496,16 @@ mod tests {
     fn extra_arguments_reach_every_step() {
         let steps = plan(&["merge".to_owned()], true);
         assert!(steps.iter().all(|s| s.cargo_args.last().map(String::as_str) == Some("merge")));
+    }
+
+    #[test]
+    fn small_machines_run_at_least_four_tests_at_once_unless_told_otherwise() {
+        let four = Some(("NEXTEST_TEST_THREADS".to_string(), "4".to_string()));
+        assert_eq!(test_threads(2, false), four);
+        assert_eq!(test_threads(1, false), four);
+        assert_eq!(test_threads(2, true), None);
+        assert_eq!(test_threads(4, false), None);
+        assert_eq!(test_threads(16, false), None);
     }
 
     #[test]
