@@ -3,8 +3,8 @@
 //! First the pre-flight checks (the machine's requirements, installed where xtask may; no
 //! live session in the way; no stale generated file), so nothing is compiled for a run
 //! that cannot finish. Then the steps (see [`plan`]), each a cargo invocation with the
-//! same `DATABASE_URL`, the end-to-end tests (`ci-native`) and, beside them, the Docker
-//! backend's tests ([`docker_step`], where an engine is reachable). Every step runs, without
+//! same `DATABASE_URL`, the end-to-end tests (`ci-native`) and the Docker backend's
+//! tests ([`docker_step`], where an engine is reachable). Every step runs, without
 //! fail-fast, even when an earlier one failed, so one run shows every failure; the task
 //! fails when any step did, and ends with a table of the steps and one count of tests.
 
@@ -21,9 +21,8 @@ use crate::sys::{command, fs, paths};
 #[command(after_help = "\
 Runs, after pre-flight checks: the workspace's unit and integration tests (cargo-nextest,
 no fail-fast) and the doc tests against a throwaway PostgreSQL (DATABASE_URL, unless it is
-set); the end-to-end tests (`cargo xtask ci-native`, with the Ruby worker); beside them,
-the Docker backend's tests where a Docker engine is reachable (skipped, and said so,
-elsewhere).
+set); the end-to-end tests (`cargo xtask ci-native`, with the Ruby worker); the Docker
+backend's tests where a Docker engine is reachable (skipped, and said so, elsewhere).
 Ends with a table of the steps, the count of passed, failed and skipped tests, and where
 the JUnit reports, timings and logs are.
 
@@ -111,8 +110,8 @@ pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
 
 /// The Docker backend's tests: ignored by the steps above (they need an engine), run
 /// here on their own where one is reachable, with a profile (and JUnit report) of their own.
-/// The same selection (`--workspace`) as the unit tests, so cargo builds nothing more and
-/// the two can run side by side on one build.
+/// The same selection (`--workspace`) as the unit tests, so cargo builds nothing more
+/// (with `-p xtask` it compiled xtask and a dozen of its dependencies again).
 pub fn docker_step(extra: &[String]) -> Step {
     let mut cargo_args: Vec<String> = [
         "nextest",
@@ -259,85 +258,57 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         false => Vec::new(),
     };
     let docker = docker_step(&args.cargo_args);
-    // The Docker backend's tests wait on the engine (image builds, container starts), the
-    // others mostly on the CPU: where an engine answers they run beside the rest, on the
-    // same build (their cargo waits for the first one's build lock, then builds nothing).
-    let engine = match args.skip_end_to_end {
-        true => Err("--skip-end-to-end".to_string()),
-        false => crate::services::ensure_docker_engine()
-            .map(|_| ())
-            .map_err(|why| format!("no Docker engine: {why}")),
-    };
-    std::thread::scope(|scope| -> anyhow::Result<()> {
-        let docker_run = engine.is_ok().then(|| {
-            eprintln!(
-                "==> {} {}: started beside the other tests (they wait on the Docker engine)",
-                github::elapsed(),
-                docker.name
-            );
-            scope.spawn(|| run_step(&docker, &stress))
-        });
-        // Database tests read DATABASE_URL: a throwaway server unless one is given. It
-        // stops (and its data goes) when `database` is dropped, on every path out of this
-        // block.
-        let database = crate::services::database_session(
-            &paths::xtask_dir().join("test-database"),
-            DATABASE_NAME,
-        )?;
-        let mut exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
-        exports.extend(stress.iter().cloned());
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        exports.extend(test_threads(cores, std::env::var_os("NEXTEST_TEST_THREADS").is_some()));
-        for step in &steps {
-            github::phase(step.name);
-            rows.push(run_step(step, &exports)?);
-        }
-        drop(database);
+    // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
+    // (and its data goes) when `database` is dropped, on every path out of this block.
+    let database = crate::services::database_session(
+        &paths::xtask_dir().join("test-database"),
+        DATABASE_NAME,
+    )?;
+    let mut exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
+    exports.extend(stress.iter().cloned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    exports.extend(test_threads(cores, std::env::var_os("NEXTEST_TEST_THREADS").is_some()));
+    for step in &steps {
+        github::phase(step.name);
+        rows.push(run_step(step, &exports)?);
+    }
+    drop(database);
 
-        if args.skip_end_to_end {
-            rows.push(Row::skipped("end-to-end tests", "--skip-end-to-end".to_string()));
-        } else {
-            // Then the end-to-end tests against the real services (ci-native prints its
-            // own phases, table and paths).
-            let e2e_began = Instant::now();
-            let options = crate::ci::pipeline::Options::native_defaults();
-            let (result, counts) = crate::ci::pipeline::run_counted(&options);
-            let outcome = match result {
-                Ok(()) => Outcome::Passed,
-                Err(err) if crate::sys::interrupts::interrupted().is_some() => return Err(err),
-                Err(err) => {
-                    if err.downcast_ref::<Exit>().is_none() {
-                        eprintln!("error: {err:#}");
-                    }
-                    Outcome::Failed
-                }
-            };
-            let took = e2e_began.elapsed();
-            rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
+    if args.skip_end_to_end {
+        for step in ["end-to-end tests", docker.name] {
+            rows.push(Row::skipped(step, "--skip-end-to-end".to_string()));
         }
-        match (docker_run, &engine) {
-            (Some(running), _) => {
-                let row =
-                    running.join().map_err(|_| anyhow::anyhow!("the Docker step panicked"))??;
-                eprintln!(
-                    "==> {} {}: finished in {:.1}s",
-                    github::elapsed(),
-                    docker.name,
-                    row.took.as_secs_f64()
-                );
+    } else {
+        // Then the end-to-end tests against the real services (ci-native prints its own
+        // phases, table and paths).
+        let e2e_began = Instant::now();
+        let options = crate::ci::pipeline::Options::native_defaults();
+        let (result, counts) = crate::ci::pipeline::run_counted(&options);
+        let outcome = match result {
+            Ok(()) => Outcome::Passed,
+            Err(err) if crate::sys::interrupts::interrupted().is_some() => return Err(err),
+            Err(err) => {
+                if err.downcast_ref::<Exit>().is_none() {
+                    eprintln!("error: {err:#}");
+                }
+                Outcome::Failed
+            }
+        };
+        let took = e2e_began.elapsed();
+        rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
+        match crate::services::ensure_docker_engine() {
+            Ok(_) => {
+                github::phase(docker.name);
                 // The ignored tests the first step skipped.
-                rows.push(Row { runs_skipped: true, ..row });
+                rows.push(Row { runs_skipped: true, ..run_step(&docker, &stress)? });
             }
-            (None, Err(why)) => {
-                if !args.skip_end_to_end {
-                    eprintln!("==> {} {}: skipped: {why}", github::elapsed(), docker.name);
-                }
-                rows.push(Row::skipped(docker.name, why.clone()));
+            Err(why) => {
+                let why = why.to_string();
+                eprintln!("==> {} {}: skipped: {why}", github::elapsed(), docker.name);
+                rows.push(Row::skipped(docker.name, format!("no Docker engine: {why}")));
             }
-            (None, Ok(())) => unreachable!("an engine that answers runs the step"),
         }
-        Ok(())
-    })?;
+    }
     github::end_phase();
     let failed: Vec<&str> =
         rows.iter().filter(|r| r.outcome == Outcome::Failed).map(|r| r.step).collect();
