@@ -110,8 +110,8 @@ pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
 
 /// The Docker backend's tests: ignored by the steps above (they need an engine), run
 /// here on their own where one is reachable, with a profile (and JUnit report) of their own.
-/// The same selection (`--workspace`) as the unit tests, so cargo builds nothing more
-/// (with `-p xtask` it compiled xtask and a dozen of its dependencies again).
+/// The same selection (`--workspace`) as the unit tests: one feature resolution, one build,
+/// for every test step.
 pub fn docker_step(extra: &[String]) -> Step {
     let mut cargo_args: Vec<String> = [
         "nextest",
