@@ -32,8 +32,13 @@ announced in one line, where xtask may: apt-get as root on Debian/Ubuntu (or in 
 passwordless sudo), `cargo install --locked cargo-nextest@<pinned>`. Elsewhere, or with
 --no-install, the run stops there with the command to run (exit 2).
 
+With --stress, the stress tier as well: each stress test in its full form (TASKER_TEST_STRESS=1:
+the fifty up/down cycles, not five) and the tests kept for it (the clone-based checkout test,
+left out of nextest's default filter). The nightly CI run uses it.
+
 Examples:
   cargo xtask test                      the whole suite
+  cargo xtask test --stress             the whole suite, stress tests in full
   cargo xtask test --skip-end-to-end    unit, integration and doc tests only
   cargo xtask test -- merge             only tests whose name contains `merge`")]
 pub struct Args {
@@ -41,6 +46,10 @@ pub struct Args {
     /// their own)
     #[arg(long)]
     skip_end_to_end: bool,
+    /// Also the stress tier: every stress test in its full form, and the tests only the
+    /// stress tier runs (the nightly CI run does this)
+    #[arg(long)]
+    stress: bool,
     /// Install nothing: a missing requirement is an error naming the command to run
     /// (also: TASKER_XTASK_NO_INSTALL=1)
     #[arg(long)]
@@ -54,6 +63,24 @@ pub struct Args {
 /// databases from the server URL.
 const DATABASE_NAME: &str = "tasker_test";
 
+/// Set to `1` for the stress tier: a stress test reads it and runs its full form (the
+/// fifty up/down cycles); without it, its short form (five), which proves the same on
+/// every run in a tenth of the time.
+pub const STRESS_VAR: &str = "TASKER_TEST_STRESS";
+
+/// nextest runs as many tests at once as the machine has cores by default. This suite's
+/// tests mostly wait (on processes, the database, visibility timeouts), so on a small
+/// machine that leaves the CPU idle: on 2 cores, 2 at once kept 1.2 cores busy and took
+/// 43-48 s, 4 at once took 27-30 s (docs/analysis/ci-speed.md). At least this many, then.
+pub const MIN_TEST_THREADS: usize = 4;
+
+/// `NEXTEST_TEST_THREADS` for the unit tests: raised to [`MIN_TEST_THREADS`] on a machine
+/// with fewer cores, unless the caller set it.
+pub fn test_threads(cores: usize, set: bool) -> Option<(String, String)> {
+    (!set && cores < MIN_TEST_THREADS)
+        .then(|| ("NEXTEST_TEST_THREADS".to_string(), MIN_TEST_THREADS.to_string()))
+}
+
 /// One cargo invocation of the suite.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Step {
@@ -62,15 +89,18 @@ pub struct Step {
 }
 
 /// The suite's cargo steps, in order. Pure, so the shape of the suite is unit-tested.
-pub fn plan(extra: &[String]) -> Vec<Step> {
+/// The stress tier also runs what nextest's default filter leaves out
+/// (`.config/nextest.toml`: the tests kept for the stress tier).
+pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
     let with_extra = |args: &[&str]| -> Vec<String> {
         args.iter().map(|a| a.to_string()).chain(extra.iter().cloned()).collect()
     };
+    let mut unit = vec!["nextest", "run", "--workspace", "--no-fail-fast"];
+    if stress {
+        unit.push("--ignore-default-filter");
+    }
     vec![
-        Step {
-            name: "unit and integration tests",
-            cargo_args: with_extra(&["nextest", "run", "--workspace", "--no-fail-fast"]),
-        },
+        Step { name: "unit and integration tests", cargo_args: with_extra(&unit) },
         Step {
             name: "doc tests",
             cargo_args: with_extra(&["test", "--workspace", "--doc", "--no-fail-fast"]),
@@ -80,24 +110,28 @@ pub fn plan(extra: &[String]) -> Vec<Step> {
 
 /// The Docker backend's tests: ignored by the steps above (they need an engine), run
 /// here on their own where one is reachable, with a profile (and JUnit report) of their own.
+/// The same selection (`--workspace`) as the unit tests: one feature resolution, one build,
+/// for every test step.
 pub fn docker_step(extra: &[String]) -> Step {
     let mut cargo_args: Vec<String> = [
         "nextest",
         "run",
+        "--workspace",
         "--profile",
         "docker",
-        "-p",
-        "xtask",
-        "--test",
-        "docker_backend",
         "--run-ignored",
         "only",
+        "-E",
+        DOCKER_TESTS,
     ]
     .map(String::from)
     .to_vec();
     cargo_args.extend(extra.iter().cloned());
     Step { name: "Docker backend tests", cargo_args }
 }
+
+/// The Docker backend's tests, as a nextest filter.
+const DOCKER_TESTS: &str = "package(xtask) and binary(docker_backend)";
 
 /// What the suite needs from the machine.
 pub fn needs(database_given: bool) -> Vec<Requirement> {
@@ -218,21 +252,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         runs_skipped: false,
     };
     let mut rows: Vec<Row> = vec![preflight_row];
-    let steps = plan(&args.cargo_args);
+    let steps = plan(&args.cargo_args, args.stress);
+    let stress: Vec<(String, String)> = match args.stress {
+        true => vec![(STRESS_VAR.to_string(), "1".to_string())],
+        false => Vec::new(),
+    };
+    let docker = docker_step(&args.cargo_args);
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
     let database = crate::services::database_session(
         &paths::xtask_dir().join("test-database"),
         DATABASE_NAME,
     )?;
-    let exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
+    let mut exports = database.as_ref().map(|db| db.state.exports()).unwrap_or_default();
+    exports.extend(stress.iter().cloned());
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    exports.extend(test_threads(cores, std::env::var_os("NEXTEST_TEST_THREADS").is_some()));
     for step in &steps {
         github::phase(step.name);
         rows.push(run_step(step, &exports)?);
     }
     drop(database);
 
-    let docker = docker_step(&args.cargo_args);
     if args.skip_end_to_end {
         for step in ["end-to-end tests", docker.name] {
             rows.push(Row::skipped(step, "--skip-end-to-end".to_string()));
@@ -259,7 +300,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok(_) => {
                 github::phase(docker.name);
                 // The ignored tests the first step skipped.
-                rows.push(Row { runs_skipped: true, ..run_step(&docker, &[])? });
+                rows.push(Row { runs_skipped: true, ..run_step(&docker, &stress)? });
             }
             Err(why) => {
                 let why = why.to_string();
@@ -385,9 +426,22 @@ mod tests {
     #[test]
     fn nextest_runs_the_workspace_then_doc_tests_without_fail_fast() {
         assert_eq!(
-            args_of(&plan(&[])),
+            args_of(&plan(&[], false)),
             ["nextest run --workspace --no-fail-fast", "test --workspace --doc --no-fail-fast"]
         );
+    }
+
+    #[test]
+    fn the_stress_tier_also_runs_what_the_default_filter_leaves_out() {
+        assert_eq!(
+            args_of(&plan(&[], true))[0],
+            "nextest run --workspace --no-fail-fast --ignore-default-filter"
+        );
+        // What it leaves out, and the Docker tests (ignored, run by their own step).
+        let config = std::fs::read_to_string(paths::root().join(".config/nextest.toml")).unwrap();
+        let config: toml_edit::DocumentMut = config.parse().unwrap();
+        let filter = config["profile"]["default"]["default-filter"].as_str().unwrap();
+        assert_eq!(filter, "not (package(xtask) and binary(checkout))");
     }
 
     #[test]
@@ -395,7 +449,8 @@ mod tests {
         // Cargo unifies features per selection: the pipeline's build after the unit tests
         // compiles nothing but the end-to-end tests.
         let workspace = "--workspace".to_string();
-        assert!(plan(&[])[0].cargo_args.contains(&workspace));
+        assert!(plan(&[], false)[0].cargo_args.contains(&workspace));
+        assert!(docker_step(&[]).cargo_args.contains(&workspace));
         assert!(crate::ci::build::build_commands(false).iter().all(|c| c.contains(&workspace)));
     }
 
@@ -403,14 +458,25 @@ mod tests {
     fn the_docker_tests_are_the_ignored_ones_of_their_binary() {
         assert_eq!(
             docker_step(&["crash".to_owned()]).cargo_args.join(" "),
-            "nextest run --profile docker -p xtask --test docker_backend --run-ignored only crash"
+            "nextest run --workspace --profile docker --run-ignored only \
+             -E package(xtask) and binary(docker_backend) crash"
         );
     }
 
     #[test]
     fn extra_arguments_reach_every_step() {
-        let steps = plan(&["merge".to_owned()]);
+        let steps = plan(&["merge".to_owned()], true);
         assert!(steps.iter().all(|s| s.cargo_args.last().map(String::as_str) == Some("merge")));
+    }
+
+    #[test]
+    fn small_machines_run_at_least_four_tests_at_once_unless_told_otherwise() {
+        let four = Some(("NEXTEST_TEST_THREADS".to_string(), "4".to_string()));
+        assert_eq!(test_threads(2, false), four);
+        assert_eq!(test_threads(1, false), four);
+        assert_eq!(test_threads(2, true), None);
+        assert_eq!(test_threads(4, false), None);
+        assert_eq!(test_threads(16, false), None);
     }
 
     #[test]

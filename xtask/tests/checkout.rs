@@ -4,7 +4,9 @@
 //! built from the first one. That must be an error naming both, never a silent switch of checkout.
 //!
 //! Real clones of this repository (its committed state) and real cargo builds, in a
-//! scratch directory of their own.
+//! scratch directory of their own. The first build compiles xtask cold (about 20 s of
+//! both cores), so the test is in the stress tier: nextest's default filter leaves it
+//! out, `cargo xtask test --stress` (nightly CI) runs it.
 
 use std::path::Path;
 use std::process::{Command, Output};

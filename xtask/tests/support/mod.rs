@@ -16,6 +16,15 @@ pub const XTASK: &str = env!("CARGO_BIN_EXE_xtask");
 /// A time limit of a test, scaled like every other wait: by
 /// `TASKER_TEST_TIMEOUT_MULTIPLIER`, or 3 when `CI` is set (shared machines are slower).
 pub use xtask::services::readiness::scaled;
+/// How many rounds a stress test runs: `full` in the stress tier (`cargo xtask test
+/// --stress`, which sets `TASKER_TEST_STRESS=1`), `short` otherwise.
+pub fn stress_cycles(full: u32, short: u32) -> u32 {
+    match std::env::var(xtask::test::STRESS_VAR).as_deref() {
+        Ok("1") => full,
+        _ => short,
+    }
+}
+
 pub const FAKE: &str = env!("CARGO_BIN_EXE_fake-service");
 
 pub struct Fixture {

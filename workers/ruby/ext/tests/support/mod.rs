@@ -52,6 +52,9 @@ pub struct RubyWorker {
     child: Child,
     lines: mpsc::Receiver<String>,
     log: Arc<Mutex<Vec<String>>>,
+    /// The threads copying stdout and stderr into `log`: an exit is only complete once
+    /// they have read the pipes to their end.
+    readers: Vec<std::thread::JoinHandle<()>>,
     pub instance_id: String,
 }
 
@@ -80,16 +83,17 @@ impl RubyWorker {
         let log = Arc::new(Mutex::new(Vec::new()));
         let stdout = child.stdout.take().expect("piped stdout");
         let stderr = child.stderr.take().expect("piped stderr");
+        let mut readers = Vec::new();
         for stream in [Box::new(stdout) as Box<dyn std::io::Read + Send>, Box::new(stderr)] {
             let (sender, log) = (sender.clone(), log.clone());
-            std::thread::spawn(move || {
+            readers.push(std::thread::spawn(move || {
                 for line in BufReader::new(stream).lines().map_while(Result::ok) {
                     log.lock().unwrap().push(line.clone());
                     let _ = sender.send(line);
                 }
-            });
+            }));
         }
-        RubyWorker { child, lines, log, instance_id }
+        RubyWorker { child, lines, log, readers, instance_id }
     }
 
     pub fn pid(&self) -> u32 {
@@ -128,7 +132,15 @@ impl RubyWorker {
     pub fn wait_exit(&mut self, since: Instant, timeout: Duration) -> (ExitStatus, Duration) {
         loop {
             if let Some(status) = self.child.try_wait().expect("waiting for ruby") {
-                return (status, since.elapsed());
+                let exited = since.elapsed();
+                // The process is gone, but its last lines may still be in the pipes: the
+                // log is whole once both readers reached the end (a grandchild holding a
+                // pipe open would keep it from ending, hence the bound).
+                let drained = Instant::now() + Duration::from_secs(5);
+                while self.readers.iter().any(|r| !r.is_finished()) && Instant::now() < drained {
+                    std::thread::sleep(Duration::from_millis(5));
+                }
+                return (status, exited);
             }
             if since.elapsed() > timeout {
                 panic!("the Ruby worker did not exit within {timeout:?}; output:\n{}", self.log());
