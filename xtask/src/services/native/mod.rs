@@ -528,3 +528,63 @@ fn stop(state: &State, grace: Duration) -> Teardown {
     let _ = std::fs::remove_dir(state.dir.join("postgres"));
     report
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn migrate_step(program: &Path) -> Process {
+        Process {
+            name: "migrate".into(),
+            program: program.to_path_buf(),
+            args: vec!["migrate".into()],
+            workdir: PathBuf::from("/w"),
+            env: vec![("DATABASE_URL".into(), "{database_url}".into())],
+            config: None,
+        }
+    }
+
+    /// Any input of the migrate step changes the key, so a cluster migrated by another
+    /// build (other migrations compiled in), other args, env or config is never reused.
+    #[test]
+    fn the_migrated_template_key_changes_with_every_input_of_the_step() {
+        let step = migrate_step(Path::new("/bin/m"));
+        let base = cache_key("15.18", "db", "p1", &step, Some(b"a = 1"));
+        assert_eq!(base, cache_key("15.18", "db", "p1", &step, Some(b"a = 1")), "not stable");
+        assert_eq!(base.len(), 32);
+        let mut other_args = step.clone();
+        other_args.args.push("--all".into());
+        let mut other_env = step.clone();
+        other_env.env.push(("X".into(), "1".into()));
+        for changed in [
+            cache_key("16.1", "db", "p1", &step, Some(b"a = 1")),
+            cache_key("15.18", "db2", "p1", &step, Some(b"a = 1")),
+            cache_key("15.18", "db", "p2", &step, Some(b"a = 1")),
+            cache_key("15.18", "db", "p1", &other_args, Some(b"a = 1")),
+            cache_key("15.18", "db", "p1", &other_env, Some(b"a = 1")),
+            cache_key("15.18", "db", "p1", &step, Some(b"a = 2")),
+            cache_key("15.18", "db", "p1", &step, None),
+        ] {
+            assert_ne!(changed, base);
+        }
+    }
+
+    /// The program's digest follows its bytes: rewritten with other content (even with
+    /// the same size and modification time) it is another digest, never the remembered one.
+    #[test]
+    fn a_rewritten_program_gets_a_new_digest() {
+        let dir = std::env::temp_dir().join(format!("xtask-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("migrate-bin");
+        std::fs::write(&program, b"migrations v1").unwrap();
+        let mtime = std::fs::metadata(&program).unwrap().modified().unwrap();
+        let first = program_digest(&program).unwrap();
+        assert_eq!(program_digest(&program).unwrap(), first, "remembered digest differs");
+        std::fs::write(&program, b"migrations v2").unwrap();
+        std::fs::File::options().write(true).open(&program).unwrap().set_modified(mtime).unwrap();
+        assert_ne!(program_digest(&program).unwrap(), first, "a stale digest was used");
+        assert_eq!(program_digest(&program).unwrap(), digest(&b"migrations v2"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
