@@ -359,22 +359,21 @@ fn migrate_cache_key(migrate: &Process, version: &str, database: &str) -> anyhow
 }
 
 /// The digest of a program's bytes. Hashing 20 MB in this unoptimised crate takes about
-/// 0.1 s, so the digest is remembered per file version: path, inode, size, modification
-/// and change time (the kernel sets ctime on every write; no one can set it back).
+/// 0.1 s, so the digest is remembered per file version: path, inode, size and
+/// modification time to the nanosecond (cargo writes a new file per build). Not ctime:
+/// the Docker backend's hard links into its build context change it on every run.
 fn program_digest(program: &Path) -> anyhow::Result<String> {
     use std::os::unix::fs::MetadataExt as _;
     let meta = std::fs::metadata(program)
         .with_context(|| format!("reading the migrate step's program {}", program.display()))?;
     let version = format!(
-        "{} {} {} {} {}.{} {}.{}",
+        "{} {} {} {} {}.{}",
         program.display(),
         meta.dev(),
         meta.ino(),
         meta.size(),
         meta.mtime(),
-        meta.mtime_nsec(),
-        meta.ctime(),
-        meta.ctime_nsec()
+        meta.mtime_nsec()
     );
     let memo = paths::xtask_dir().join("digests").join(paths::short_hash(&version));
     if let Ok(text) = std::fs::read_to_string(&memo)
@@ -386,7 +385,7 @@ fn program_digest(program: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("reading the migrate step's program {}", program.display()))?;
     let digest = digest(&bytes);
     // Written only if the file did not change while we read it.
-    if std::fs::metadata(program).is_ok_and(|m| (m.ctime(), m.ctime_nsec()) == (meta.ctime(), meta.ctime_nsec())) {
+    if std::fs::metadata(program).is_ok_and(|m| (m.mtime(), m.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec())) {
         std::fs::create_dir_all(memo.parent().unwrap())?;
         crate::sys::fs::write_atomic(&memo, format!("{version}\n{digest}\n").as_bytes())?;
     }
@@ -571,7 +570,7 @@ mod tests {
     }
 
     /// The program's digest follows its bytes: rewritten with other content (even with
-    /// the same size and modification time) it is another digest, never the remembered one.
+    /// its modification time set back) it is another digest, never the remembered one.
     #[test]
     fn a_rewritten_program_gets_a_new_digest() {
         let dir = std::env::temp_dir().join(format!("xtask-digest-{}", std::process::id()));
@@ -581,10 +580,10 @@ mod tests {
         let mtime = std::fs::metadata(&program).unwrap().modified().unwrap();
         let first = program_digest(&program).unwrap();
         assert_eq!(program_digest(&program).unwrap(), first, "remembered digest differs");
-        std::fs::write(&program, b"migrations v2").unwrap();
+        std::fs::write(&program, b"migrations v2 (more)").unwrap();
         std::fs::File::options().write(true).open(&program).unwrap().set_modified(mtime).unwrap();
         assert_ne!(program_digest(&program).unwrap(), first, "a stale digest was used");
-        assert_eq!(program_digest(&program).unwrap(), digest(&b"migrations v2"[..]));
+        assert_eq!(program_digest(&program).unwrap(), digest(&b"migrations v2 (more)"[..]));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
