@@ -385,7 +385,9 @@ fn program_digest(program: &Path) -> anyhow::Result<String> {
         .with_context(|| format!("reading the migrate step's program {}", program.display()))?;
     let digest = digest(&bytes);
     // Written only if the file did not change while we read it.
-    if std::fs::metadata(program).is_ok_and(|m| (m.mtime(), m.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec())) {
+    if std::fs::metadata(program)
+        .is_ok_and(|m| (m.mtime(), m.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec()))
+    {
         std::fs::create_dir_all(memo.parent().unwrap())?;
         crate::sys::fs::write_atomic(&memo, format!("{version}\n{digest}\n").as_bytes())?;
     }
@@ -413,7 +415,15 @@ fn cache_key(
     migrate: &Process,
     config: Option<&[u8]>,
 ) -> String {
-    digest(&(version, database, program_digest, &migrate.args, &migrate.env, &migrate.workdir, config))
+    digest(&(
+        version,
+        database,
+        program_digest,
+        &migrate.args,
+        &migrate.env,
+        &migrate.workdir,
+        config,
+    ))
 }
 
 fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Result<()> {

@@ -547,8 +547,13 @@ fn set_password(
     password: &str,
 ) -> anyhow::Result<()> {
     // The password is hex (secrets::random_token): nothing to quote.
-    run_on_socket(socket_dir, port, database, &format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'"))
-        .context("setting the session's database password failed")
+    run_on_socket(
+        socket_dir,
+        port,
+        database,
+        &format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'"),
+    )
+    .context("setting the session's database password failed")
 }
 
 /// Runs one statement as the superuser through the server's private socket.
@@ -600,7 +605,8 @@ mod tests {
         assert!(!process::group_is_ours_and_alive(&db.process));
         assert!(!db.data_dir.exists() && !db.socket_dir.exists());
         // A running server's socket directory is never taken for a leftover.
-        let again = start(&bins, &state, "tasker_test", Duration::from_secs(30), true, None).unwrap();
+        let again =
+            start(&bins, &state, "tasker_test", Duration::from_secs(30), true, None).unwrap();
         assert!(!socket_dir_unused(&again.socket_dir));
         remove_leftovers(Path::new("/nonexistent-state-dir"));
         assert!(again.socket_dir.exists(), "a live server's socket directory was removed");
