@@ -21,6 +21,10 @@ pub struct Manifest {
     pub env: Vec<(String, String)>,
     /// The one-off step run against the database before any service starts.
     pub migrate: Option<Step>,
+    /// `[migrate] cached = true`: the step's result depends only on its program's bytes,
+    /// its args, env and config file, so a throwaway cluster it migrated before may be
+    /// copied instead of running it again (the native backend's migrated template).
+    pub migrate_cached: bool,
     /// In manifest order.
     pub services: Vec<Service>,
 }
@@ -123,10 +127,18 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
         Some(item) => ctx.env(item, "[env]", false)?,
         None => Vec::new(),
     };
+    let mut migrate_cached = false;
     let migrate = match root.get("migrate") {
         Some(item) => {
             let table = ctx.table(item, "[migrate]")?;
-            ctx.known_keys(table, STEP_KEYS, "[migrate]")?;
+            let mut keys = STEP_KEYS.to_vec();
+            keys.push("cached");
+            ctx.known_keys(table, &keys, "[migrate]")?;
+            if let Some(item) = table.get("cached") {
+                migrate_cached = item.as_bool().ok_or_else(|| {
+                    format!("{}: [migrate] cached must be true or false", at(item.span()))
+                })?;
+            }
             Some(ctx.step(table, "[migrate]", false)?)
         }
         None => None,
@@ -262,7 +274,14 @@ pub fn parse(path: &Path, text: &str) -> Result<Manifest, String> {
         }
     }
 
-    let manifest = Manifest { path: path.to_path_buf(), database_name, env, migrate, services };
+    let manifest = Manifest {
+        path: path.to_path_buf(),
+        database_name,
+        env,
+        migrate,
+        migrate_cached,
+        services,
+    };
     validate_graph(&manifest, &file)?;
     Ok(manifest)
 }

@@ -42,6 +42,9 @@ pub struct Plan {
     /// `target/<profile>`: where cargo binaries come from; `{target_dir}` in templates.
     pub profile_dir: PathBuf,
     pub migrate: Option<Process>,
+    /// The migrate step's result may come from the migrated-template cache
+    /// (`[migrate] cached = true`).
+    pub migrate_cached: bool,
     /// Services in start order: a wave starts when the previous one is ready; the
     /// services of one wave start in parallel.
     pub waves: Vec<Vec<PlannedService>>,
@@ -204,7 +207,14 @@ pub fn plan(manifest: &Manifest, options: &Options, world: &dyn World) -> Result
         .filter(|s| skipped.iter().any(|k| k.name == s.name))
         .filter_map(|s| s.tests.clone())
         .collect();
-    Ok(Plan { profile_dir: profile_dir(options), migrate, waves, skipped, excluded_tests })
+    Ok(Plan {
+        profile_dir: profile_dir(options),
+        migrate,
+        migrate_cached: manifest.migrate_cached,
+        waves,
+        skipped,
+        excluded_tests,
+    })
 }
 
 fn missing_programs(step: &Step, world: &dyn World) -> Vec<String> {

@@ -7,7 +7,8 @@ module TaskerRuby
   # gets `grace` seconds to finish and be completed; past that it is abandoned without a
   # result, so its queue message reappears after the visibility timeout for another worker.
   class WorkerLoop
-    POLL_MS = 100
+    # How long one wait for a step lasts: a stop request is seen within it.
+    POLL_MS = 20
 
     attr_reader :completed, :abandoned
 

@@ -39,6 +39,10 @@ use crate::timings::Timings;
 use engine::{Container, containers, published};
 use generate::{DATABASE_SERVICE, MIGRATE_SERVICE, STATE_DIR_LABEL, vars};
 
+/// How often a Compose step or the database is checked while starting (each check may
+/// ask the engine).
+const DOCKER_POLL: Duration = Duration::from_millis(50);
+
 pub use engine::ensure_engine;
 
 /// The Compose project of a state directory: stable, so a later run (or `down`) finds
@@ -347,7 +351,7 @@ impl Starter<'_> {
             if Instant::now() >= self.deadline {
                 return Err(self.timed_out());
             }
-            std::thread::sleep(readiness::PERIOD);
+            std::thread::sleep(DOCKER_POLL);
         }
     }
 

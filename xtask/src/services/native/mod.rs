@@ -39,6 +39,7 @@ fn start_database(
     session: &mut Session,
     source: Source,
     database_name: &str,
+    migrated: Option<&Path>,
 ) -> anyhow::Result<String> {
     match source {
         Source::Given(url) => {
@@ -56,6 +57,7 @@ fn start_database(
                 database_name,
                 readiness::scaled(Duration::from_secs(30)),
                 session.state.owner.is_some(),
+                migrated,
             )?;
             let url = db.url.clone();
             session.state.database = Some(Database::Embedded(db));
@@ -78,7 +80,7 @@ pub fn database_session(
     let version = bins.version.clone();
     let state = State::new(state_dir, Backend::Native, Vec::new()).owned();
     let mut session = Session::begin(state, &Native)?.holding(lock);
-    let url = start_database(&mut session, Source::Throwaway(bins), database_name)?;
+    let url = start_database(&mut session, Source::Throwaway(bins), database_name, None)?;
     eprintln!("xtask: throwaway PostgreSQL {version} at {}", secrets::redact(&url));
     Ok(session)
 }
@@ -149,20 +151,51 @@ pub fn start(
     let root = paths::root().display().to_string();
     let profile_dir = plan.profile_dir.display().to_string();
 
-    let started = Instant::now();
-    let database_url = start_database(&mut session, database, &database_name)?;
-    timings.add("database", started.elapsed());
-    interrupts::check_interrupted()?;
-
-    let env = Env {
-        database_url: &database_url,
+    // What every process shares; the database URL is filled in per use.
+    let shared = Env {
+        database_url: "",
         root: &root,
         profile_dir: &profile_dir,
         logs: &logs,
         state_dir: &options.state_dir,
         owned: session.state.owner.is_some(),
     };
-    if let Some(migrate) = &plan.migrate {
+    // A cached cluster with the migrate step's result, when the manifest allows it: made
+    // here on a miss (the step runs against a build server), copied below on a hit.
+    let mut migrated = None;
+    if let (Source::Throwaway(bins), Some(migrate), true) =
+        (&database, &plan.migrate, plan.migrate_cached)
+    {
+        let started = Instant::now();
+        let key = migrate_cache_key(migrate, &bins.version, &database_name)?;
+        let (dir, built) = postgres::migrated_template(
+            bins,
+            &options.state_dir,
+            &database_name,
+            &key,
+            readiness::scaled(Duration::from_secs(30)),
+            &mut |url| run_migrate(migrate, &Env { database_url: url, ..shared }, options.timeout),
+        )?;
+        if !built {
+            let note = format!(
+                "not run: its result for this build of {} is the cached cluster {}\n",
+                migrate.program.display(),
+                dir.display()
+            );
+            std::fs::write(logs.join("migrate.log"), note)?;
+        }
+        timings.add("migrate", started.elapsed());
+        migrated = Some(dir);
+    }
+    interrupts::check_interrupted()?;
+
+    let started = Instant::now();
+    let database_url = start_database(&mut session, database, &database_name, migrated.as_deref())?;
+    timings.add("database", started.elapsed());
+    interrupts::check_interrupted()?;
+
+    let env = Env { database_url: &database_url, ..shared };
+    if let (Some(migrate), None) = (&plan.migrate, &migrated) {
         let started = Instant::now();
         run_migrate(migrate, &env, options.timeout)?;
         timings.add("migrate", started.elapsed());
@@ -299,6 +332,7 @@ fn command_for(
 }
 
 /// What every process of a session shares.
+#[derive(Clone, Copy)]
 struct Env<'a> {
     database_url: &'a str,
     root: &'a str,
@@ -307,6 +341,89 @@ struct Env<'a> {
     state_dir: &'a Path,
     /// The processes die with this one (a pipeline's session).
     owned: bool,
+}
+
+/// What the migrate step's result depends on, as a cache key: the server version and
+/// database, the bytes of its program (a rebuild with other migrations is another key,
+/// whatever its path), its args, env and config file as written in the manifest. Values
+/// filled per session (ports, password) are not part of it.
+fn migrate_cache_key(migrate: &Process, version: &str, database: &str) -> anyhow::Result<String> {
+    let program = program_digest(&migrate.program)?;
+    let config = match &migrate.config {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading {}", path.display()))?)
+        }
+        None => None,
+    };
+    Ok(cache_key(version, database, &program, migrate, config.as_deref()))
+}
+
+/// The digest of a program's bytes. Hashing 20 MB in this unoptimised crate takes about
+/// 0.1 s, so the digest is remembered per file version: path, inode, size and
+/// modification time to the nanosecond (cargo writes a new file per build). Not ctime:
+/// the Docker backend's hard links into its build context change it on every run.
+fn program_digest(program: &Path) -> anyhow::Result<String> {
+    use std::os::unix::fs::MetadataExt as _;
+    let meta = std::fs::metadata(program)
+        .with_context(|| format!("reading the migrate step's program {}", program.display()))?;
+    let version = format!(
+        "{} {} {} {} {}.{}",
+        program.display(),
+        meta.dev(),
+        meta.ino(),
+        meta.size(),
+        meta.mtime(),
+        meta.mtime_nsec()
+    );
+    let memo = paths::xtask_dir().join("digests").join(paths::short_hash(&version));
+    if let Ok(text) = std::fs::read_to_string(&memo)
+        && let Some(digest) = text.strip_prefix(&format!("{version}\n"))
+    {
+        return Ok(digest.trim().to_string());
+    }
+    let bytes = std::fs::read(program)
+        .with_context(|| format!("reading the migrate step's program {}", program.display()))?;
+    let digest = digest(&bytes);
+    // Written only if the file did not change while we read it.
+    if std::fs::metadata(program)
+        .is_ok_and(|m| (m.mtime(), m.mtime_nsec()) == (meta.mtime(), meta.mtime_nsec()))
+    {
+        std::fs::create_dir_all(memo.parent().unwrap())?;
+        crate::sys::fs::write_atomic(&memo, format!("{version}\n{digest}\n").as_bytes())?;
+    }
+    Ok(digest)
+}
+
+/// 128 bits from two keyed SipHash passes over `value` (stable: std's default hasher may
+/// change between releases).
+fn digest(value: &(impl std::hash::Hash + ?Sized)) -> String {
+    use std::hash::Hasher as _;
+    let pass = |seed: u64| {
+        #[allow(deprecated)] // SipHasher: fixed keys and algorithm, which a cache key needs
+        let mut h = std::hash::SipHasher::new_with_keys(seed, !seed);
+        value.hash(&mut h);
+        h.finish()
+    };
+    format!("{:016x}{:016x}", pass(0x7461_736b_6572_2d31), pass(0x6d69_6772_6174_6532))
+}
+
+/// The pure part of [`migrate_cache_key`].
+fn cache_key(
+    version: &str,
+    database: &str,
+    program_digest: &str,
+    migrate: &Process,
+    config: Option<&[u8]>,
+) -> String {
+    digest(&(
+        version,
+        database,
+        program_digest,
+        &migrate.args,
+        &migrate.env,
+        &migrate.workdir,
+        config,
+    ))
 }
 
 fn run_migrate(migrate: &Process, env: &Env, timeout: Duration) -> anyhow::Result<()> {
@@ -419,4 +536,64 @@ fn stop(state: &State, grace: Duration) -> Teardown {
     }
     let _ = std::fs::remove_dir(state.dir.join("postgres"));
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn migrate_step(program: &Path) -> Process {
+        Process {
+            name: "migrate".into(),
+            program: program.to_path_buf(),
+            args: vec!["migrate".into()],
+            workdir: PathBuf::from("/w"),
+            env: vec![("DATABASE_URL".into(), "{database_url}".into())],
+            config: None,
+        }
+    }
+
+    /// Any input of the migrate step changes the key, so a cluster migrated by another
+    /// build (other migrations compiled in), other args, env or config is never reused.
+    #[test]
+    fn the_migrated_template_key_changes_with_every_input_of_the_step() {
+        let step = migrate_step(Path::new("/bin/m"));
+        let base = cache_key("15.18", "db", "p1", &step, Some(b"a = 1"));
+        assert_eq!(base, cache_key("15.18", "db", "p1", &step, Some(b"a = 1")), "not stable");
+        assert_eq!(base.len(), 32);
+        let mut other_args = step.clone();
+        other_args.args.push("--all".into());
+        let mut other_env = step.clone();
+        other_env.env.push(("X".into(), "1".into()));
+        for changed in [
+            cache_key("16.1", "db", "p1", &step, Some(b"a = 1")),
+            cache_key("15.18", "db2", "p1", &step, Some(b"a = 1")),
+            cache_key("15.18", "db", "p2", &step, Some(b"a = 1")),
+            cache_key("15.18", "db", "p1", &other_args, Some(b"a = 1")),
+            cache_key("15.18", "db", "p1", &other_env, Some(b"a = 1")),
+            cache_key("15.18", "db", "p1", &step, Some(b"a = 2")),
+            cache_key("15.18", "db", "p1", &step, None),
+        ] {
+            assert_ne!(changed, base);
+        }
+    }
+
+    /// The program's digest follows its bytes: rewritten with other content (even with
+    /// its modification time set back) it is another digest, never the remembered one.
+    #[test]
+    fn a_rewritten_program_gets_a_new_digest() {
+        let dir = std::env::temp_dir().join(format!("xtask-digest-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let program = dir.join("migrate-bin");
+        std::fs::write(&program, b"migrations v1").unwrap();
+        let mtime = std::fs::metadata(&program).unwrap().modified().unwrap();
+        let first = program_digest(&program).unwrap();
+        assert_eq!(program_digest(&program).unwrap(), first, "remembered digest differs");
+        std::fs::write(&program, b"migrations v2 (more)").unwrap();
+        std::fs::File::options().write(true).open(&program).unwrap().set_modified(mtime).unwrap();
+        assert_ne!(program_digest(&program).unwrap(), first, "a stale digest was used");
+        assert_eq!(program_digest(&program).unwrap(), digest(&b"migrations v2 (more)"[..]));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 }

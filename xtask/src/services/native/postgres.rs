@@ -179,6 +179,102 @@ fn template(
     Ok(dir)
 }
 
+/// How many migrated templates a cache keeps per server version and database (a new
+/// one is made per build of the migrate step; debug and release builds alternate).
+const MIGRATED_KEPT: usize = 4;
+
+/// The cached data directory with the migrate step's result, for `key` (which names
+/// everything the result depends on: see the native backend's `migrate_cache_key`).
+/// On a miss it is made once: a copy of the pristine template, a private server, then
+/// `migrate(url)` against it, the role's password cleared (each session sets its own) and
+/// a clean shutdown, renamed into place only when all of that succeeded. A failed or
+/// interrupted build leaves no server and no directory. Returns the directory and whether
+/// it was built now.
+pub fn migrated_template(
+    bins: &Binaries,
+    state_dir: &Path,
+    database: &str,
+    key: &str,
+    timeout: Duration,
+    migrate: &mut dyn FnMut(&str) -> anyhow::Result<()>,
+) -> anyhow::Result<(PathBuf, bool)> {
+    let user = server_user()?;
+    let cache = reachable_by_server(&paths::xtask_dir(), user, "xtask-pg-cache");
+    let prefix = format!("pg-migrated-{}-{database}-{TEMPLATE_FORMAT}-", bins.version);
+    let dir = cache.join(format!("{prefix}{key}"));
+    if dir.join("PG_VERSION").exists() {
+        return Ok((dir, false));
+    }
+    let base = template(bins, database, user)?;
+    remove_abandoned_builds(&cache);
+    let tmp = cache.join(format!(".pg-migrated-tmp-{}-{}", std::process::id(), unique()));
+    let socket_dir = std::env::temp_dir().join(format!(
+        "xtask-pg-{}-{}",
+        std::process::id(),
+        unique() % 1_000_000_000
+    ));
+    let log = state_dir.join("logs").join("postgres.log");
+    let result = (|| {
+        let mut cp = Command::new("cp");
+        cp.arg("-a").arg(&base).arg(&tmp).run()?;
+        std::fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&socket_dir)
+            .with_context(|| format!("creating {}", socket_dir.display()))?;
+        chown(&socket_dir, user)?;
+        std::fs::create_dir_all(log.parent().unwrap())?;
+        let dirs = ServerDirs { data_dir: &tmp, socket_dir: &socket_dir, log: &log };
+        // Owned: the build's server dies with this process, whatever ends it.
+        let server = run_server(bins, database, user, &dirs, timeout, true)?;
+        let migrated = migrate(&server.url).and_then(|()| {
+            let sql = format!("ALTER ROLE {SERVER_USER} PASSWORD NULL");
+            run_on_socket(&socket_dir, server.port, database, &sql)
+        });
+        shut_down(&server);
+        migrated
+    })();
+    if let Err(err) = result {
+        remove_dirs(&tmp, &socket_dir);
+        return Err(err);
+    }
+    let _ = std::fs::remove_dir_all(&socket_dir);
+    if std::fs::rename(&tmp, &dir).is_err() {
+        // Someone else finished first; theirs is as good as ours.
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    prune_migrated(&cache, &prefix, &dir);
+    Ok((dir, true))
+}
+
+/// Removes the half-made templates of builds whose process is gone (killed outright; a
+/// build's server dies with it).
+fn remove_abandoned_builds(cache: &Path) {
+    for entry in std::fs::read_dir(cache).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        let pid = name.strip_prefix(".pg-migrated-tmp-").and_then(|rest| rest.split('-').next());
+        let Some(pid) = pid.and_then(|pid| pid.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Keeps the newest [`MIGRATED_KEPT`] migrated templates of `prefix` (and `current`).
+fn prune_migrated(cache: &Path, prefix: &str, current: &Path) {
+    let mut found: Vec<(std::time::SystemTime, PathBuf)> = std::fs::read_dir(cache)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(prefix) && e.path() != current)
+        .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
+        .collect();
+    found.sort();
+    let extra = found.len().saturating_sub(MIGRATED_KEPT - 1);
+    for (_, old) in found.into_iter().take(extra) {
+        let _ = std::fs::remove_dir_all(old);
+    }
+}
+
 /// `preferred`, unless the server user (when we are root) cannot reach it: a checkout
 /// under a private home directory (e.g. /root, mode 700) is closed to `postgres`. Then a
 /// directory of the same purpose under the temp dir, which everyone can traverse.
@@ -225,9 +321,13 @@ pub fn start(
     database: &str,
     timeout: Duration,
     owned: bool,
+    migrated: Option<&Path>,
 ) -> anyhow::Result<Embedded> {
     let user = server_user()?;
-    let template = template(bins, database, user)?;
+    let template = match migrated {
+        Some(dir) => dir.to_path_buf(),
+        None => template(bins, database, user)?,
+    };
     let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
     let data_dir = base.join(format!("data-{}", unique()));
     // Unix socket paths are limited to ~100 bytes, so the socket goes to the temp dir.
@@ -358,6 +458,12 @@ fn run_server(
 /// Stops the cluster (SIGINT: fast shutdown, then SIGQUIT, then SIGKILL to its group)
 /// and removes its data and socket directories. Safe to call twice.
 pub fn stop(db: &Embedded) {
+    shut_down(db);
+    remove_dirs(&db.data_dir, &db.socket_dir);
+}
+
+/// Stops the server and waits until no process of it is left; its files stay.
+fn shut_down(db: &Embedded) {
     let id = &db.process;
     // After a signal the whole stop fits its share of the shutdown budget.
     let (fast, quit) = match crate::sys::interrupts::interrupted() {
@@ -374,7 +480,6 @@ pub fn stop(db: &Embedded) {
     }
     // Backends can outlive the postmaster by a moment.
     wait_until(Duration::from_secs(1), || process::group_members(id.pgid).is_empty());
-    remove_dirs(&db.data_dir, &db.socket_dir);
 }
 
 /// Removes what killed sessions of `state_dir` left: every data directory of it (call
@@ -441,6 +546,18 @@ fn set_password(
     database: &str,
     password: &str,
 ) -> anyhow::Result<()> {
+    // The password is hex (secrets::random_token): nothing to quote.
+    run_on_socket(
+        socket_dir,
+        port,
+        database,
+        &format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'"),
+    )
+    .context("setting the session's database password failed")
+}
+
+/// Runs one statement as the superuser through the server's private socket.
+fn run_on_socket(socket_dir: &Path, port: u16, database: &str, sql: &str) -> anyhow::Result<()> {
     let path = socket_dir.join(format!(".s.PGSQL.{port}"));
     let mut stream = std::os::unix::net::UnixStream::connect(&path)
         .with_context(|| format!("connecting to {}", path.display()))?;
@@ -449,12 +566,10 @@ fn set_password(
         Handshake::Ready => {}
         other => bail!("the server's own socket did not accept us: {other:?}"),
     }
-    // The password is hex (secrets::random_token): nothing to quote.
-    let answer =
-        pg_probe::query(&mut stream, &format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'"))?;
+    let answer = pg_probe::query(&mut stream, sql)?;
     pg_probe::terminate(&mut stream);
     match answer {
-        Err(message) => bail!("setting the session's database password failed: {message}"),
+        Err(message) => bail!("{message}"),
         Ok(()) => Ok(()),
     }
 }
@@ -470,7 +585,7 @@ mod tests {
             panic!("PostgreSQL server binaries are required for this test")
         };
         let state = std::env::temp_dir().join(format!("xtask-pg-test-{}", std::process::id()));
-        let db = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
+        let db = start(&bins, &state, "tasker_test", Duration::from_secs(30), true, None).unwrap();
         pg_probe::check_reachable(&db.url).unwrap();
         // TCP needs the session's password; the URL carries one, the template none.
         let password = crate::sys::secrets::password_of(&db.url).expect("a password in the URL");
@@ -490,7 +605,8 @@ mod tests {
         assert!(!process::group_is_ours_and_alive(&db.process));
         assert!(!db.data_dir.exists() && !db.socket_dir.exists());
         // A running server's socket directory is never taken for a leftover.
-        let again = start(&bins, &state, "tasker_test", Duration::from_secs(30), true).unwrap();
+        let again =
+            start(&bins, &state, "tasker_test", Duration::from_secs(30), true, None).unwrap();
         assert!(!socket_dir_unused(&again.socket_dir));
         remove_leftovers(Path::new("/nonexistent-state-dir"));
         assert!(again.socket_dir.exists(), "a live server's socket directory was removed");
