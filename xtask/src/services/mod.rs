@@ -83,6 +83,12 @@ pub fn database_session(state_dir: &Path, database_name: &str) -> anyhow::Result
 
 /// Refuses to start over a live session; clears a stale one (its processes are gone).
 ///
+/// Where the native backend keeps the database files of `state_dir`'s sessions (in
+/// memory where there is room): what a check that nothing is left looks at.
+pub fn database_files_of(state_dir: &Path) -> PathBuf {
+    native::database_files_of(state_dir)
+}
+
 /// A session whose owner (a pipeline run) died is stopped, with one line saying so: its
 /// processes already died with their owner, and whatever is left (containers, a data
 /// directory) goes. A detached session (`services up`), or one whose owner still runs,

@@ -172,8 +172,10 @@ health = {{ path = "/health", service = "{identity}" }}
         assert_eq!(self.leftovers(), Vec::<String>::new(), "processes left behind");
         let state = self.state(state);
         assert!(!state.join("services.json").exists(), "state file left behind");
-        let data: Vec<_> =
-            std::fs::read_dir(state.join("postgres")).into_iter().flatten().collect();
+        let data: Vec<_> = std::fs::read_dir(xtask::services::database_files_of(&state))
+            .into_iter()
+            .flatten()
+            .collect();
         assert!(data.is_empty(), "database data left behind: {data:?}");
     }
 }

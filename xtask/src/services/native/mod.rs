@@ -6,7 +6,7 @@
 mod postgres;
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
@@ -89,6 +89,11 @@ pub fn database_session(
 /// no session of it runs).
 pub fn remove_leftovers(state_dir: &Path) {
     postgres::remove_leftovers(state_dir);
+}
+
+/// Where the data directories of `state_dir`'s sessions go.
+pub fn database_files_of(state_dir: &Path) -> PathBuf {
+    postgres::data_dirs_of(state_dir)
 }
 
 /// This machine, as the plan sees it.

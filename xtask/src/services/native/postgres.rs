@@ -275,6 +275,64 @@ fn prune_migrated(cache: &Path, prefix: &str, current: &Path) {
     }
 }
 
+/// Where the data directories of `state_dir`'s sessions go: in memory (`/dev/shm`) where
+/// there is room, since a session copies the whole template (35 MB) there and a shared
+/// disk took 0.5 to 1.3 s for that copy where memory takes 0.1 s
+/// (docs/analysis/native-start.md); else under the state dir. The same answer for a
+/// state dir every time, so the sweep of a killed session's files looks where it wrote.
+fn data_base(state_dir: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> PathBuf {
+    in_memory_base(Path::new("/dev/shm"), state_dir, IN_MEMORY_ROOM, true)
+        .unwrap_or_else(|| reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data"))
+}
+
+/// Room a memory file system must have left for a session's data directory there: the
+/// template and what the tests write, many times over (a container's /dev/shm is 64 MB).
+const IN_MEMORY_ROOM: u64 = 1 << 30;
+
+/// Where the data directories of `state_dir`'s sessions go (see [`data_base`]).
+pub fn data_dirs_of(state_dir: &Path) -> PathBuf {
+    in_memory_base(Path::new("/dev/shm"), state_dir, IN_MEMORY_ROOM, false).unwrap_or_else(|| {
+        reachable_by_server(
+            &state_dir.join("postgres"),
+            server_user().ok().flatten(),
+            "xtask-pg-data",
+        )
+    })
+}
+
+/// `shm/xtask-pg-data-<uid>-<hash of the state dir>`, created if missing and `create`
+/// (else named where it would be), when `shm` is a directory with `room` bytes free. Everyone may create names there, so a
+/// directory that already exists counts only if it is a real directory (not a link) that
+/// we own and nobody else may write to; anything else falls back to the state dir.
+fn in_memory_base(shm: &Path, state_dir: &Path, room: u64, create: bool) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt as _;
+    let path = std::ffi::CString::new(shm.as_os_str().as_encoded_bytes()).ok()?;
+    // SAFETY: a valid C string and a zeroed out-parameter that statvfs fills.
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statvfs(path.as_ptr(), &mut stat) } != 0
+        || (stat.f_bavail as u64).saturating_mul(stat.f_frsize as u64) < room
+    {
+        return None;
+    }
+    // SAFETY: geteuid has no preconditions.
+    let uid = unsafe { libc::geteuid() };
+    let state = std::fs::canonicalize(state_dir).unwrap_or_else(|_| state_dir.to_path_buf());
+    let dir = shm
+        .join(format!("xtask-pg-data-{uid}-{}", paths::short_hash(&state.display().to_string())));
+    match std::fs::symlink_metadata(&dir) {
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound && !create => return Some(dir),
+        // 755: the server's account (when we are root) must pass through; each data
+        // directory inside is its own and 700. Losing a race to another creator fails.
+        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::DirBuilder::new().mode(0o755).create(&dir).ok()?
+        }
+        Err(_) => return None,
+        Ok(_) => {}
+    }
+    let meta = std::fs::symlink_metadata(&dir).ok()?;
+    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0).then_some(dir)
+}
+
 /// `preferred`, unless the server user (when we are root) cannot reach it: a checkout
 /// under a private home directory (e.g. /root, mode 700) is closed to `postgres`. Then a
 /// directory of the same purpose under the temp dir, which everyone can traverse.
@@ -328,7 +386,7 @@ pub fn start(
         Some(dir) => dir.to_path_buf(),
         None => template(bins, database, user)?,
     };
-    let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
+    let base = data_base(state_dir, user);
     let data_dir = base.join(format!("data-{}", unique()));
     // Unix socket paths are limited to ~100 bytes, so the socket goes to the temp dir.
     let socket_dir = std::env::temp_dir().join(format!(
@@ -393,6 +451,9 @@ fn run_server(
             .arg("-c")
             .arg(format!("unix_socket_directories={}", socket_dir.display()))
             .args(["-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off"])
+            // Shared memory segments in the data directory, not in /dev/shm: a killed
+            // server's go with its data directory instead of staying behind.
+            .args(["-c", "dynamic_shared_memory_type=mmap"])
             // Several services with their pools plus parallel tests share this server.
             .args(["-c", "max_connections=200"]);
         process::own_group_logging_to(&mut cmd, log)?;
@@ -488,7 +549,7 @@ fn shut_down(db: &Embedded) {
 /// its creator: its own lock file says so).
 pub fn remove_leftovers(state_dir: &Path) {
     let user = server_user().ok().flatten();
-    let base = reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data");
+    let base = data_base(state_dir, user);
     for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
         if entry.file_name().to_string_lossy().starts_with("data-") {
             let _ = std::fs::remove_dir_all(entry.path());
@@ -577,6 +638,33 @@ fn run_on_socket(socket_dir: &Path, port: u16, database: &str, sql: &str) -> any
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The data directories go to memory only into a directory that is ours alone: a
+    /// name someone else placed there first (a link, a directory others may write to)
+    /// sends them back under the state dir, as does a memory file system without room.
+    #[test]
+    fn data_directories_go_to_memory_only_into_a_directory_of_our_own() {
+        use std::os::unix::fs::{MetadataExt as _, PermissionsExt as _};
+        let shm = std::env::temp_dir().join(format!("xtask-shm-test-{}", std::process::id()));
+        let state = shm.join("state");
+        std::fs::create_dir_all(&state).unwrap();
+
+        let named = in_memory_base(&shm, &state, 0, false).expect("a name when missing");
+        assert!(!named.exists(), "looking must not create it");
+        let made = in_memory_base(&shm, &state, 0, true).expect("created when missing");
+        assert_eq!(made, named, "one place per state dir");
+        let meta = std::fs::symlink_metadata(&made).unwrap();
+        assert!(meta.is_dir() && meta.mode() & 0o022 == 0, "others may not write");
+        assert_eq!(in_memory_base(&shm, &state, 0, true), Some(made.clone()), "ours: reused");
+        assert_eq!(in_memory_base(&shm, &state, u64::MAX, true), None, "no room: not used");
+
+        std::fs::set_permissions(&made, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(in_memory_base(&shm, &state, 0, true), None, "writable by others");
+        std::fs::remove_dir(&made).unwrap();
+        std::os::unix::fs::symlink(&state, &made).unwrap();
+        assert_eq!(in_memory_base(&shm, &state, 0, true), None, "a link placed there");
+        std::fs::remove_dir_all(&shm).unwrap();
+    }
 
     /// Real server, real protocol: start, check, stop, nothing left.
     #[test]
