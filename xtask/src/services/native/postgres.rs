@@ -208,20 +208,12 @@ pub fn migrated_template(
     let base = template(bins, database, user)?;
     remove_abandoned_builds(&cache);
     let tmp = cache.join(format!(".pg-migrated-tmp-{}-{}", std::process::id(), unique()));
-    let socket_dir = std::env::temp_dir().join(format!(
-        "xtask-pg-{}-{}",
-        std::process::id(),
-        unique() % 1_000_000_000
-    ));
+    let socket_dir = new_socket_dir_path();
     let log = state_dir.join("logs").join("postgres.log");
     let result = (|| {
         let mut cp = Command::new("cp");
         cp.arg("-a").arg(&base).arg(&tmp).run()?;
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&socket_dir)
-            .with_context(|| format!("creating {}", socket_dir.display()))?;
-        chown(&socket_dir, user)?;
+        create_socket_dir(&socket_dir, user)?;
         std::fs::create_dir_all(log.parent().unwrap())?;
         let dirs = ServerDirs { data_dir: &tmp, socket_dir: &socket_dir, log: &log };
         // Owned: the build's server dies with this process, whatever ends it.
@@ -388,12 +380,7 @@ pub fn start(
     };
     let base = data_base(state_dir, user);
     let data_dir = base.join(format!("data-{}", unique()));
-    // Unix socket paths are limited to ~100 bytes, so the socket goes to the temp dir.
-    let socket_dir = std::env::temp_dir().join(format!(
-        "xtask-pg-{}-{}",
-        std::process::id(),
-        unique() % 1_000_000_000
-    ));
+    let socket_dir = new_socket_dir_path();
     let log = state_dir.join("logs").join("postgres.log");
     let result = (|| {
         std::fs::create_dir_all(&base)?;
@@ -404,12 +391,7 @@ pub fn start(
         cp.arg("-a").arg(&template).arg(&data_dir).run().with_context(|| {
             format!("copying {} to {} failed", template.display(), data_dir.display())
         })?;
-        // Only the server's account may enter: the socket trusts whoever reaches it.
-        std::fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&socket_dir)
-            .with_context(|| format!("creating {}", socket_dir.display()))?;
-        chown(&socket_dir, user)?;
+        create_socket_dir(&socket_dir, user)?;
         std::fs::create_dir_all(log.parent().unwrap())?;
         let dirs = ServerDirs { data_dir: &data_dir, socket_dir: &socket_dir, log: &log };
         run_server(bins, database, user, &dirs, timeout, owned)
@@ -418,6 +400,26 @@ pub fn start(
         remove_dirs(&data_dir, &socket_dir);
     }
     result
+}
+
+/// A new socket directory's path: in the temp dir, since Unix socket paths are limited
+/// to ~100 bytes; named by our pid, which the sweep of leftovers reads.
+fn new_socket_dir_path() -> PathBuf {
+    std::env::temp_dir().join(format!(
+        "xtask-pg-{}-{}",
+        std::process::id(),
+        unique() % 1_000_000_000
+    ))
+}
+
+/// Creates the socket directory so that only the server's account may enter: the socket
+/// trusts whoever reaches it.
+fn create_socket_dir(dir: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> anyhow::Result<()> {
+    std::fs::DirBuilder::new()
+        .mode(0o700)
+        .create(dir)
+        .with_context(|| format!("creating {}", dir.display()))?;
+    chown(dir, user)
 }
 
 /// Where a server's files are.
