@@ -272,9 +272,16 @@ fn prune_migrated(cache: &Path, prefix: &str, current: &Path) {
 /// disk took 0.5 to 1.3 s for that copy where memory takes 0.1 s
 /// (docs/analysis/native-start.md); else under the state dir. The same answer for a
 /// state dir every time, so the sweep of a killed session's files looks where it wrote.
-fn data_base(state_dir: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> PathBuf {
-    in_memory_base(Path::new("/dev/shm"), state_dir, IN_MEMORY_ROOM, true)
-        .unwrap_or_else(|| reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data"))
+/// `create`: make the memory directory if it is missing (a session about to copy its
+/// data there), else only name it.
+fn data_base(state_dir: &Path, user: Option<(libc::uid_t, libc::gid_t)>, create: bool) -> PathBuf {
+    in_memory_base(Path::new("/dev/shm"), state_dir, IN_MEMORY_ROOM, create)
+        .unwrap_or_else(|| on_disk_base(state_dir, user))
+}
+
+/// The data directories' place under the state dir (where memory is not used).
+fn on_disk_base(state_dir: &Path, user: Option<(libc::uid_t, libc::gid_t)>) -> PathBuf {
+    reachable_by_server(&state_dir.join("postgres"), user, "xtask-pg-data")
 }
 
 /// Room a memory file system must have left for a session's data directory there: the
@@ -283,19 +290,14 @@ const IN_MEMORY_ROOM: u64 = 1 << 30;
 
 /// Where the data directories of `state_dir`'s sessions go (see [`data_base`]).
 pub fn data_dirs_of(state_dir: &Path) -> PathBuf {
-    in_memory_base(Path::new("/dev/shm"), state_dir, IN_MEMORY_ROOM, false).unwrap_or_else(|| {
-        reachable_by_server(
-            &state_dir.join("postgres"),
-            server_user().ok().flatten(),
-            "xtask-pg-data",
-        )
-    })
+    data_base(state_dir, server_user().ok().flatten(), false)
 }
 
 /// `shm/xtask-pg-data-<uid>-<hash of the state dir>`, created if missing and `create`
-/// (else named where it would be), when `shm` is a directory with `room` bytes free. Everyone may create names there, so a
-/// directory that already exists counts only if it is a real directory (not a link) that
-/// we own and nobody else may write to; anything else falls back to the state dir.
+/// (else named where it would be), when `shm` is a directory with `room` bytes free.
+/// Everyone may create names there, so a directory that already exists counts only if
+/// it is a real directory (not a link) that we own and nobody else may write to;
+/// anything else falls back to the state dir.
 fn in_memory_base(shm: &Path, state_dir: &Path, room: u64, create: bool) -> Option<PathBuf> {
     use std::os::unix::fs::MetadataExt as _;
     let path = std::ffi::CString::new(shm.as_os_str().as_encoded_bytes()).ok()?;
@@ -378,7 +380,7 @@ pub fn start(
         Some(dir) => dir.to_path_buf(),
         None => template(bins, database, user)?,
     };
-    let base = data_base(state_dir, user);
+    let base = data_base(state_dir, user, true);
     let data_dir = base.join(format!("data-{}", unique()));
     let socket_dir = new_socket_dir_path();
     let log = state_dir.join("logs").join("postgres.log");
@@ -551,13 +553,18 @@ fn shut_down(db: &Embedded) {
 /// its creator: its own lock file says so).
 pub fn remove_leftovers(state_dir: &Path) {
     let user = server_user().ok().flatten();
-    let base = data_base(state_dir, user);
-    for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
-        if entry.file_name().to_string_lossy().starts_with("data-") {
-            let _ = std::fs::remove_dir_all(entry.path());
+    // Both places: a killed session may have written under the state dir (no room in
+    // memory then, or an xtask from before data went to memory).
+    let mut bases = vec![data_base(state_dir, user, false), on_disk_base(state_dir, user)];
+    bases.dedup();
+    for base in bases {
+        for entry in std::fs::read_dir(&base).into_iter().flatten().flatten() {
+            if entry.file_name().to_string_lossy().starts_with("data-") {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
         }
+        let _ = std::fs::remove_dir(&base);
     }
-    let _ = std::fs::remove_dir(&base);
     for entry in std::fs::read_dir(std::env::temp_dir()).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().to_string();
         let creator = name.strip_prefix("xtask-pg-").and_then(|rest| rest.split('-').next());
