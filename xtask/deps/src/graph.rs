@@ -108,13 +108,22 @@ impl Cache {
         for root in &g.roots {
             text.push_str(&format!("R\t{root}\n"));
         }
-        for (name, id) in &g.members {
+        // In a fixed order, so that the same graph makes the same file (an unchanged file
+        // keeps its signature for `replay`).
+        fn sorted(map: &HashMap<String, String>) -> Vec<(&String, &String)> {
+            let mut pairs: Vec<_> = map.iter().collect();
+            pairs.sort();
+            pairs
+        }
+        for (name, id) in sorted(&g.members) {
             text.push_str(&format!("M\t{name}\t{id}\n"));
         }
-        for (id, label) in &g.labels {
+        for (id, label) in sorted(&g.labels) {
             text.push_str(&format!("L\t{id}\t{label}\n"));
         }
-        for (from, edges) in &g.edges {
+        let mut nodes: Vec<_> = g.edges.iter().collect();
+        nodes.sort_by(|a, b| a.0.cmp(b.0));
+        for (from, edges) in nodes {
             text.push_str(&format!("N\t{from}\n"));
             for (to, name, kinds) in edges {
                 let kinds: Vec<String> = kinds
@@ -130,13 +139,13 @@ impl Cache {
             return;
         }
         // A cache that cannot be written only costs time on the next run.
-        let _ = xtask_sys::fs::write_atomic(path, text);
+        let _ = xtask_sys::fs::write_if_changed(path, text);
     }
 
     /// Reads a graph written by [`Cache::write`] if it carries the key.
     pub fn read(&self) -> Option<Graph> {
         let (path, key) = (&self.path, &self.key);
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = crate::inputs::read_to_string(path).ok()?;
         let mut lines = text.lines();
         if lines.next()? != key {
             return None;

@@ -7,6 +7,8 @@
 //! - `lexer`/`scan`: what each source file references (pure).
 //! - `meta`: `cargo metadata` in the `cargo_metadata` crate's model, cached; `load`:
 //!   manifests and module walking (effects) -> the model.
+//! - `inputs`: every read of the analysis, logged; `replay`: a plain run whose inputs
+//!   are all unchanged prints the last output again instead of analysing.
 //! - `analyze`: the classification (pure); `report`: table, JSON, Markdown.
 //! - `graph`: the resolve graph and its cache; `savings`: what a removal saves (pure
 //!   walks over the graph, and cargo's timings).
@@ -22,9 +24,11 @@ pub mod compiler;
 mod edit;
 pub mod fix;
 mod graph;
+pub mod inputs;
 mod lexer;
 pub mod load;
 pub mod meta;
+pub mod replay;
 pub mod report;
 pub mod savings;
 mod scan;
@@ -90,7 +94,8 @@ pub struct DepsArgs {
     /// of --all-features (for workspaces whose features exclude each other).
     #[arg(long)]
     default_features: bool,
-    /// Run cargo metadata even if the cached results (target/xtask/deps-*) are current.
+    /// Analyse and run cargo metadata even if the cached results (target/xtask/deps-*)
+    /// are current.
     #[arg(long)]
     no_cache: bool,
 }
@@ -121,6 +126,12 @@ pub fn run(args: DepsArgs, workspace: &Path) -> anyhow::Result<()> {
         Some(p) => resolve_manifest(p)?,
         None => workspace.join("Cargo.toml"),
     };
+    // A plain analysis prints, and changes, nothing else: its output can be replayed.
+    if !(args.compiler || args.with_verification || args.verified_only || args.report) {
+        let (plain, _) = analyze_plain(&manifest, args.offline, !args.no_cache, args.format)?;
+        print!("{}", plain.printed);
+        return if plain.failing { Err(Exit(1).into()) } else { Ok(()) };
+    }
     let ws = load::load(&manifest, args.offline, !args.no_cache)?;
     let analysis = analyze_workspace(&ws);
     let cargo = verify::Cargo {
@@ -156,6 +167,53 @@ pub fn run(args: DepsArgs, workspace: &Path) -> anyhow::Result<()> {
         return Err(Exit(1).into());
     }
     Ok(())
+}
+
+/// What a plain `cargo xtask deps` prints, and whether it fails the check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plain {
+    pub printed: String,
+    pub failing: bool,
+}
+
+/// Whether [`analyze_plain`] analysed or replayed an earlier run's output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    Analysed,
+    Replayed,
+}
+
+/// The plain analysis (no compiler tier, no edits) with its savings, as `format`:
+/// replayed when every input is as it was for a run that kept its output
+/// ([`replay`]), else analysed, and kept for the next run when it can be.
+/// `use_cache: false` (`--no-cache`) always analyses.
+pub fn analyze_plain(
+    manifest: &Path,
+    offline: bool,
+    use_cache: bool,
+    format: Format,
+) -> anyhow::Result<(Plain, Served)> {
+    let replay = replay::Replay::new(manifest, offline);
+    if let Some(stored) = replay.as_ref().filter(|_| use_cache).and_then(|r| r.lookup()) {
+        let printed = if format == Format::Json { stored.json } else { stored.text };
+        return Ok((Plain { printed, failing: stored.failing }, Served::Replayed));
+    }
+    let recording = inputs::Recording::start();
+    let ws = load::load(manifest, offline, use_cache)?;
+    let mut analysis = analyze_workspace(&ws);
+    savings::measure(&ws, &mut analysis, offline)?;
+    let failing = analysis.failing() > 0;
+    if let Some((replay, inputs)) = replay.zip(recording.finish()) {
+        let output = replay::Output {
+            failing,
+            text: render(&analysis, Format::Text),
+            json: render(&analysis, Format::Json),
+        };
+        replay.store(&inputs, &output);
+        let printed = if format == Format::Json { output.json } else { output.text };
+        return Ok((Plain { printed, failing }, Served::Analysed));
+    }
+    Ok((Plain { printed: render(&analysis, format), failing }, Served::Analysed))
 }
 
 /// The analysis as `cargo xtask deps` prints it.

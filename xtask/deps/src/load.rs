@@ -9,6 +9,7 @@ use anyhow::Context as _;
 
 use super::analyze::{Context, Decl, DepFacts, Location, Member, Table};
 use super::graph;
+use super::inputs;
 use super::meta::{self, Dependency, Metadata, Package, Target, is_lib};
 use super::scan::{self, FileScan, scan};
 use cargo_metadata::DependencyKind;
@@ -286,7 +287,7 @@ fn cache_key(meta: &Metadata) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     env!("CARGO_PKG_VERSION").hash(&mut h);
-    std::fs::read(root.join("Cargo.lock")).ok().hash(&mut h);
+    inputs::read(&root.join("Cargo.lock")).ok().hash(&mut h);
     let mut manifests: Vec<PathBuf> = Vec::new();
     for p in meta.workspace_packages() {
         manifests.push(p.manifest_path.clone().into());
@@ -301,14 +302,14 @@ fn cache_key(meta: &Metadata) -> String {
     manifests.dedup();
     for m in manifests {
         m.hash(&mut h);
-        std::fs::read(&m).ok().hash(&mut h);
+        inputs::read(&m).ok().hash(&mut h);
     }
     format!("{:016x}", h.finish())
 }
 
 /// The cache is tab-separated lines (a first line with the key), cheap to read back.
 fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
-    let text = std::fs::read_to_string(path).ok()?;
+    let text = inputs::read_to_string(path).ok()?;
     let mut lines = text.lines();
     if lines.next()? != key {
         return None;
@@ -354,7 +355,7 @@ fn read_cache(path: &Path, key: &str) -> Option<Resolved> {
 }
 
 fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
-    let mut text = format!("{key}\n");
+    let mut lines = Vec::with_capacity(resolved.len());
     for ((member, table, target, dep), (krate, facts)) in resolved {
         let table = match table {
             Table::Dev => "dev",
@@ -383,36 +384,43 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
         if fields.iter().any(|f| f.contains(['\t', '\n'])) {
             return; // not representable: run without a cache
         }
-        text.push_str(&fields.join("\t"));
-        text.push('\n');
+        lines.push(fields.join("\t"));
     }
+    // Sorted, so that the same facts make the same file (an unchanged file keeps its
+    // signature for `replay`).
+    lines.sort();
+    let text = format!("{key}\n{}", lines.iter().map(|l| format!("{l}\n")).collect::<String>());
     // A cache that cannot be written only costs time on the next run.
-    let _ = xtask_sys::fs::write_atomic(path, text);
+    let _ = xtask_sys::fs::write_if_changed(path, text);
 }
 
 /// Loads the workspace; `use_cache: false` ignores (but refreshes) the caches.
 pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<Workspace> {
     let cached = if use_cache { meta::cached_no_deps(manifest) } else { None };
-    let (meta, full) = match cached {
-        Some((meta, true)) => (meta, None),
+    let (meta, full, prescanned) = match cached {
+        Some((meta, true)) => (meta, None, None),
         stale => {
             // The manifests or the layout changed (or this is a first run). If the old
             // layout says the resolve cache is stale too, the full resolve runs beside
-            // `--no-deps` instead of after it.
+            // `--no-deps` instead of after it, and the members' sources (which need only
+            // the layout) are scanned while it runs.
             let resolve_stale = stale.as_ref().is_none_or(|(old, _)| {
                 !use_cache || read_cache(&resolve_cache_path(old), &cache_key(old)).is_none()
             });
             if resolve_stale {
                 std::thread::scope(|s| -> anyhow::Result<_> {
                     let full = s.spawn(|| meta::run(manifest, offline, false));
-                    let meta = meta::fresh_no_deps(manifest, offline)?;
+                    let (meta, raw) = meta::no_deps(manifest, offline)?;
+                    let prescanned = prescan(&meta);
                     let full = full
                         .join()
                         .map_err(|_| anyhow::anyhow!("cargo metadata thread panicked"))??;
-                    Ok((meta, Some(full)))
+                    // Stored after the full run, which may have written `Cargo.lock`.
+                    meta::store_no_deps(manifest, &meta, &raw);
+                    Ok((meta, Some(full), Some(prescanned)))
                 })?
             } else {
-                (meta::fresh_no_deps(manifest, offline)?, None)
+                (meta::fresh_no_deps(manifest, offline)?, None, None)
             }
         }
     };
@@ -491,17 +499,21 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         learn_expansions(&mut member, scans, &learned_before);
         Ok(member)
     };
-    // Members are independent: two threads parse manifests and scan sources.
+    // Members are independent: two threads parse manifests and scan sources; one, when
+    // the sources were scanned while cargo ran.
+    let threads = if prescanned.is_some() { 1 } else { 2 };
+    let prescanned = std::sync::Mutex::new(prescanned);
     let packages = meta.workspace_packages();
     let next = std::sync::atomic::AtomicUsize::new(0);
     let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> =
         packages.iter().map(|_| std::sync::Mutex::new(None)).collect();
     let (mut learned, mut dependency_files_read) = (HashMap::new(), 0);
     std::thread::scope(|s| {
-        let threads: Vec<_> = (0..2)
+        let threads: Vec<_> = (0..threads)
             .map(|_| {
                 s.spawn(|| {
-                    let mut scans = Scans::default();
+                    let files = prescanned.lock().unwrap_or_else(|e| e.into_inner()).take();
+                    let mut scans = Scans { files: files.unwrap_or_default(), ..Scans::default() };
                     loop {
                         let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let Some(pkg) = packages.get(i) else { break };
@@ -550,7 +562,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
 /// The name of cargo-hakari's workspace-hack package: `hakari-package` in
 /// `.config/hakari.toml`, else the conventional `workspace-hack`.
 fn hakari_package(root: &Path) -> String {
-    std::fs::read_to_string(root.join(".config/hakari.toml"))
+    inputs::read_to_string(&root.join(".config/hakari.toml"))
         .ok()
         .and_then(|text| text.parse::<toml_edit::DocumentMut>().ok())
         .and_then(|doc| doc.get("hakari-package").and_then(|v| v.as_str()).map(str::to_string))
@@ -563,11 +575,8 @@ fn hakari_package(root: &Path) -> String {
 fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &mut Member) {
     let mut files = Vec::new();
     for profile in ["debug", "release"] {
-        let Ok(dirs) = std::fs::read_dir(target_dir.join(profile).join("build")) else {
-            continue;
-        };
-        for dir in dirs.flatten() {
-            let name = dir.file_name().to_string_lossy().into_owned();
+        let build = target_dir.join(profile).join("build");
+        for (name, _) in inputs::list_dir(&build) {
             let ours =
                 name.strip_prefix(pkg.name.as_str()).and_then(|r| r.strip_prefix('-')).is_some_and(
                     |hash| hash.len() == 16 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
@@ -575,17 +584,7 @@ fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &m
             if !ours {
                 continue;
             }
-            let mut stack = vec![dir.path().join("out")];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-                    let p = e.path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else if p.extension().is_some_and(|x| x == "rs") {
-                        files.push(p);
-                    }
-                }
-            }
+            files.extend(inputs::files_below(&build.join(name).join("out"), "rs"));
         }
     }
     if files.is_empty() {
@@ -593,7 +592,7 @@ fn read_generated_code(root: &Path, target_dir: &Path, pkg: &Package, member: &m
     }
     files.sort();
     for file in files {
-        let Ok(src) = std::fs::read_to_string(&file) else { return };
+        let Ok(src) = inputs::read_to_string(&file) else { return };
         let rel = relative(root, &file);
         for r in scan(&src).crate_refs() {
             member.record_use(
@@ -653,7 +652,7 @@ fn learn_expansions(member: &mut Member, scans: &mut Scans, cached: &HashMap<Str
                     scans.dependency_files_read += files.len();
                 }
                 for (file, _) in files {
-                    if let Ok(src) = std::fs::read_to_string(&file) {
+                    if let Ok(src) = inputs::read_to_string(&file) {
                         roots.extend(scan::macro_expansion_roots(&src));
                     }
                 }
@@ -678,9 +677,9 @@ fn library_key(lib: &Path, immutable_id: Option<&str>) -> String {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     lib.hash(&mut h);
     let dir = lib.parent().unwrap_or(Path::new(""));
-    for file in xtask_sys::fs::files_below(dir, "rs") {
+    for file in inputs::files_below(dir, "rs") {
         file.hash(&mut h);
-        std::fs::read(&file).ok().hash(&mut h);
+        inputs::read(&file).ok().hash(&mut h);
     }
     format!("content {:016x}", h.finish())
 }
@@ -700,7 +699,7 @@ fn expansions_header() -> String {
 }
 
 fn read_expansions(path: &Path) -> HashMap<String, Vec<String>> {
-    let Ok(text) = std::fs::read_to_string(path) else { return HashMap::new() };
+    let Ok(text) = inputs::read_to_string(path) else { return HashMap::new() };
     let mut lines = text.lines();
     if lines.next() != Some(expansions_header().as_str()) {
         return HashMap::new();
@@ -725,13 +724,13 @@ fn write_expansions(path: &Path, learned: &HashMap<String, Vec<String>>) {
     lines.sort();
     let text = format!("{}\n{}\n", expansions_header(), lines.join("\n"));
     // A cache that cannot be written only costs time on the next run.
-    let _ = xtask_sys::fs::write_atomic(path, text);
+    let _ = xtask_sys::fs::write_if_changed(path, text);
 }
 
 /// Parses a manifest for reading only (cheaper than an editable `DocumentMut`).
 fn read_manifest(path: &Path) -> anyhow::Result<toml_edit::Document<String>> {
     let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        inputs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml_edit::Document::parse(text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -844,7 +843,7 @@ fn scan_targets(
             let rel = relative(root, &file);
             for inc in &scan.doc_includes {
                 let md = normalize(&file.parent().unwrap_or(Path::new("")).join(inc));
-                let Ok(text) = std::fs::read_to_string(&md) else {
+                let Ok(text) = inputs::read_to_string(&md) else {
                     continue;
                 };
                 let md_rel = relative(root, &md);
@@ -869,6 +868,18 @@ fn scan_targets(
     scan_unreached(root, pkg, &reached, member);
 }
 
+/// Every target's module files of every member, scanned: what [`scan_targets`] reads
+/// first.
+fn prescan(meta: &Metadata) -> HashMap<PathBuf, FileScan> {
+    let mut files = HashMap::new();
+    for pkg in meta.workspace_packages() {
+        for target in &pkg.targets {
+            module_files(target.src_path.as_std_path(), &mut files);
+        }
+    }
+    files
+}
+
 /// Scans the `.rs` files of the lib's and bins' source directories that no `mod` or
 /// `include!` reaches: a macro may declare the module (`mod_path!`-style generators,
 /// `#[path]` built by a macro), so what they name counts as a use of lib code, never
@@ -887,11 +898,11 @@ fn scan_unreached(root: &Path, pkg: &Package, reached: &HashSet<PathBuf>, member
     dirs.sort();
     dirs.dedup_by(|b, a| b.starts_with(&**a));
     for dir in dirs {
-        for file in xtask_sys::fs::files_below(&dir, "rs") {
+        for file in inputs::files_below(&dir, "rs") {
             if reached.contains(&file) {
                 continue;
             }
-            let Ok(src) = std::fs::read_to_string(&file) else { continue };
+            let Ok(src) = inputs::read_to_string(&file) else { continue };
             let scan = scan(&src);
             let rel = relative(root, &file);
             for r in scan.crate_refs() {
@@ -928,7 +939,7 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
             continue;
         }
         if !scans.contains_key(&file) {
-            let Ok(src) = std::fs::read_to_string(&file) else {
+            let Ok(src) = inputs::read_to_string(&file) else {
                 continue;
             };
             scans.insert(file.clone(), scan(&src));
@@ -950,9 +961,9 @@ fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec
             }
             let flat = dir.join(format!("{}.rs", m.name));
             let nested = dir.join(&m.name).join("mod.rs");
-            if flat.is_file() {
+            if inputs::is_file(&flat) {
                 queue.push_back((flat, dir.join(&m.name), test));
-            } else if nested.is_file() {
+            } else if inputs::is_file(&nested) {
                 queue.push_back((nested, dir.join(&m.name), test));
             }
         }

@@ -10,6 +10,7 @@ use cargo_metadata::{CargoOpt, DependencyKind, MetadataCommand, TargetKind};
 pub use cargo_metadata::{Dependency, Metadata, NodeDep, Package, PackageId, Target};
 
 use super::analyze::Table;
+use super::inputs;
 
 /// The table a dependency of this kind is declared in.
 pub fn table(kind: DependencyKind) -> Table {
@@ -64,7 +65,7 @@ fn parse_bytes(raw: &[u8]) -> anyhow::Result<Metadata> {
 /// (see [`layout_key`]), cargo need not run. The cache lives in `<target>/xtask/` and is
 /// used only when `manifest` is a workspace root, so its default target directory is known.
 pub fn cached_no_deps(manifest: &Path) -> Option<(Metadata, bool)> {
-    let bytes = std::fs::read(metadata_cache_path(manifest)?).ok()?;
+    let bytes = inputs::read(&metadata_cache_path(manifest)?).ok()?;
     let pos = bytes.iter().position(|&b| b == b'\n')?;
     let meta = parse_bytes(&bytes[pos + 1..]).ok()?;
     let current = layout_key(&meta, manifest).as_bytes() == &bytes[..pos];
@@ -73,15 +74,30 @@ pub fn cached_no_deps(manifest: &Path) -> Option<(Metadata, bool)> {
 
 /// Runs `cargo metadata --no-deps` and stores its output for [`cached_no_deps`].
 pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
-    let raw = run_raw(manifest, offline, true)?;
-    let meta = parse_bytes(&raw)?;
-    if let Some(cache) = metadata_cache_path(manifest) {
-        let mut contents = format!("{}\n", layout_key(&meta, manifest)).into_bytes();
-        contents.extend_from_slice(&raw);
-        // A cache that cannot be written only costs time on the next run.
-        let _ = xtask_sys::fs::write_atomic(&cache, contents);
-    }
+    let (meta, raw) = no_deps(manifest, offline)?;
+    store_no_deps(manifest, &meta, &raw);
     Ok(meta)
+}
+
+/// Runs `cargo metadata --no-deps`: the model and cargo's output, for [`store_no_deps`].
+pub fn no_deps(manifest: &Path, offline: bool) -> anyhow::Result<(Metadata, Vec<u8>)> {
+    let raw = run_raw(manifest, offline, true)?;
+    Ok((parse_bytes(&raw)?, raw))
+}
+
+/// Keeps `raw` (the `--no-deps` view) for [`cached_no_deps`] under the layout's key:
+/// taken after anything that changes the layout (a full run writing `Cargo.lock`).
+pub fn store_no_deps(manifest: &Path, meta: &Metadata, raw: &[u8]) {
+    let Some(cache) = metadata_cache_path(manifest) else { return };
+    // The cache's directory may be new, and in a directory the layout lists (the target
+    // directory beside a member): made before the key is taken, the next run agrees.
+    if let Some(dir) = cache.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let mut contents = format!("{}\n", layout_key(meta, manifest)).into_bytes();
+    contents.extend_from_slice(raw);
+    // A cache that cannot be written only costs time on the next run.
+    let _ = xtask_sys::fs::write_if_changed(&cache, contents);
 }
 
 /// A short hash, to name per-workspace cache files.
@@ -93,7 +109,7 @@ pub fn short_hash(value: impl std::hash::Hash) -> String {
 }
 
 pub fn metadata_cache_path(manifest: &Path) -> Option<PathBuf> {
-    let text = std::fs::read_to_string(manifest).ok()?;
+    let text = inputs::read_to_string(manifest).ok()?;
     if !text.lines().any(|l| l.trim() == "[workspace]") {
         return None;
     }
@@ -127,22 +143,11 @@ fn layout_key(meta: &Metadata, manifest: &Path) -> String {
     }
     let read = |p: &Path, h: &mut DefaultHasher| {
         p.hash(h);
-        std::fs::read(p).ok().hash(h);
+        inputs::read(p).ok().hash(h);
     };
     // Hashes a directory listing; returns its subdirectories.
     let list = |dir: &Path, h: &mut DefaultHasher| -> Vec<PathBuf> {
-        let mut entries: Vec<(String, bool)> = std::fs::read_dir(dir)
-            .into_iter()
-            .flatten()
-            .flatten()
-            .map(|e| {
-                (
-                    e.file_name().to_string_lossy().into_owned(),
-                    e.file_type().is_ok_and(|t| t.is_dir()),
-                )
-            })
-            .collect();
-        entries.sort();
+        let entries = inputs::list_dir(dir);
         dir.hash(h);
         entries.hash(h);
         entries.into_iter().filter(|(_, d)| *d).map(|(n, _)| dir.join(n)).collect()
@@ -171,6 +176,7 @@ fn layout_key(meta: &Metadata, manifest: &Path) -> String {
 }
 
 fn run_raw(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Vec<u8>> {
+    inputs::outside();
     let mut command = MetadataCommand::new();
     command.manifest_path(manifest);
     if no_deps {

@@ -157,7 +157,7 @@ fn timing_report(target: &Path) -> Option<PathBuf> {
         target.join("xtask/build-timings/target/cargo-timings/cargo-timing.html"),
     ]
     .into_iter()
-    .filter_map(|p| Some((std::fs::metadata(&p).ok()?.modified().ok()?, p)))
+    .filter_map(|p| Some((crate::inputs::modified(&p)?, p)))
     .max()
     .map(|(_, p)| p)
 }
@@ -179,7 +179,7 @@ pub fn measure(
     let report = timing_report(target);
     let times = report
         .as_ref()
-        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|p| crate::inputs::read_to_string(p).ok())
         .and_then(|html| crate::cargo_timings::units(&html).ok())
         .map(|units| seconds(&units));
     attach(analysis, &graph, times.as_ref());

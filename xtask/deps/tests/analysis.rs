@@ -543,3 +543,59 @@ fn a_warm_run_opens_no_dependency_source_and_path_packages_are_keyed_by_content(
     fx.ext("mac", "", "#[macro_export]\nmacro_rules! seven { () => { 7 } }\n");
     assert_eq!(helper(&load()).0, "verified-unused");
 }
+
+/// A plain run whose inputs are all unchanged prints the kept output again; an edit is
+/// analysed. Nothing is kept from a run whose inputs had not settled (the fixture was
+/// just written, the first run wrote its caches), so the test waits that out once. The
+/// kept inputs name every kind of file the analysis reads; `replay`'s own test shows
+/// that a change to any of them is a miss.
+#[test]
+fn a_plain_run_is_replayed_only_while_every_input_is_unchanged() {
+    use xtask_deps::replay::Replay;
+    use xtask_deps::{Served, analyze_plain, inputs};
+    let fx = Fixture::new("replay");
+    fx.ext("d", "", TRIVIAL).ext("u", "", TRIVIAL);
+    fx.file("Cargo.toml", "[workspace]\nmembers = [\"app\"]\nresolver = \"2\"\n")
+        .file(
+            "app/Cargo.toml",
+            "[package]\nname = \"app\"\nversion = \"0.1.0\"\nedition = \"2021\"\n\n[dependencies]\nd = { path = \"../../ext/d\" }\nu = { path = \"../../ext/u\" }\n",
+        )
+        .file("app/src/lib.rs", "mod inner;\npub fn f() { d::f() }\n")
+        .file("app/src/inner.rs", "pub fn g() {}\n")
+        .file("app/src/generated/by_a_macro.rs", "pub fn h() {}\n");
+    let plain = |use_cache| analyze_plain(&fx.manifest(), true, use_cache, Format::Json).unwrap();
+    let replay = Replay::new(&fx.manifest(), true).unwrap();
+
+    let (first, served) = plain(true);
+    assert_eq!(served, Served::Analysed);
+    assert!(!first.failing || first.printed.contains("verified-unused"));
+    assert!(!replay.path().exists(), "inputs written just now are not trusted");
+    std::thread::sleep(inputs::SETTLE + std::time::Duration::from_millis(100));
+    assert_eq!(plain(true), (first.clone(), Served::Analysed), "kept for the next run");
+    assert_eq!(plain(true), (first.clone(), Served::Replayed));
+    assert_eq!(plain(false), (first.clone(), Served::Analysed), "--no-cache analyses");
+    assert_eq!(plain(true).1, Served::Replayed, "--no-cache left the caches as they were");
+
+    let stored = replay.stored_inputs();
+    let ws = fx.dir.join("ws");
+    for expected in [
+        ws.join("Cargo.toml"),
+        ws.join("Cargo.lock"),
+        ws.join("app/Cargo.toml"),
+        ws.join("app/src/lib.rs"),
+        ws.join("app/src/inner.rs"),
+        ws.join("app/src/generated"),
+        ws.join("app/src/generated/by_a_macro.rs"),
+        ws.join("app/tests"),
+        fx.dir.join("ext/u/Cargo.toml"),
+    ] {
+        assert!(stored.contains(&expected), "{} among the kept inputs", expected.display());
+    }
+
+    // `u` gets used in a file a `mod` reaches: analysed again, and the output says so.
+    fx.file("app/src/inner.rs", "pub fn g() { u::f() }\n");
+    let (after, served) = plain(true);
+    assert_eq!(served, Served::Analysed);
+    assert_ne!(after, first);
+    assert!(!after.failing, "nothing unused any more: {}", after.printed);
+}

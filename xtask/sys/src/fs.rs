@@ -12,6 +12,18 @@ pub fn write_atomic(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<(
     write_atomic_with_mode(path, contents.as_ref(), 0o666)
 }
 
+/// [`write_atomic`] unless `path` already holds exactly `contents`: a cache refreshed
+/// with what it holds keeps its inode and times, so readers that go by those (a later
+/// run's check that nothing changed) see no change. Returns whether it wrote.
+pub fn write_if_changed(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<bool> {
+    let contents = contents.as_ref();
+    if std::fs::read(path).is_ok_and(|old| old == contents) {
+        return Ok(false);
+    }
+    write_atomic(path, contents)?;
+    Ok(true)
+}
+
 /// [`write_atomic`] for a file that holds a secret (a database URL with its password):
 /// readable and writable by its owner only, from the moment it exists.
 pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {

@@ -107,6 +107,9 @@ impl Drop for Fixture {
         for file in load::cache_files(&self.manifest()) {
             let _ = std::fs::remove_file(file);
         }
+        if let Some(replay) = xtask_deps::replay::Replay::new(&self.manifest(), true) {
+            let _ = std::fs::remove_file(replay.path());
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
