@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::analyze::Table;
 use super::meta::{self, Metadata, NodeDep};
@@ -76,28 +77,34 @@ fn table_name(t: Table) -> &'static str {
 /// Where the graph of a workspace is cached (`<target>/xtask/deps-graph-<hash>.tsv`), and
 /// the key it must carry to be current: the resolve facts' (`load`), so that both are
 /// stale together.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Cache {
     pub path: PathBuf,
     pub key: String,
+    /// The graph itself, when this run built it (no need to read it back).
+    pub built: Option<Arc<Graph>>,
 }
 
 impl Cache {
     pub fn new(meta: &Metadata, key: String) -> Cache {
         let root = meta.workspace_root.as_std_path();
         let name = format!("deps-graph-{}.tsv", meta::short_hash(root));
-        Cache { path: meta.target_directory.as_std_path().join("xtask").join(name), key }
+        let path = meta.target_directory.as_std_path().join("xtask").join(name);
+        Cache { path, key, built: None }
     }
 
-    /// The cached graph, or when the cache is stale the full `cargo metadata`'s (which is
-    /// then cached).
-    pub fn get(&self, manifest: &Path, offline: bool) -> anyhow::Result<Graph> {
+    /// The graph this run built, the cached one, or when the cache is stale the full
+    /// `cargo metadata`'s (which is then cached).
+    pub fn get(&self, manifest: &Path, offline: bool) -> anyhow::Result<Arc<Graph>> {
+        if let Some(graph) = &self.built {
+            return Ok(graph.clone());
+        }
         if let Some(graph) = self.read() {
-            return Ok(graph);
+            return Ok(Arc::new(graph));
         }
         let graph = Graph::from_metadata(&meta::run(manifest, offline, false)?);
         self.write(&graph);
-        Ok(graph)
+        Ok(Arc::new(graph))
     }
 
     /// Writes the graph as tab-separated lines under the key (first line). Ids, names and

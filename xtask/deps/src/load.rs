@@ -397,165 +397,186 @@ fn write_cache(path: &Path, key: &str, resolved: &Resolved) {
 /// Loads the workspace; `use_cache: false` ignores (but refreshes) the caches.
 pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<Workspace> {
     let cached = if use_cache { meta::cached_no_deps(manifest) } else { None };
-    let (meta, full, prescanned) = match cached {
-        Some((meta, true)) => (meta, None, None),
+    let (meta, full_output, prefetched) = match cached {
+        Some((meta, true)) => (meta, None, HashMap::new()),
         stale => {
             // The manifests or the layout changed (or this is a first run). If the old
-            // layout says the resolve cache is stale too, the full resolve runs beside
-            // `--no-deps` instead of after it, and the members' sources (which need only
-            // the layout) are scanned while it runs.
+            // layout says the resolve cache is stale too, the full resolve runs at once,
+            // and serves as the layout as well: one cargo run, not two.
             let resolve_stale = stale.as_ref().is_none_or(|(old, _)| {
                 !use_cache || read_cache(&resolve_cache_path(old), &cache_key(old)).is_none()
             });
             if resolve_stale {
                 std::thread::scope(|s| -> anyhow::Result<_> {
-                    let full = s.spawn(|| meta::run(manifest, offline, false));
-                    let (meta, raw) = meta::no_deps(manifest, offline)?;
-                    let prescanned = prescan(&meta);
-                    let full = full
+                    let full = s.spawn(|| meta::full(manifest, offline));
+                    // While cargo resolves: what the last layout says the members are
+                    // (`--no-cache` too: it is only a hint of what to read early).
+                    let hint = stale
+                        .map(|(old, _)| old)
+                        .or_else(|| meta::cached_no_deps(manifest).map(|(old, _)| old));
+                    let prefetched = hint.as_ref().map(prefetch).unwrap_or_default();
+                    let (meta, raw) = full
                         .join()
                         .map_err(|_| anyhow::anyhow!("cargo metadata thread panicked"))??;
-                    // Stored after the full run, which may have written `Cargo.lock`.
-                    meta::store_no_deps(manifest, &meta, &raw);
-                    Ok((meta, Some(full), Some(prescanned)))
+                    Ok((meta, Some(raw), prefetched))
                 })?
             } else {
-                (meta::fresh_no_deps(manifest, offline)?, None, None)
+                (meta::fresh_no_deps(manifest, offline)?, None, HashMap::new())
             }
         }
     };
     let root: PathBuf = meta.workspace_root.clone().into();
     let cache = resolve_cache_path(&meta);
     let cached = if use_cache { read_cache(&cache, &cache_key(&meta)) } else { None };
-    let resolved = match cached {
-        Some(resolved) => resolved,
-        None => {
-            let full = match full {
-                Some(full) => full,
-                None => meta::run(manifest, offline, false)?,
-            };
-            let resolved = resolve_decls(&full);
-            // Keyed after the full run, which may have written Cargo.lock.
-            let key = cache_key(&meta);
-            write_cache(&cache, &key, &resolved);
-            graph::Cache::new(&meta, key).write(&graph::Graph::from_metadata(&full));
-            resolved
-        }
+    let ran = match (&cached, &full_output) {
+        (None, None) => Some(meta::run(manifest, offline, false)?),
+        _ => None,
     };
-    let root_manifest = root.join("Cargo.toml");
-    let root_doc = read_manifest(&root_manifest)?;
-    let workspace_entries = root_doc
-        .get("workspace")
-        .and_then(|w| w.get("dependencies"))
-        .and_then(|d| d.as_table_like())
-        .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
-        .unwrap_or_default();
-    let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
-    let workspace_hack = hakari_package(&root);
-    let target_dir: PathBuf = meta.target_directory.clone().into();
-    let expansions_cache = expansions_cache_path(&meta);
-    let learned_before =
-        if use_cache { read_expansions(&expansions_cache) } else { HashMap::new() };
-
-    let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
-        let manifest_path = pkg.manifest_path.as_std_path();
-        let doc = if manifest_path == root_manifest {
-            root_doc.clone()
-        } else {
-            read_manifest(manifest_path)?
-        };
-        let inherited = inherited_keys(doc.as_table());
-        let mut member = Member {
-            name: pkg.name.to_string(),
-            manifest: relative(&root, manifest_path),
-            ignore: ignore_lists(&pkg.metadata, "package.metadata"),
-            features: pkg.features.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
-            workspace_hack: pkg.name.as_str() == workspace_hack,
-            ..Default::default()
-        };
-        for dep in &pkg.dependencies {
-            let id = decl_id(&pkg.name, dep);
-            let (crate_name, facts) = resolved.get(&id).cloned().unwrap_or_else(|| {
-                (dep.rename.as_deref().unwrap_or(&dep.name).replace('-', "_"), DepFacts::default())
-            });
-            let (_, table, target, key) = id;
-            member.decls.push(Decl {
-                inherited: inherited.contains(&(table, target.clone(), key.clone())),
-                key,
-                package: dep.name.clone(),
-                crate_name,
-                table,
-                target,
-                optional: dep.optional,
-                facts,
-                features: dep.features.clone(),
-                workspace_hack: dep.name == workspace_hack,
-            });
-        }
-        scan_targets(&root, pkg, &mut member, &mut scans.files);
-        if member.includes_generated {
-            read_generated_code(&root, &target_dir, pkg, &mut member);
-        }
-        learn_expansions(&mut member, scans, &learned_before);
-        Ok(member)
-    };
-    // Members are independent: two threads parse manifests and scan sources; one, when
-    // the sources were scanned while cargo ran.
-    let threads = if prescanned.is_some() { 1 } else { 2 };
-    let prescanned = std::sync::Mutex::new(prescanned);
-    let packages = meta.workspace_packages();
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> =
-        packages.iter().map(|_| std::sync::Mutex::new(None)).collect();
-    let (mut learned, mut dependency_files_read) = (HashMap::new(), 0);
-    std::thread::scope(|s| {
-        let threads: Vec<_> = (0..threads)
-            .map(|_| {
-                s.spawn(|| {
-                    let files = prescanned.lock().unwrap_or_else(|e| e.into_inner()).take();
-                    let mut scans = Scans { files: files.unwrap_or_default(), ..Scans::default() };
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(pkg) = packages.get(i) else { break };
-                        let member = build(pkg, &mut scans);
-                        *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(member);
-                    }
-                    (scans.learned, scans.dependency_files_read)
-                })
-            })
-            .collect();
-        for t in threads {
-            if let Ok((l, n)) = t.join() {
-                learned.extend(l);
-                dependency_files_read += n;
+    // The caches are written in the background of the rest of the load.
+    std::thread::scope(|bg| -> anyhow::Result<Workspace> {
+        let (resolved, graph_built) = match cached {
+            Some(resolved) => (resolved, None),
+            None => {
+                let full = ran.as_ref().unwrap_or(&meta);
+                // Keyed after the full run, which may have written Cargo.lock.
+                let key = cache_key(&meta);
+                if let Some(raw) = &full_output {
+                    bg.spawn(|| meta::store_no_deps(manifest, &meta, raw));
+                }
+                let mut graph_cache = graph::Cache::new(&meta, key.clone());
+                let graph = bg.spawn(move || {
+                    let graph = graph::Graph::from_metadata(full);
+                    graph_cache.write(&graph);
+                    graph_cache.built = Some(std::sync::Arc::new(graph));
+                    graph_cache
+                });
+                let resolved = resolve_decls(full);
+                write_cache(&cache, &key, &resolved);
+                (resolved, Some(graph))
             }
+        };
+        let root_manifest = root.join("Cargo.toml");
+        let root_doc = read_manifest(&root_manifest)?;
+        let workspace_entries = root_doc
+            .get("workspace")
+            .and_then(|w| w.get("dependencies"))
+            .and_then(|d| d.as_table_like())
+            .map(|t| t.iter().map(|(k, _)| k.to_string()).collect())
+            .unwrap_or_default();
+        let workspace_ignore = ignore_lists(&meta.workspace_metadata, "workspace.metadata");
+        let workspace_hack = hakari_package(&root);
+        let target_dir: PathBuf = meta.target_directory.clone().into();
+        let expansions_cache = expansions_cache_path(&meta);
+        let learned_before =
+            if use_cache { read_expansions(&expansions_cache) } else { HashMap::new() };
+
+        let prefetched = std::sync::Mutex::new(prefetched);
+        let build = |pkg: &Package, scans: &mut Scans| -> anyhow::Result<Member> {
+            let manifest_path = pkg.manifest_path.as_std_path();
+            let early = prefetched.lock().unwrap_or_else(|e| e.into_inner()).remove(manifest_path);
+            let early = early.unwrap_or_default();
+            scans.files.extend(early.files);
+            let doc = if manifest_path == root_manifest {
+                root_doc.clone()
+            } else if let Some(doc) = early.manifest {
+                doc
+            } else {
+                read_manifest(manifest_path)?
+            };
+            let inherited = inherited_keys(doc.as_table());
+            let mut member = Member {
+                name: pkg.name.to_string(),
+                manifest: relative(&root, manifest_path),
+                ignore: ignore_lists(&pkg.metadata, "package.metadata"),
+                features: pkg.features.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+                workspace_hack: pkg.name.as_str() == workspace_hack,
+                ..Default::default()
+            };
+            for dep in &pkg.dependencies {
+                let id = decl_id(&pkg.name, dep);
+                let (crate_name, facts) = resolved.get(&id).cloned().unwrap_or_else(|| {
+                    (
+                        dep.rename.as_deref().unwrap_or(&dep.name).replace('-', "_"),
+                        DepFacts::default(),
+                    )
+                });
+                let (_, table, target, key) = id;
+                member.decls.push(Decl {
+                    inherited: inherited.contains(&(table, target.clone(), key.clone())),
+                    key,
+                    package: dep.name.clone(),
+                    crate_name,
+                    table,
+                    target,
+                    optional: dep.optional,
+                    facts,
+                    features: dep.features.clone(),
+                    workspace_hack: dep.name == workspace_hack,
+                });
+            }
+            scan_targets(&root, pkg, &mut member, &mut scans.files);
+            if member.includes_generated {
+                read_generated_code(&root, &target_dir, pkg, &mut member);
+            }
+            learn_expansions(&mut member, scans, &learned_before);
+            Ok(member)
+        };
+        // Members are independent: two threads parse manifests and scan sources.
+        let packages = meta.workspace_packages();
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> =
+            packages.iter().map(|_| std::sync::Mutex::new(None)).collect();
+        let (mut learned, mut dependency_files_read) = (HashMap::new(), 0);
+        std::thread::scope(|s| {
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    s.spawn(|| {
+                        let mut scans = Scans::default();
+                        loop {
+                            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let Some(pkg) = packages.get(i) else { break };
+                            let member = build(pkg, &mut scans);
+                            *slots[i].lock().unwrap_or_else(|e| e.into_inner()) = Some(member);
+                        }
+                        (scans.learned, scans.dependency_files_read)
+                    })
+                })
+                .collect();
+            for t in threads {
+                if let Ok((l, n)) = t.join() {
+                    learned.extend(l);
+                    dependency_files_read += n;
+                }
+            }
+        });
+        if !learned.is_empty() {
+            let mut all = learned_before.clone();
+            all.extend(learned);
+            write_expansions(&expansions_cache, &all);
         }
-    });
-    if !learned.is_empty() {
-        let mut all = learned_before.clone();
-        all.extend(learned);
-        write_expansions(&expansions_cache, &all);
-    }
-    let mut members = Vec::new();
-    let mut manifests = BTreeMap::new();
-    for (pkg, slot) in packages.iter().zip(slots) {
-        let member = slot
-            .into_inner()
-            .unwrap_or_else(|e| e.into_inner())
-            .context("a member was not analyzed")??;
-        manifests.insert(member.name.clone(), pkg.manifest_path.clone().into());
-        members.push(member);
-    }
-    let graph_cache = graph::Cache::new(&meta, cache_key(&meta));
-    Ok(Workspace {
-        root,
-        root_manifest,
-        members,
-        workspace_entries,
-        workspace_ignore,
-        manifests,
-        graph_cache,
-        dependency_files_read,
+        let mut members = Vec::new();
+        let mut manifests = BTreeMap::new();
+        for (pkg, slot) in packages.iter().zip(slots) {
+            let member = slot
+                .into_inner()
+                .unwrap_or_else(|e| e.into_inner())
+                .context("a member was not analyzed")??;
+            manifests.insert(member.name.clone(), pkg.manifest_path.clone().into());
+            members.push(member);
+        }
+        let graph_cache = graph_built
+            .and_then(|graph| graph.join().ok())
+            .unwrap_or_else(|| graph::Cache::new(&meta, cache_key(&meta)));
+        Ok(Workspace {
+            root,
+            root_manifest,
+            members,
+            workspace_entries,
+            workspace_ignore,
+            manifests,
+            graph_cache,
+            dependency_files_read,
+        })
     })
 }
 
@@ -868,16 +889,31 @@ fn scan_targets(
     scan_unreached(root, pkg, &reached, member);
 }
 
-/// Every target's module files of every member, scanned: what [`scan_targets`] reads
-/// first.
-fn prescan(meta: &Metadata) -> HashMap<PathBuf, FileScan> {
-    let mut files = HashMap::new();
-    for pkg in meta.workspace_packages() {
-        for target in &pkg.targets {
-            module_files(target.src_path.as_std_path(), &mut files);
-        }
-    }
-    files
+/// What is read of a member before the resolve arrives: its manifest, parsed (`None`
+/// when it does not parse: read again, for the error), and its targets' module files,
+/// scanned.
+#[derive(Default)]
+struct Prefetched {
+    manifest: Option<toml_edit::Document<String>>,
+    files: HashMap<PathBuf, FileScan>,
+}
+
+/// [`Prefetched`] for each member of `layout`, by manifest path. Read now, like any
+/// other read; only which files to read comes from the (possibly stale) layout, and a
+/// member the current layout lacks is never asked for.
+fn prefetch(layout: &Metadata) -> HashMap<PathBuf, Prefetched> {
+    layout
+        .workspace_packages()
+        .into_iter()
+        .map(|pkg| {
+            let mut files = HashMap::new();
+            for target in &pkg.targets {
+                module_files(target.src_path.as_std_path(), &mut files);
+            }
+            let path = pkg.manifest_path.as_std_path();
+            (path.to_path_buf(), Prefetched { manifest: read_manifest(path).ok(), files })
+        })
+        .collect()
 }
 
 /// Scans the `.rs` files of the lib's and bins' source directories that no `mod` or

@@ -74,19 +74,23 @@ pub fn cached_no_deps(manifest: &Path) -> Option<(Metadata, bool)> {
 
 /// Runs `cargo metadata --no-deps` and stores its output for [`cached_no_deps`].
 pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
-    let (meta, raw) = no_deps(manifest, offline)?;
+    let raw = run_raw(manifest, offline, true)?;
+    let meta = parse_bytes(&raw)?;
     store_no_deps(manifest, &meta, &raw);
     Ok(meta)
 }
 
-/// Runs `cargo metadata --no-deps`: the model and cargo's output, for [`store_no_deps`].
-pub fn no_deps(manifest: &Path, offline: bool) -> anyhow::Result<(Metadata, Vec<u8>)> {
-    let raw = run_raw(manifest, offline, true)?;
+/// Runs the full `cargo metadata` (as [`run`]), with cargo's output for
+/// [`store_no_deps`]: what the analysis reads of the `--no-deps` view (the workspace's
+/// packages, root, target directory and metadata) is the same in the full output, so
+/// one cargo run serves both.
+pub fn full(manifest: &Path, offline: bool) -> anyhow::Result<(Metadata, Vec<u8>)> {
+    let raw = run_raw(manifest, offline, false)?;
     Ok((parse_bytes(&raw)?, raw))
 }
 
-/// Keeps `raw` (the `--no-deps` view) for [`cached_no_deps`] under the layout's key:
-/// taken after anything that changes the layout (a full run writing `Cargo.lock`).
+/// Keeps `raw` (a `--no-deps` or full output) for [`cached_no_deps`] under the layout's
+/// key, taken after the run (a full one may have written `Cargo.lock`).
 pub fn store_no_deps(manifest: &Path, meta: &Metadata, raw: &[u8]) {
     let Some(cache) = metadata_cache_path(manifest) else { return };
     // The cache's directory may be new, and in a directory the layout lists (the target

@@ -1,6 +1,6 @@
 //! Renders an [`Analysis`]: the terminal table, JSON, and the Markdown report.
 
-use serde_json::json;
+use serde::Serialize;
 use std::fmt::Write as _;
 
 use super::analyze::{Analysis, Class, Finding, Saving};
@@ -27,10 +27,6 @@ fn saving_text(s: &Saving) -> String {
         Some(secs) => format!("{crates}, {secs:.1} s"),
         None => crates,
     }
-}
-
-fn saving_json(s: &Saving) -> serde_json::Value {
-    json!({"crates": s.crates, "seconds": s.seconds})
 }
 
 fn table_label(f: &Finding) -> String {
@@ -155,65 +151,130 @@ pub fn summary(a: &Analysis) -> String {
     format!("{counts}{compiler}{saving}")
 }
 
-/// The analysis as JSON.
+/// The analysis as JSON: typed records serialized straight to text (no intermediate
+/// `serde_json::Value`), their fields declared in alphabetical order, the order the
+/// output has always had.
 pub fn json(a: &Analysis) -> String {
-    let members: Vec<_> = a
+    #[derive(Serialize)]
+    struct Report<'a> {
+        members: Vec<MemberJson<'a>>,
+        summary: Summary<'a>,
+        warnings: &'a [String],
+        workspace_dependencies: Vec<WorkspaceJson<'a>>,
+    }
+    #[derive(Serialize)]
+    struct MemberJson<'a> {
+        dependencies: Vec<FindingJson<'a>>,
+        manifest: &'a str,
+        name: &'a str,
+    }
+    #[derive(Serialize)]
+    struct FindingJson<'a> {
+        class: &'static str,
+        compiler: Option<&'static str>,
+        evidence: &'a str,
+        ignored_by: &'a Option<String>,
+        key: &'a str,
+        location: Option<LocationJson<'a>>,
+        optional: bool,
+        package: &'a str,
+        saving: Option<SavingJson<'a>>,
+        table: &'static str,
+        target: &'a Option<String>,
+    }
+    #[derive(Serialize)]
+    struct LocationJson<'a> {
+        file: &'a str,
+        line: u32,
+    }
+    #[derive(Serialize)]
+    struct WorkspaceJson<'a> {
+        class: &'static str,
+        evidence: &'a str,
+        ignored_by: &'a Option<String>,
+        key: &'a str,
+    }
+    #[derive(Serialize)]
+    struct Summary<'a> {
+        compiler_confirmed: Option<usize>,
+        compiler_seconds: Option<f64>,
+        declarations: usize,
+        feature_only: usize,
+        misplaced: usize,
+        needs_investigation: usize,
+        saving: Option<SavingJson<'a>>,
+        used: usize,
+        verified_unused: usize,
+    }
+    let members = a
         .members
         .iter()
-        .map(|m| {
-            let dependencies: Vec<_> = m
+        .map(|m| MemberJson {
+            dependencies: m
                 .findings
                 .iter()
-                .map(|f| {
-                    json!({
-                        "key": f.key,
-                        "package": f.package,
-                        "table": f.table.toml_name(),
-                        "target": f.target,
-                        "optional": f.optional,
-                        "class": f.class.label(),
-                        "evidence": f.evidence,
-                        "location": f.location.as_ref().map(|l| json!({"file": l.file, "line": l.line})),
-                        "ignored_by": f.ignored_by,
-                        "compiler": f.compiler.as_ref().map(|v| v.label()),
-                        "saving": f.saving.as_ref().map(saving_json),
-                    })
+                .map(|f| FindingJson {
+                    class: f.class.label(),
+                    compiler: f.compiler.as_ref().map(|v| v.label()),
+                    evidence: &f.evidence,
+                    ignored_by: &f.ignored_by,
+                    key: &f.key,
+                    location: f
+                        .location
+                        .as_ref()
+                        .map(|l| LocationJson { file: &l.file, line: l.line }),
+                    optional: f.optional,
+                    package: &f.package,
+                    saving: f.saving.as_ref().map(SavingJson::of),
+                    table: f.table.toml_name(),
+                    target: &f.target,
                 })
-                .collect();
-            json!({"name": m.name, "manifest": m.manifest, "dependencies": dependencies})
+                .collect(),
+            manifest: &m.manifest,
+            name: &m.name,
         })
         .collect();
-    let workspace_dependencies: Vec<_> = a
+    let workspace_dependencies = a
         .workspace
         .iter()
-        .map(|w| {
-            json!({
-                "key": w.key,
-                "class": w.class.label(),
-                "evidence": w.evidence,
-                "ignored_by": w.ignored_by,
-            })
+        .map(|w| WorkspaceJson {
+            class: w.class.label(),
+            evidence: &w.evidence,
+            ignored_by: &w.ignored_by,
+            key: &w.key,
         })
         .collect();
-    let value = json!({
-        "members": members,
-        "workspace_dependencies": workspace_dependencies,
-        "warnings": a.warnings,
-        "summary": {
-            "declarations": a.declarations(),
-            "verified_unused": a.count(&Class::VerifiedUnused),
-            "misplaced": a.count(&Class::Misplaced),
-            "feature_only": a.count(&Class::FeatureOnly),
-            "needs_investigation": a.count(&Class::NeedsInvestigation),
-            "used": a.count(&Class::Used),
-            "compiler_confirmed": a.compiler.as_ref().map(|_| a.compiler_confirmed()),
-            "compiler_seconds": a.compiler.as_ref().map(|r| r.millis as f64 / 1000.0),
-            "saving": a.total_saving.as_ref().map(saving_json),
+    let report = Report {
+        members,
+        summary: Summary {
+            compiler_confirmed: a.compiler.as_ref().map(|_| a.compiler_confirmed()),
+            compiler_seconds: a.compiler.as_ref().map(|r| r.millis as f64 / 1000.0),
+            declarations: a.declarations(),
+            feature_only: a.count(&Class::FeatureOnly),
+            misplaced: a.count(&Class::Misplaced),
+            needs_investigation: a.count(&Class::NeedsInvestigation),
+            saving: a.total_saving.as_ref().map(SavingJson::of),
+            used: a.count(&Class::Used),
+            verified_unused: a.count(&Class::VerifiedUnused),
         },
-    });
-    let mut out = serde_json::to_string_pretty(&value).expect("a JSON value always serializes");
+        warnings: &a.warnings,
+        workspace_dependencies,
+    };
+    let mut out = serde_json::to_string_pretty(&report).expect("the report always serializes");
     out.push('\n');
     out
+}
+
+#[derive(Serialize)]
+struct SavingJson<'a> {
+    crates: &'a [String],
+    seconds: Option<f64>,
+}
+
+impl SavingJson<'_> {
+    fn of(s: &Saving) -> SavingJson<'_> {
+        SavingJson { crates: &s.crates, seconds: s.seconds }
+    }
 }
 
 /// `docs/analysis/unused-dependencies-analysis.md`: the three sections of the original

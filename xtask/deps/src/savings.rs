@@ -250,7 +250,7 @@ mod tests {
         assert_eq!(saving(vec![], None).seconds, None);
         let path =
             std::env::temp_dir().join(format!("xtask-deps-graph-{}.tsv", std::process::id()));
-        let cache = |key: &str| Cache { path: path.clone(), key: key.into() };
+        let cache = |key: &str| Cache { path: path.clone(), key: key.into(), built: None };
         cache("k1").write(&g);
         let back = cache("k1").read().expect("current");
         assert_eq!(exclusive(&back, &cut("x")), exclusive(&g, &cut("x")));
