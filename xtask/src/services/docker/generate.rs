@@ -452,12 +452,30 @@ mod tests {
 
     #[test]
     fn dependents_wait_for_migrations_and_healthy_dependencies() {
-        let text = compose_of(&committed_manifest());
-        let worker = &text[text.find("  rust-worker:\n").unwrap()..];
-        let depends = &worker[worker.find("    depends_on:\n").unwrap()..];
-        assert!(depends.starts_with(
-            "    depends_on:\n      postgres:\n        condition: service_healthy\n      migrate:\n        condition: service_completed_successfully\n      orchestration:\n        condition: service_healthy\n"
-        ), "{depends}");
+        let depends_of = |text: &str| {
+            let worker = &text[text.find("  rust-worker:\n").unwrap()..];
+            let depends = &worker[worker.find("    depends_on:\n").unwrap()..];
+            // The block: its first line and the deeper-indented ones below it.
+            let mut lines = depends.lines();
+            let first = lines.next().unwrap_or_default();
+            std::iter::once(first)
+                .chain(lines.take_while(|l| l.starts_with("      ")))
+                .map(|l| format!("{l}\n"))
+                .collect::<String>()
+        };
+        let database_and_migrations = "    depends_on:\n      postgres:\n        condition: service_healthy\n      migrate:\n        condition: service_completed_successfully\n";
+        // The committed workers start beside orchestration: they wait for nothing else.
+        let committed = committed_manifest();
+        assert_eq!(depends_of(&compose_of(&committed)), database_and_migrations);
+        let mut waiting = committed;
+        let worker = waiting.services.iter_mut().find(|s| s.name == "rust-worker").unwrap();
+        worker.depends_on = vec!["orchestration".into()];
+        assert_eq!(
+            depends_of(&compose_of(&waiting)),
+            format!(
+                "{database_and_migrations}      orchestration:\n        condition: service_healthy\n"
+            )
+        );
     }
 
     #[test]

@@ -387,7 +387,10 @@ impl Starter<'_> {
         for service in wave {
             let name = &service.process.name;
             let port = service.fixed_port.unwrap_or(generate::DEFAULT_PORT);
-            let addr = published(self.project, name, port)?;
+            let addr = match published(self.project, name, port) {
+                Ok(addr) => addr,
+                Err(no_port) => return Err(self.exited_since(no_port)),
+            };
             session.state.services.push(ServiceRecord {
                 name: name.clone(),
                 url: format!("http://{addr}"),
@@ -402,6 +405,24 @@ impl Starter<'_> {
             });
         }
         session.state.save()
+    }
+
+    /// The error for a service that publishes no port: a container that exited after the
+    /// poll above publishes none either, and its exit (code and log) is the real error.
+    /// Docker may list the container as running for a moment after its process ended, so
+    /// it is asked a few times (about a second) before the missing port is the answer.
+    fn exited_since(&mut self, no_port: anyhow::Error) -> anyhow::Error {
+        for attempt in 0..4 {
+            if attempt > 0 {
+                std::thread::sleep(Duration::from_millis(300));
+            }
+            match self.watch.poll(true) {
+                Ok(Some(failure)) => return failure.into(),
+                Ok(None) => {}
+                Err(_) => break,
+            }
+        }
+        no_port
     }
 
     /// xtask's identity probe of every recorded service but the first `earlier` (ready).
