@@ -3,8 +3,8 @@
 //! First the pre-flight checks (the machine's requirements, installed where xtask may; no
 //! live session in the way; no stale generated file), so nothing is compiled for a run
 //! that cannot finish. Then the steps (see [`plan`]), each a cargo invocation with the
-//! same `DATABASE_URL`, the end-to-end tests (`ci-native`) and the Docker backend's
-//! tests ([`docker_step`], where an engine is reachable). Every step runs, without
+//! same `DATABASE_URL` (the Docker backend's tests among the unit tests where an engine
+//! is reachable), then the end-to-end tests (`ci-native`). Every step runs, without
 //! fail-fast, even when an earlier one failed, so one run shows every failure; the task
 //! fails when any step did, and ends with a table of the steps and one count of tests.
 
@@ -21,8 +21,9 @@ use crate::sys::{command, fs, paths};
 #[command(after_help = "\
 Runs, after pre-flight checks: the workspace's unit and integration tests (cargo-nextest,
 no fail-fast) and the doc tests against a throwaway PostgreSQL (DATABASE_URL, unless it is
-set); the end-to-end tests (`cargo xtask ci-native`, with the Ruby worker); the Docker
-backend's tests where a Docker engine is reachable (skipped, and said so, elsewhere).
+set), with the Docker backend's tests among them where a Docker engine is reachable
+(skipped, and said so, elsewhere); then the end-to-end tests (`cargo xtask ci-native`,
+with the Ruby worker).
 Ends with a table of the steps, the count of passed, failed and skipped tests, and where
 the JUnit reports, timings and logs are.
 
@@ -42,8 +43,8 @@ Examples:
   cargo xtask test --skip-end-to-end    unit, integration and doc tests only
   cargo xtask test -- merge             only tests whose name contains `merge`")]
 pub struct Args {
-    /// Only the unit, integration and doc tests (CI runs the end-to-end tests in jobs of
-    /// their own)
+    /// Only the unit, integration and doc tests, not the end-to-end nor the Docker
+    /// backend's (CI runs those in jobs of their own)
     #[arg(long)]
     skip_end_to_end: bool,
     /// Also the stress tier: every stress test in its full form, and the tests only the
@@ -90,8 +91,11 @@ pub struct Step {
 
 /// The suite's cargo steps, in order. Pure, so the shape of the suite is unit-tested.
 /// The stress tier also runs what nextest's default filter leaves out
-/// (`.config/nextest.toml`: the tests kept for the stress tier).
-pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
+/// (`.config/nextest.toml`: the tests kept for the stress tier). With `docker` (an engine
+/// answers), the unit tests include the ignored ones: every ignored test of the
+/// workspace is a Docker backend test (a test below keeps it so). They wait on Docker
+/// while the unit tests use the CPU, a few at a time (their nextest test group).
+pub fn plan(extra: &[String], stress: bool, docker: bool) -> Vec<Step> {
     let with_extra = |args: &[&str]| -> Vec<String> {
         args.iter().map(|a| a.to_string()).chain(extra.iter().cloned()).collect()
     };
@@ -99,8 +103,14 @@ pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
     if stress {
         unit.push("--ignore-default-filter");
     }
+    let name = if docker {
+        unit.extend(["--run-ignored", "all"]);
+        UNIT_AND_DOCKER
+    } else {
+        "unit and integration tests"
+    };
     vec![
-        Step { name: "unit and integration tests", cargo_args: with_extra(&unit) },
+        Step { name, cargo_args: with_extra(&unit) },
         Step {
             name: "doc tests",
             cargo_args: with_extra(&["test", "--workspace", "--doc", "--no-fail-fast"]),
@@ -108,30 +118,11 @@ pub fn plan(extra: &[String], stress: bool) -> Vec<Step> {
     ]
 }
 
-/// The Docker backend's tests: ignored by the steps above (they need an engine), run
-/// here on their own where one is reachable, with a profile (and JUnit report) of their own.
-/// The same selection (`--workspace`) as the unit tests: one feature resolution, one build,
-/// for every test step.
-pub fn docker_step(extra: &[String]) -> Step {
-    let mut cargo_args: Vec<String> = [
-        "nextest",
-        "run",
-        "--workspace",
-        "--profile",
-        "docker",
-        "--run-ignored",
-        "only",
-        "-E",
-        DOCKER_TESTS,
-    ]
-    .map(String::from)
-    .to_vec();
-    cargo_args.extend(extra.iter().cloned());
-    Step { name: "Docker backend tests", cargo_args }
-}
+/// The unit step's name when the Docker backend's tests run in it.
+const UNIT_AND_DOCKER: &str = "unit, integration and Docker backend tests";
 
-/// The Docker backend's tests, as a nextest filter.
-const DOCKER_TESTS: &str = "package(xtask) and binary(docker_backend)";
+/// The row for the Docker backend's tests when they do not run.
+const DOCKER_TESTS: &str = "Docker backend tests";
 
 /// What the suite needs from the machine.
 pub fn needs(database_given: bool) -> Vec<Requirement> {
@@ -157,15 +148,12 @@ pub struct Row {
     pub took: Duration,
     pub outcome: Outcome,
     pub counts: Option<Counts>,
-    /// Its tests are ones an earlier step skipped (ignored there): the total counts them
-    /// once, as run.
-    pub runs_skipped: bool,
 }
 
 impl Row {
     fn skipped(step: &'static str, why: String) -> Row {
         let outcome = Outcome::Skipped(why);
-        Row { step, took: Duration::ZERO, outcome, counts: None, runs_skipped: false }
+        Row { step, took: Duration::ZERO, outcome, counts: None }
     }
 }
 
@@ -186,11 +174,7 @@ pub fn summary(rows: &[Row]) -> String {
             row.step,
             row.took.as_secs_f64()
         ));
-        let counts = row.counts.unwrap_or_default();
-        total += counts;
-        if row.runs_skipped {
-            total.skipped = total.skipped.saturating_sub(counts.passed + counts.failed);
-        }
+        total += row.counts.unwrap_or_default();
     }
     let took: Duration = rows.iter().map(|r| r.took).sum();
     out.push_str(&format!(
@@ -249,15 +233,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         took: began.elapsed(),
         outcome: Outcome::Passed,
         counts: None,
-        runs_skipped: false,
     };
     let mut rows: Vec<Row> = vec![preflight_row];
-    let steps = plan(&args.cargo_args, args.stress);
+    let docker = match args.skip_end_to_end {
+        true => Err("--skip-end-to-end".to_string()),
+        false => crate::services::ensure_docker_engine()
+            .map(|_| ())
+            .map_err(|why| format!("no Docker engine: {why}")),
+    };
+    if let Err(why) = &docker {
+        eprintln!("==> {} {DOCKER_TESTS}: skipped: {why}", github::elapsed());
+        rows.push(Row::skipped(DOCKER_TESTS, why.clone()));
+    }
+    let steps = plan(&args.cargo_args, args.stress, docker.is_ok());
     let stress: Vec<(String, String)> = match args.stress {
         true => vec![(STRESS_VAR.to_string(), "1".to_string())],
         false => Vec::new(),
     };
-    let docker = docker_step(&args.cargo_args);
     // Database tests read DATABASE_URL: a throwaway server unless one is given. It stops
     // (and its data goes) when `database` is dropped, on every path out of this block.
     let database = crate::services::database_session(
@@ -275,9 +267,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     drop(database);
 
     if args.skip_end_to_end {
-        for step in ["end-to-end tests", docker.name] {
-            rows.push(Row::skipped(step, "--skip-end-to-end".to_string()));
-        }
+        rows.push(Row::skipped("end-to-end tests", "--skip-end-to-end".to_string()));
     } else {
         // Then the end-to-end tests against the real services (ci-native prints its own
         // phases, table and paths).
@@ -295,19 +285,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         };
         let took = e2e_began.elapsed();
-        rows.push(Row { step: "end-to-end tests", took, outcome, counts, runs_skipped: false });
-        match crate::services::ensure_docker_engine() {
-            Ok(_) => {
-                github::phase(docker.name);
-                // The ignored tests the first step skipped.
-                rows.push(Row { runs_skipped: true, ..run_step(&docker, &stress)? });
-            }
-            Err(why) => {
-                let why = why.to_string();
-                eprintln!("==> {} {}: skipped: {why}", github::elapsed(), docker.name);
-                rows.push(Row::skipped(docker.name, format!("no Docker engine: {why}")));
-            }
-        }
+        rows.push(Row { step: "end-to-end tests", took, outcome, counts });
     }
     github::end_phase();
     let failed: Vec<&str> =
@@ -383,7 +361,6 @@ fn report_paths() {
     let reports = [
         ("JUnit, unit and integration tests", nextest.join("default").join("junit.xml")),
         ("JUnit, end-to-end tests", nextest.join("ci").join("junit.xml")),
-        ("JUnit, Docker backend tests", nextest.join("docker").join("junit.xml")),
         ("step timings", timings_path()),
         ("end-to-end phase timings", xtask.join("timings.json")),
         ("service logs", xtask.join("logs")),
@@ -406,13 +383,7 @@ fn run_step(step: &Step, env: &[(String, String)]) -> anyhow::Result<Row> {
     let (status, counts) = tally::run(&mut command, Duration::from_secs(10))?;
     crate::sys::interrupts::check_interrupted()?;
     let outcome = if status.success() { Outcome::Passed } else { Outcome::Failed };
-    Ok(Row {
-        step: step.name,
-        took: began.elapsed(),
-        outcome,
-        counts: Some(counts),
-        runs_skipped: false,
-    })
+    Ok(Row { step: step.name, took: began.elapsed(), outcome, counts: Some(counts) })
 }
 
 #[cfg(test)]
@@ -426,7 +397,7 @@ mod tests {
     #[test]
     fn nextest_runs_the_workspace_then_doc_tests_without_fail_fast() {
         assert_eq!(
-            args_of(&plan(&[], false)),
+            args_of(&plan(&[], false, false)),
             ["nextest run --workspace --no-fail-fast", "test --workspace --doc --no-fail-fast"]
         );
     }
@@ -434,7 +405,7 @@ mod tests {
     #[test]
     fn the_stress_tier_also_runs_what_the_default_filter_leaves_out() {
         assert_eq!(
-            args_of(&plan(&[], true))[0],
+            args_of(&plan(&[], true, false))[0],
             "nextest run --workspace --no-fail-fast --ignore-default-filter"
         );
         // What it leaves out, and the Docker tests (ignored, run by their own step).
@@ -449,23 +420,49 @@ mod tests {
         // Cargo unifies features per selection: the pipeline's build after the unit tests
         // compiles nothing but the end-to-end tests.
         let workspace = "--workspace".to_string();
-        assert!(plan(&[], false)[0].cargo_args.contains(&workspace));
-        assert!(docker_step(&[]).cargo_args.contains(&workspace));
+        assert!(plan(&[], false, false)[0].cargo_args.contains(&workspace));
+        assert!(plan(&[], false, true)[0].cargo_args.contains(&workspace));
         assert!(crate::ci::build::build_commands(false).iter().all(|c| c.contains(&workspace)));
     }
 
     #[test]
-    fn the_docker_tests_are_the_ignored_ones_of_their_binary() {
+    fn with_an_engine_the_unit_tests_include_the_ignored_ones() {
+        let steps = plan(&["crash".to_owned()], false, true);
+        assert_eq!(steps[0].name, UNIT_AND_DOCKER);
         assert_eq!(
-            docker_step(&["crash".to_owned()]).cargo_args.join(" "),
-            "nextest run --workspace --profile docker --run-ignored only \
-             -E package(xtask) and binary(docker_backend) crash"
+            steps[0].cargo_args.join(" "),
+            "nextest run --workspace --no-fail-fast --run-ignored all crash"
         );
+        assert!(!plan(&[], false, false)[0].cargo_args.contains(&"--run-ignored".to_owned()));
+    }
+
+    /// `--run-ignored all` runs every ignored test: they must all be the Docker backend's
+    /// (which need an engine and are run only where one answers), and those run a few at
+    /// a time, in their nextest test group.
+    #[test]
+    fn every_ignored_test_is_a_docker_backend_test() {
+        let root = paths::root();
+        let mut ignored = Vec::new();
+        for dir in ["src", "crates", "xtask", "workers", "tests", "examples"] {
+            for file in xtask_sys::fs::files_below(&root.join(dir), "rs") {
+                let text = std::fs::read_to_string(&file).unwrap();
+                let count = text.lines().filter(|l| l.trim_start().starts_with("#[ignore")).count();
+                if count > 0 {
+                    ignored.push((paths::display_path(&file), count));
+                }
+            }
+        }
+        assert_eq!(ignored, [("xtask/tests/docker_backend.rs".to_string(), 6)]);
+        let config = std::fs::read_to_string(root.join(".config/nextest.toml")).unwrap();
+        let config: toml_edit::DocumentMut = config.parse().unwrap();
+        let override_ = &config["profile"]["default"]["overrides"][0];
+        assert_eq!(override_["filter"].as_str(), Some("package(xtask) and binary(docker_backend)"));
+        assert_eq!(override_["test-group"].as_str(), Some("docker"));
     }
 
     #[test]
     fn extra_arguments_reach_every_step() {
-        let steps = plan(&["merge".to_owned()], true);
+        let steps = plan(&["merge".to_owned()], true, true);
         assert!(steps.iter().all(|s| s.cargo_args.last().map(String::as_str) == Some("merge")));
     }
 
@@ -494,30 +491,22 @@ mod tests {
             took: Duration::from_secs(secs),
             outcome,
             counts,
-            runs_skipped: false,
         };
-        let mut rows = vec![
+        let rows = vec![
+            Row::skipped(DOCKER_TESTS, "no Docker engine".into()),
             row("unit and integration tests", 53, Outcome::Failed, counts(209, 2, 6)),
             row("doc tests", 5, Outcome::Passed, counts(3, 0, 0)),
-            Row::skipped("Docker backend tests", "no Docker engine".into()),
         ];
         let table = summary(&rows);
         let lines: Vec<&str> = table.lines().collect();
         assert_eq!(lines.len(), 5, "{table}");
+        assert!(lines[1].contains("skipped") && lines[1].ends_with("(no Docker engine)"));
         assert!(
-            lines[1].contains("FAILED") && lines[1].ends_with("209 passed, 2 failed, 6 skipped")
+            lines[2].contains("FAILED") && lines[2].ends_with("209 passed, 2 failed, 6 skipped")
         );
-        assert!(lines[3].contains("skipped") && lines[3].ends_with("(no Docker engine)"));
         assert!(
             lines[4].starts_with("total") && lines[4].ends_with("212 passed, 2 failed, 6 skipped")
         );
         assert!(lines[4].contains("58.0"), "{table}");
-
-        // Where the Docker step ran the ignored tests, they count once, as run.
-        let docker = row("Docker backend tests", 40, Outcome::Passed, counts(6, 0, 0));
-        rows[2] = Row { runs_skipped: true, ..docker };
-        let table = summary(&rows);
-        let total = table.lines().last().unwrap();
-        assert!(total.ends_with("218 passed, 2 failed, 0 skipped"), "{table}");
     }
 }

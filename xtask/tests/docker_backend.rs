@@ -4,9 +4,10 @@
 //! checked by the state-directory label every container and network carries.
 //!
 //! These tests need a Docker engine, so they are ignored by a plain `cargo test`;
-//! `cargo xtask test` runs them (`--run-ignored only`) where an engine is reachable, and
-//! then they fail loudly if anything is missing. They run one at a time (nextest test
-//! group `docker`): each builds images.
+//! `cargo xtask test` runs them among the unit tests (`--run-ignored all`) where an engine
+//! is reachable, and then they fail loudly if anything is missing. They run three at a
+//! time (nextest test group `docker`): each builds images (tagged per project) and waits
+//! on Docker more than it uses the CPU.
 
 mod support;
 

@@ -24,6 +24,37 @@ pub fn write_if_changed(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Resu
     Ok(true)
 }
 
+/// An exclusive OS file lock (`flock`) on `path` (created if missing), held until the
+/// returned file is dropped; the kernel drops it when its holder dies, however it dies.
+/// When another process holds it, `waiting` is printed once and the call blocks.
+pub fn lock_exclusive(path: &Path, waiting: &str) -> anyhow::Result<std::fs::File> {
+    use std::os::fd::AsRawFd as _;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    let lock = |flags| {
+        // SAFETY: flock on a descriptor we own.
+        unsafe { libc::flock(file.as_raw_fd(), flags) == 0 }
+    };
+    if !lock(libc::LOCK_EX | libc::LOCK_NB) {
+        eprintln!("{waiting}");
+        while !lock(libc::LOCK_EX) {
+            let err = std::io::Error::last_os_error();
+            if err.kind() != std::io::ErrorKind::Interrupted {
+                return Err(err).with_context(|| format!("locking {}", path.display()));
+            }
+        }
+    }
+    Ok(file)
+}
+
 /// [`write_atomic`] for a file that holds a secret (a database URL with its password):
 /// readable and writable by its owner only, from the moment it exists.
 pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
@@ -74,6 +105,21 @@ pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_exclusive_lock_is_held_until_dropped() {
+        use std::os::fd::AsRawFd as _;
+        let dir = std::env::temp_dir().join(format!("xtask-lock-{}", std::process::id()));
+        let path = dir.join("nested/x.lock");
+        let held = lock_exclusive(&path, "waiting").unwrap();
+        // Another open file description cannot take it while `held` lives.
+        let other = std::fs::File::open(&path).unwrap();
+        let try_lock = || unsafe { libc::flock(other.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
+        assert_ne!(try_lock(), 0, "taken while held");
+        drop(held);
+        assert_eq!(try_lock(), 0, "free once dropped");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn private_files_are_the_owners_alone_from_the_start() {

@@ -165,6 +165,15 @@ pub fn ensure(os: &OsRelease, force: bool) -> anyhow::Result<String> {
     if !force && image_exists(&tag) {
         return Ok(tag);
     }
+    // Runs side by side that all find it missing (the Docker backend's tests) build it
+    // once: the others wait for the first, then find it.
+    let _building = crate::sys::fs::lock_exclusive(
+        &crate::sys::paths::xtask_dir().join("docker-base-image.lock"),
+        "xtask: waiting for another run that builds the base image",
+    )?;
+    if !force && image_exists(&tag) {
+        return Ok(tag);
+    }
     if os.codename.is_empty() || !matches!(os.id.as_str(), "debian" | "ubuntu") {
         crate::user_error!(
             "cannot build a base image for `{}` {} here (Debian and Ubuntu only): pass --base-image with an image of this OS release",
