@@ -75,22 +75,10 @@ pub fn list_dir(dir: &Path) -> Vec<(String, bool)> {
     entries
 }
 
-/// The files below `dir` whose extension is `extension`, sorted.
+/// The files below `dir` whose extension is `extension`, sorted; every directory on the
+/// way is logged.
 pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
-        for (name, is_dir) in list_dir(dir) {
-            let path = dir.join(name);
-            if is_dir {
-                walk(&path, extension, out);
-            } else if path.extension().is_some_and(|e| e == extension) {
-                out.push(path);
-            }
-        }
-    }
-    let mut files = Vec::new();
-    walk(dir, extension, &mut files);
-    files.sort();
-    files
+    xtask_sys::fs::files_below_with(dir, extension, &mut |dir| list_dir(dir))
 }
 
 /// What a run read, from [`Recording::start`] on.

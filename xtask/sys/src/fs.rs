@@ -86,18 +86,40 @@ fn write_atomic_with_mode(path: &Path, contents: &[u8], mode: u32) -> anyhow::Re
 /// Every file named `*.<extension>` in `dir` and the directories below it, sorted; none
 /// when `dir` cannot be read.
 pub fn files_below(dir: &Path, extension: &str) -> Vec<PathBuf> {
-    fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
-        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, extension, out);
+    files_below_with(dir, extension, &mut |dir| {
+        std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path().is_dir()))
+            .collect()
+    })
+}
+
+/// [`files_below`] with the directory listing of the caller's choice (name, whether it
+/// is a directory), for a caller that records what it lists.
+pub fn files_below_with(
+    dir: &Path,
+    extension: &str,
+    list: &mut dyn FnMut(&Path) -> Vec<(String, bool)>,
+) -> Vec<PathBuf> {
+    fn walk(
+        dir: &Path,
+        extension: &str,
+        list: &mut dyn FnMut(&Path) -> Vec<(String, bool)>,
+        out: &mut Vec<PathBuf>,
+    ) {
+        for (name, is_dir) in list(dir) {
+            let path = dir.join(name);
+            if is_dir {
+                walk(&path, extension, list, out);
             } else if path.extension().is_some_and(|e| e == extension) {
                 out.push(path);
             }
         }
     }
     let mut files = Vec::new();
-    walk(dir, extension, &mut files);
+    walk(dir, extension, list, &mut files);
     files.sort();
     files
 }
