@@ -147,6 +147,9 @@ pub fn run(args: DepsArgs, workspace: &Path) -> anyhow::Result<()> {
     } else {
         analysis
     };
+    // The committed report is the same on every machine: made before the savings, which
+    // depend on this machine's cargo timings.
+    let markdown = args.report.then(|| report::markdown(&analysis));
     if !args.verified_only && !args.with_verification {
         savings::measure(&ws, &mut analysis, args.offline)?;
     }
@@ -158,9 +161,9 @@ pub fn run(args: DepsArgs, workspace: &Path) -> anyhow::Result<()> {
         return Ok(());
     }
     print!("{}", render(&analysis, args.format));
-    if args.report {
+    if let Some(markdown) = markdown {
         let path = ws.root.join("docs/analysis/unused-dependencies-analysis.md");
-        xtask_sys::fs::write_atomic(&path, report::markdown(&analysis))?;
+        xtask_sys::fs::write_atomic(&path, markdown)?;
         eprintln!("wrote {}", path.strip_prefix(&ws.root).unwrap_or(&path).display());
     }
     if analysis.failing() > 0 {

@@ -172,6 +172,59 @@ pub fn no_run_args(release: bool) -> Vec<String> {
 mod tests {
     use super::*;
 
+    /// Every package of xtask's own graph, with the features `selection` turns on in it
+    /// (`cargo tree`'s resolution: normal and build side alike).
+    fn features_of(selection: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+        let out = crate::sys::command::cargo()
+            .args(["tree", "--offline", "--prefix", "none", "-f", "{p} [{f}]"])
+            .args(selection)
+            .output()
+            .expect("cargo tree runs");
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut map = std::collections::BTreeMap::new();
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            let (package, rest) = line.split_once(" [").unwrap_or((line, ""));
+            let features = rest.split(']').next().unwrap_or_default();
+            let package = package.split(" (").next().unwrap_or(package).to_string();
+            let features: Vec<String> =
+                features.split(',').filter(|f| !f.is_empty()).map(String::from).collect();
+            let entry: &mut Vec<String> = map.entry(package).or_default();
+            entry.extend(features);
+            entry.sort();
+            entry.dedup();
+        }
+        map
+    }
+
+    /// `cargo xtask` builds xtask alone; the test build selects the whole workspace. When
+    /// both turn on the same features in xtask's dependencies, the test build reuses what
+    /// `cargo xtask` compiled (xtask's Cargo.toml declares the workspace's extra features
+    /// for that). A feature the workspace adds later shows here.
+    #[test]
+    fn xtask_alone_and_the_whole_workspace_build_its_dependencies_alike() {
+        let alone = features_of(&["-p", "xtask", "-e", "normal,build"]);
+        let workspace = features_of(&[
+            "--workspace",
+            "--features",
+            "tasker-core/test-services",
+            "-e",
+            "normal,build,dev",
+        ]);
+        let differ: Vec<String> = alone
+            .iter()
+            .filter(|(package, features)| workspace.get(*package) != Some(features))
+            .map(|(package, features)| {
+                format!("{package}: alone {features:?}, workspace {:?}", workspace.get(package))
+            })
+            .collect();
+        assert!(alone.len() > 20, "{alone:?}");
+        assert!(
+            differ.is_empty(),
+            "declare these features in xtask/Cargo.toml too:\n{}",
+            differ.join("\n")
+        );
+    }
+
     #[test]
     fn the_build_selects_the_whole_workspace_like_the_unit_tests() {
         let commands: Vec<String> = build_commands(true).iter().map(|c| c.join(" ")).collect();
