@@ -434,15 +434,17 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     };
     // The caches are written in the background of the rest of the load.
     std::thread::scope(|bg| -> anyhow::Result<Workspace> {
+        // The layout ran with the full resolve: kept even when the resolve cache turns
+        // out current (else every later run would run cargo again).
+        if let Some(raw) = &full_output {
+            bg.spawn(|| meta::store_no_deps(manifest, &meta, raw));
+        }
         let (resolved, graph_built) = match cached {
             Some(resolved) => (resolved, None),
             None => {
                 let full = ran.as_ref().unwrap_or(&meta);
                 // Keyed after the full run, which may have written Cargo.lock.
                 let key = cache_key(&meta);
-                if let Some(raw) = &full_output {
-                    bg.spawn(|| meta::store_no_deps(manifest, &meta, raw));
-                }
                 let mut graph_cache = graph::Cache::new(&meta, key.clone());
                 let graph = bg.spawn(move || {
                     let graph = graph::Graph::from_metadata(full);

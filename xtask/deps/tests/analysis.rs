@@ -592,6 +592,13 @@ fn a_plain_run_is_replayed_only_while_every_input_is_unchanged() {
         assert!(stored.contains(&expected), "{} among the kept inputs", expected.display());
     }
 
+    // The layout cache alone is lost: the run that asks cargo again keeps it, though the
+    // resolve cache is current, so the runs after it start no cargo.
+    let layout = load::cache_files(&fx.manifest())[0].clone();
+    std::fs::remove_file(&layout).unwrap();
+    assert_eq!(plain(true), (first.clone(), Served::Analysed));
+    assert!(layout.is_file(), "{} written again", layout.display());
+
     // `u` gets used in a file a `mod` reaches: analysed again, and the output says so.
     fx.file("app/src/inner.rs", "pub fn g() { u::f() }\n");
     let (after, served) = plain(true);
