@@ -217,17 +217,9 @@ impl Signature {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("xtask-deps-inputs-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn a_signature_survives_its_encoding_and_changes_with_the_content() {
-        let dir = scratch("encode");
+        let dir = crate::test_dir("inputs-encode");
         let file = dir.join("a.rs");
         std::fs::write(&file, "fn a() {}").unwrap();
         let before = signature(&file).unwrap();
@@ -247,7 +239,7 @@ mod tests {
     /// test's `outside()` to it.
     #[test]
     fn a_recording_holds_what_was_read_listed_or_looked_for_and_refuses_outside_input() {
-        let dir = scratch("record");
+        let dir = crate::test_dir("inputs-record");
         std::fs::create_dir_all(dir.join("src/nested")).unwrap();
         std::fs::write(dir.join("src/lib.rs"), "").unwrap();
         std::fs::write(dir.join("src/nested/m.rs"), "").unwrap();

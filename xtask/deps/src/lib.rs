@@ -196,10 +196,14 @@ pub fn analyze_plain(
     use_cache: bool,
     format: Format,
 ) -> anyhow::Result<(Plain, Served)> {
+    let in_format = |output: replay::Output| match format {
+        Format::Json => output.json,
+        Format::Text => output.text,
+    };
     let replay = replay::Replay::new(manifest, offline);
     if let Some(stored) = replay.as_ref().filter(|_| use_cache).and_then(|r| r.lookup()) {
-        let printed = if format == Format::Json { stored.json } else { stored.text };
-        return Ok((Plain { printed, failing: stored.failing }, Served::Replayed));
+        let failing = stored.failing;
+        return Ok((Plain { printed: in_format(stored), failing }, Served::Replayed));
     }
     let recording = inputs::Recording::start();
     let ws = load::load(manifest, offline, use_cache)?;
@@ -213,8 +217,7 @@ pub fn analyze_plain(
             json: render(&analysis, Format::Json),
         };
         replay.store(&inputs, &output);
-        let printed = if format == Format::Json { output.json } else { output.text };
-        return Ok((Plain { printed, failing }, Served::Analysed));
+        return Ok((Plain { printed: in_format(output), failing }, Served::Analysed));
     }
     Ok((Plain { printed: render(&analysis, format), failing }, Served::Analysed))
 }
@@ -237,6 +240,16 @@ pub fn resolve_manifest(p: &Path) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(std::fs::canonicalize(&p).unwrap_or(p))
+}
+
+/// A fresh directory of the test's own below the system's temporary directory
+/// (`xtask-deps-<name>-<pid>`).
+#[cfg(test)]
+pub(crate) fn test_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("xtask-deps-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
 }
 
 /// The static analysis of a loaded workspace.

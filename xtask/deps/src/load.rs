@@ -408,7 +408,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             });
             if resolve_stale {
                 std::thread::scope(|s| -> anyhow::Result<_> {
-                    let full = s.spawn(|| meta::full(manifest, offline));
+                    let full = s.spawn(|| meta::run_with_output(manifest, offline, false));
                     // While cargo resolves: what the last layout says the members are
                     // (`--no-cache` too: it is only a hint of what to read early).
                     let hint = stale
@@ -427,11 +427,16 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
     };
     let root: PathBuf = meta.workspace_root.clone().into();
     let cache = resolve_cache_path(&meta);
-    let cached = if use_cache { read_cache(&cache, &cache_key(&meta)) } else { None };
+    let mut key = cache_key(&meta);
+    let cached = if use_cache { read_cache(&cache, &key) } else { None };
     let ran = match (&cached, &full_output) {
         (None, None) => Some(meta::run(manifest, offline, false)?),
         _ => None,
     };
+    if ran.is_some() {
+        // Keyed after the full run, which may have written Cargo.lock.
+        key = cache_key(&meta);
+    }
     // The caches are written in the background of the rest of the load.
     std::thread::scope(|bg| -> anyhow::Result<Workspace> {
         // The layout ran with the full resolve: kept even when the resolve cache turns
@@ -443,8 +448,6 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             Some(resolved) => (resolved, None),
             None => {
                 let full = ran.as_ref().unwrap_or(&meta);
-                // Keyed after the full run, which may have written Cargo.lock.
-                let key = cache_key(&meta);
                 let mut graph_cache = graph::Cache::new(&meta, key.clone());
                 let graph = bg.spawn(move || {
                     let graph = graph::Graph::from_metadata(full);
@@ -568,7 +571,7 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
         }
         let graph_cache = graph_built
             .and_then(|graph| graph.join().ok())
-            .unwrap_or_else(|| graph::Cache::new(&meta, cache_key(&meta)));
+            .unwrap_or_else(|| graph::Cache::new(&meta, key.clone()));
         Ok(Workspace {
             root,
             root_manifest,

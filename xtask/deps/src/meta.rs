@@ -50,8 +50,17 @@ pub fn edges(meta: &Metadata) -> HashMap<&PackageId, &[NodeDep]> {
 
 /// Runs `cargo metadata` (`--no-deps`, or the full resolve with `--all-features`).
 pub fn run(manifest: &Path, offline: bool, no_deps: bool) -> anyhow::Result<Metadata> {
+    Ok(run_with_output(manifest, offline, no_deps)?.0)
+}
+
+/// [`run`], with cargo's output for [`store_no_deps`].
+pub fn run_with_output(
+    manifest: &Path,
+    offline: bool,
+    no_deps: bool,
+) -> anyhow::Result<(Metadata, Vec<u8>)> {
     let raw = run_raw(manifest, offline, no_deps)?;
-    parse_bytes(&raw)
+    Ok((parse_bytes(&raw)?, raw))
 }
 
 fn parse_bytes(raw: &[u8]) -> anyhow::Result<Metadata> {
@@ -74,23 +83,15 @@ pub fn cached_no_deps(manifest: &Path) -> Option<(Metadata, bool)> {
 
 /// Runs `cargo metadata --no-deps` and stores its output for [`cached_no_deps`].
 pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata> {
-    let raw = run_raw(manifest, offline, true)?;
-    let meta = parse_bytes(&raw)?;
+    let (meta, raw) = run_with_output(manifest, offline, true)?;
     store_no_deps(manifest, &meta, &raw);
     Ok(meta)
 }
 
-/// Runs the full `cargo metadata` (as [`run`]), with cargo's output for
-/// [`store_no_deps`]: what the analysis reads of the `--no-deps` view (the workspace's
-/// packages, root, target directory and metadata) is the same in the full output, so
-/// one cargo run serves both.
-pub fn full(manifest: &Path, offline: bool) -> anyhow::Result<(Metadata, Vec<u8>)> {
-    let raw = run_raw(manifest, offline, false)?;
-    Ok((parse_bytes(&raw)?, raw))
-}
-
 /// Keeps `raw` (a `--no-deps` or full output) for [`cached_no_deps`] under the layout's
-/// key, taken after the run (a full one may have written `Cargo.lock`).
+/// key, taken after the run (a full one may have written `Cargo.lock`). What the
+/// analysis reads of the `--no-deps` view (the workspace's packages, root, target
+/// directory and metadata) is the same in the full output, so one cargo run serves both.
 pub fn store_no_deps(manifest: &Path, meta: &Metadata, raw: &[u8]) {
     let Some(cache) = metadata_cache_path(manifest) else { return };
     // The cache's directory may be new, and in a directory the layout lists (the target

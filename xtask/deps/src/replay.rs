@@ -142,9 +142,7 @@ mod tests {
 
     #[test]
     fn a_stored_run_is_read_back_whole_and_anything_else_is_refused() {
-        let dir = std::env::temp_dir().join(format!("xtask-deps-replay-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = crate::test_dir("replay");
         let input = dir.join("lib.rs");
         std::fs::write(&input, "use a;").unwrap();
         let replay = Replay { path: dir.join("replay.txt"), key: "k".into() };

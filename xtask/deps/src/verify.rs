@@ -353,17 +353,9 @@ mod tests {
         assert!(!std::path::Path::new(&format!("/proc/{pid}")).exists(), "not reaped");
     }
 
-    fn temp(name: &str) -> PathBuf {
-        let dir =
-            std::env::temp_dir().join(format!("xtask-deps-verify-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        dir
-    }
-
     #[test]
     fn restore_and_drop_put_files_back_and_commit_keeps_them() {
-        let dir = temp("txn");
+        let dir = crate::test_dir("verify-txn");
         let a = dir.join("a.toml");
         let missing = dir.join("Cargo.lock");
         std::fs::write(&a, "old").unwrap();
@@ -393,7 +385,7 @@ mod tests {
 
     #[test]
     fn panic_restores() {
-        let dir = temp("panic");
+        let dir = crate::test_dir("verify-panic");
         let a = dir.join("a.toml");
         std::fs::write(&a, "old").unwrap();
         let path = a.clone();
@@ -409,7 +401,7 @@ mod tests {
 
     #[test]
     fn a_tree_is_dirty_with_changed_tracked_files_not_with_untracked_ones() {
-        let dir = temp("clean");
+        let dir = crate::test_dir("verify-clean");
         let git = |args: &[&str]| {
             let ok = Command::new("git").arg("-C").arg(&dir).args(args).status().unwrap();
             assert!(ok.success(), "git {args:?}");

@@ -175,14 +175,14 @@ mod tests {
     /// Every package of xtask's own graph, with the features `selection` turns on in it
     /// (`cargo tree`'s resolution: normal and build side alike).
     fn features_of(selection: &[&str]) -> std::collections::BTreeMap<String, Vec<String>> {
+        use crate::sys::command::Run as _;
         let out = crate::sys::command::cargo()
             .args(["tree", "--offline", "--prefix", "none", "-f", "{p} [{f}]"])
             .args(selection)
-            .output()
-            .expect("cargo tree runs");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            .read()
+            .unwrap_or_else(|failure| panic!("{failure}"));
         let mut map = std::collections::BTreeMap::new();
-        for line in String::from_utf8_lossy(&out.stdout).lines() {
+        for line in out.lines() {
             let (package, rest) = line.split_once(" [").unwrap_or((line, ""));
             let features = rest.split(']').next().unwrap_or_default();
             let package = package.split(" (").next().unwrap_or(package).to_string();
