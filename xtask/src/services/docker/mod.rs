@@ -195,6 +195,13 @@ pub fn start(
     crate::github::group("images", || -> anyhow::Result<()> {
         let copies = plan::context_copies(&plan, &paths::root());
         images::stage(&images::context_dir(&options.state_dir), &files_dir, &copies)?;
+        // One build at a time in this checkout: runs side by side (the Docker backend's
+        // tests) with the same content then export each new layer once, and the later
+        // ones find it (an export is seconds of CPU on a naive-diff storage driver).
+        let _building = crate::sys::fs::lock_exclusive(
+            &paths::xtask_dir().join("docker-image-build.lock"),
+            "xtask: waiting for another run that builds images",
+        )?;
         let postgres_image = format!("tasker-ci-postgres:{project}");
         images::build(
             command(),
