@@ -51,9 +51,13 @@ fn ctrl_c_to_the_process_group_reaches_the_tests_once() {
     f.two_services();
     let marker = f.dir.join("tests-running");
     let received = f.dir.join("signals-received");
+    // The trap ends the long sleep itself: a signal that lands before `wait` starts (the
+    // shell runs a trap only between commands) must not leave `wait` to sit out the 60 s.
+    // The marker is made by the shell, not by a `touch` the signal could land during.
+    // The second sleep is the window for a second signal, which would add a line.
     let tests = format!(
-        "sleep 60 & pid=$!; trap 'echo INT >> \"{received}\"' INT; touch '{marker}'; \
-         wait $pid; sleep 1 & wait $!; kill $pid; exit 130",
+        "sleep 60 & pid=$!; trap 'echo INT >> \"{received}\"; kill $pid 2>/dev/null' INT; \
+         : > '{marker}'; wait $pid; sleep 1 & wait $!; exit 130",
         received = received.display(),
         marker = marker.display()
     );
