@@ -90,7 +90,13 @@ async fn handlers_run_by_namespace_and_name_and_every_outcome_is_posted() {
     // Identity and readiness on the bound address.
     let client = tasker_client::TaskerClient::new(format!("http://{}", worker.local_addr()));
     let (health, wrong_method) = tokio::task::spawn_blocking(move || {
-        client.ready().unwrap();
+        // Each consumer counts itself running once its task starts, after `start` returned:
+        // ready is a report to poll, as a deployment's probe does, not a promise of `start`.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while let Err(err) = client.ready() {
+            assert!(Instant::now() < deadline, "not ready after 30 s: {err:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
         (client.health().unwrap(), client.post_raw("/health", "application/json", "{}").unwrap())
     })
     .await
