@@ -55,8 +55,17 @@ impl Drop for Cleanup<'_> {
             .args(["image", "rm", "--force"])
             .arg(format!("tasker-ci-app:{project}"))
             .arg(format!("tasker-ci-postgres:{project}"))
+            .arg(empty_base(&project))
             .output();
     }
+}
+
+/// A base image without a shell, tagged per project and removed by [`Cleanup`]. It carries
+/// our image label: when the failed build still holds it, the removal only untags it, and
+/// the next build's prune of our untagged images takes it (one imported under a fixed tag
+/// without the label was left behind by every run).
+fn empty_base(project: &str) -> String {
+    format!("tasker-xtask-test-empty:{project}")
 }
 
 fn up_docker(f: &Fixture, state: &str) -> std::process::Output {
@@ -179,10 +188,12 @@ fn a_failing_image_build_names_the_image_and_the_step_and_starts_nothing() {
     let _cleanup = Cleanup(&f, "s");
     f.two_services();
     // A base image without a shell: the first RUN step cannot start.
-    let empty = "tasker-xtask-test-empty:1";
+    let empty = &empty_base(&xtask::services::docker_project(&f.state("s")));
     let import = Command::new("sh")
         .arg("-c")
-        .arg(format!("tar -cf - -T /dev/null | docker import - {empty}"))
+        .arg(format!(
+            "tar -cf - -T /dev/null | docker import --change 'LABEL org.tasker.xtask.image=test' - {empty}"
+        ))
         .output()
         .unwrap();
     assert!(import.status.success(), "{}", stderr(&import));
