@@ -15,8 +15,9 @@ use crate::sys::{interrupts, paths, process};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
-Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied);
-cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
+Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied; where
+RUSTC_WORKSPACE_WRAPPER is this checkout's .ci/rustc-and-clippy, as .ci/run sets, a build
+of all targets instead, in which the wrapper lints each crate); cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
 the workflows (their xtask command lines, and the rules for re-runs, label events,
 cancellations, concurrency, the required check and the pins: docs/ci.md, \"Rules the
 workflows follow\"); the docs' cargo xtask command lines; xtask's module layers (no
@@ -70,7 +71,43 @@ enum Check {
     ModuleLayers,
 }
 
+/// Cargo's workspace wrapper that compiles each crate of the checkout with rustc, then lints
+/// it with clippy (warnings denied). `.ci/run` sets it, so clippy needs no check build of
+/// the dependencies: they are compiled once, and the tests reuse the linted build.
+pub const CLIPPY_WRAPPER: &str = ".ci/rustc-and-clippy";
+
+/// Whether cargo runs this checkout's [`CLIPPY_WRAPPER`] for the workspace's crates:
+/// `wrapper` is `RUSTC_WORKSPACE_WRAPPER` (or `CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER`), as
+/// cargo reads it. Any other wrapper, or none, leaves the lint to `cargo clippy`.
+fn clippy_in_build(wrapper: Option<&std::ffi::OsStr>, root: &Path) -> bool {
+    let Some(wrapper) = wrapper.filter(|w| !w.is_empty()) else { return false };
+    match (std::fs::canonicalize(wrapper), std::fs::canonicalize(root.join(CLIPPY_WRAPPER))) {
+        (Ok(wrapper), Ok(ours)) => wrapper == ours,
+        _ => false,
+    }
+}
+
+/// The clippy check's cargo arguments: all targets with the end-to-end tests' feature,
+/// warnings denied. With the wrapper, a build (`cargo test --no-run`) of the same targets:
+/// the wrapper lints each crate, and the test run that follows finds it all built.
+fn clippy_args(in_build: bool) -> Vec<&'static str> {
+    let targets = ["--workspace", "--all-targets", "--features", "tasker-core/test-services"];
+    let mut args = match in_build {
+        true => vec!["test", "--no-run"],
+        false => vec!["clippy"],
+    };
+    args.extend(targets);
+    args.push("--quiet");
+    if !in_build {
+        args.extend(["--", "-D", "warnings"]);
+    }
+    args
+}
+
 fn checks() -> Vec<Check> {
+    let wrapper = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
+        .or_else(|| std::env::var_os("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER"));
+    let clippy_in_build = clippy_in_build(wrapper.as_deref(), &paths::root());
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let xtask = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
@@ -85,19 +122,12 @@ fn checks() -> Vec<Check> {
             args: strings(&["fmt", "--all", "--check"]),
         },
         Check::Command {
-            name: "clippy",
+            name: match clippy_in_build {
+                true => "clippy (in the build, by RUSTC_WORKSPACE_WRAPPER)",
+                false => "clippy",
+            },
             program: cargo,
-            args: strings(&[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--features",
-                "tasker-core/test-services",
-                "--quiet",
-                "--",
-                "-D",
-                "warnings",
-            ]),
+            args: strings(&clippy_args(clippy_in_build)),
         },
         Check::Command {
             name: "unused dependencies",
@@ -222,4 +252,132 @@ fn run_command(program: &Path, args: &[String]) -> anyhow::Result<bool> {
     let status = process::run_owned(&mut command, std::time::Duration::from_secs(10))?;
     interrupts::check_interrupted()?;
     Ok(status.success())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::Output;
+
+    /// A directory of this test's own, empty.
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("xtask-lint-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A checkout-like root holding a copy of the wrapper, as `.ci/run` finds it.
+    fn root_with_wrapper(dir: &Path) -> PathBuf {
+        let root = dir.join("checkout");
+        let wrapper = root.join(CLIPPY_WRAPPER);
+        std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
+        std::fs::copy(paths::root().join(CLIPPY_WRAPPER), &wrapper).unwrap();
+        root
+    }
+
+    /// A one-package workspace at `dir`: a library with `lib_body`, and a binary that
+    /// prints whether clippy compiled it.
+    fn package(dir: &Path, lib_body: &str) {
+        std::fs::create_dir_all(dir.join("src")).unwrap();
+        std::fs::write(
+            dir.join("Cargo.toml"),
+            "[package]\nname = \"linted\"\nversion = \"0.1.0\"\nedition = \"2024\"\n\n[workspace]\n",
+        )
+        .unwrap();
+        std::fs::write(dir.join("src/lib.rs"), lib_body).unwrap();
+        std::fs::write(
+            dir.join("src/main.rs"),
+            "fn main() {\n    println!(\"clippy={} {}\", cfg!(clippy), linted::empty(&[]));\n}\n",
+        )
+        .unwrap();
+    }
+
+    /// `cargo build` of the package at `dir` with `wrapper` as the workspace wrapper.
+    fn build(dir: &Path, wrapper: &Path, target: &Path) -> Output {
+        crate::sys::command::cargo()
+            .args(["build", "--offline", "--quiet"])
+            .current_dir(dir)
+            .env("RUSTC_WORKSPACE_WRAPPER", wrapper)
+            .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
+            .env("CARGO_TARGET_DIR", target)
+            .output()
+            .unwrap()
+    }
+
+    const LINT: &str = "pub fn empty(v: &[u8]) -> bool {\n    v.len() == 0\n}\n";
+    const CLEAN: &str = "pub fn empty(v: &[u8]) -> bool {\n    v.is_empty()\n}\n";
+
+    #[test]
+    fn the_wrapper_fails_the_build_on_a_lint_and_the_tests_get_rustcs_artifact() {
+        let dir = scratch("wrapper-lint");
+        let root = root_with_wrapper(&dir);
+        let wrapper = root.join(CLIPPY_WRAPPER);
+        let crate_dir = root.join("linted");
+        let target = dir.join("target");
+
+        package(&crate_dir, LINT);
+        let failed = build(&crate_dir, &wrapper, &target);
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert!(!failed.status.success(), "{stderr}");
+        assert!(stderr.contains("len_zero") && stderr.contains("-D warnings"), "{stderr}");
+        assert!(!target.join("debug/linted").exists(), "a linted-out build left its binary");
+
+        package(&crate_dir, CLEAN);
+        let built = build(&crate_dir, &wrapper, &target);
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+        // rustc compiled what runs (clippy's own output is thrown away): no `cfg(clippy)`.
+        let ran = Command::new(target.join("debug/linted")).output().unwrap();
+        assert_eq!(String::from_utf8_lossy(&ran.stdout), "clippy=false true\n");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn the_wrapper_lints_only_the_checkouts_crates_and_a_compile_error_shows_once() {
+        let dir = scratch("wrapper-scope");
+        let root = root_with_wrapper(&dir);
+        let wrapper = root.join(CLIPPY_WRAPPER);
+
+        // A test's fixture workspace elsewhere builds as plain rustc builds it.
+        let elsewhere = dir.join("fixture");
+        package(&elsewhere, LINT);
+        let built = build(&elsewhere, &wrapper, &dir.join("target-fixture"));
+        assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+
+        let crate_dir = root.join("broken");
+        package(&crate_dir, "pub fn empty(v: &[u8]) -> bool {\n    v.len()\n}\n");
+        let failed = build(&crate_dir, &wrapper, &dir.join("target"));
+        let stderr = String::from_utf8_lossy(&failed.stderr);
+        assert!(!failed.status.success(), "{stderr}");
+        assert_eq!(stderr.matches("error[E0308]").count(), 1, "{stderr}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn clippy_runs_in_the_build_only_under_this_checkouts_wrapper() {
+        let dir = scratch("wrapper-detect");
+        let root = root_with_wrapper(&dir);
+        let other = dir.join("other-wrapper");
+        std::fs::write(&other, "").unwrap();
+        let ours = root.join(CLIPPY_WRAPPER);
+        let through_dot = root.join(".ci/../.ci/rustc-and-clippy");
+
+        assert!(clippy_in_build(Some(ours.as_os_str()), &root));
+        assert!(clippy_in_build(Some(through_dot.as_os_str()), &root));
+        assert!(!clippy_in_build(Some(other.as_os_str()), &root));
+        assert!(!clippy_in_build(Some("".as_ref()), &root));
+        assert!(!clippy_in_build(None, &root));
+        // Another checkout's wrapper lints that checkout's crates, not these.
+        assert!(!clippy_in_build(Some(ours.as_os_str()), &dir));
+        std::fs::remove_dir_all(&dir).unwrap();
+
+        assert_eq!(
+            clippy_args(false).join(" "),
+            "clippy --workspace --all-targets --features tasker-core/test-services --quiet -- -D warnings"
+        );
+        assert_eq!(
+            clippy_args(true).join(" "),
+            "test --no-run --workspace --all-targets --features tasker-core/test-services --quiet"
+        );
+    }
 }
