@@ -293,14 +293,17 @@ mod tests {
         .unwrap();
     }
 
-    /// `cargo build` of the package at `dir` with `wrapper` as the workspace wrapper.
+    /// `cargo build` of the package at `dir` with `wrapper` as the workspace wrapper, and
+    /// `<target>/tmp` as the temporary directory (where clippy's output goes, and goes away).
     fn build(dir: &Path, wrapper: &Path, target: &Path) -> Output {
+        std::fs::create_dir_all(target.join("tmp")).unwrap();
         crate::sys::command::cargo()
             .args(["build", "--offline", "--quiet"])
             .current_dir(dir)
             .env("RUSTC_WORKSPACE_WRAPPER", wrapper)
             .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
             .env("CARGO_TARGET_DIR", target)
+            .env("TMPDIR", target.join("tmp"))
             .output()
             .unwrap()
     }
@@ -329,6 +332,8 @@ mod tests {
         // rustc compiled what runs (clippy's own output is thrown away): no `cfg(clippy)`.
         let ran = Command::new(target.join("debug/linted")).output().unwrap();
         assert_eq!(String::from_utf8_lossy(&ran.stdout), "clippy=false true\n");
+        let left: Vec<_> = std::fs::read_dir(target.join("tmp")).unwrap().collect();
+        assert!(left.is_empty(), "clippy's output left behind: {left:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -350,6 +355,43 @@ mod tests {
         let stderr = String::from_utf8_lossy(&failed.stderr);
         assert!(!failed.status.success(), "{stderr}");
         assert_eq!(stderr.matches("error[E0308]").count(), 1, "{stderr}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A toolchain without clippy: one line that says what to install, exit code 2.
+    #[test]
+    fn the_wrapper_without_clippy_names_what_to_install() {
+        let dir = scratch("wrapper-no-clippy");
+        let root = root_with_wrapper(&dir);
+        let crate_dir = root.join("linted");
+        package(&crate_dir, CLEAN);
+        // rustc on its own: a link to the toolchain's rustc in a directory without
+        // clippy-driver, and no clippy-driver on PATH.
+        let sysroot = Command::new("rustc").args(["--print", "sysroot"]).output().unwrap();
+        let real_rustc =
+            PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim()).join("bin/rustc");
+        let lone = dir.join("bin");
+        std::fs::create_dir_all(&lone).unwrap();
+        std::os::unix::fs::symlink(&real_rustc, lone.join("rustc")).unwrap();
+        // PATH: only what the script runs besides the compilers.
+        for tool in ["bash", "dirname", "mktemp", "rm"] {
+            let found = crate::sys::host::which(tool).unwrap();
+            std::os::unix::fs::symlink(found, lone.join(tool)).unwrap();
+        }
+        let out = Command::new(root.join(CLIPPY_WRAPPER))
+            .arg(lone.join("rustc"))
+            .args(["--crate-name", "linted", "--edition", "2024", "--crate-type", "lib"])
+            .arg(crate_dir.join("src/lib.rs"))
+            .arg("--out-dir")
+            .arg(dir.join("out"))
+            .env("CARGO_MANIFEST_DIR", &crate_dir)
+            .env("PATH", &lone)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{stderr}");
+        assert!(stderr.contains("rustup component add clippy"), "{stderr}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
