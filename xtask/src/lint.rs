@@ -395,22 +395,6 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
-    /// `.ci/run` starts the build before `cargo xtask lint` compiles xtask; for lint to
-    /// find it all built, the two command lines must be the same.
-    #[test]
-    fn ci_run_builds_first_exactly_what_the_clippy_check_builds() {
-        let script = std::fs::read_to_string(paths::root().join(".ci/run")).unwrap();
-        let wanted = format!("cargo {}", clippy_args(true).join(" "));
-        let builds: Vec<&str> = script
-            .lines()
-            .map(str::trim)
-            .filter(|line| line.starts_with("cargo test"))
-            .map(|line| line.trim_end_matches("|| true").trim_end())
-            .collect();
-        assert_eq!(builds, [wanted.as_str()], ".ci/run's build and lint's clippy check differ");
-        assert!(script.contains(&format!("RUSTC_WORKSPACE_WRAPPER=\"$PWD/{CLIPPY_WRAPPER}\"")));
-    }
-
     #[test]
     fn clippy_runs_in_the_build_only_under_this_checkouts_wrapper() {
         let dir = scratch("wrapper-detect");
