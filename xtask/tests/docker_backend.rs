@@ -235,3 +235,38 @@ fn a_killed_run_is_found_by_its_label_and_removed_by_down() {
     assert!(stderr(&out).contains("removed 1 Compose project(s)"), "{}", stderr(&out));
     assert_no_containers_left(&f, "s");
 }
+
+/// A Ctrl-C while another run of this checkout builds images (and holds their lock) ends
+/// the wait at once, with nothing started, instead of sitting out the other build.
+#[test]
+#[ignore = "needs a Docker engine; `cargo xtask test` runs it where one is reachable"]
+fn sigint_while_another_run_builds_images_stops_the_wait() {
+    let f = Fixture::new("docker-lock");
+    let _cleanup = Cleanup(&f, "s");
+    f.two_services();
+    // Held as a run building images holds it: the same lock file, the same flock.
+    let lock = xtask::sys::paths::xtask_dir().join("docker-image-build.lock");
+    let held = xtask::sys::fs::lock_exclusive(&lock, "the test waits for a build to end")
+        .expect("the image-build lock");
+    let mut child = f.background(&mut f.xtask("s", &["services", "up", "--backend", "docker"]));
+    let log = f.dir.join("background.log");
+    // The first Docker test on a machine also builds the base image first: no tight bound.
+    let waiting = xtask::sys::interrupts::wait_until(Duration::from_secs(300), || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        text.contains("waiting for another run that builds images")
+            || child.try_wait().unwrap().is_some()
+    });
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(waiting && child.try_wait().unwrap().is_none(), "never waited for the lock: {text}");
+    // SAFETY: signalling the child we spawned.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    // Still holding the lock: the run can end only by giving up the wait.
+    let ended = xtask::sys::interrupts::wait_until(Duration::from_secs(60), || {
+        child.try_wait().unwrap().is_some()
+    });
+    drop(held);
+    let status = child.wait().unwrap();
+    assert!(ended, "still waiting 60 s after SIGINT: {}", std::fs::read_to_string(&log).unwrap());
+    assert_eq!(status.code(), Some(128 + libc::SIGINT));
+    assert_no_containers_left(&f, "s");
+}

@@ -26,7 +26,9 @@ pub fn write_if_changed(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Resu
 
 /// An exclusive OS file lock (`flock`) on `path` (created if missing), held until the
 /// returned file is dropped; the kernel drops it when its holder dies, however it dies.
-/// When another process holds it, `waiting` is printed once and the call blocks.
+/// When another process holds it, `waiting` is printed once and the call waits, until
+/// the lock is free or a signal interrupts us ([`crate::interrupts`]: the error that ends
+/// the task with `128 + signal`).
 pub fn lock_exclusive(path: &Path, waiting: &str) -> anyhow::Result<std::fs::File> {
     use std::os::fd::AsRawFd as _;
     if let Some(dir) = path.parent() {
@@ -45,11 +47,19 @@ pub fn lock_exclusive(path: &Path, waiting: &str) -> anyhow::Result<std::fs::Fil
     };
     if !lock(libc::LOCK_EX | libc::LOCK_NB) {
         eprintln!("{waiting}");
-        while !lock(libc::LOCK_EX) {
+        // Polled, not a blocking flock: our handlers are installed with `signal`, which
+        // restarts flock after them, so a Ctrl-C would sit out the other run's build.
+        let mut pause = std::time::Duration::from_millis(1);
+        while !lock(libc::LOCK_EX | libc::LOCK_NB) {
             let err = std::io::Error::last_os_error();
-            if err.kind() != std::io::ErrorKind::Interrupted {
+            let busy = err.kind() == std::io::ErrorKind::WouldBlock
+                || err.kind() == std::io::ErrorKind::Interrupted;
+            if !busy {
                 return Err(err).with_context(|| format!("locking {}", path.display()));
             }
+            crate::interrupts::check_interrupted()?;
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_millis(50));
         }
     }
     Ok(file)
