@@ -452,7 +452,7 @@ mod tests {
                 }
             }
         }
-        assert_eq!(ignored, [("xtask/tests/docker_backend.rs".to_string(), 6)]);
+        assert_eq!(ignored, [("xtask/tests/docker_backend.rs".to_string(), 7)]);
         let config = std::fs::read_to_string(root.join(".config/nextest.toml")).unwrap();
         let config: toml_edit::DocumentMut = config.parse().unwrap();
         let override_ = &config["profile"]["default"]["overrides"][0];
