@@ -17,13 +17,14 @@ use crate::sys::{interrupts, paths, process};
 #[command(after_help = "\
 Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied; where
 RUSTC_WORKSPACE_WRAPPER is this checkout's .ci/rustc-and-clippy, as .ci/run sets, a build
-of all targets instead, in which the wrapper lints each crate); cargo xtask deps; cargo xtask config --all --check; cargo xtask docker generate --check;
-the workflows (their xtask command lines, and the rules for re-runs, label events,
-cancellations, concurrency, the required check and the pins: docs/ci.md, \"Rules the
-workflows follow\"); the docs' cargo xtask command lines; xtask's module layers (no
-import upward, no module cycle); zizmor and check-jsonschema on
-.github/workflows (skipped, and said so, when not installed; --install-linters installs
-the pinned versions with pip, --require-linters makes a missing one a failure).")]
+of all targets instead, in which the wrapper lints each crate); cargo xtask deps;
+cargo xtask config --all --check; cargo xtask docker generate --check; the workflows
+(their xtask command lines, and the rules for re-runs, label events, cancellations,
+concurrency, the required check and the pins: docs/ci.md, \"Rules the workflows
+follow\"); the docs' cargo xtask command lines; xtask's module layers (no import upward,
+no module cycle); zizmor and check-jsonschema on .github/workflows (skipped, and said
+so, when not installed; --install-linters installs the pinned versions with pip,
+--require-linters makes a missing one a failure).")]
 pub struct Args {
     /// Fail when zizmor or check-jsonschema is not installed
     #[arg(long)]
@@ -74,7 +75,7 @@ enum Check {
 /// Cargo's workspace wrapper that compiles each crate of the checkout with rustc, then lints
 /// it with clippy (warnings denied). `.ci/run` sets it, so clippy needs no check build of
 /// the dependencies: they are compiled once, and the tests reuse the linted build.
-pub const CLIPPY_WRAPPER: &str = ".ci/rustc-and-clippy";
+const CLIPPY_WRAPPER: &str = ".ci/rustc-and-clippy";
 
 /// Whether cargo runs this checkout's [`CLIPPY_WRAPPER`] for the workspace's crates:
 /// `wrapper` is `RUSTC_WORKSPACE_WRAPPER` (or `CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER`), as
