@@ -88,12 +88,21 @@ impl TaskerClient {
 
     /// `GET /health/ready`: `Ok(())` on 200, else the server's reason.
     pub fn ready(&self) -> Result<()> {
-        let response = self
-            .agent
-            .get(format!("{}/health/ready", self.base_url))
-            .call()
-            .map_err(|err| ClientError::Transport(err.to_string()))?;
+        let response = self.get("/health/ready")?;
         expect_json::<serde_json::Value>(response, 200).map(|_| ())
+    }
+
+    /// `GET path`, sent once more when the connection ended before any response: a
+    /// kept-alive connection that the server, or a proxy between (Docker's port
+    /// forwarding), closed just as it was reused. Only an idempotent request may be
+    /// repeated (RFC 9110, 9.2.2); a POST's failure is returned as it is.
+    fn get(&self, path: &str) -> Result<ureq::http::Response<ureq::Body>> {
+        let url = format!("{}{path}", self.base_url);
+        let response = match self.agent.get(&url).call() {
+            Err(err) if closed_before_a_response(&err) => self.agent.get(&url).call(),
+            other => other,
+        };
+        response.map_err(|err| ClientError::Transport(err.to_string()))
     }
 
     /// `POST /v1/tasks`: creates a task and returns its id.
@@ -131,12 +140,7 @@ impl TaskerClient {
 
     /// `GET path` with the status checked and the JSON decoded.
     pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
-        let response = self
-            .agent
-            .get(format!("{}{path}", self.base_url))
-            .call()
-            .map_err(|err| ClientError::Transport(err.to_string()))?;
-        expect_json(response, 200)
+        expect_json(self.get(path)?, 200)
     }
 
     /// `POST path` with a raw body (for testing how the server treats bad input).
@@ -164,6 +168,14 @@ impl TaskerClient {
     }
 }
 
+/// The connection closed or reset with no response begun (ureq reports a peer that hung
+/// up as "Peer disconnected", an unexpected end of file).
+fn closed_before_a_response(err: &ureq::Error) -> bool {
+    use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset, UnexpectedEof};
+    matches!(err, ureq::Error::Io(io)
+        if matches!(io.kind(), UnexpectedEof | ConnectionReset | ConnectionAborted | BrokenPipe))
+}
+
 fn expect_json<T: DeserializeOwned>(
     mut response: ureq::http::Response<ureq::Body>,
     expected: u16,
@@ -176,4 +188,103 @@ fn expect_json<T: DeserializeOwned>(
         return Err(ClientError::Api { status, message });
     }
     serde_json::from_str(&text).map_err(|err| ClientError::Decode(format!("{err}: {text}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+    use std::net::{TcpListener, TcpStream};
+
+    /// Reads one request (its head, and a body as long as its Content-Length); returns
+    /// the request line.
+    fn read_request(reader: &mut BufReader<TcpStream>) -> String {
+        let mut first = String::new();
+        reader.read_line(&mut first).unwrap();
+        let mut length = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some((name, value)) = line.split_once(':')
+                && name.eq_ignore_ascii_case("content-length")
+            {
+                length = value.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body).unwrap();
+        first.trim().to_string()
+    }
+
+    fn respond_ok(stream: &mut TcpStream) {
+        let body = r#"{"ok":true}"#;
+        let head = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+            body.len()
+        );
+        stream.write_all(format!("{head}{body}").as_bytes()).unwrap();
+    }
+
+    /// A server that answers the first request on a kept-alive connection, then reads
+    /// the second one there and hangs up without answering (a close that crossed the
+    /// request on the wire), then answers whatever arrives on new connections. Returns
+    /// the base URL and the request lines it saw, in order, once `client_done` is sent.
+    fn server_closing_a_reused_connection()
+    -> (String, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<Vec<String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+        let server = std::thread::spawn(move || {
+            let mut seen = Vec::new();
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            seen.push(read_request(&mut reader));
+            respond_ok(&mut reader.get_ref().try_clone().unwrap());
+            seen.push(read_request(&mut reader));
+            drop(reader);
+            drop(stream);
+            listener.set_nonblocking(true).unwrap();
+            while done_rx.try_recv().is_err() {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        stream.set_nonblocking(false).unwrap();
+                        let mut reader = BufReader::new(stream.try_clone().unwrap());
+                        seen.push(read_request(&mut reader));
+                        respond_ok(&mut reader.get_ref().try_clone().unwrap());
+                    }
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+            seen
+        });
+        (url, done_tx, server)
+    }
+
+    #[test]
+    fn a_get_whose_reused_connection_closes_is_sent_once_more() {
+        let (url, done, server) = server_closing_a_reused_connection();
+        let client = TaskerClient::new(url);
+        let first: serde_json::Value = client.get_json("/first").unwrap();
+        assert_eq!(first["ok"], true);
+        let second = client.get_json::<serde_json::Value>("/second");
+        done.send(()).unwrap();
+        let seen = server.join().unwrap();
+        assert_eq!(second.unwrap()["ok"], true);
+        assert_eq!(seen, ["GET /first HTTP/1.1", "GET /second HTTP/1.1", "GET /second HTTP/1.1"]);
+    }
+
+    #[test]
+    fn a_post_whose_reused_connection_closes_is_not_repeated() {
+        let (url, done, server) = server_closing_a_reused_connection();
+        let client = TaskerClient::new(url);
+        client.get_json::<serde_json::Value>("/first").unwrap();
+        let posted = client.post_raw("/v1/tasks", "application/json", "{}");
+        done.send(()).unwrap();
+        let seen = server.join().unwrap();
+        assert!(matches!(posted, Err(ClientError::Transport(_))), "{posted:?}");
+        assert_eq!(seen, ["GET /first HTTP/1.1", "POST /v1/tasks HTTP/1.1"]);
+    }
 }
