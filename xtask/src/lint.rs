@@ -355,7 +355,12 @@ mod tests {
         let failed = build(&crate_dir, &wrapper, &dir.join("target"));
         let stderr = String::from_utf8_lossy(&failed.stderr);
         assert!(!failed.status.success(), "{stderr}");
+        // Clippy, started beside rustc, saw the error too: its output is dropped (cargo
+        // shows a repeated message once, but counts it), its directory removed.
         assert_eq!(stderr.matches("error[E0308]").count(), 1, "{stderr}");
+        assert!(stderr.contains("due to 1 previous error"), "{stderr}");
+        let left: Vec<_> = std::fs::read_dir(dir.join("target/tmp")).unwrap().collect();
+        assert!(left.is_empty(), "clippy's output left behind: {left:?}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
