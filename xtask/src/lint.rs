@@ -6,25 +6,28 @@
 //! linters `zizmor` and `check-jsonschema` when installed). Every check runs; the task
 //! fails when any did.
 
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
 use crate::sys::error::Exit;
-use crate::sys::{interrupts, paths, process};
+use crate::sys::{host, interrupts, paths, process};
 
 #[derive(clap::Args)]
 #[command(after_help = "\
 Checks, in order: cargo fmt --check; cargo clippy (all targets, warnings denied; where
-RUSTC_WORKSPACE_WRAPPER is this checkout's .ci/rustc-and-clippy, as .ci/run sets, a build
-of all targets instead, in which the wrapper lints each crate); cargo xtask deps;
-cargo xtask config --all --check; cargo xtask docker generate --check; the workflows
-(their xtask command lines, and the rules for re-runs, label events, cancellations,
-concurrency, the required check and the pins: docs/ci.md, \"Rules the workflows
-follow\"); the docs' cargo xtask command lines; xtask's module layers (no import upward,
-no module cycle); zizmor and check-jsonschema on .github/workflows (skipped, and said
-so, when not installed; --install-linters installs the pinned versions with pip,
---require-linters makes a missing one a failure).")]
+RUSTC_WORKSPACE_WRAPPER is this checkout's .ci/bin/rustc-and-clippy, by its path or by
+its name on PATH as .ci/run sets it, a build of all targets instead, in which the
+wrapper lints each crate); cargo xtask deps; cargo xtask config --all --check; cargo
+xtask docker generate --check; the workflows (their xtask command lines, and the rules
+for re-runs, label events, cancellations, concurrency, the required check and the pins:
+docs/ci.md, \"Rules the workflows follow\"); the docs' cargo xtask command lines;
+xtask's module layers (no import upward, no module cycle); zizmor and check-jsonschema
+on .github/workflows (skipped, and said so, when not installed; --install-linters
+installs the pinned versions with pip, --require-linters makes a missing one a
+failure).")]
 pub struct Args {
     /// Fail when zizmor or check-jsonschema is not installed
     #[arg(long)]
@@ -72,18 +75,27 @@ enum Check {
     ModuleLayers,
 }
 
-/// Cargo's workspace wrapper that compiles each crate of the checkout with rustc, then lints
-/// it with clippy (warnings denied). `.ci/run` sets it, so clippy needs no check build of
-/// the dependencies: they are compiled once, and the tests reuse the linted build.
-const CLIPPY_WRAPPER: &str = ".ci/rustc-and-clippy";
+/// Cargo's workspace wrapper that compiles each crate of the checkout with rustc while it
+/// lints it with clippy (warnings denied). `.ci/run` sets it, so clippy needs no check build
+/// of the dependencies: they are compiled once, and the tests reuse the linted build.
+/// `.ci/run` names it by its file name, found on PATH.
+const CLIPPY_WRAPPER: &str = ".ci/bin/rustc-and-clippy";
 
 /// Whether cargo runs this checkout's [`CLIPPY_WRAPPER`] for the workspace's crates:
-/// `wrapper` is `RUSTC_WORKSPACE_WRAPPER` (or `CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER`), as
-/// cargo reads it. Any other wrapper, or none, leaves the lint to `cargo clippy`.
-fn clippy_in_build(wrapper: Option<&std::ffi::OsStr>, root: &Path) -> bool {
+/// `wrapper` is `RUSTC_WORKSPACE_WRAPPER` (or `CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER`) and
+/// `search_path` is PATH, as cargo reads them: a value with a `/` is a path, a bare name is
+/// looked up on PATH. Any other wrapper, or none, leaves the lint to `cargo clippy`.
+fn clippy_in_build(wrapper: Option<&OsStr>, search_path: Option<&OsStr>, root: &Path) -> bool {
     let Some(wrapper) = wrapper.filter(|w| !w.is_empty()) else { return false };
-    match (std::fs::canonicalize(wrapper), std::fs::canonicalize(root.join(CLIPPY_WRAPPER))) {
-        (Ok(wrapper), Ok(ours)) => wrapper == ours,
+    let program = match wrapper.as_bytes().contains(&b'/') {
+        true => PathBuf::from(wrapper),
+        false => match search_path.and_then(|p| host::which_in(wrapper, p)) {
+            Some(found) => found,
+            None => return false,
+        },
+    };
+    match (std::fs::canonicalize(program), std::fs::canonicalize(root.join(CLIPPY_WRAPPER))) {
+        (Ok(program), Ok(ours)) => program == ours,
         _ => false,
     }
 }
@@ -108,7 +120,8 @@ fn clippy_args(in_build: bool) -> Vec<&'static str> {
 fn checks() -> Vec<Check> {
     let wrapper = std::env::var_os("RUSTC_WORKSPACE_WRAPPER")
         .or_else(|| std::env::var_os("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER"));
-    let clippy_in_build = clippy_in_build(wrapper.as_deref(), &paths::root());
+    let clippy_in_build =
+        clippy_in_build(wrapper.as_deref(), std::env::var_os("PATH").as_deref(), &paths::root());
     let cargo = PathBuf::from(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     let xtask = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("xtask"));
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
@@ -260,6 +273,9 @@ mod tests {
     use super::*;
     use std::process::Output;
 
+    /// The wrapper's name, as `.ci/run` sets it.
+    const CLIPPY_WRAPPER_NAME: &str = "rustc-and-clippy";
+
     /// A directory of this test's own, empty.
     fn scratch(name: &str) -> PathBuf {
         let dir = std::env::temp_dir().join(format!("xtask-lint-{name}-{}", std::process::id()));
@@ -270,7 +286,11 @@ mod tests {
 
     /// A checkout-like root holding a copy of the wrapper, as `.ci/run` finds it.
     fn root_with_wrapper(dir: &Path) -> PathBuf {
-        let root = dir.join("checkout");
+        root_named(dir, "checkout")
+    }
+
+    fn root_named(dir: &Path, name: &str) -> PathBuf {
+        let root = dir.join(name);
         let wrapper = root.join(CLIPPY_WRAPPER);
         std::fs::create_dir_all(wrapper.parent().unwrap()).unwrap();
         std::fs::copy(paths::root().join(CLIPPY_WRAPPER), &wrapper).unwrap();
@@ -297,16 +317,20 @@ mod tests {
     /// `cargo build` of the package at `dir` with `wrapper` as the workspace wrapper, and
     /// `<target>/tmp` as the temporary directory (where clippy's output goes, and goes away).
     fn build(dir: &Path, wrapper: &Path, target: &Path) -> Output {
+        build_command(dir, wrapper.as_os_str(), target).output().unwrap()
+    }
+
+    fn build_command(dir: &Path, wrapper: &OsStr, target: &Path) -> Command {
         std::fs::create_dir_all(target.join("tmp")).unwrap();
-        crate::sys::command::cargo()
+        let mut cargo = crate::sys::command::cargo();
+        cargo
             .args(["build", "--offline", "--quiet"])
             .current_dir(dir)
             .env("RUSTC_WORKSPACE_WRAPPER", wrapper)
             .env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER")
             .env("CARGO_TARGET_DIR", target)
-            .env("TMPDIR", target.join("tmp"))
-            .output()
-            .unwrap()
+            .env("TMPDIR", target.join("tmp"));
+        cargo
     }
 
     const LINT: &str = "pub fn empty(v: &[u8]) -> bool {\n    v.len() == 0\n}\n";
@@ -335,6 +359,37 @@ mod tests {
         assert_eq!(String::from_utf8_lossy(&ran.stdout), "clippy=false true\n");
         let left: Vec<_> = std::fs::read_dir(target.join("tmp")).unwrap().collect();
         assert!(left.is_empty(), "clippy's output left behind: {left:?}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Two clones in different directories, as `.ci/run` builds them (the wrapper by its
+    /// name on PATH, the target directory inside the clone), give byte-identical binaries:
+    /// cargo hashes the wrapper's name, not a path into the clone, into the crates'
+    /// symbols, and the wrapper maps the clone's path out of the debug info. So Docker
+    /// finds the app image's layers of an earlier clone's run.
+    #[test]
+    fn two_clones_built_through_the_wrapper_give_the_same_binary() {
+        let dir = scratch("wrapper-clones");
+        let mut binaries = Vec::new();
+        for name in ["clone-a", "another-clone"] {
+            let root = root_named(&dir, name);
+            let crate_dir = root.join("linted");
+            package(&crate_dir, CLEAN);
+            let bin_dir = root.join(CLIPPY_WRAPPER).parent().unwrap().to_owned();
+            let path = std::env::join_paths(
+                std::iter::once(bin_dir)
+                    .chain(std::env::split_paths(&std::env::var_os("PATH").unwrap())),
+            )
+            .unwrap();
+            let target = crate_dir.join("target");
+            let built = build_command(&crate_dir, CLIPPY_WRAPPER_NAME.as_ref(), &target)
+                .env("PATH", path)
+                .output()
+                .unwrap();
+            assert!(built.status.success(), "{}", String::from_utf8_lossy(&built.stderr));
+            binaries.push(std::fs::read(target.join("debug/linted")).unwrap());
+        }
+        assert!(binaries[0] == binaries[1], "the two clones' binaries differ");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -408,15 +463,24 @@ mod tests {
         let other = dir.join("other-wrapper");
         std::fs::write(&other, "").unwrap();
         let ours = root.join(CLIPPY_WRAPPER);
-        let through_dot = root.join(".ci/../.ci/rustc-and-clippy");
+        let through_dot = root.join(".ci/bin/../bin/rustc-and-clippy");
+        let no_path = None;
 
-        assert!(clippy_in_build(Some(ours.as_os_str()), &root));
-        assert!(clippy_in_build(Some(through_dot.as_os_str()), &root));
-        assert!(!clippy_in_build(Some(other.as_os_str()), &root));
-        assert!(!clippy_in_build(Some("".as_ref()), &root));
-        assert!(!clippy_in_build(None, &root));
+        assert!(clippy_in_build(Some(ours.as_os_str()), no_path, &root));
+        assert!(clippy_in_build(Some(through_dot.as_os_str()), no_path, &root));
+        assert!(!clippy_in_build(Some(other.as_os_str()), no_path, &root));
+        assert!(!clippy_in_build(Some("".as_ref()), no_path, &root));
+        assert!(!clippy_in_build(None, no_path, &root));
         // Another checkout's wrapper lints that checkout's crates, not these.
-        assert!(!clippy_in_build(Some(ours.as_os_str()), &dir));
+        assert!(!clippy_in_build(Some(ours.as_os_str()), no_path, &dir));
+        // By name, as `.ci/run` sets it: the first on PATH, as cargo finds it.
+        let name = Some(CLIPPY_WRAPPER_NAME.as_ref());
+        let ours_first = std::env::join_paths([ours.parent().unwrap(), &dir]).unwrap();
+        let other_first = std::env::join_paths([&dir, ours.parent().unwrap()]).unwrap();
+        std::fs::write(dir.join(CLIPPY_WRAPPER_NAME), "").unwrap();
+        assert!(clippy_in_build(name, Some(&ours_first), &root));
+        assert!(!clippy_in_build(name, Some(&other_first), &root));
+        assert!(!clippy_in_build(name, no_path, &root));
         std::fs::remove_dir_all(&dir).unwrap();
 
         assert_eq!(

@@ -233,7 +233,7 @@ impl Cargo {
             cmd.env("CARGO_TARGET_DIR", dir);
         }
         // The checks ask whether the workspace still compiles. A workspace wrapper that
-        // lints with warnings denied (CI's `.ci/rustc-and-clippy`) would fail a removal
+        // lints with warnings denied (CI's `.ci/bin/rustc-and-clippy`) would fail a removal
         // for the warnings it leaves, such as an import no longer used: plain rustc here.
         cmd.env_remove("RUSTC_WORKSPACE_WRAPPER").env_remove("CARGO_BUILD_RUSTC_WORKSPACE_WRAPPER");
         if let Some(root) = self.manifest.parent() {

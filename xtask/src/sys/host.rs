@@ -1,11 +1,16 @@
 //! The machine xtask runs on: programs on PATH, and whether we are root.
 
+use std::ffi::OsStr;
 use std::path::PathBuf;
 
 /// The file `program` names on PATH, if any.
 pub fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|dir| dir.join(program)).find(|p| p.is_file())
+    which_in(program.as_ref(), &std::env::var_os("PATH")?)
+}
+
+/// The file `program` names in `search_path` (a PATH-like list of directories), if any.
+pub fn which_in(program: &OsStr, search_path: &OsStr) -> Option<PathBuf> {
+    std::env::split_paths(search_path).map(|dir| dir.join(program)).find(|p| p.is_file())
 }
 
 /// Whether we run as root (then PostgreSQL needs another user, and xtask may install
