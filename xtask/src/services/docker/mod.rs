@@ -224,6 +224,7 @@ pub fn start(
             options.docker.rebuild,
         )?;
         images::prune_dangling();
+        images::prune_orphaned();
         Ok(())
     })?;
     timings.add("images", started.elapsed());
