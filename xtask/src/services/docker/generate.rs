@@ -237,7 +237,7 @@ fn compose(manifest: &Manifest, plan: &Plan, source: &str, host: &Host) -> Strin
         let mut text = format!("    image: {}\n", quote(name));
         if let Some((dir, dockerfile)) = build {
             text.push_str(&format!(
-                "    build:\n      context: {}\n      dockerfile: {dockerfile}\n      args:\n        BASE_IMAGE: {}\n      labels:\n        {label}\n",
+                "    build:\n      context: {}\n      dockerfile: {dockerfile}\n      args:\n        BASE_IMAGE: {}\n",
                 quote(&format!("{context}/{dir}")),
                 quote(&base_image)
             ));

@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use anyhow::{Context as _, bail};
 
 use super::bootstrap::{self, OsRelease};
-use super::generate::{self, DEFAULT_BASE_IMAGE, IMAGE_LABEL, STATE_DIR_LABEL};
+use super::generate::{self, DEFAULT_BASE_IMAGE, IMAGE_LABEL};
 use crate::services::plan::Copy;
 use crate::sys::command::Run as _;
 use crate::sys::paths;
@@ -218,50 +218,6 @@ pub fn prune_dangling() {
         .succeeds();
 }
 
-/// Removes the images built for a state directory that no longer exists (a clone deleted
-/// since): each checkout's runs tag their own pair, which would otherwise pile up. Best
-/// effort: an image a container still uses stays, and so does anything unreadable.
-pub fn prune_orphaned() {
-    let tags = Command::new("docker")
-        .args(["image", "ls", "--filter"])
-        .arg(format!("label={STATE_DIR_LABEL}"))
-        .args(["--format", "{{.Repository}}:{{.Tag}}"])
-        .read();
-    let Ok(tags) = tags else { return };
-    let tags: Vec<&str> = tags.lines().filter(|tag| !tag.contains("<none>")).collect();
-    if tags.is_empty() {
-        return;
-    }
-    // `image ls` cannot show an image's label; `inspect` prints one line per image, in order.
-    let dirs = Command::new("docker")
-        .args(["image", "inspect", "--format"])
-        .arg(format!("{{{{index .Config.Labels \"{STATE_DIR_LABEL}\"}}}}"))
-        .args(&tags)
-        .read();
-    let Ok(dirs) = dirs else { return };
-    let orphaned = orphaned_images(tags.into_iter().zip(dirs.lines()), |dir| {
-        matches!(dir.try_exists(), Ok(false))
-    });
-    if !orphaned.is_empty() {
-        Command::new("docker").args(["image", "rm"]).args(&orphaned).succeeds();
-    }
-}
-
-/// The tags among `images` (tag, state-directory label) whose state directory is an
-/// absolute path that `gone` says no longer exists. Images built by hand (`by-hand`) are
-/// not ours to judge; a directory that cannot be checked (another account's) counts as
-/// there.
-fn orphaned_images<'a>(
-    images: impl IntoIterator<Item = (&'a str, &'a str)>,
-    gone: impl Fn(&Path) -> bool,
-) -> Vec<String> {
-    images
-        .into_iter()
-        .filter(|(_, dir)| Path::new(dir).is_absolute() && gone(Path::new(dir)))
-        .map(|(image, _)| image.to_string())
-        .collect()
-}
-
 /// The context directory of a state directory.
 pub fn context_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("docker-context")
@@ -270,23 +226,6 @@ pub fn context_dir(state_dir: &Path) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn orphaned_images_are_those_of_a_state_dir_that_is_gone() {
-        let images = [
-            ("tasker-ci-app:tasker-aaa", "/work/gone/target/xtask"),
-            ("tasker-ci-postgres:tasker-aaa", "/work/gone/target/xtask"),
-            ("tasker-ci-app:tasker-bbb", "/work/here/target/xtask"),
-            ("tasker-ci-app:local", "by-hand"),
-            ("tasker-ci-app:tasker-ccc", "/home/other/unreadable"),
-        ];
-        let gone = |dir: &Path| dir.starts_with("/work/gone");
-        assert_eq!(
-            orphaned_images(images, gone),
-            ["tasker-ci-app:tasker-aaa", "tasker-ci-postgres:tasker-aaa"]
-        );
-        assert!(orphaned_images([], gone).is_empty());
-    }
 
     fn bookworm() -> OsRelease {
         OsRelease { id: "debian".into(), version_id: "12".into(), codename: "bookworm".into() }

@@ -224,7 +224,6 @@ pub fn start(
             options.docker.rebuild,
         )?;
         images::prune_dangling();
-        images::prune_orphaned();
         Ok(())
     })?;
     timings.add("images", started.elapsed());
