@@ -273,8 +273,10 @@ mod tests {
     use super::*;
     use std::process::Output;
 
-    /// The wrapper's name, as `.ci/run` sets it.
-    const CLIPPY_WRAPPER_NAME: &str = "rustc-and-clippy";
+    /// The wrapper's name, as `.ci/run` sets it: its file name.
+    fn wrapper_name() -> &'static OsStr {
+        Path::new(CLIPPY_WRAPPER).file_name().unwrap()
+    }
 
     /// A directory of this test's own, empty.
     fn scratch(name: &str) -> PathBuf {
@@ -382,7 +384,7 @@ mod tests {
             )
             .unwrap();
             let target = crate_dir.join("target");
-            let built = build_command(&crate_dir, CLIPPY_WRAPPER_NAME.as_ref(), &target)
+            let built = build_command(&crate_dir, wrapper_name(), &target)
                 .env("PATH", path)
                 .output()
                 .unwrap();
@@ -474,10 +476,10 @@ mod tests {
         // Another checkout's wrapper lints that checkout's crates, not these.
         assert!(!clippy_in_build(Some(ours.as_os_str()), no_path, &dir));
         // By name, as `.ci/run` sets it: the first on PATH, as cargo finds it.
-        let name = Some(CLIPPY_WRAPPER_NAME.as_ref());
+        let name = Some(wrapper_name());
         let ours_first = std::env::join_paths([ours.parent().unwrap(), &dir]).unwrap();
         let other_first = std::env::join_paths([&dir, ours.parent().unwrap()]).unwrap();
-        std::fs::write(dir.join(CLIPPY_WRAPPER_NAME), "").unwrap();
+        std::fs::write(dir.join(wrapper_name()), "").unwrap();
         assert!(clippy_in_build(name, Some(&ours_first), &root));
         assert!(!clippy_in_build(name, Some(&other_first), &root));
         assert!(!clippy_in_build(name, no_path, &root));
