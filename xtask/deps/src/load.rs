@@ -527,7 +527,11 @@ pub fn load(manifest: &Path, offline: bool, use_cache: bool) -> anyhow::Result<W
             Ok(member)
         };
         // Members are independent: two threads parse manifests and scan sources.
-        let packages = meta.workspace_packages();
+        // In the members' order: the full resolve lists packages by id, the cached
+        // `--no-deps` view in the members' order, and what is printed (the committed
+        // report among it) must not depend on which of the two this run read.
+        let mut packages = meta.workspace_packages();
+        packages.sort_by_key(|p| meta.workspace_members.iter().position(|id| *id == p.id));
         let next = std::sync::atomic::AtomicUsize::new(0);
         let slots: Vec<std::sync::Mutex<Option<anyhow::Result<Member>>>> =
             packages.iter().map(|_| std::sync::Mutex::new(None)).collect();

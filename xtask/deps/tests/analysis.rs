@@ -410,6 +410,32 @@ fn a_manifest_syntax_error_names_cargos_file_line_and_column() {
     assert!(!user.0.contains('\n'), "one line: {}", user.0);
 }
 
+/// The members come in the workspace's order whether this run resolved afresh (cargo
+/// lists every package by id there) or read the cached layout (`--no-deps`, the members'
+/// order): the report, committed and compared by a test, must not depend on the cache.
+#[test]
+fn members_keep_the_workspace_order_with_and_without_the_cache() {
+    let fx = Fixture::new("order");
+    let member = |name: &str| {
+        format!("[package]\nname = \"{name}\"\nversion = \"0.1.0\"\nedition = \"2021\"\n")
+    };
+    fx.file(
+        "Cargo.toml",
+        "[workspace]\nmembers = [\"zed\", \"alpha\", \"mid\"]\nresolver = \"2\"\n",
+    );
+    for name in ["zed", "alpha", "mid"] {
+        fx.file(&format!("{name}/Cargo.toml"), &member(name))
+            .file(&format!("{name}/src/lib.rs"), "");
+    }
+    let names = |ws: load::Workspace| ws.members.into_iter().map(|m| m.name).collect::<Vec<_>>();
+    let fresh = names(load::load(&fx.manifest(), true, false).unwrap());
+    let first = names(load::load(&fx.manifest(), true, true).unwrap());
+    let cached = names(load::load(&fx.manifest(), true, true).unwrap());
+    assert_eq!(fresh, ["zed", "alpha", "mid"]);
+    assert_eq!(first, fresh, "the run that writes the cache");
+    assert_eq!(cached, fresh, "the run that reads it");
+}
+
 #[test]
 fn the_layout_cache_sees_new_targets_and_new_members() {
     let fx = Fixture::new("layout");
