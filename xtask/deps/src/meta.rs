@@ -91,7 +91,9 @@ pub fn fresh_no_deps(manifest: &Path, offline: bool) -> anyhow::Result<Metadata>
 /// Keeps `raw` (a `--no-deps` or full output) for [`cached_no_deps`] under the layout's
 /// key, taken after the run (a full one may have written `Cargo.lock`). What the
 /// analysis reads of the `--no-deps` view (the workspace's packages, root, target
-/// directory and metadata) is the same in the full output, so one cargo run serves both.
+/// directory and metadata) is the same in the full output, so one cargo run serves both;
+/// only the packages' order differs (by id in the full output, the members' order in
+/// `--no-deps`), and `load` puts the members in the workspace's order either way.
 pub fn store_no_deps(manifest: &Path, meta: &Metadata, raw: &[u8]) {
     let Some(cache) = metadata_cache_path(manifest) else { return };
     // The cache's directory may be new, and in a directory the layout lists (the target
