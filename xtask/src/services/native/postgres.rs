@@ -299,7 +299,6 @@ pub fn data_dirs_of(state_dir: &Path) -> PathBuf {
 /// it is a real directory (not a link) that we own and nobody else may write to;
 /// anything else falls back to the state dir.
 fn in_memory_base(shm: &Path, state_dir: &Path, room: u64, create: bool) -> Option<PathBuf> {
-    use std::os::unix::fs::MetadataExt as _;
     let path = std::ffi::CString::new(shm.as_os_str().as_encoded_bytes()).ok()?;
     // SAFETY: a valid C string and a zeroed out-parameter that statvfs fills.
     let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -324,7 +323,7 @@ fn in_memory_base(shm: &Path, state_dir: &Path, room: u64, create: bool) -> Opti
         Ok(_) => {}
     }
     let meta = std::fs::symlink_metadata(&dir).ok()?;
-    (meta.is_dir() && meta.uid() == uid && meta.mode() & 0o022 == 0).then_some(dir)
+    (meta.is_dir() && crate::sys::fs::is_ours_alone(&meta)).then_some(dir)
 }
 
 /// `preferred`, unless the server user (when we are root) cannot reach it: a checkout
