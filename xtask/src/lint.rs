@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+use crate::ci::build::TestBinaries;
 use crate::sys::error::Exit;
 use crate::sys::{host, interrupts, paths, process};
 
@@ -100,21 +101,33 @@ fn clippy_in_build(wrapper: Option<&OsStr>, search_path: Option<&OsStr>, root: &
     }
 }
 
-/// The clippy check's cargo arguments: all targets with the end-to-end tests' feature,
-/// warnings denied. With the wrapper, a build (`cargo test --no-run`) of the same targets:
-/// the wrapper lints each crate, and the test run that follows finds it all built.
-fn clippy_args(in_build: bool) -> Vec<&'static str> {
-    let targets = ["--workspace", "--all-targets", "--features", "tasker-core/test-services"];
-    let mut args = match in_build {
-        true => vec!["test", "--no-run"],
-        false => vec!["clippy"],
-    };
-    args.extend(targets);
-    args.push("--quiet");
+/// The clippy check's cargo commands: all targets with the end-to-end tests' feature,
+/// warnings denied. With the wrapper, builds of the same targets (`cargo test --no-run`):
+/// the wrapper lints each crate, and the runs that follow find it all built. They select
+/// what those runs build, so nothing is compiled for one of them alone: the unit tests'
+/// targets (`cargo test`'s own selection, no feature, as nextest builds them: examples are
+/// built, not compiled as tests as `--all-targets` would), then the end-to-end tests with
+/// their feature (as the pipeline's build selects them). One build of `--all-targets` with
+/// the feature left `test` to compile the root package again (1.3 s of every run).
+fn clippy_commands(in_build: bool) -> Vec<Vec<String>> {
+    let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     if !in_build {
-        args.extend(["--", "-D", "warnings"]);
+        return vec![strings(&[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--features",
+            "tasker-core/test-services",
+            "--quiet",
+            "--",
+            "-D",
+            "warnings",
+        ])];
     }
-    args
+    let mut end_to_end = strings(&["test", "--no-run"]);
+    end_to_end.extend(TestBinaries::Workspace { release: false }.selection());
+    end_to_end.push("--quiet".into());
+    vec![strings(&["test", "--no-run", "--workspace", "--quiet"]), end_to_end]
 }
 
 fn checks() -> Vec<Check> {
@@ -129,20 +142,22 @@ fn checks() -> Vec<Check> {
         paths::workflow_files().iter().map(|p| p.display().to_string()).collect();
     let mut schema_args = strings(&["--builtin-schema", "vendor.github-workflows"]);
     schema_args.extend(workflows.iter().cloned());
-    vec![
-        Check::Command {
-            name: "rustfmt",
-            program: cargo.clone(),
-            args: strings(&["fmt", "--all", "--check"]),
-        },
-        Check::Command {
-            name: match clippy_in_build {
-                true => "clippy (in the build, by RUSTC_WORKSPACE_WRAPPER)",
-                false => "clippy",
-            },
-            program: cargo,
-            args: strings(&clippy_args(clippy_in_build)),
-        },
+    let mut checks = vec![Check::Command {
+        name: "rustfmt",
+        program: cargo.clone(),
+        args: strings(&["fmt", "--all", "--check"]),
+    }];
+    let clippy_names: &[&'static str] = match clippy_in_build {
+        true => &[
+            "clippy (in the build, by RUSTC_WORKSPACE_WRAPPER)",
+            "clippy (in the build of the end-to-end tests)",
+        ],
+        false => &["clippy"],
+    };
+    for (name, args) in clippy_names.iter().zip(clippy_commands(clippy_in_build)) {
+        checks.push(Check::Command { name, program: cargo.clone(), args });
+    }
+    checks.extend([
         Check::Command {
             name: "unused dependencies",
             program: xtask.clone(),
@@ -173,7 +188,8 @@ fn checks() -> Vec<Check> {
             args: schema_args,
             install: "pip install check-jsonschema",
         },
-    ]
+    ]);
+    checks
 }
 
 /// `tree` is the command tree (`Cli`'s) that the workflows' and the docs' command lines
@@ -485,13 +501,28 @@ mod tests {
         assert!(!clippy_in_build(name, no_path, &root));
         std::fs::remove_dir_all(&dir).unwrap();
 
+        let lines = |in_build| -> Vec<String> {
+            clippy_commands(in_build).iter().map(|args| args.join(" ")).collect()
+        };
         assert_eq!(
-            clippy_args(false).join(" "),
-            "clippy --workspace --all-targets --features tasker-core/test-services --quiet -- -D warnings"
+            lines(false),
+            [
+                "clippy --workspace --all-targets --features tasker-core/test-services --quiet -- -D warnings"
+            ]
         );
+        // The unit tests' selection, then the pipeline's end-to-end tests. The first is
+        // what nextest builds for `cargo xtask test`: no target flags, no features.
+        let unit = &crate::test::plan(&[], false, true)[0].cargo_args;
+        assert!(unit.contains(&"--workspace".to_string()), "{unit:?}");
+        for flag in ["--all-targets", "--examples", "--tests", "--features", "--lib", "--bins"] {
+            assert!(!unit.contains(&flag.to_string()), "{flag} in {unit:?}");
+        }
         assert_eq!(
-            clippy_args(true).join(" "),
-            "test --no-run --workspace --all-targets --features tasker-core/test-services --quiet"
+            lines(true),
+            [
+                "test --no-run --workspace --quiet",
+                "test --no-run --workspace --features tasker-core/test-services --test e2e_* --quiet"
+            ]
         );
     }
 }
