@@ -77,8 +77,11 @@ fn tools_dir_in(cache: Option<PathBuf>) -> PathBuf {
     let in_checkout = || paths::xtask_dir().join("tools");
     let Some(cache) = cache else { return in_checkout() };
     let tools = cache.join("tools");
-    let untrusted = [&cache, &tools]
+    // The cache's own parent too (`~/.cache`): whoever may write there may swap our
+    // directory for theirs.
+    let untrusted = [cache.parent(), Some(cache.as_path()), Some(tools.as_path())]
         .into_iter()
+        .flatten()
         .find(|dir| std::fs::metadata(dir).is_ok_and(|meta| !crate::sys::fs::is_ours_alone(&meta)));
     match untrusted {
         Some(dir) => {
@@ -260,7 +263,8 @@ mod tests {
     #[test]
     fn compose_is_installed_for_the_account_unless_others_may_write_there() {
         use std::os::unix::fs::PermissionsExt as _;
-        let cache = std::env::temp_dir().join(format!("xtask-tools-{}", std::process::id()));
+        let home = std::env::temp_dir().join(format!("xtask-tools-{}", std::process::id()));
+        let cache = home.join("cache");
         let in_checkout = paths::xtask_dir().join("tools");
         // Not there yet: created, ours, on install.
         assert_eq!(tools_dir_in(Some(cache.clone())), cache.join("tools"));
@@ -276,6 +280,9 @@ mod tests {
         mode(&cache, 0o777);
         assert_eq!(tools_dir_in(Some(cache.clone())), in_checkout, "cache writable by others");
         mode(&cache, 0o700);
+        mode(&home, 0o777);
+        assert_eq!(tools_dir_in(Some(cache.clone())), in_checkout, "its parent writable by others");
+        mode(&home, 0o755);
 
         // What lies there runs only if nobody else may have put it there.
         let binary = cache.join("tools/docker-compose");
@@ -289,6 +296,6 @@ mod tests {
         std::os::unix::fs::symlink(&binary, &link).unwrap();
         assert!(!runnable(&link), "a link");
         assert!(!runnable(&cache.join("tools/missing")));
-        std::fs::remove_dir_all(&cache).unwrap();
+        std::fs::remove_dir_all(&home).unwrap();
     }
 }
