@@ -109,25 +109,34 @@ fn clippy_in_build(wrapper: Option<&OsStr>, search_path: Option<&OsStr>, root: &
 /// built, not compiled as tests as `--all-targets` would), then the end-to-end tests with
 /// their feature (as the pipeline's build selects them). One build of `--all-targets` with
 /// the feature left `test` to compile the root package again (1.3 s of every run).
-fn clippy_commands(in_build: bool) -> Vec<Vec<String>> {
+fn clippy_commands(in_build: bool) -> Vec<(&'static str, Vec<String>)> {
     let strings = |args: &[&str]| args.iter().map(|a| a.to_string()).collect::<Vec<_>>();
     if !in_build {
-        return vec![strings(&[
+        return vec![(
             "clippy",
-            "--workspace",
-            "--all-targets",
-            "--features",
-            "tasker-core/test-services",
-            "--quiet",
-            "--",
-            "-D",
-            "warnings",
-        ])];
+            strings(&[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--features",
+                "tasker-core/test-services",
+                "--quiet",
+                "--",
+                "-D",
+                "warnings",
+            ]),
+        )];
     }
     let mut end_to_end = strings(&["test", "--no-run"]);
     end_to_end.extend(TestBinaries::Workspace { release: false }.selection());
     end_to_end.push("--quiet".into());
-    vec![strings(&["test", "--no-run", "--workspace", "--quiet"]), end_to_end]
+    vec![
+        (
+            "clippy (in the build, by RUSTC_WORKSPACE_WRAPPER)",
+            strings(&["test", "--no-run", "--workspace", "--quiet"]),
+        ),
+        ("clippy (in the build of the end-to-end tests)", end_to_end),
+    ]
 }
 
 fn checks() -> Vec<Check> {
@@ -147,14 +156,7 @@ fn checks() -> Vec<Check> {
         program: cargo.clone(),
         args: strings(&["fmt", "--all", "--check"]),
     }];
-    let clippy_names: &[&'static str] = match clippy_in_build {
-        true => &[
-            "clippy (in the build, by RUSTC_WORKSPACE_WRAPPER)",
-            "clippy (in the build of the end-to-end tests)",
-        ],
-        false => &["clippy"],
-    };
-    for (name, args) in clippy_names.iter().zip(clippy_commands(clippy_in_build)) {
+    for (name, args) in clippy_commands(clippy_in_build) {
         checks.push(Check::Command { name, program: cargo.clone(), args });
     }
     checks.extend([
@@ -502,7 +504,7 @@ mod tests {
         std::fs::remove_dir_all(&dir).unwrap();
 
         let lines = |in_build| -> Vec<String> {
-            clippy_commands(in_build).iter().map(|args| args.join(" ")).collect()
+            clippy_commands(in_build).iter().map(|(_, args)| args.join(" ")).collect()
         };
         assert_eq!(
             lines(false),

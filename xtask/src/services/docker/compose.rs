@@ -136,10 +136,9 @@ fn choose() -> anyhow::Result<Compose> {
     let candidates: [&[&str]; 3] =
         [&["docker", "compose"], &[&installed_argv], &["docker-compose"]];
     for argv in candidates {
-        if argv == [installed_argv.as_str()] && !runnable(&installed) {
-            continue;
-        }
-        match found(argv) {
+        let compose =
+            if argv == [installed_argv.as_str()] { found_installed() } else { found(argv) };
+        match compose {
             Some(compose) if compose.is_v2() => return Ok(compose),
             Some(v1) => fallback = fallback.or(Some(v1)),
             None => {}
