@@ -29,7 +29,7 @@ pub const LAYERS: &[(&str, &[&str])] = &[
     // run history and its report, the workflow rules.
     ("ci", &["ci"]),
     // The tasks, one module each, and the checks `lint` runs.
-    ("tasks", &["test", "lint", "layers", "build_timings", "doc_commands"]),
+    ("tasks", &["test", "lint", "layers", "build_timings", "doc_commands", "test_builds"]),
     // The command tree: flags, and the call into the task.
     ("cli", &["cli"]),
 ];

@@ -15,6 +15,7 @@ pub mod requirements;
 pub mod services;
 pub mod sys;
 pub mod test;
+pub mod test_builds;
 pub mod timings;
 
 pub use cli::Cli;

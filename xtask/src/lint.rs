@@ -1,7 +1,8 @@
 //! `cargo xtask lint`: every check that needs no test run, in one command: formatting,
 //! clippy with warnings denied, unused dependencies, the generated files (configs and
 //! the Docker files), the `cargo xtask` command lines of the docs, xtask's own module
-//! layers ([`crate::layers`]), and the GitHub workflows (their xtask command lines
+//! layers ([`crate::layers`]), no test code in a target whose test build is off
+//! ([`crate::test_builds`]), and the GitHub workflows (their xtask command lines
 //! against this parser, the rules that make them hold on GitHub, and the workflow
 //! linters `zizmor` and `check-jsonschema` when installed). Every check runs; the task
 //! fails when any did.
@@ -25,7 +26,8 @@ wrapper lints each crate); cargo xtask deps; cargo xtask config --all --check; c
 xtask docker generate --check; the workflows (their xtask command lines, and the rules
 for re-runs, label events, cancellations, concurrency, the required check and the pins:
 docs/ci.md, \"Rules the workflows follow\"); the docs' cargo xtask command lines;
-xtask's module layers (no import upward, no module cycle); zizmor and check-jsonschema
+xtask's module layers (no import upward, no module cycle); no test code in a target
+whose test build is off (`test = false`); zizmor and check-jsonschema
 on .github/workflows (skipped, and said so, when not installed; --install-linters
 installs the pinned versions with pip, --require-linters makes a missing one a
 failure).")]
@@ -74,6 +76,7 @@ enum Check {
     WorkflowCommands,
     DocCommands,
     ModuleLayers,
+    TestBuilds,
 }
 
 /// Cargo's workspace wrapper that compiles each crate of the checkout with rustc while it
@@ -178,6 +181,7 @@ fn checks() -> Vec<Check> {
         Check::WorkflowCommands,
         Check::DocCommands,
         Check::ModuleLayers,
+        Check::TestBuilds,
         Check::Linter {
             name: "zizmor",
             program: "zizmor",
@@ -250,6 +254,16 @@ pub fn run(args: Args, tree: &clap::Command) -> anyhow::Result<()> {
                     eprintln!("{problem}");
                 }
                 ("module layers", problems.is_empty())
+            }
+            Check::TestBuilds => {
+                eprintln!(
+                    "==> test builds: no test code in a library or binary whose test build is off (`test = false`)"
+                );
+                let problems = crate::test_builds::check(&paths::root().join("Cargo.toml"))?;
+                for problem in &problems {
+                    eprintln!("{problem}");
+                }
+                ("test builds", problems.is_empty())
             }
         };
         eprintln!(

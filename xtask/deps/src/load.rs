@@ -968,6 +968,19 @@ fn target_context(t: &Target) -> Context {
     }
 }
 
+/// Where the module tree rooted at `root_file` holds test-only code (`#[cfg(test)]`,
+/// `#[test]`, `#[tokio::test]`, `#![cfg(test)]`): each file, and the line the code starts
+/// on. A file reached only through `#[cfg(test)] mod x;` shows as that line of its parent.
+pub fn test_code(root_file: &Path) -> Vec<(PathBuf, u32)> {
+    let mut scans = HashMap::new();
+    let files = module_files(root_file, &mut scans);
+    let lines = |file: PathBuf| {
+        let found = scans[&file].test_code.clone();
+        found.into_iter().map(move |line| (file.clone(), line))
+    };
+    files.into_iter().flat_map(|(file, _)| lines(file)).collect()
+}
+
 /// The files of the module tree rooted at `root_file` (each scanned into `scans`), with
 /// whether the file is test-only (reached through a `#[cfg(test)] mod x;`).
 fn module_files(root_file: &Path, scans: &mut HashMap<PathBuf, FileScan>) -> Vec<(PathBuf, bool)> {

@@ -51,6 +51,9 @@ pub struct FileScan {
     pub includes_generated: bool,
     /// Markdown files whose code blocks are doc tests (`#[doc = include_str!("..")]`).
     pub doc_includes: Vec<String>,
+    /// The lines where test-only code starts (`#[cfg(test)]`, `#[test]`, `#[tokio::test]`,
+    /// `#![cfg(test)]`): code cargo compiles only in a test build of the target.
+    pub test_code: Vec<u32>,
 }
 
 impl FileScan {
@@ -101,7 +104,11 @@ struct Scanner<'t, 'a> {
 
 impl<'t, 'a> Scanner<'t, 'a> {
     fn new(toks: &'t [Token<'a>], out: &'t mut FileScan, line_map: Option<&'t [u32]>) -> Self {
-        let test = test_mask(toks);
+        let (test, starts) = test_mask(toks);
+        // A doc test's snippet is compiled by rustdoc, not in the target's test build.
+        if line_map.is_none() {
+            out.test_code.extend(starts.iter().map(|&i| toks[i].line));
+        }
         if out.scopes.is_empty() {
             out.scopes.push(None);
         }
@@ -535,9 +542,10 @@ fn matching(toks: &[Token<'_>], open: usize) -> usize {
 
 /// Marks the tokens of test-only code: the item after `#[cfg(test)]` or `#[test]` /
 /// `#[some::test]` (up to its `;` or its closing brace, the attribute included), and
-/// the whole file after `#![cfg(test)]`.
-fn test_mask(toks: &[Token<'_>]) -> Vec<bool> {
+/// the whole file after `#![cfg(test)]`. Also the index of each such item's first token.
+fn test_mask(toks: &[Token<'_>]) -> (Vec<bool>, Vec<usize>) {
     let mut mask = vec![false; toks.len()];
+    let mut starts = Vec::new();
     let mut i = 0;
     while i < toks.len() {
         if !toks[i].is_punct("#") {
@@ -571,9 +579,10 @@ fn test_mask(toks: &[Token<'_>]) -> Vec<bool> {
         for m in &mut mask[i..end.min(toks.len())] {
             *m = true;
         }
+        starts.push(i);
         i = end;
     }
-    mask
+    (mask, starts)
 }
 
 /// Whether a cfg predicate (the tokens inside `cfg(...)`) holds only in test builds.
@@ -879,5 +888,37 @@ mod tests {
         "#;
         let got: Vec<_> = macro_expansion_roots(src).into_iter().collect();
         assert_eq!(got, ["c", "helper", "log", "serde", "strum"]);
+    }
+
+    #[test]
+    fn test_code_is_found_where_it_starts_and_only_where_a_test_build_alone_compiles_it() {
+        let src = "\
+fn a() {}
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn inner() {}
+}
+#[test]
+fn t() {}
+#[tokio::test(flavor = \"multi_thread\")]
+async fn u() {}
+#[cfg(all(test, unix))]
+fn v() {}
+#[cfg(not(test))]
+fn w() {}
+#[cfg(any(test, feature = \"x\"))]
+fn x() {}
+#[cfg_attr(test, derive(Debug))]
+struct Y;
+/// ```
+/// #[test]
+/// fn in_a_doc_test() {}
+/// ```
+fn z() {}
+";
+        assert_eq!(scan(src).test_code, [2, 7, 9, 11]);
+        assert_eq!(scan("//! A test-only file.\n#![cfg(test)]\nuse a::b;").test_code, [2]);
+        assert_eq!(scan("fn main() {}").test_code, Vec::<u32>::new());
     }
 }
