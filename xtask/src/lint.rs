@@ -224,47 +224,29 @@ pub fn run(args: Args, tree: &clap::Command) -> anyhow::Result<()> {
                 eprintln!("==> {name}: {program} {}", args.join(" "));
                 (name, run_command(Path::new(program), &args)?)
             }
-            Check::WorkflowCommands => {
-                eprintln!(
-                    "==> workflows: every run step is an xtask call this parser accepts, and the rules hold"
-                );
-                let problems = crate::ci::workflows::check_files(&paths::workflow_files(), tree);
-                for problem in &problems {
-                    eprintln!("{problem}");
-                }
-                ("workflows", problems.is_empty())
-            }
-            Check::DocCommands => {
-                eprintln!(
-                    "==> doc commands: every cargo xtask line of a runnable block in README.md and docs/ parses"
-                );
-                let (problems, _) =
-                    crate::doc_commands::check(&crate::doc_commands::files(&paths::root()), tree);
-                for problem in &problems {
-                    eprintln!("{problem}");
-                }
-                ("doc commands", problems.is_empty())
-            }
-            Check::ModuleLayers => {
-                eprintln!(
-                    "==> module layers: each xtask module imports only from its layer and the ones below, and no module cycle"
-                );
-                let problems = crate::layers::check_dir(&crate::layers::source_dir())?;
-                for problem in &problems {
-                    eprintln!("{problem}");
-                }
-                ("module layers", problems.is_empty())
-            }
-            Check::TestBuilds => {
-                eprintln!(
-                    "==> test builds: no test code in a library or binary whose test build is off (`test = false`)"
-                );
-                let problems = crate::test_builds::check(&paths::root().join("Cargo.toml"))?;
-                for problem in &problems {
-                    eprintln!("{problem}");
-                }
-                ("test builds", problems.is_empty())
-            }
+            Check::WorkflowCommands => listed(
+                "workflows",
+                "every run step is an xtask call this parser accepts, and the rules hold",
+                || Ok(crate::ci::workflows::check_files(&paths::workflow_files(), tree)),
+            )?,
+            Check::DocCommands => listed(
+                "doc commands",
+                "every cargo xtask line of a runnable block in README.md and docs/ parses",
+                || {
+                    let files = crate::doc_commands::files(&paths::root());
+                    Ok(crate::doc_commands::check(&files, tree).0)
+                },
+            )?,
+            Check::ModuleLayers => listed(
+                "module layers",
+                "each xtask module imports only from its layer and the ones below, and no module cycle",
+                || crate::layers::check_dir(&crate::layers::source_dir()),
+            )?,
+            Check::TestBuilds => listed(
+                "test builds",
+                "no test code in a library or binary whose test build is off (`test = false`)",
+                || crate::test_builds::check(&paths::root().join("Cargo.toml")),
+            )?,
         };
         eprintln!(
             "    {} in {:.1}s",
@@ -290,6 +272,21 @@ pub fn run(args: Args, tree: &clap::Command) -> anyhow::Result<()> {
         eprintln!("error: failing checks: {}{skipped_note}", failed.join(", "));
         Err(Exit(1).into())
     }
+}
+
+/// A check that lists its problems: its header (`what` it checks), then each problem on a
+/// line of its own. Passes when there is none.
+fn listed(
+    name: &'static str,
+    what: &str,
+    find: impl FnOnce() -> anyhow::Result<Vec<String>>,
+) -> anyhow::Result<(&'static str, bool)> {
+    eprintln!("==> {name}: {what}");
+    let problems = find()?;
+    for problem in &problems {
+        eprintln!("{problem}");
+    }
+    Ok((name, problems.is_empty()))
 }
 
 fn run_command(program: &Path, args: &[String]) -> anyhow::Result<bool> {

@@ -7,31 +7,21 @@
 //! say so. This check says so: it walks each such target's module tree as `cargo xtask
 //! deps` does and reports every piece of test-only code in it.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use xtask_deps::meta::{self, Metadata, Target};
+use xtask_deps::meta::{self, Target};
 
 /// One line per piece of test code in a target of the workspace at `manifest` whose test
-/// build is off.
+/// build is off; paths shown relative to the workspace's root.
 pub fn check(manifest: &Path) -> anyhow::Result<Vec<String>> {
     let meta = meta::run(manifest, true, true)?;
     let root = manifest.parent().unwrap_or(Path::new("."));
-    Ok(problems(&meta, root, &xtask_deps::load::test_code))
-}
-
-/// The problems of `meta`'s members, `test_code` telling where a target's module tree
-/// holds test code; paths shown relative to `root`.
-fn problems(
-    meta: &Metadata,
-    root: &Path,
-    test_code: &dyn Fn(&Path) -> Vec<(PathBuf, u32)>,
-) -> Vec<String> {
     let shown = |path: &Path| path.strip_prefix(root).unwrap_or(path).display().to_string();
     let mut out = Vec::new();
     for package in meta.workspace_packages() {
         for target in package.targets.iter().filter(|t| untested(t)) {
             let kind = if meta::is_lib(target) { "library" } else { "binary" };
-            for (file, line) in test_code(target.src_path.as_std_path()) {
+            for (file, line) in xtask_deps::load::test_code(target.src_path.as_std_path()) {
                 out.push(format!(
                     "{}:{line}: test code in the {kind} `{}` of {}, whose test build is off: \
                      it is never compiled nor run; remove `test = false` from {}",
@@ -43,7 +33,7 @@ fn problems(
             }
         }
     }
-    out
+    Ok(out)
 }
 
 /// A library or binary that `cargo test` does not build as a test harness. (Examples and
@@ -55,6 +45,7 @@ fn untested(target: &Target) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::PathBuf;
 
     /// A workspace of one package at a new directory: a library and a binary, each with
     /// `test = false` when `off`, the library's sources `lib_files`.

@@ -974,11 +974,11 @@ fn target_context(t: &Target) -> Context {
 pub fn test_code(root_file: &Path) -> Vec<(PathBuf, u32)> {
     let mut scans = HashMap::new();
     let files = module_files(root_file, &mut scans);
-    let lines = |file: PathBuf| {
-        let found = scans[&file].test_code.clone();
-        found.into_iter().map(move |line| (file.clone(), line))
-    };
-    files.into_iter().flat_map(|(file, _)| lines(file)).collect()
+    let mut found = Vec::new();
+    for (file, _) in files {
+        found.extend(scans[&file].test_code.iter().map(|&line| (file.clone(), line)));
+    }
+    found
 }
 
 /// The files of the module tree rooted at `root_file` (each scanned into `scans`), with
