@@ -615,12 +615,18 @@ fn set_password(
     database: &str,
     password: &str,
 ) -> anyhow::Result<()> {
-    // The password is hex (secrets::random_token): nothing to quote.
+    // Stored as a SCRAM secret of one iteration instead of PostgreSQL's 4096: the
+    // iterations slow down guessing a password from its secret, and this one is 128
+    // random bits, out of reach at any count. Every login's client hashes as many rounds:
+    // 4096 cost about 35 ms of CPU per login in a debug build, and the tests make
+    // hundreds of connections (docs/ci.md). Base64 and `$:`: nothing to quote.
+    let salt = crate::sys::secrets::random_bytes(16)?;
+    let secret = crate::sys::secrets::scram_sha256_secret(password, &salt, 1);
     run_on_socket(
         socket_dir,
         port,
         database,
-        &format!("ALTER ROLE {SERVER_USER} PASSWORD '{password}'"),
+        &format!("ALTER ROLE {SERVER_USER} PASSWORD '{secret}'"),
     )
     .context("setting the session's database password failed")
 }
@@ -691,6 +697,12 @@ mod tests {
             pg_probe::handshake(addr, "postgres", "tasker_test", Duration::from_secs(5)),
             Ok(Handshake::NeedsPassword)
         ));
+        // Kept as a SCRAM secret of one iteration (`set_password`), not PostgreSQL's 4096.
+        let stored = format!(
+            "DO $$ BEGIN IF (SELECT rolpassword FROM pg_authid WHERE rolname = '{SERVER_USER}') \
+             NOT LIKE 'SCRAM-SHA-256$1:%' THEN RAISE EXCEPTION 'not one iteration'; END IF; END $$"
+        );
+        run_on_socket(&db.socket_dir, db.port, "tasker_test", &stored).unwrap();
         {
             use std::os::unix::fs::PermissionsExt as _;
             let mode = std::fs::metadata(&db.socket_dir).unwrap().permissions().mode();
