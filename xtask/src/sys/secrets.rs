@@ -28,7 +28,7 @@ pub fn random_token(bytes: usize) -> anyhow::Result<String> {
 /// `password` must be ASCII without control characters, which SASLprep leaves as it is
 /// (xtask's passwords are hex).
 pub fn scram_sha256_secret(password: &str, salt: &[u8], iterations: u32) -> String {
-    debug_assert!(password.bytes().all(|b| b.is_ascii_graphic()), "not a hex password");
+    debug_assert!(password.bytes().all(|b| b.is_ascii_graphic()), "not printable ASCII");
     let hmac = |key: &[u8], data: &[&[u8]]| {
         let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
         for part in data {
